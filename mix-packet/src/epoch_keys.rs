@@ -1,0 +1,84 @@
+//! A node's Sphinx keys by epoch, each with its own replay filter.
+//!
+//! Keys are generated ahead and published for epochs e..e+2; the frame's
+//! epoch picks the key. Removing an epoch drops its private key (zeroised)
+//! together with its filter: once the key is gone, a replay of its packets
+//! cannot be processed anyway, and deleting old keys is what gives forward
+//! secrecy.
+
+use std::collections::BTreeMap;
+
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::replay::{ReplayFilter, ReplayTag};
+
+/// One epoch's Sphinx key pair and replay filter.
+pub struct EpochKey {
+    /// The private key (zeroised on drop).
+    pub secret: StaticSecret,
+    /// The public key, as published in the node's descriptor.
+    pub public: PublicKey,
+    /// Tags of the packets processed under this key.
+    pub filter: ReplayFilter,
+}
+
+impl EpochKey {
+    /// Wraps a key and its filter.
+    pub fn new(secret: StaticSecret, filter: ReplayFilter) -> Self {
+        let public = PublicKey::from(&secret);
+        EpochKey {
+            secret,
+            public,
+            filter,
+        }
+    }
+}
+
+/// The keys a node currently holds.
+#[derive(Default)]
+pub struct EpochKeys {
+    keys: BTreeMap<u64, EpochKey>,
+}
+
+impl EpochKeys {
+    /// No keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the key of `epoch`.
+    pub fn insert(&mut self, epoch: u64, key: EpochKey) {
+        self.keys.insert(epoch, key);
+    }
+
+    /// The key of `epoch`, if held.
+    pub fn get(&self, epoch: u64) -> Option<&EpochKey> {
+        self.keys.get(&epoch)
+    }
+
+    /// Records a replay tag under `epoch`; `None` if no key for that epoch,
+    /// otherwise whether the tag was new.
+    pub fn record(&mut self, epoch: u64, tag: &ReplayTag) -> Option<bool> {
+        self.keys
+            .get_mut(&epoch)
+            .map(|k| k.filter.check_and_insert(tag))
+    }
+
+    /// Erases every key (and filter) of an epoch before `oldest_kept`;
+    /// returns the epochs erased.
+    pub fn erase_before(&mut self, oldest_kept: u64) -> Vec<u64> {
+        let kept = self.keys.split_off(&oldest_kept);
+        let erased = std::mem::replace(&mut self.keys, kept);
+        erased.into_keys().collect()
+    }
+
+    /// The epochs held, in order.
+    pub fn epochs(&self) -> Vec<u64> {
+        self.keys.keys().copied().collect()
+    }
+
+    /// Iterates the held keys in epoch order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &EpochKey)> {
+        self.keys.iter().map(|(e, k)| (*e, k))
+    }
+}

@@ -1,0 +1,212 @@
+//! Packet geometry: the named, versioned set of sizes every packet of a
+//! network has. Its hash goes into the directory consensus so that nodes and
+//! clients notice a mismatch before they exchange a single packet.
+
+use sha2::{Digest, Sha256};
+
+use crate::constants::{
+    AEAD_TAG_LEN, FRAME_HEADER_LEN, FRAME_VERSION, GEOMETRY_HASH_DOMAIN, ID_LEN, MAX_HOPS,
+    NODE_ID_LEN, PAYLOAD_KEY_SEED_LEN, SEALED_OVERHEAD, SPHINX_HEADER_LEN, SPHINX_VERSION,
+};
+use crate::error::PacketError;
+
+/// A packet geometry: how many hops every route has and how large the Sphinx
+/// payload is. One geometry gives one packet size for every kind of packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Human-readable name, e.g. `aegis-5x2048`.
+    pub name: &'static str,
+    /// Version of this geometry's definition.
+    pub version: u16,
+    /// Number of Sphinx hops of every route (entry gateway, mixes, exit gateway).
+    pub hops: usize,
+    /// Size of the Sphinx payload in bytes.
+    pub payload_len: usize,
+}
+
+/// Size of the kind byte and fragment header inside the sealed plaintext:
+/// kind (1), message id, index (2), count (2), data length (2).
+pub(crate) const FRAGMENT_HEADER_LEN: usize = 1 + ID_LEN + 2 + 2 + 2;
+
+impl Geometry {
+    /// The geometry of the AegisLink network: entry gateway, three mix
+    /// layers, exit gateway; a 2048-byte payload (Nym's regular packet size),
+    /// large enough to carry a reply block for the acknowledgement beside
+    /// useful data.
+    pub const STANDARD: Geometry = Geometry {
+        name: "aegis-5x2048",
+        version: 1,
+        hops: 5,
+        payload_len: 2048,
+    };
+
+    /// Checks that the geometry can be built: 1..=5 hops and a payload large
+    /// enough for a fragment with its reply block and at least one data byte.
+    pub fn validate(&self) -> Result<(), PacketError> {
+        if self.hops == 0 || self.hops > MAX_HOPS {
+            return Err(PacketError::InvalidGeometry("hops must be between 1 and 5"));
+        }
+        if self.payload_len > u16::MAX as usize {
+            return Err(PacketError::InvalidGeometry(
+                "payload larger than 65535 bytes",
+            ));
+        }
+        if self.payload_len < SEALED_OVERHEAD + FRAGMENT_HEADER_LEN + self.surb_ack_len() + 1 {
+            return Err(PacketError::InvalidGeometry(
+                "payload too small for a fragment and its reply block",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Length of a Sphinx packet (header and payload): the same for every kind.
+    pub const fn packet_len(&self) -> usize {
+        SPHINX_HEADER_LEN + self.payload_len
+    }
+
+    /// Length of a link frame carrying one packet.
+    pub const fn frame_len(&self) -> usize {
+        FRAME_HEADER_LEN + self.packet_len()
+    }
+
+    /// Length of the plaintext sealed to a mailbox owner inside the payload.
+    pub const fn sealed_plaintext_len(&self) -> usize {
+        self.payload_len - SEALED_OVERHEAD
+    }
+
+    /// Length of an encoded reply block for this many hops.
+    pub const fn reply_block_len(&self) -> usize {
+        SPHINX_HEADER_LEN + NODE_ID_LEN + self.hops * PAYLOAD_KEY_SEED_LEN
+    }
+
+    /// Length of an encoded SURB-ACK: key epoch (8), ack id, the key the ack
+    /// is sealed to (32), and the reply block.
+    pub const fn surb_ack_len(&self) -> usize {
+        8 + ID_LEN + 32 + self.reply_block_len()
+    }
+
+    /// How many message bytes one fragment carries.
+    pub const fn fragment_data_len(&self) -> usize {
+        self.sealed_plaintext_len() - FRAGMENT_HEADER_LEN - self.surb_ack_len()
+    }
+
+    /// Largest message that can be sent: `MAX_FRAGMENTS` full fragments.
+    pub const fn max_message_len(&self) -> usize {
+        crate::constants::MAX_FRAGMENTS * self.fragment_data_len()
+    }
+
+    /// The geometry's canonical encoding: everything that decides what a
+    /// packet looks like on the wire, including the frame and Sphinx versions.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(GEOMETRY_HASH_DOMAIN);
+        out.extend_from_slice(&(self.name.len() as u16).to_be_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.push(self.hops as u8);
+        out.extend_from_slice(&(self.payload_len as u32).to_be_bytes());
+        out.push(FRAME_VERSION);
+        out.extend_from_slice(&SPHINX_VERSION.value().to_be_bytes());
+        out.extend_from_slice(&(AEAD_TAG_LEN as u16).to_be_bytes());
+        out
+    }
+
+    /// SHA-256 of the canonical encoding; published in the consensus.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.canonical_bytes()).into()
+    }
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry::STANDARD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_geometry_is_valid_and_sized_as_documented() {
+        let g = Geometry::STANDARD;
+        g.validate().unwrap();
+        assert_eq!(g.packet_len(), 348 + 2048);
+        assert_eq!(g.frame_len(), 9 + 348 + 2048);
+        assert_eq!(g.reply_block_len(), 348 + 32 + 80);
+        assert_eq!(g.surb_ack_len(), 516);
+        assert_eq!(g.fragment_data_len(), 2048 - 48 - 23 - 516);
+    }
+
+    #[test]
+    fn hash_changes_with_every_field() {
+        let base = Geometry::STANDARD;
+        let variants = [
+            Geometry {
+                name: "other",
+                ..base.clone()
+            },
+            Geometry {
+                version: 2,
+                ..base.clone()
+            },
+            Geometry {
+                hops: 4,
+                ..base.clone()
+            },
+            Geometry {
+                payload_len: 4096,
+                ..base.clone()
+            },
+        ];
+        for v in variants {
+            assert_ne!(v.hash(), base.hash(), "{v:?}");
+        }
+        assert_eq!(base.hash(), Geometry::STANDARD.hash());
+    }
+
+    #[test]
+    fn invalid_geometries_are_rejected() {
+        let base = Geometry::STANDARD;
+        assert!(
+            Geometry {
+                hops: 0,
+                ..base.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Geometry {
+                hops: 6,
+                ..base.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Geometry {
+                payload_len: 587,
+                ..base.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Geometry {
+                payload_len: 588,
+                ..base.clone()
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            Geometry {
+                payload_len: 70_000,
+                ..base
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! What a node does with a packet, in two steps.
+//!
+//! [`peel`] performs the hop's Diffie-Hellman, checks the header MAC and
+//! yields the replay tag, before any further work; the caller checks the tag
+//! against its replay filter and only then calls [`Peeled::unwrap`], which
+//! removes the hop's layer and says where the packet goes next.
+
+use std::time::Duration;
+
+use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
+use sphinx_packet::{ProcessedPacketData, SphinxPacket};
+use x25519_dalek::StaticSecret;
+
+use crate::constants::{DELIVERY_TAG_LEN, MAX_HOP_DELAY_NANOS, SPHINX_VERSION};
+use crate::epoch_keys::EpochKeys;
+use crate::error::PacketError;
+use crate::frame::Frame;
+use crate::geometry::Geometry;
+use crate::replay::ReplayTag;
+use crate::route::{Destination, NodeId};
+
+/// A packet whose header authenticated under this node's key.
+pub struct Peeled {
+    packet: SphinxPacket,
+    secret: ExpandedSharedSecret,
+    tag: ReplayTag,
+}
+
+/// Where a processed packet goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Processed {
+    /// Hold for `delay`, then send `packet` to `next_hop`.
+    Forward {
+        /// The next node.
+        next_hop: NodeId,
+        /// The sender-chosen delay, capped at [`MAX_HOP_DELAY_NANOS`].
+        delay: Duration,
+        /// Whether the sender asked for more than the cap.
+        delay_capped: bool,
+        /// The packet for the next hop, same length as the one received.
+        packet: Vec<u8>,
+    },
+    /// This node is the last hop.
+    Final {
+        /// A mailbox here, or the drop destination.
+        destination: Destination,
+        /// A random tag the sender put in the header: stored with the payload,
+        /// meaningless to the gateway.
+        delivery_tag: [u8; DELIVERY_TAG_LEN],
+        /// The payload as the mailbox owner will receive it.
+        payload: Vec<u8>,
+    },
+}
+
+/// Step one: parse, derive the shared secret, verify the header MAC, and
+/// compute the replay tag.
+pub fn peel(geometry: &Geometry, packet: &[u8], key: &StaticSecret) -> Result<Peeled, PacketError> {
+    if packet.len() != geometry.packet_len() {
+        return Err(PacketError::FrameLength {
+            expected: geometry.packet_len(),
+            got: packet.len(),
+        });
+    }
+    let packet = SphinxPacket::from_bytes(packet)
+        .map_err(|e| PacketError::MalformedRouting(e.to_string()))?;
+    let secret = packet.header.compute_expanded_shared_secret(key);
+    packet
+        .header
+        .ensure_header_integrity(&secret)
+        .map_err(|_| PacketError::HeaderAuthentication)?;
+    let tag = ReplayTag(*secret.replay_tag());
+    Ok(Peeled {
+        packet,
+        secret,
+        tag,
+    })
+}
+
+impl Peeled {
+    /// The packet's replay tag at this hop.
+    pub fn replay_tag(&self) -> &ReplayTag {
+        &self.tag
+    }
+
+    /// Step two: remove this hop's layer.
+    pub fn unwrap(self) -> Result<Processed, PacketError> {
+        let processed = self
+            .packet
+            .process_with_expanded_secret(&self.secret)
+            .map_err(|e| match e.kind() {
+                sphinx_packet::ErrorKind::InvalidPayload => PacketError::Payload(e.to_string()),
+                _ => PacketError::MalformedRouting(e.to_string()),
+            })?;
+        if processed.version != SPHINX_VERSION {
+            return Err(PacketError::UnsupportedSphinxVersion(
+                processed.version.value(),
+            ));
+        }
+        Ok(match processed.data {
+            ProcessedPacketData::ForwardHop {
+                next_hop_packet,
+                next_hop_address,
+                delay,
+            } => {
+                let requested = delay.to_nanos();
+                Processed::Forward {
+                    next_hop: NodeId(next_hop_address.to_bytes()),
+                    delay: Duration::from_nanos(requested.min(MAX_HOP_DELAY_NANOS)),
+                    delay_capped: requested > MAX_HOP_DELAY_NANOS,
+                    packet: next_hop_packet.to_bytes(),
+                }
+            }
+            ProcessedPacketData::FinalHop {
+                destination,
+                identifier,
+                payload,
+            } => Processed::Final {
+                destination: Destination::from_sphinx(&destination),
+                delivery_tag: identifier,
+                payload: payload.into_bytes(),
+            },
+        })
+    }
+}
+
+/// The whole hop for one frame: decode, pick the epoch's key, peel, check and
+/// record the replay tag, unwrap. Returns the frame's epoch (a forwarded
+/// packet keeps it) and the result. Every failure is a typed error.
+pub fn process_frame(
+    geometry: &Geometry,
+    frame: &[u8],
+    keys: &mut EpochKeys,
+) -> Result<(u64, Processed), PacketError> {
+    let frame = Frame::decode(geometry, frame)?;
+    let key = keys
+        .get(frame.epoch)
+        .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
+    let peeled = peel(geometry, frame.packet, &key.secret)?;
+    match keys.record(frame.epoch, peeled.replay_tag()) {
+        Some(true) => Ok((frame.epoch, peeled.unwrap()?)),
+        Some(false) => Err(PacketError::Replayed),
+        None => Err(PacketError::UnknownEpoch(frame.epoch)),
+    }
+}

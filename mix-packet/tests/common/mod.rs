@@ -1,0 +1,155 @@
+//! A line of real nodes with real keys, to push packets through by hand.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use aegis_mix_packet::{
+    EpochKey, EpochKeys, Geometry, Hop, HopDelays, MailboxId, NodeId, PacketError, Processed,
+    ReplayFilter, Route, SphinxPublicKey, SphinxSecret, process_frame,
+};
+use rand::{CryptoRng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::time::Duration;
+
+pub const EPOCH: u64 = 42;
+
+pub struct TestNode {
+    pub id: NodeId,
+    pub keys: EpochKeys,
+}
+
+impl TestNode {
+    pub fn new<R: CryptoRng>(rng: &mut R, epoch: u64) -> Self {
+        let mut id = [0u8; 32];
+        rng.fill_bytes(&mut id);
+        let mut keys = EpochKeys::new();
+        let secret = SphinxSecret::random_from_rng(rng);
+        keys.insert(
+            epoch,
+            EpochKey::new(secret, ReplayFilter::with_capacity(rng, 100_000, 1e-6)),
+        );
+        TestNode {
+            id: NodeId(id),
+            keys,
+        }
+    }
+
+    pub fn public(&self, epoch: u64) -> SphinxPublicKey {
+        self.keys.get(epoch).unwrap().public
+    }
+
+    pub fn hop(&self, epoch: u64) -> Hop {
+        Hop {
+            node: self.id,
+            sphinx_key: self.public(epoch),
+        }
+    }
+}
+
+/// A client's mailbox: id and sealing key pair.
+pub struct TestMailbox {
+    pub id: MailboxId,
+    pub secret: SphinxSecret,
+}
+
+impl TestMailbox {
+    pub fn new<R: CryptoRng>(rng: &mut R) -> Self {
+        TestMailbox {
+            id: MailboxId::random(rng),
+            secret: SphinxSecret::random_from_rng(rng),
+        }
+    }
+    pub fn public(&self) -> SphinxPublicKey {
+        SphinxPublicKey::from(&self.secret)
+    }
+}
+
+pub struct TestNet {
+    pub geometry: Geometry,
+    pub nodes: Vec<TestNode>,
+    pub rng: ChaCha20Rng,
+}
+
+/// Result of pushing a frame through the line of nodes.
+#[derive(Debug)]
+pub struct Trace {
+    pub hops_visited: Vec<NodeId>,
+    pub delays: Vec<Duration>,
+    pub frame_lens: Vec<usize>,
+    pub last: Processed,
+}
+
+impl TestNet {
+    /// `count` nodes with keys for `EPOCH`.
+    pub fn new(seed: u64, count: usize) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let nodes = (0..count).map(|_| TestNode::new(&mut rng, EPOCH)).collect();
+        TestNet {
+            geometry: Geometry::STANDARD,
+            nodes,
+            rng,
+        }
+    }
+
+    /// A route over the nodes at the given positions.
+    pub fn route(&self, positions: &[usize]) -> Route {
+        Route::new(
+            positions
+                .iter()
+                .map(|&i| self.nodes[i].hop(EPOCH))
+                .collect(),
+            &self.geometry,
+        )
+        .unwrap()
+    }
+
+    pub fn delays(&mut self, mean_ms: u64) -> HopDelays {
+        HopDelays::sample_exponential(
+            &mut self.rng,
+            self.geometry.hops,
+            Duration::from_millis(mean_ms),
+        )
+    }
+
+    fn index_of(&self, id: NodeId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// Processes `frame` at `first`, then forwards hop by hop until a final
+    /// hop or an error.
+    pub fn deliver(&mut self, first: NodeId, mut frame: Vec<u8>) -> Result<Trace, PacketError> {
+        let mut at = self.index_of(first).expect("first hop is a test node");
+        let mut trace = Trace {
+            hops_visited: vec![],
+            delays: vec![],
+            frame_lens: vec![frame.len()],
+            last: Processed::Forward {
+                next_hop: first,
+                delay: Duration::ZERO,
+                delay_capped: false,
+                packet: vec![],
+            },
+        };
+        loop {
+            trace.hops_visited.push(self.nodes[at].id);
+            let geometry = self.geometry.clone();
+            let (epoch, processed) = process_frame(&geometry, &frame, &mut self.nodes[at].keys)?;
+            match processed {
+                Processed::Forward {
+                    next_hop,
+                    delay,
+                    packet,
+                    ..
+                } => {
+                    trace.delays.push(delay);
+                    frame = aegis_mix_packet::Frame::encode(&geometry, epoch, &packet)?;
+                    trace.frame_lens.push(frame.len());
+                    at = self.index_of(next_hop).expect("next hop is a test node");
+                }
+                last @ Processed::Final { .. } => {
+                    trace.last = last;
+                    return Ok(trace);
+                }
+            }
+        }
+    }
+}
