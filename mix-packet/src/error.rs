@@ -47,6 +47,11 @@ pub enum PacketError {
     /// Both look the same by design.
     #[error("header authentication failed (corrupted header or wrong key)")]
     HeaderAuthentication,
+    /// The header's group element α has its most significant bit set. X25519
+    /// ignores that bit, so accepting it would let anyone make a second,
+    /// different-looking copy of a packet that still processes.
+    #[error("non-canonical group element in the header")]
+    NonCanonicalGroupElement,
     /// The header authenticated but its routing information could not be used.
     #[error("malformed routing information: {0}")]
     MalformedRouting(String),
@@ -103,6 +108,7 @@ impl PacketError {
             PacketError::UnknownEpoch(_) => "unknown_epoch",
             PacketError::Replayed => "replay",
             PacketError::HeaderAuthentication => "header_mac",
+            PacketError::NonCanonicalGroupElement => "non_canonical_element",
             PacketError::MalformedRouting(_) => "malformed_routing",
             PacketError::UnsupportedSphinxVersion(_) => "sphinx_version",
             PacketError::Payload(_) => "payload",

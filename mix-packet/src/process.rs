@@ -11,7 +11,7 @@ use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 use x25519_dalek::StaticSecret;
 
-use crate::constants::{DELIVERY_TAG_LEN, MAX_HOP_DELAY_NANOS, SPHINX_VERSION};
+use crate::constants::{DELIVERY_TAG_LEN, MAX_HOP_DELAY_NANOS, SPHINX_VERSION, X25519_KEY_LEN};
 use crate::epoch_keys::EpochKeys;
 use crate::error::PacketError;
 use crate::frame::Frame;
@@ -60,6 +60,11 @@ pub fn peel(geometry: &Geometry, packet: &[u8], key: &StaticSecret) -> Result<Pe
             expected: geometry.packet_len(),
             got: packet.len(),
         });
+    }
+    // α occupies the first 32 bytes; honest senders and hops always produce
+    // it with the top bit clear.
+    if packet[X25519_KEY_LEN - 1] & 0x80 != 0 {
+        return Err(PacketError::NonCanonicalGroupElement);
     }
     let packet = SphinxPacket::from_bytes(packet)
         .map_err(|e| PacketError::MalformedRouting(e.to_string()))?;

@@ -56,9 +56,14 @@ impl ReplayFilter {
             .clamp(1.0, MAX_HASHES as f64) as u32;
         let mut key = [0u8; 32];
         rng.fill_bytes(&mut key);
+        // Write every word now rather than take lazily zeroed pages: the node
+        // pays for the filter's memory up front instead of as page faults on
+        // the packet path (and sees an allocation failure at start, not later).
+        let mut bits = Vec::with_capacity(num_bits.div_ceil(64) as usize);
+        bits.resize(num_bits.div_ceil(64) as usize, std::hint::black_box(0u64));
         ReplayFilter {
             key,
-            bits: vec![0; num_bits.div_ceil(64) as usize],
+            bits,
             num_bits,
             num_hashes,
             capacity: capacity.max(1),
@@ -93,7 +98,7 @@ impl ReplayFilter {
             }
         }
         if new {
-            self.inserted += 1;
+            self.inserted = self.inserted.saturating_add(1);
         }
         new
     }
@@ -271,6 +276,16 @@ mod tests {
         bad[45] = 0;
         bad[46] = 0;
         assert!(ReplayFilter::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn a_counter_at_its_limit_does_not_overflow() {
+        let mut rng = ChaCha20Rng::seed_from_u64(15);
+        let mut bytes = ReplayFilter::with_capacity(&mut rng, 10, 1e-2).to_bytes();
+        bytes[57..65].copy_from_slice(&u64::MAX.to_le_bytes());
+        let mut f = ReplayFilter::from_bytes(&bytes).unwrap();
+        assert!(f.check_and_insert(&tag(&mut rng)));
+        assert_eq!(f.len(), u64::MAX);
     }
 
     #[test]

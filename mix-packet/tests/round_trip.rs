@@ -276,9 +276,15 @@ fn a_flipped_header_bit_fails_the_mac_at_the_first_hop() {
     for bit in 0..aegis_mix_packet::constants::SPHINX_HEADER_LEN * 8 {
         let mut bad = out.packet.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
+        // the top bit of α is ignored by X25519, so it is refused by shape
+        let expected = if bit == 255 {
+            PacketError::NonCanonicalGroupElement
+        } else {
+            PacketError::HeaderAuthentication
+        };
         assert_eq!(
             peel(&geometry, &bad, key).err(),
-            Some(PacketError::HeaderAuthentication),
+            Some(expected),
             "bit {bit}"
         );
     }

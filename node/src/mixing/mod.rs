@@ -1,0 +1,120 @@
+//! Mixing strategies: how long a node holds each packet and in which order
+//! it lets packets go.
+//!
+//! * [`PoissonMix`] — Loopix's continuous-time mix: each packet is held for
+//!   the delay its sender sampled from Exp(μ) and chose for this hop; the
+//!   node adds nothing and reorders by due time.
+//! * [`TimedPool`] — every interval, a random share of the pool above a
+//!   minimum leaves (a timed dynamic pool mix).
+//! * [`ThresholdPool`] — when the pool reaches a threshold, all of it leaves
+//!   in random order (a threshold mix).
+//!
+//! All are sans-IO: `push` a packet with the time it arrived, `poll` with the
+//! current time for what is due, and ask `next_deadline` when to poll next.
+//! Every pool is bounded: a full pool refuses the packet (the caller drops
+//! and counts it) instead of growing. The consensus says which strategy runs.
+
+mod poisson;
+mod pool;
+
+pub use poisson::PoissonMix;
+pub use pool::{ThresholdPool, TimedPool};
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// A packet refused because the mix is at capacity; the packet is handed back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PushError<P>(pub P);
+
+/// Which strategy a node runs, with its parameters, as the consensus publishes them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MixConfig {
+    /// Sender-chosen exponential delays (Loopix).
+    Poisson,
+    /// Every `interval`, send a `fraction` of the packets above `min_pool`, at random.
+    TimedPool {
+        /// Time between rounds.
+        interval: Duration,
+        /// Packets always kept back.
+        min_pool: usize,
+        /// Share of the packets above `min_pool` sent per round, in (0, 1].
+        fraction: f64,
+    },
+    /// When `threshold` packets are held, send them all in random order.
+    ThresholdPool {
+        /// Pool size that triggers a flush.
+        threshold: usize,
+    },
+}
+
+/// The strategy a node runs, chosen at run time from the consensus.
+#[derive(Debug)]
+pub enum Mixer<P> {
+    /// See [`PoissonMix`].
+    Poisson(PoissonMix<P>),
+    /// See [`TimedPool`].
+    TimedPool(TimedPool<P>),
+    /// See [`ThresholdPool`].
+    ThresholdPool(ThresholdPool<P>),
+}
+
+impl<P> Mixer<P> {
+    /// A mixer for `config` holding at most `capacity` packets, starting at `now`.
+    pub fn new(config: &MixConfig, capacity: usize, now: Duration) -> Self {
+        match *config {
+            MixConfig::Poisson => Mixer::Poisson(PoissonMix::new(capacity)),
+            MixConfig::TimedPool {
+                interval,
+                min_pool,
+                fraction,
+            } => Mixer::TimedPool(TimedPool::new(interval, min_pool, fraction, capacity, now)),
+            MixConfig::ThresholdPool { threshold } => {
+                Mixer::ThresholdPool(ThresholdPool::new(threshold, capacity))
+            }
+        }
+    }
+
+    /// A packet arrived at `now`; `delay` is the delay its sender chose for
+    /// this hop (used by Poisson mixing, ignored by pools).
+    pub fn push(&mut self, now: Duration, delay: Duration, packet: P) -> Result<(), PushError<P>> {
+        match self {
+            Mixer::Poisson(m) => m.push(now, delay, packet),
+            Mixer::TimedPool(m) => m.push(packet),
+            Mixer::ThresholdPool(m) => m.push(packet),
+        }
+    }
+
+    /// Appends to `out` every packet due at `now`, in the order to send them.
+    pub fn poll<R: Rng + ?Sized>(&mut self, now: Duration, rng: &mut R, out: &mut Vec<P>) {
+        match self {
+            Mixer::Poisson(m) => m.poll(now, out),
+            Mixer::TimedPool(m) => m.poll(now, rng, out),
+            Mixer::ThresholdPool(m) => m.poll(rng, out),
+        }
+    }
+
+    /// When the next packet may become due; `None` if nothing will without a new arrival.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        match self {
+            Mixer::Poisson(m) => m.next_deadline(),
+            Mixer::TimedPool(m) => Some(m.next_deadline()),
+            Mixer::ThresholdPool(m) => m.next_deadline(),
+        }
+    }
+
+    /// Packets held.
+    pub fn len(&self) -> usize {
+        match self {
+            Mixer::Poisson(m) => m.len(),
+            Mixer::TimedPool(m) => m.len(),
+            Mixer::ThresholdPool(m) => m.len(),
+        }
+    }
+
+    /// Whether no packet is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
