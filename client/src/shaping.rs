@@ -183,15 +183,12 @@ impl<Q> TrafficShaper<Q> {
     /// Every slot due at or before `now`, in time order.
     pub fn poll<R: Rng + ?Sized>(&mut self, now: Duration, rng: &mut R) -> Vec<Emission<Q>> {
         let mut out = Vec::new();
-        loop {
-            let Some(timer) = self
-                .timers
-                .iter_mut()
-                .filter(|t| t.next <= now)
-                .min_by_key(|t| t.next)
-            else {
-                break;
-            };
+        while let Some(timer) = self
+            .timers
+            .iter_mut()
+            .filter(|t| t.next <= now)
+            .min_by_key(|t| t.next)
+        {
             let at = timer.next;
             let stream = timer.stream;
             timer.next = at + timer.gap.sample(rng);

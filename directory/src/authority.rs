@@ -1,0 +1,570 @@
+//! The voting round of one authority, as a sans-IO state machine.
+//!
+//! [`Authority`] holds the descriptors, votes, signatures and documents of
+//! the rounds in flight. It is driven by [`Authority::handle`] with an
+//! [`Input`] and the current time, and answers with [`Output`]s for its
+//! driver to carry out: records to persist, votes and signatures to send,
+//! documents to publish or to fetch from peers, rounds that failed. It reads
+//! no clock, opens no socket and draws no randomness (Ed25519 signing is
+//! deterministic), so tests drive it with virtual time and the simulator can
+//! run the very same code.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+
+use crate::consensus::{ConsensusBody, DocumentSignature, NetworkParameters, SignedConsensus};
+use crate::constants::{DOCUMENTS_KEPT, MAX_NODES};
+use crate::descriptor::SignedDescriptor;
+use crate::schedule::{Phase, Schedule};
+use crate::tally::{TallyInput, tally};
+use crate::verify::Verifier;
+use crate::vote::{SignedVote, VoteBody};
+
+mod events;
+pub use events::{Input, Output, Record, Rejection, RoundOutcome, RoundStatus};
+
+/// The static setup of an authority.
+pub struct AuthorityConfig {
+    /// This authority's signing key.
+    pub key: SigningKey,
+    /// Public keys of all authorities, this one included.
+    pub authorities: Vec<[u8; 32]>,
+    /// The epoch clock.
+    pub schedule: Schedule,
+    /// The parameters this authority votes for.
+    pub parameters: NetworkParameters,
+}
+
+#[derive(Default)]
+struct Round {
+    descriptors: BTreeMap<[u8; 32], SignedDescriptor>,
+    votes: BTreeMap<[u8; 32], SignedVote>,
+    voted: bool,
+    tallied: Option<Result<ConsensusBody, String>>,
+    signatures: BTreeMap<[u8; 32], DocumentSignature>,
+    fetch_requested_for: Option<[u8; 32]>,
+    last_fetch_ms: Option<u64>,
+    outcome: Option<RoundOutcome>,
+}
+
+/// One directory authority's voting state.
+pub struct Authority {
+    key: SigningKey,
+    me: [u8; 32],
+    verifier: Verifier,
+    schedule: Schedule,
+    parameters: NetworkParameters,
+    rounds: BTreeMap<u64, Round>,
+    documents: BTreeMap<u64, SignedConsensus>,
+}
+
+impl Authority {
+    /// A fresh authority with no state.
+    pub fn new(config: AuthorityConfig) -> Self {
+        let me = config.key.verifying_key().to_bytes();
+        let mut authorities = config.authorities;
+        authorities.push(me);
+        Authority {
+            key: config.key,
+            me,
+            verifier: Verifier::new(authorities),
+            schedule: config.schedule,
+            parameters: config.parameters,
+            rounds: BTreeMap::new(),
+            documents: BTreeMap::new(),
+        }
+    }
+
+    /// This authority's public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.me
+    }
+
+    /// The signatures required on a document.
+    pub fn threshold(&self) -> usize {
+        self.verifier.threshold()
+    }
+
+    /// The epoch clock.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The threshold-signed document for `epoch`, if held.
+    pub fn document(&self, epoch: u64) -> Option<&SignedConsensus> {
+        self.documents.get(&epoch)
+    }
+
+    /// The newest held document that is still valid at `now_ms` and not for
+    /// a future epoch: what clients should use now.
+    pub fn current_document(&self, now_ms: u64) -> Option<&SignedConsensus> {
+        let current = self.schedule.epoch_at(now_ms);
+        self.documents
+            .range(..=current)
+            .rev()
+            .map(|(_, d)| d)
+            .find(|d| now_ms < d.body.valid_until_ms)
+    }
+
+    /// The signatures held for a round.
+    pub fn signatures(&self, epoch: u64) -> Vec<DocumentSignature> {
+        self.rounds
+            .get(&epoch)
+            .map(|r| r.signatures.values().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Status of every round held, oldest first.
+    pub fn rounds(&self) -> Vec<RoundStatus> {
+        self.rounds
+            .iter()
+            .map(|(&epoch, r)| RoundStatus {
+                epoch,
+                descriptors: r.descriptors.len(),
+                votes: r.votes.len(),
+                signatures: r.signatures.len(),
+                outcome: r.outcome.clone().unwrap_or(RoundOutcome::Pending),
+            })
+            .collect()
+    }
+
+    /// The most recent round that has an outcome.
+    pub fn last_finished_round(&self) -> Option<RoundStatus> {
+        self.rounds()
+            .into_iter()
+            .rev()
+            .find(|r| r.outcome != RoundOutcome::Pending)
+    }
+
+    /// Feeds one input at time `now_ms`.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Result<Vec<Output>, Rejection> {
+        let mut out = Vec::new();
+        match input {
+            Input::Descriptor(d) => self.on_descriptor(now_ms, d, &mut out)?,
+            Input::Vote(v) => self.on_vote(now_ms, v, &mut out)?,
+            Input::Signature(s) => self.on_signature(s, &mut out)?,
+            Input::Document(d) => self.on_document(now_ms, d, &mut out)?,
+            Input::Tick => self.on_tick(now_ms, &mut out),
+        }
+        Ok(out)
+    }
+
+    /// Reloads a persisted record after a restart. Checks signatures again
+    /// but not timing: the record was accepted when it arrived.
+    pub fn restore(&mut self, record: Record) -> Result<(), Rejection> {
+        match record {
+            Record::Descriptor(d) => {
+                d.verify()?;
+                let round = self.rounds.entry(d.body.epoch).or_default();
+                let newer = round
+                    .descriptors
+                    .get(&d.identity())
+                    .is_none_or(|old| old.body.revision < d.body.revision);
+                if newer {
+                    round.descriptors.insert(d.identity(), d);
+                }
+            }
+            Record::Vote(v) => {
+                self.check_vote(&v)?;
+                let round = self.rounds.entry(v.body.epoch).or_default();
+                round.voted |= v.body.authority == self.me;
+                round.votes.entry(v.body.authority).or_insert(v);
+            }
+            Record::Signature(s) => {
+                self.check_signature(&s)?;
+                self.rounds
+                    .entry(s.epoch)
+                    .or_default()
+                    .signatures
+                    .entry(s.authority)
+                    .or_insert(s);
+            }
+            Record::Document(d) => {
+                self.verifier.check_signatures(&d)?;
+                let epoch = d.body.epoch;
+                let hash = hex::encode(d.body.hash());
+                let signatures = d.signatures.len();
+                let round = self.rounds.entry(epoch).or_default();
+                round
+                    .outcome
+                    .get_or_insert(RoundOutcome::Adopted { hash, signatures });
+                self.documents.insert(epoch, d);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_descriptor(
+        &mut self,
+        now_ms: u64,
+        d: SignedDescriptor,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
+        let target = self.schedule.target_at(now_ms);
+        let epoch = d.body.epoch;
+        if epoch != target && epoch != target + 1 {
+            return Err(Rejection::WrongEpoch {
+                got: epoch,
+                first: target,
+                last: target + 1,
+            });
+        }
+        d.verify()?;
+        let round = self.rounds.entry(epoch).or_default();
+        if round.voted {
+            return Err(Rejection::RoundClosed(epoch));
+        }
+        match round.descriptors.get(&d.identity()) {
+            Some(old) if *old == d => return Err(Rejection::Duplicate),
+            Some(old) if old.body.revision > d.body.revision => {
+                return Err(Rejection::StaleRevision {
+                    have: old.body.revision,
+                    got: d.body.revision,
+                });
+            }
+            Some(old) if old.body.revision == d.body.revision => {
+                return Err(Rejection::RevisionConflict(d.body.revision));
+            }
+            None if round.descriptors.len() >= MAX_NODES => return Err(Rejection::Full),
+            _ => {}
+        }
+        round.descriptors.insert(d.identity(), d.clone());
+        out.push(Output::Store(Record::Descriptor(d)));
+        Ok(())
+    }
+
+    fn check_vote(&self, v: &SignedVote) -> Result<(), Rejection> {
+        if !self.verifier.authorities().contains(&v.body.authority) {
+            return Err(Rejection::UnknownAuthority);
+        }
+        v.verify()?;
+        Ok(())
+    }
+
+    fn on_vote(
+        &mut self,
+        now_ms: u64,
+        v: SignedVote,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
+        let epoch = v.body.epoch;
+        // A vote counts only if it arrives before this authority tallies.
+        let open = epoch == self.schedule.target_at(now_ms)
+            && now_ms < self.schedule.phase_at(epoch, Phase::Sign);
+        if !open {
+            return Err(Rejection::VoteOutOfWindow(epoch));
+        }
+        if let Some(old) = self
+            .rounds
+            .get(&epoch)
+            .and_then(|r| r.votes.get(&v.body.authority))
+        {
+            return if *old == v {
+                Ok(())
+            } else {
+                Err(Rejection::Equivocation("vote"))
+            };
+        }
+        self.check_vote(&v)?;
+        self.rounds
+            .entry(epoch)
+            .or_default()
+            .votes
+            .insert(v.body.authority, v.clone());
+        out.push(Output::Store(Record::Vote(v)));
+        Ok(())
+    }
+
+    fn check_signature(&self, s: &DocumentSignature) -> Result<(), Rejection> {
+        if !self.verifier.authorities().contains(&s.authority) {
+            return Err(Rejection::UnknownAuthority);
+        }
+        if !s.verify() {
+            return Err(Rejection::BadSignature);
+        }
+        Ok(())
+    }
+
+    fn on_signature(
+        &mut self,
+        s: DocumentSignature,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
+        self.check_signature(&s)?;
+        let round = self
+            .rounds
+            .get_mut(&s.epoch)
+            .ok_or(Rejection::UnknownRound(s.epoch))?;
+        if let Some(old) = round.signatures.get(&s.authority) {
+            return if *old == s {
+                Ok(())
+            } else {
+                Err(Rejection::Equivocation("signature"))
+            };
+        }
+        round.signatures.insert(s.authority, s);
+        out.push(Output::Store(Record::Signature(s)));
+        self.check_threshold(s.epoch, out);
+        Ok(())
+    }
+
+    fn on_document(
+        &mut self,
+        now_ms: u64,
+        doc: SignedConsensus,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
+        let epoch = doc.body.epoch;
+        if epoch > self.schedule.target_at(now_ms) {
+            return Err(Rejection::UnknownRound(epoch));
+        }
+        self.verifier.verify(&doc, Some(epoch), now_ms)?;
+        let hash = doc.body.hash();
+        if let Some(held) = self.documents.get(&epoch) {
+            if held.body.hash() != hash {
+                return Err(Rejection::ConflictingDocument(epoch));
+            }
+            if held.signatures.len() >= doc.signatures.len() {
+                return Ok(());
+            }
+        }
+        let round = self.rounds.entry(epoch).or_default();
+        // Keep the document's valid signatures with the round's, so that
+        // signatures arriving later extend the same set.
+        for s in &doc.signatures {
+            if s.document_hash == hash
+                && self.verifier.authorities().contains(&s.authority)
+                && s.verify()
+            {
+                round.signatures.entry(s.authority).or_insert(*s);
+            }
+        }
+        let signatures = doc.signatures.len();
+        match &mut round.outcome {
+            Some(
+                RoundOutcome::Published { signatures: n, .. }
+                | RoundOutcome::Adopted { signatures: n, .. },
+            ) => {
+                *n = signatures;
+            }
+            _ => {
+                round.outcome = Some(RoundOutcome::Adopted {
+                    hash: hex::encode(hash),
+                    signatures,
+                });
+                out.push(Output::Publish(doc.clone()));
+            }
+        }
+        out.push(Output::Store(Record::Document(doc.clone())));
+        self.documents.insert(epoch, doc);
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let target = self.schedule.target_at(now_ms);
+        self.rounds.entry(target).or_default();
+        if now_ms >= self.schedule.phase_at(target, Phase::Vote) {
+            self.cast_vote(target, out);
+        }
+        if now_ms >= self.schedule.phase_at(target, Phase::Sign) {
+            self.tally_and_sign(target, out);
+        }
+        // Earlier rounds that are still unresolved keep pulling from peers
+        // until the epoch they were for has ended.
+        let unresolved: Vec<u64> = self
+            .rounds
+            .iter()
+            .filter(|(e, r)| {
+                **e <= target
+                    && r.outcome
+                        .as_ref()
+                        .is_none_or(|o| matches!(o, RoundOutcome::Failed { .. }))
+            })
+            .map(|(e, _)| *e)
+            .collect();
+        for epoch in unresolved {
+            self.chase(now_ms, epoch, out);
+        }
+        self.prune(target);
+    }
+
+    fn cast_vote(&mut self, epoch: u64, out: &mut Vec<Output>) {
+        let previous = self
+            .documents
+            .range(..epoch)
+            .next_back()
+            .map(|(_, d)| d.body.hash());
+        let Some(round) = self.rounds.get_mut(&epoch) else {
+            return;
+        };
+        if round.voted {
+            return;
+        }
+        let vote = VoteBody {
+            authority: self.me,
+            epoch,
+            parameters: self.parameters,
+            previous,
+            descriptors: round.descriptors.values().cloned().collect(),
+        }
+        .sign(&self.key);
+        round.voted = true;
+        round.votes.insert(self.me, vote.clone());
+        out.push(Output::Store(Record::Vote(vote.clone())));
+        out.push(Output::SendVote(vote));
+    }
+
+    fn tally_and_sign(&mut self, epoch: u64, out: &mut Vec<Output>) {
+        let previous = self
+            .documents
+            .range(..epoch)
+            .next_back()
+            .map(|(_, d)| &d.body);
+        let threshold = self.verifier.threshold();
+        let Some(round) = self.rounds.get_mut(&epoch) else {
+            return;
+        };
+        if round.tallied.is_some() {
+            return;
+        }
+        let votes: Vec<SignedVote> = round.votes.values().cloned().collect();
+        let result = tally(TallyInput {
+            epoch,
+            threshold,
+            votes: &votes,
+            previous,
+            schedule: &self.schedule,
+        });
+        match result {
+            Ok(body) => {
+                let signature = DocumentSignature::create(&self.key, epoch, body.hash());
+                round.tallied = Some(Ok(body));
+                // After a restart the own signature may already be stored.
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    round.signatures.entry(self.me)
+                {
+                    slot.insert(signature);
+                    out.push(Output::Store(Record::Signature(signature)));
+                    out.push(Output::SendSignature(signature));
+                }
+                self.check_threshold(epoch, out);
+            }
+            Err(error) => round.tallied = Some(Err(error.to_string())),
+        }
+    }
+
+    /// Publishes when a threshold signed the document this authority
+    /// computed, or asks for the document when a threshold signed another.
+    fn check_threshold(&mut self, epoch: u64, out: &mut Vec<Output>) {
+        let threshold = self.verifier.threshold();
+        let Some(round) = self.rounds.get_mut(&epoch) else {
+            return;
+        };
+        let mut counts: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+        for s in round.signatures.values() {
+            *counts.entry(s.document_hash).or_default() += 1;
+        }
+        let Some((&winner, &count)) = counts.iter().find(|(_, n)| **n >= threshold) else {
+            return;
+        };
+        let own = match &round.tallied {
+            Some(Ok(body)) if body.hash() == winner => Some(body.clone()),
+            _ => None,
+        };
+        let Some(body) = own else {
+            // Before its own tally an authority just waits; after it, a
+            // threshold on another hash means it computed something else.
+            let tallied = round.tallied.is_some();
+            if tallied && round.outcome.is_none() && round.fetch_requested_for != Some(winner) {
+                round.fetch_requested_for = Some(winner);
+                out.push(Output::FetchDocument { epoch });
+            }
+            return;
+        };
+        let signatures: Vec<DocumentSignature> = round
+            .signatures
+            .values()
+            .filter(|s| s.document_hash == winner)
+            .copied()
+            .collect();
+        let doc = SignedConsensus { body, signatures };
+        let hash = hex::encode(winner);
+        match &mut round.outcome {
+            Some(
+                RoundOutcome::Published { signatures, .. }
+                | RoundOutcome::Adopted { signatures, .. },
+            ) => {
+                if *signatures >= count {
+                    return;
+                }
+                *signatures = count;
+            }
+            _ => {
+                round.outcome = Some(RoundOutcome::Published {
+                    hash,
+                    signatures: count,
+                });
+                out.push(Output::Publish(doc.clone()));
+            }
+        }
+        out.push(Output::Store(Record::Document(doc.clone())));
+        self.documents.insert(epoch, doc);
+    }
+
+    /// Pulls what is missing from peers after the publish point and
+    /// declares failure at the deadline.
+    fn chase(&mut self, now_ms: u64, epoch: u64, out: &mut Vec<Output>) {
+        let publish_at = self.schedule.phase_at(epoch, Phase::Publish);
+        let deadline = self.schedule.phase_at(epoch, Phase::Deadline);
+        let give_up = self.schedule.epoch_start(epoch.saturating_add(1));
+        let retry = (self.schedule.epoch_length_ms / 16).max(1);
+        let threshold = self.verifier.threshold();
+        let Some(round) = self.rounds.get_mut(&epoch) else {
+            return;
+        };
+        if now_ms < publish_at || now_ms >= give_up {
+            return;
+        }
+        if round
+            .last_fetch_ms
+            .is_none_or(|t| now_ms >= t.saturating_add(retry))
+        {
+            round.last_fetch_ms = Some(now_ms);
+            out.push(Output::FetchSignatures { epoch });
+            out.push(Output::FetchDocument { epoch });
+        }
+        if now_ms >= deadline && round.outcome.is_none() {
+            let reason = match &round.tallied {
+                Some(Err(reason)) => reason.clone(),
+                Some(Ok(body)) => {
+                    let hash = body.hash();
+                    let mine = round
+                        .signatures
+                        .values()
+                        .filter(|s| s.document_hash == hash)
+                        .count();
+                    let other = round.signatures.len() - mine;
+                    format!(
+                        "only {mine} of the {threshold} required signatures on this authority's document \
+                         ({other} authorities signed a different document)"
+                    )
+                }
+                None => "this authority did not take part in the round".to_owned(),
+            };
+            round.outcome = Some(RoundOutcome::Failed {
+                reason: reason.clone(),
+            });
+            out.push(Output::RoundFailed { epoch, reason });
+        }
+    }
+
+    fn prune(&mut self, target: u64) {
+        self.rounds.retain(|&e, _| e.saturating_add(2) >= target);
+        self.documents
+            .retain(|&e, _| e.saturating_add(DOCUMENTS_KEPT) >= target);
+    }
+}
+
+#[cfg(test)]
+mod tests;

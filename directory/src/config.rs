@@ -1,0 +1,301 @@
+//! The authority's configuration file and key file.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::consensus::{MixingStrategy, NetworkParameters, ParameterError};
+use crate::schedule::Schedule;
+
+/// Why the configuration or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse into a configuration.
+    #[error("config syntax: {0}")]
+    Syntax(#[from] toml::de::Error),
+    /// A value is invalid.
+    #[error("config value: {0}")]
+    Invalid(String),
+    /// Parameters are out of range.
+    #[error(transparent)]
+    Parameters(#[from] ParameterError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+    move |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Another authority this one talks to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    /// A name for logs.
+    pub name: String,
+    /// Its Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    /// Base URL of its HTTP API, e.g. `http://192.0.2.7:7900`.
+    pub url: String,
+}
+
+/// The network parameters as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParametersConfig {
+    /// Mixing strategy and its parameters.
+    pub mixing: MixingStrategy,
+    /// Client real-or-loop rate λP, packets/s.
+    pub lambda_p: f64,
+    /// Client loop cover rate λL, packets/s.
+    pub lambda_l: f64,
+    /// Client drop cover rate λD, packets/s.
+    pub lambda_d: f64,
+    /// Node loop cover rate λM, packets/s.
+    pub lambda_m: f64,
+    /// Packet geometry hash in hex; the standard geometry if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometry_hash: Option<String>,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// This authority's name, for logs and status.
+    pub name: String,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the key file and the database.
+    pub data_dir: PathBuf,
+    /// Epoch length in milliseconds (20 minutes in production).
+    pub epoch_length_ms: u64,
+    /// Unix time in milliseconds at which epoch 0 began; identical on all
+    /// authorities.
+    pub genesis_unix_ms: u64,
+    /// Network parameters this authority votes for.
+    pub parameters: ParametersConfig,
+    /// The other authorities.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// Name of the key file inside the data directory.
+pub const KEY_FILE: &str = "authority.key";
+/// Name of the database directory inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// Parses a 32-byte key from hex.
+pub fn parse_key(hex_key: &str) -> Result<[u8; 32], ConfigError> {
+    let bytes = hex::decode(hex_key.trim())
+        .map_err(|e| ConfigError::Invalid(format!("key {hex_key:?}: {e}")))?;
+    bytes
+        .try_into()
+        .map_err(|_| ConfigError::Invalid(format!("key {hex_key:?} is not 32 bytes")))
+}
+
+impl ParametersConfig {
+    /// Loopix-like defaults.
+    pub fn standard() -> Self {
+        let p = NetworkParameters::standard(0);
+        ParametersConfig {
+            mixing: p.mixing,
+            lambda_p: p.lambda_p,
+            lambda_l: p.lambda_l,
+            lambda_d: p.lambda_d,
+            lambda_m: p.lambda_m,
+            geometry_hash: None,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with defaults for a data directory.
+    pub fn new(
+        name: &str,
+        listen: SocketAddr,
+        data_dir: &Path,
+        epoch_length_ms: u64,
+        genesis_unix_ms: u64,
+    ) -> Self {
+        Config {
+            name: name.to_owned(),
+            listen,
+            data_dir: data_dir.to_owned(),
+            epoch_length_ms,
+            genesis_unix_ms,
+            parameters: ParametersConfig::standard(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(io_error(path))?;
+        let config: Config = toml::from_str(&text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that TOML's types do not.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.network_parameters()?.validate()?;
+        for peer in &self.peers {
+            parse_key(&peer.public_key)?;
+            if !(peer.url.starts_with("http://") || peer.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "peer {} url must start with http:// or https://",
+                    peer.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The epoch clock.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            genesis_ms: self.genesis_unix_ms,
+            epoch_length_ms: self.epoch_length_ms,
+        }
+    }
+
+    /// The parameters this authority votes for.
+    pub fn network_parameters(&self) -> Result<NetworkParameters, ConfigError> {
+        let p = &self.parameters;
+        let geometry_hash = match &p.geometry_hash {
+            Some(h) => parse_key(h)?,
+            None => aegis_mix_packet::Geometry::STANDARD.hash(),
+        };
+        Ok(NetworkParameters {
+            mixing: p.mixing,
+            lambda_p: p.lambda_p,
+            lambda_l: p.lambda_l,
+            lambda_d: p.lambda_d,
+            lambda_m: p.lambda_m,
+            geometry_hash,
+            epoch_length_ms: self.epoch_length_ms,
+        })
+    }
+
+    /// Peer public keys.
+    pub fn peer_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.peers
+            .iter()
+            .map(|p| parse_key(&p.public_key))
+            .collect()
+    }
+
+    /// The file text, with a comment on every setting.
+    pub fn to_documented_toml(&self) -> Result<String, ConfigError> {
+        let body = toml::to_string(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(format!("{CONFIG_HEADER}\n{body}"))
+    }
+}
+
+const CONFIG_HEADER: &str = "\
+# aegis-dir authority configuration (see docs/directory.md).
+#
+# name             this authority's name, for logs and the status page
+# listen           address of the HTTP API (descriptor uploads, documents,
+#                  authority-to-authority votes and signatures, /status, /metrics)
+# data_dir         holds authority.key (Ed25519 secret, mode 0600) and db/ (RocksDB)
+# epoch_length_ms  epoch length P; every authority must use the same value
+# genesis_unix_ms  start of epoch 0 in Unix milliseconds; identical everywhere
+#
+# [parameters]     what this authority votes for; only values shared by a
+#                  threshold of authorities enter the document
+#   mixing         { Poisson = { mean_delay_ms } }
+#                  or { TimedPool = { interval_ms, min_pool, fraction } }
+#                  or { ThresholdPool = { threshold } }
+#   lambda_p/l/d   client real-or-loop, loop and drop cover rates (packets/s)
+#   lambda_m       node loop cover rate (packets/s)
+#   geometry_hash  optional hex; defaults to the standard packet geometry
+#
+# [[peers]]        one block per other authority:
+#   name, public_key (64 hex digits, printed by `aegis-dir init`),
+#   url (base URL of its HTTP API)
+";
+
+/// Loads the authority key from `path`.
+pub fn load_key(path: &Path) -> Result<SigningKey, ConfigError> {
+    let bytes = Zeroizing::new(fs::read(path).map_err(io_error(path))?);
+    let seed: Zeroizing<[u8; 32]> =
+        Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
+            ConfigError::Invalid(format!("{} is not a 32-byte key", path.display()))
+        })?);
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Generates a new authority key at `path`, readable by the owner only.
+/// Refuses to overwrite an existing key.
+pub fn generate_key(path: &Path) -> Result<SigningKey, ConfigError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(seed.as_mut());
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.write_all(seed.as_ref()).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn documented_config_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(
+            "a1",
+            "127.0.0.1:7900".parse().unwrap(),
+            dir.path(),
+            60_000,
+            1_700_000_000_000,
+        );
+        config.peers.push(PeerConfig {
+            name: "a2".into(),
+            public_key: "11".repeat(32),
+            url: "http://127.0.0.1:7901".into(),
+        });
+        config.parameters.mixing = MixingStrategy::TimedPool {
+            interval_ms: 100,
+            min_pool: 5,
+            fraction: 0.5,
+        };
+        let path = dir.path().join("c.toml");
+        fs::write(&path, config.to_documented_toml().unwrap()).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn key_file_is_private_and_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let key = generate_key(&path).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_key(&path).unwrap().to_bytes(), key.to_bytes());
+        assert!(generate_key(&path).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! AegisLink's directory: which nodes form the network in each epoch, in
+//! which layer, with which keys and under which parameters.
+//!
+//! Several independent authorities collect signed node [`SignedDescriptor`]s,
+//! exchange signed [`SignedVote`]s, [`tally`] what at least a threshold of
+//! them saw byte for byte, [`assign_layers`] deterministically and stably,
+//! and sign the resulting [`ConsensusBody`]. The published
+//! [`SignedConsensus`] carries its signatures, so anyone can fetch it from
+//! any cache and check it with a [`Verifier`] holding the pinned authority
+//! keys; the [`Fetcher`] does that over HTTP.
+//!
+//! The voting round is the sans-IO state machine [`Authority`]: inputs and
+//! the current time go in, messages to send and documents to publish come
+//! out; it reads no clock and touches no socket. With the default `server`
+//! feature, the tokio `server` module wraps it with an HTTP API, RocksDB
+//! persistence (`Store`) and Prometheus metrics; `aegis-dir` is that
+//! server's command line. Without it, the crate is what nodes and clients
+//! need to verify and fetch documents.
+#![forbid(unsafe_code)]
+
+pub mod constants;
+
+mod codec;
+pub use codec::{DecodeError, SignatureBytes};
+
+mod schedule;
+pub use schedule::{Phase, Schedule};
+
+mod descriptor;
+pub use descriptor::{DescriptorBody, DescriptorError, EpochSphinxKey, Role, SignedDescriptor};
+
+mod consensus;
+pub use consensus::{
+    ConsensusBody, DocumentError, DocumentSignature, MixingStrategy, NetworkParameters,
+    ParameterError, SignedConsensus,
+};
+
+mod vote;
+pub use vote::{SignedVote, VoteBody, VoteError};
+
+mod layers;
+pub use layers::assign_layers;
+
+mod tally;
+pub use tally::{TallyError, TallyInput, tally};
+
+mod verify;
+pub use verify::{Verifier, VerifyError, majority};
+
+mod authority;
+pub use authority::{
+    Authority, AuthorityConfig, Input, Output, Record, Rejection, RoundOutcome, RoundStatus,
+};
+
+mod fetch;
+pub use fetch::{FetchError, Fetcher};
+
+#[cfg(feature = "server")]
+mod store;
+#[cfg(feature = "server")]
+pub use store::{Store, StoreError};
+
+#[cfg(feature = "server")]
+mod metrics;
+#[cfg(feature = "server")]
+pub use metrics::Metrics;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub use config::{Config, ConfigError, PeerConfig};
+
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub use server::{RunningAuthority, ServerError};

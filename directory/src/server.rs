@@ -1,0 +1,571 @@
+//! The authority server: the [`Authority`] state machine on tokio, with the
+//! HTTP API, RocksDB persistence, peer exchange and metrics.
+//!
+//! The state machine sits behind one mutex; every input is handled with the
+//! wall-clock time read here, and the outputs are carried out here: records
+//! are written to the store before anything is sent, votes and signatures
+//! are pushed to every peer, missing signatures and documents are pulled
+//! from peers, outcomes are logged and counted.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::authority::{
+    Authority, AuthorityConfig, Input, Output, Rejection, RoundOutcome, RoundStatus,
+};
+use crate::codec;
+use crate::config::{Config, ConfigError, DB_DIR, KEY_FILE, load_key};
+use crate::consensus::{DocumentSignature, SignedConsensus};
+use crate::constants::{
+    DOCUMENTS_KEPT, MAX_AUTHORITIES, MAX_DESCRIPTOR_BYTES, MAX_DOCUMENT_BYTES, MAX_SIGNATURE_BYTES,
+};
+use crate::descriptor::SignedDescriptor;
+use crate::fetch::{Fetcher, read_limited};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::verify::Verifier;
+use crate::vote::SignedVote;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Configuration or key problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Database problem.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Socket problem.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// HTTP client problem.
+    #[error("http client: {0}")]
+    Client(String),
+}
+
+struct Peer {
+    name: String,
+    url: String,
+}
+
+struct Shared {
+    name: String,
+    authority: Mutex<Authority>,
+    store: Store,
+    metrics: Metrics,
+    peers: Vec<Peer>,
+    client: reqwest::Client,
+    fetcher: Fetcher,
+    stopped: AtomicBool,
+}
+
+/// A running authority; dropping it without [`RunningAuthority::shutdown`]
+/// leaves its tasks running.
+pub struct RunningAuthority {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop_http: oneshot::Sender<()>,
+    http: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Shared {
+    fn authority(&self) -> MutexGuard<'_, Authority> {
+        // A panic while holding the lock cannot leave the state machine
+        // half-updated in a way later inputs care about; keep serving.
+        self.authority
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn feed(self: &Arc<Self>, input: Input) -> Result<(), Rejection> {
+        let outputs = self.authority().handle(now_ms(), input)?;
+        self.apply(outputs);
+        Ok(())
+    }
+
+    fn apply(self: &Arc<Self>, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Store(record) => {
+                    if let Err(e) = self.store.put(&record) {
+                        self.metrics.store_errors.inc();
+                        warn!(error = %e, "could not persist a record");
+                    }
+                }
+                Output::SendVote(vote) => self.push("vote", vote.to_bytes()),
+                Output::SendSignature(signature) => self.push("signature", signature.to_bytes()),
+                Output::Publish(doc) => self.on_publish(&doc),
+                Output::FetchSignatures { epoch } => self.pull_signatures(epoch),
+                Output::FetchDocument { epoch } => self.pull_document(epoch),
+                Output::RoundFailed { epoch, reason } => {
+                    warn!(epoch, %reason, "no consensus for this epoch; the previous document stays valid until it expires");
+                    self.metrics.round("failed");
+                }
+            }
+        }
+    }
+
+    fn on_publish(&self, doc: &SignedConsensus) {
+        let epoch = doc.body.epoch;
+        let outcome = self
+            .authority()
+            .rounds()
+            .into_iter()
+            .find(|r| r.epoch == epoch)
+            .map(|r| r.outcome);
+        let label = if matches!(outcome, Some(RoundOutcome::Adopted { .. })) {
+            "adopted"
+        } else {
+            "published"
+        };
+        info!(
+            epoch,
+            outcome = label,
+            hash = %hex::encode(&doc.body.hash()[..8]),
+            signatures = doc.signatures.len(),
+            mixes = doc.body.mixes().count(),
+            gateways = doc.body.gateways.len(),
+            "consensus document available"
+        );
+        self.metrics.round(label);
+        self.metrics.latest_document_epoch.set(epoch as i64);
+        let floor = epoch.saturating_sub(2);
+        if let Err(e) = self
+            .store
+            .prune(floor, epoch.saturating_sub(DOCUMENTS_KEPT))
+        {
+            warn!(error = %e, "could not prune old records");
+        }
+    }
+
+    fn push(self: &Arc<Self>, what: &'static str, body: Vec<u8>) {
+        for peer in &self.peers {
+            let shared = Arc::clone(self);
+            let url = format!("{}/v1/{what}", peer.url.trim_end_matches('/'));
+            let name = peer.name.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                // Two attempts: a peer restarting for a second still gets it.
+                for attempt in 0..2 {
+                    if shared.stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match shared.client.post(&url).body(body.clone()).send().await {
+                        Ok(r) if r.status().is_success() || r.status().is_client_error() => {
+                            if r.status().is_client_error() {
+                                debug!(peer = %name, what, status = %r.status(), "peer refused");
+                            }
+                            return;
+                        }
+                        Ok(_) | Err(_) => {
+                            shared.metrics.peer_errors.inc();
+                            debug!(peer = %name, what, attempt, "push to peer failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    fn pull_signatures(self: &Arc<Self>, epoch: u64) {
+        for peer in &self.peers {
+            let shared = Arc::clone(self);
+            let url = format!(
+                "{}/v1/round/{epoch}/signatures",
+                peer.url.trim_end_matches('/')
+            );
+            tokio::spawn(async move {
+                let body = match shared.client.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        read_limited(r, MAX_AUTHORITIES * MAX_SIGNATURE_BYTES)
+                            .await
+                            .ok()
+                    }
+                    _ => None,
+                };
+                let Some(signatures) =
+                    body.and_then(|b| codec::decode::<Vec<DocumentSignature>>(&b, b.len()).ok())
+                else {
+                    shared.metrics.peer_errors.inc();
+                    return;
+                };
+                if shared.stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                for signature in signatures.into_iter().take(MAX_AUTHORITIES) {
+                    let _ = shared.feed(Input::Signature(signature));
+                }
+            });
+        }
+    }
+
+    fn pull_document(self: &Arc<Self>, epoch: u64) {
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            match shared.fetcher.fetch(Some(epoch), now_ms()).await {
+                Ok(doc) if !shared.stopped.load(Ordering::Relaxed) => {
+                    if let Err(e) = shared.feed(Input::Document(doc)) {
+                        debug!(epoch, error = %e, "fetched document not adopted");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => debug!(epoch, error = %e, "no peer had the document yet"),
+            }
+        });
+    }
+}
+
+impl RunningAuthority {
+    /// The address the HTTP API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving, stops the round, and closes the database.
+    pub async fn shutdown(self) {
+        self.shared.stopped.store(true, Ordering::Relaxed);
+        self.ticker.abort();
+        let _ = self.ticker.await;
+        let _ = self.stop_http.send(());
+        let mut http = self.http;
+        if tokio::time::timeout(Duration::from_secs(2), &mut http)
+            .await
+            .is_err()
+        {
+            warn!("http server did not stop in time; closing its connections");
+            http.abort();
+            let _ = http.await;
+        }
+        self.shared.store.close();
+    }
+}
+
+/// Starts an authority on an already bound listener (lets tests bind port 0
+/// first and then write the peers' URLs into each configuration).
+pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAuthority, ServerError> {
+    config.check()?;
+    let key = load_key(&config.data_dir.join(KEY_FILE))?;
+    let peer_keys = config.peer_keys()?;
+    let store = Store::open(&config.data_dir.join(DB_DIR))?;
+    let mut authority = Authority::new(AuthorityConfig {
+        key,
+        authorities: peer_keys.clone(),
+        schedule: config.schedule(),
+        parameters: config.network_parameters()?,
+    });
+    let (records, undecodable) = store.load()?;
+    let total = records.len();
+    let mut refused = 0;
+    for record in records {
+        if authority.restore(record).is_err() {
+            refused += 1;
+        }
+    }
+    info!(name = %config.name, restored = total - refused, refused, undecodable, "authority state loaded");
+
+    let mut verifier_keys = peer_keys;
+    verifier_keys.push(authority.public_key());
+    let peer_urls: Vec<String> = config.peers.iter().map(|p| p.url.clone()).collect();
+    let fetcher = Fetcher::new(
+        peer_urls,
+        Verifier::new(verifier_keys),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| ServerError::Client(e.to_string()))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| ServerError::Client(e.to_string()))?;
+    let tick_every = Duration::from_millis((config.epoch_length_ms / 64).clamp(20, 1_000));
+    let shared = Arc::new(Shared {
+        name: config.name.clone(),
+        authority: Mutex::new(authority),
+        store,
+        metrics: Metrics::new(),
+        peers: config
+            .peers
+            .iter()
+            .map(|p| Peer {
+                name: p.name.clone(),
+                url: p.url.clone(),
+            })
+            .collect(),
+        client,
+        fetcher,
+        stopped: AtomicBool::new(false),
+    });
+
+    let addr = listener.local_addr()?;
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let app = router(Arc::clone(&shared));
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            warn!(error = %e, "http server stopped");
+        }
+    });
+    let ticking = Arc::clone(&shared);
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick_every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            interval.tick().await;
+            let now = now_ms();
+            let outputs = ticking
+                .authority()
+                .handle(now, Input::Tick)
+                .unwrap_or_default();
+            ticking
+                .metrics
+                .epoch
+                .set(ticking.authority().schedule().epoch_at(now) as i64);
+            ticking.apply(outputs);
+        }
+    });
+    info!(name = %shared.name, %addr, "authority listening");
+    Ok(RunningAuthority {
+        addr,
+        shared,
+        stop_http,
+        http,
+        ticker,
+    })
+}
+
+/// Runs an authority from its configuration until Ctrl-C.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let running = spawn(config, listener).await?;
+    let _ = tokio::signal::ctrl_c().await;
+    info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/v1/descriptor",
+            post(post_descriptor).layer(DefaultBodyLimit::max(MAX_DESCRIPTOR_BYTES)),
+        )
+        .route(
+            "/v1/vote",
+            post(post_vote).layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES)),
+        )
+        .route(
+            "/v1/signature",
+            post(post_signature).layer(DefaultBodyLimit::max(MAX_SIGNATURE_BYTES)),
+        )
+        .route("/v1/round/{epoch}/signatures", get(get_signatures))
+        .route("/v1/document/current", get(get_current))
+        .route("/v1/document/{epoch}", get(get_document))
+        .route("/status", get(get_status))
+        .route("/metrics", get(get_metrics))
+        .with_state(shared)
+}
+
+fn refusal(rejection: &Rejection) -> Response {
+    let status = match rejection.label() {
+        "replay" | "equivocation" => StatusCode::CONFLICT,
+        "wrong_epoch" | "out_of_window" | "unknown_round" => StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_authority" => StatusCode::FORBIDDEN,
+        "full" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, format!("{rejection}\n")).into_response()
+}
+
+fn body_refusal(rejection: BytesRejection) -> (&'static str, Response) {
+    let status = rejection.status();
+    let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "malformed"
+    };
+    (
+        reason,
+        (status, format!("{}\n", rejection.body_text())).into_response(),
+    )
+}
+
+fn binary(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+}
+
+async fn post_descriptor(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let metrics = &shared.metrics;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let (reason, response) = body_refusal(e);
+            Metrics::reject(&metrics.descriptors_rejected, reason);
+            return response;
+        }
+    };
+    let result = SignedDescriptor::decode(&body)
+        .map_err(Rejection::from)
+        .and_then(|d| shared.feed(Input::Descriptor(d)));
+    match result {
+        Ok(()) => {
+            metrics.descriptors_accepted.inc();
+            (StatusCode::OK, "accepted\n").into_response()
+        }
+        Err(rejection) => {
+            Metrics::reject(&metrics.descriptors_rejected, rejection.label());
+            debug!(reason = rejection.label(), "descriptor refused");
+            refusal(&rejection)
+        }
+    }
+}
+
+async fn post_vote(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let metrics = &shared.metrics;
+    let result = match body {
+        Err(e) => {
+            let (reason, response) = body_refusal(e);
+            Metrics::reject(&metrics.votes_rejected, reason);
+            return response;
+        }
+        Ok(body) => SignedVote::from_bytes(&body)
+            .map_err(Rejection::from)
+            .map(Input::Vote),
+    };
+    // Checking a vote verifies every descriptor in it: do it off the async
+    // workers.
+    let feeding = Arc::clone(&shared);
+    let result =
+        tokio::task::spawn_blocking(move || result.and_then(|input| feeding.feed(input))).await;
+    match result {
+        Ok(Ok(())) => {
+            metrics.votes_accepted.inc();
+            (StatusCode::OK, "accepted\n").into_response()
+        }
+        Ok(Err(rejection)) => {
+            Metrics::reject(&metrics.votes_rejected, rejection.label());
+            warn!(reason = %rejection, "peer vote refused");
+            refusal(&rejection)
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn post_signature(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let metrics = &shared.metrics;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let (reason, response) = body_refusal(e);
+            Metrics::reject(&metrics.signatures_rejected, reason);
+            return response;
+        }
+    };
+    let result = DocumentSignature::from_bytes(&body)
+        .map_err(Rejection::from)
+        .and_then(|s| shared.feed(Input::Signature(s)));
+    match result {
+        Ok(()) => {
+            metrics.signatures_accepted.inc();
+            (StatusCode::OK, "accepted\n").into_response()
+        }
+        Err(rejection) => {
+            Metrics::reject(&metrics.signatures_rejected, rejection.label());
+            refusal(&rejection)
+        }
+    }
+}
+
+async fn get_signatures(State(shared): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
+    binary(codec::encode(&shared.authority().signatures(epoch)))
+}
+
+async fn get_current(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.authority().current_document(now_ms()) {
+        Some(doc) => binary(doc.to_bytes()),
+        None => (StatusCode::NOT_FOUND, "no valid document\n").into_response(),
+    }
+}
+
+async fn get_document(State(shared): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
+    match shared.authority().document(epoch) {
+        Some(doc) => binary(doc.to_bytes()),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no document for epoch {epoch}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The body of `GET /status`.
+#[derive(Debug, Serialize)]
+struct Status {
+    name: String,
+    public_key: String,
+    epoch: u64,
+    threshold: usize,
+    current_document_epoch: Option<u64>,
+    last_round: Option<RoundStatus>,
+    rounds: Vec<RoundStatus>,
+}
+
+async fn get_status(State(shared): State<Arc<Shared>>) -> Response {
+    let now = now_ms();
+    let authority = shared.authority();
+    let status = Status {
+        name: shared.name.clone(),
+        public_key: hex::encode(authority.public_key()),
+        epoch: authority.schedule().epoch_at(now),
+        threshold: authority.threshold(),
+        current_document_epoch: authority.current_document(now).map(|d| d.body.epoch),
+        last_round: authority.last_finished_round(),
+        rounds: authority.rounds(),
+    };
+    axum::Json(status).into_response()
+}
+
+async fn get_metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,152 @@
+//! Votes: what one authority saw for the coming epoch, signed by it.
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, DecodeError, SignatureBytes};
+use crate::consensus::{NetworkParameters, ParameterError};
+use crate::constants::{MAX_DOCUMENT_BYTES, MAX_NODES, VOTE_DOMAIN};
+use crate::descriptor::{DescriptorError, SignedDescriptor};
+
+/// The signed content of a vote. Field order is the encoding order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoteBody {
+    /// The voting authority's Ed25519 public key.
+    pub authority: [u8; 32],
+    /// The epoch whose document this vote is for.
+    pub epoch: u64,
+    /// The parameters this authority is configured with.
+    pub parameters: NetworkParameters,
+    /// Hash of the most recent document this authority holds before `epoch`.
+    pub previous: Option<[u8; 32]>,
+    /// Every valid descriptor for `epoch` it received, sorted by identity,
+    /// one per node.
+    pub descriptors: Vec<SignedDescriptor>,
+}
+
+/// A vote with the authority's signature over its canonical encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedVote {
+    /// The signed content.
+    pub body: VoteBody,
+    /// Signature by `body.authority`.
+    pub signature: SignatureBytes,
+}
+
+/// Why a vote is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VoteError {
+    /// Not a vote encoding.
+    #[error("undecodable vote: {0}")]
+    Decode(#[from] DecodeError),
+    /// The signature does not verify.
+    #[error("vote signature does not verify")]
+    BadSignature,
+    /// The parameters are out of range.
+    #[error(transparent)]
+    Parameters(#[from] ParameterError),
+    /// The descriptor list is unsorted, has duplicates or is too long.
+    #[error("descriptor list is not sorted, unique and bounded")]
+    DescriptorList,
+    /// One descriptor is invalid.
+    #[error("descriptor {index}: {error}")]
+    Descriptor {
+        /// Position in the list.
+        index: usize,
+        /// What is wrong with it.
+        error: DescriptorError,
+    },
+}
+
+impl VoteBody {
+    /// Signs the vote with the authority key.
+    pub fn sign(self, key: &SigningKey) -> SignedVote {
+        let signature = codec::sign(key, VOTE_DOMAIN, &codec::encode(&self));
+        SignedVote {
+            body: self,
+            signature,
+        }
+    }
+}
+
+impl SignedVote {
+    /// Canonical encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes without verifying.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, VoteError> {
+        Ok(codec::decode(bytes, MAX_DOCUMENT_BYTES)?)
+    }
+
+    /// Checks the authority's signature, the parameters and every descriptor
+    /// (bounds, signature and that it is for the vote's epoch). The caller
+    /// checks that the authority is one it pins.
+    pub fn verify(&self) -> Result<(), VoteError> {
+        if !codec::verify(
+            &self.body.authority,
+            VOTE_DOMAIN,
+            &codec::encode(&self.body),
+            &self.signature,
+        ) {
+            return Err(VoteError::BadSignature);
+        }
+        self.body.parameters.validate()?;
+        let list = &self.body.descriptors;
+        if list.len() > MAX_NODES || !list.windows(2).all(|w| w[0].identity() < w[1].identity()) {
+            return Err(VoteError::DescriptorList);
+        }
+        for (index, descriptor) in list.iter().enumerate() {
+            descriptor
+                .verify_for_epoch(self.body.epoch)
+                .map_err(|error| VoteError::Descriptor { index, error })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::Role;
+    use crate::descriptor::tests::sample;
+
+    #[test]
+    fn vote_round_trips_and_verifies() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let mut descriptors = vec![sample(1, 3, Role::Mix), sample(2, 3, Role::Gateway)];
+        descriptors.sort_by_key(SignedDescriptor::identity);
+        let vote = VoteBody {
+            authority: key.verifying_key().to_bytes(),
+            epoch: 3,
+            parameters: NetworkParameters::standard(10_000),
+            previous: None,
+            descriptors,
+        }
+        .sign(&key);
+        let back = SignedVote::from_bytes(&vote.to_bytes()).unwrap();
+        assert_eq!(back, vote);
+        assert_eq!(back.verify(), Ok(()));
+        let mut tampered = vote.clone();
+        tampered.body.epoch = 4;
+        assert_eq!(tampered.verify(), Err(VoteError::BadSignature));
+    }
+
+    #[test]
+    fn descriptors_for_another_epoch_spoil_the_vote() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let vote = VoteBody {
+            authority: key.verifying_key().to_bytes(),
+            epoch: 3,
+            parameters: NetworkParameters::standard(10_000),
+            previous: None,
+            descriptors: vec![sample(1, 4, Role::Mix)],
+        }
+        .sign(&key);
+        assert!(matches!(
+            vote.verify(),
+            Err(VoteError::Descriptor { index: 0, .. })
+        ));
+    }
+}

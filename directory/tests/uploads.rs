@@ -1,0 +1,119 @@
+//! Bad uploads get a clear 4xx and are counted; the server never falls over.
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use aegis_directory::Role;
+use common::*;
+
+async fn metric(url: &str, line: &str) -> bool {
+    let (_, body) = get(&format!("{url}/metrics")).await;
+    String::from_utf8(body).unwrap().contains(line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_refused_with_reasons() {
+    let (slots, _) = cluster(1).await;
+    let running = slots[0].start().await;
+    let url = format!("{}/v1/descriptor", slots[0].url());
+    let key = node_key(3);
+
+    // Forged: content changed after signing.
+    let mut forged = descriptor(&key, 1, Role::Mix, 0);
+    forged.body.addresses = vec!["/ip4/10.9.9.9/tcp/1".into()];
+    let (status, text) = post(&url, forged.to_bytes()).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("signature does not verify"), "{text}");
+
+    // Malformed bytes.
+    let (status, text) = post(&url, vec![0xFF; 40]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("malformed") || text.contains("undecodable"),
+        "{text}"
+    );
+
+    // Invalid field (address without a leading slash), validly signed.
+    let mut body = descriptor(&key, 1, Role::Mix, 0).body;
+    body.addresses = vec!["ip4/1.2.3.4/tcp/1".into()];
+    let (status, text) = post(&url, body.sign(&key).to_bytes()).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("address 0 is invalid"), "{text}");
+
+    // Wrong epoch.
+    let (status, text) = post(&url, descriptor(&key, 9, Role::Mix, 0).to_bytes()).await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("epoch 9"), "{text}");
+
+    // Replay of the same upload, and an older revision after a newer one.
+    let v1 = descriptor(&key, 1, Role::Mix, 1).to_bytes();
+    let v2 = descriptor(&key, 1, Role::Mix, 2).to_bytes();
+    assert_eq!(post(&url, v1.clone()).await.0, 200);
+    let (status, text) = post(&url, v1.clone()).await;
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("already accepted"), "{text}");
+    assert_eq!(post(&url, v2).await.0, 200);
+    let (status, text) = post(&url, v1).await;
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("older than the accepted revision 2"),
+        "{text}"
+    );
+
+    // Oversized body.
+    let (status, _) = post(&url, vec![0u8; 64 * 1024]).await;
+    assert_eq!(status, 413);
+
+    let base = slots[0].url();
+    assert!(metric(&base, "aegis_dir_descriptors_accepted_total 2").await);
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_descriptors_rejected_total{reason=\"replay\"} 2"
+        )
+        .await
+    );
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_descriptors_rejected_total{reason=\"bad_signature\"} 1"
+        )
+        .await
+    );
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_descriptors_rejected_total{reason=\"wrong_epoch\"} 1"
+        )
+        .await
+    );
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_descriptors_rejected_total{reason=\"too_large\"} 1"
+        )
+        .await
+    );
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_descriptors_rejected_total{reason=\"malformed\"} 1"
+        )
+        .await
+    );
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_descriptors_rejected_total{reason=\"invalid_field\"} 1"
+        )
+        .await
+    );
+
+    // Peer endpoints refuse votes and signatures from strangers.
+    let (status, _) = post(&format!("{base}/v1/vote"), vec![1, 2, 3]).await;
+    assert_eq!(status, 400);
+    let (status, _) = post(&format!("{base}/v1/signature"), vec![0; 10]).await;
+    assert_eq!(status, 400);
+    running.shutdown().await;
+}

@@ -1,0 +1,548 @@
+//! The network engine: clients running the real traffic shaper, nodes
+//! running the real mixers, wires with latency, and the adversary's
+//! observations, all driven by one virtual clock.
+//!
+//! Event kinds: a client writes a message; a client's shaper is due; a
+//! packet arrives at a node; a node's mixer is due. Each packet carries the
+//! route and per-hop delays its sender chose (drawn by `HopDelays`, as real
+//! senders do) and, when probability tracking is on, the adversary's current
+//! distribution over its sender.
+
+use std::time::{Duration, Instant};
+
+use aegis_client::{Slot, TrafficShaper};
+use aegis_mix_packet::HopDelays;
+use aegis_node::{MixConfig, Mixer};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp};
+use serde::Serialize;
+
+use crate::adversary::Adversary;
+use crate::anonymity::{GuessSummary, MixturePool, SenderDist};
+use crate::clock::EventQueue;
+use crate::disclosure::DisclosureAttack;
+use crate::latency::LatencyHistogram;
+use crate::report::{AnonymityReport, BandwidthReport, NetworkReport, TargetRecord};
+use crate::scenario::{AdversaryModel, NetworkScenario, secs};
+use crate::social::SocialGraph;
+use crate::topology::{MAX_ROUTE, NodeRole, Topology};
+use crate::{SimError, relay};
+
+/// How often (in events) the progress callback is called.
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// Wall-clock cost of a run (not part of the deterministic report).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EngineStats {
+    /// Events processed.
+    pub events: u64,
+    /// Packets forwarded by nodes.
+    pub packet_hops: u64,
+    /// Wall-clock seconds of the run.
+    pub wall_secs: f64,
+    /// Events per wall-clock second.
+    pub events_per_sec: f64,
+    /// Packet-hops per wall-clock second.
+    pub packet_hops_per_sec: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Write,
+    ClientDue(u32),
+    Arrive { node: u32, packet: u32 },
+    NodeDue(u32),
+}
+
+/// A message waiting in a client's shaper queue.
+#[derive(Clone, Copy, Debug)]
+struct Message {
+    id: u64,
+    recipient: u32,
+    written: Duration,
+    target: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Real(Message),
+    Loop,
+    Drop,
+}
+
+#[derive(Debug)]
+struct Packet {
+    kind: Kind,
+    sender: u32,
+    route: [u32; MAX_ROUTE],
+    delays: [Duration; MAX_ROUTE],
+    hop: u8,
+    dist: Option<SenderDist>,
+    mixes_all_corrupt: bool,
+}
+
+struct Node {
+    mixer: Mixer<u32>,
+    pool: Option<MixturePool>,
+    due: Option<Duration>,
+    corrupt: bool,
+    is_mix: bool,
+}
+
+struct Sim<'a> {
+    s: &'a NetworkScenario,
+    rng: ChaCha8Rng,
+    queue: EventQueue<Event>,
+    topo: Topology,
+    graph: SocialGraph,
+    nodes: Vec<Node>,
+    shapers: Vec<Option<TrafficShaper<Message>>>,
+    packets: Vec<Option<Packet>>,
+    free: Vec<u32>,
+    out: Vec<u32>,
+    poisson: bool,
+    mean_delay: Duration,
+    latency: Duration,
+    jitter: f64,
+    write_gap: Option<Exp<f64>>,
+    warmup: Duration,
+    target_stride: u64,
+    targets_taken: usize,
+    written: u64,
+    hist: LatencyHistogram,
+    bw: BandwidthReport,
+    records: Vec<TargetRecord>,
+    sda: Option<DisclosureAttack>,
+    relay_sda: Option<DisclosureAttack>,
+}
+
+/// Runs a network scenario; the dumb-relay model runs the relay baseline.
+pub fn run_network(
+    s: &NetworkScenario,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(NetworkReport, EngineStats), SimError> {
+    if s.adversary.model == AdversaryModel::DumbRelay {
+        return Ok(relay::run_dumb_relay(s, progress));
+    }
+    let started = Instant::now();
+    let mut sim = Sim::new(s)?;
+    let end = secs(s.duration_secs);
+    while let Some(at) = sim.queue.peek_time() {
+        if at > end {
+            break;
+        }
+        let Some((now, event)) = sim.queue.pop() else {
+            break;
+        };
+        sim.handle(now, event);
+        if sim.queue.processed().is_multiple_of(PROGRESS_EVERY) {
+            progress(now.as_secs_f64() / s.duration_secs);
+        }
+    }
+    progress(1.0);
+    let report = sim.finish(end);
+    let wall = started.elapsed().as_secs_f64();
+    let stats = EngineStats {
+        events: report.events,
+        packet_hops: report.bandwidth.packet_hops,
+        wall_secs: wall,
+        events_per_sec: report.events as f64 / wall.max(1e-9),
+        packet_hops_per_sec: report.bandwidth.packet_hops as f64 / wall.max(1e-9),
+    };
+    Ok((report, stats))
+}
+
+/// The users attacked by the disclosure attack: the first `n` clients
+/// (client ids carry no meaning, so this is an unbiased sample).
+pub(crate) fn attacked_users(
+    graph: &SocialGraph,
+    clients: usize,
+    n: usize,
+) -> Vec<(u32, Vec<u32>)> {
+    (0..n.min(clients))
+        .map(|u| (u as u32, graph.contacts(u).to_vec()))
+        .collect()
+}
+
+/// Every `stride`-th message after warm-up is a target, spreading targets
+/// over the first two thirds of the measured time so most are delivered.
+pub(crate) fn target_stride(s: &NetworkScenario) -> u64 {
+    let expected =
+        s.clients.count as f64 * s.clients.rate * (s.duration_secs - s.warmup_secs) * 0.66;
+    ((expected / s.adversary.targets.max(1) as f64) as u64).max(1)
+}
+
+impl<'a> Sim<'a> {
+    fn new(s: &'a NetworkScenario) -> Result<Self, SimError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+        let topo = Topology::new(&s.topology);
+        let graph = SocialGraph::zipf(
+            &mut rng,
+            s.clients.count,
+            s.clients.contacts,
+            s.clients.zipf_exponent,
+        );
+        let adversary = Adversary::new(&mut rng, &s.adversary, &topo);
+        let config = s.mixing.config()?;
+        let tracking = s.adversary.targets > 0;
+        let nodes = (0..topo.nodes())
+            .map(|id| Node {
+                mixer: Mixer::new(&config, s.mixing.capacity, Duration::ZERO),
+                pool: (tracking && !adversary.is_corrupt(id))
+                    .then(|| MixturePool::new(s.clients.count)),
+                due: None,
+                corrupt: adversary.is_corrupt(id),
+                is_mix: matches!(topo.role(id), NodeRole::Mix(_)),
+            })
+            .collect();
+        let shaping = s.shaping.config();
+        let mut queue = EventQueue::new();
+        let shapers = (0..s.clients.count)
+            .map(|c| {
+                let shaper = shaping.as_ref().map(|cfg| {
+                    TrafficShaper::new(cfg, Duration::ZERO, s.clients.max_queue, &mut rng)
+                });
+                if let Some(due) = shaper.as_ref().and_then(TrafficShaper::next_deadline) {
+                    queue.schedule(due, Event::ClientDue(c as u32));
+                }
+                shaper
+            })
+            .collect();
+        let write_gap = Exp::new(s.clients.rate * s.clients.count as f64).ok();
+        if let Some(gap) = write_gap {
+            queue.schedule(secs(gap.sample(&mut rng)), Event::Write);
+        }
+        let d = &s.disclosure;
+        let duration = secs(s.duration_secs);
+        let make_sda = |linked| {
+            DisclosureAttack::new(
+                s.clients.count,
+                attacked_users(&graph, s.clients.count, d.users),
+                secs(d.window_secs),
+                d.guesses,
+                duration,
+                linked,
+            )
+        };
+        Ok(Sim {
+            sda: (d.users > 0).then(|| make_sda(false)),
+            relay_sda: (d.users > 0 && d.compare_relay).then(|| make_sda(true)),
+            s,
+            rng,
+            queue,
+            topo,
+            graph,
+            nodes,
+            shapers,
+            packets: Vec::new(),
+            free: Vec::new(),
+            out: Vec::new(),
+            poisson: matches!(config, MixConfig::Poisson),
+            mean_delay: s.mixing.mean_delay(),
+            latency: secs(s.topology.link_latency_ms / 1000.0),
+            jitter: s.topology.link_jitter_ms.max(0.0) / 1000.0,
+            write_gap,
+            warmup: secs(s.warmup_secs),
+            target_stride: target_stride(s),
+            targets_taken: 0,
+            written: 0,
+            hist: LatencyHistogram::new(),
+            bw: BandwidthReport::default(),
+            records: Vec::new(),
+        })
+    }
+
+    fn handle(&mut self, now: Duration, event: Event) {
+        match event {
+            Event::Write => self.write(now),
+            Event::ClientDue(c) => self.client_due(now, c as usize),
+            Event::Arrive { node, packet } => self.arrive(now, node as usize, packet),
+            Event::NodeDue(node) => self.node_due(now, node as usize),
+        }
+    }
+
+    /// A uniformly chosen client writes to one of its contacts (the merged
+    /// Poisson process of all clients' writes).
+    fn write(&mut self, now: Duration) {
+        let clients = self.s.clients.count;
+        let sender = self.rng.random_range(0..clients);
+        if let Some(recipient) = self.graph.pick(&mut self.rng, sender) {
+            let id = self.written;
+            self.written += 1;
+            self.bw.messages_written += 1;
+            let target = self.s.adversary.targets > 0
+                && now >= self.warmup
+                && self.targets_taken < self.s.adversary.targets
+                && id.is_multiple_of(self.target_stride);
+            if target {
+                self.targets_taken += 1;
+            }
+            if let Some(r) = &mut self.relay_sda {
+                r.observe_pair(now, sender, recipient as usize);
+            }
+            let message = Message {
+                id,
+                recipient,
+                written: now,
+                target,
+            };
+            match &mut self.shapers[sender] {
+                Some(shaper) => {
+                    if shaper.enqueue(message).is_err() {
+                        self.bw.messages_queue_dropped += 1;
+                    }
+                }
+                None => self.emit(now, sender, Kind::Real(message)),
+            }
+        }
+        if let Some(gap) = self.write_gap {
+            let next = now + secs(gap.sample(&mut self.rng));
+            self.queue.schedule(next, Event::Write);
+        }
+    }
+
+    fn client_due(&mut self, now: Duration, client: usize) {
+        let Some(shaper) = self.shapers[client].as_mut() else {
+            return;
+        };
+        let emissions = shaper.poll(now, &mut self.rng);
+        let next = shaper.next_deadline();
+        for e in emissions {
+            let kind = match e.slot {
+                Slot::Real(m) => Kind::Real(m),
+                Slot::Loop => Kind::Loop,
+                Slot::Drop => Kind::Drop,
+            };
+            self.emit(e.at, client, kind);
+        }
+        if let Some(due) = next {
+            self.queue.schedule(due, Event::ClientDue(client as u32));
+        }
+    }
+
+    fn link_delay(&mut self) -> Duration {
+        if self.jitter > 0.0 {
+            self.latency + secs(self.rng.random::<f64>() * self.jitter)
+        } else {
+            self.latency
+        }
+    }
+
+    /// A client puts a packet on its link to its gateway.
+    fn emit(&mut self, at: Duration, sender: usize, kind: Kind) {
+        let entry = self.topo.gateway_of(sender);
+        let exit = match kind {
+            Kind::Real(m) => self.topo.gateway_of(m.recipient as usize),
+            Kind::Loop => entry,
+            Kind::Drop => self.rng.random_range(0..self.topo.gateways()),
+        };
+        match kind {
+            Kind::Real(_) => self.bw.real_sent += 1,
+            Kind::Loop => self.bw.loop_sent += 1,
+            Kind::Drop => self.bw.drop_sent += 1,
+        }
+        let route = self.topo.route(&mut self.rng, entry, exit);
+        let hops = self.topo.route_len();
+        let mut delays = [Duration::ZERO; MAX_ROUTE];
+        if self.poisson {
+            let sampled = HopDelays::sample_exponential(&mut self.rng, hops, self.mean_delay);
+            for (d, s) in delays.iter_mut().zip(sampled.as_durations()) {
+                *d = s;
+            }
+        }
+        let packet = Packet {
+            kind,
+            sender: sender as u32,
+            route,
+            delays,
+            hop: 0,
+            dist: self.nodes[entry]
+                .pool
+                .is_some()
+                .then_some(SenderDist::Point(sender as u32)),
+            mixes_all_corrupt: true,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.packets[id as usize] = Some(packet);
+                id
+            }
+            None => {
+                self.packets.push(Some(packet));
+                (self.packets.len() - 1) as u32
+            }
+        };
+        if let Some(sda) = &mut self.sda {
+            sda.observe_send(at, sender);
+        }
+        let arrive = at + self.link_delay();
+        self.queue.schedule(
+            arrive,
+            Event::Arrive {
+                node: entry as u32,
+                packet: id,
+            },
+        );
+    }
+
+    fn arrive(&mut self, now: Duration, node: usize, id: u32) {
+        let Some(p) = self.packets[id as usize].as_ref() else {
+            return;
+        };
+        let delay = p.delays[p.hop as usize];
+        let n = &mut self.nodes[node];
+        if n.mixer.push(now, delay, id).is_err() {
+            self.bw.refused_by_nodes += 1;
+            self.release(id);
+            return;
+        }
+        if let (Some(pool), Some(dist)) = (n.pool.as_mut(), p.dist.as_ref()) {
+            pool.arrive(dist);
+        }
+        self.arm(now, node);
+    }
+
+    /// Makes sure a `NodeDue` is scheduled for the mixer's next deadline.
+    fn arm(&mut self, now: Duration, node: usize) {
+        let n = &mut self.nodes[node];
+        if let Some(due) = n.mixer.next_deadline() {
+            let due = due.max(now);
+            if n.due.is_none_or(|d| due < d) {
+                n.due = Some(due);
+                self.queue.schedule(due, Event::NodeDue(node as u32));
+            }
+        }
+    }
+
+    fn node_due(&mut self, now: Duration, node: usize) {
+        if self.nodes[node].due != Some(now) {
+            return; // superseded by an earlier deadline
+        }
+        self.nodes[node].due = None;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.nodes[node].mixer.poll(now, &mut self.rng, &mut out);
+        for &id in &out {
+            self.depart(now, node, id);
+        }
+        self.out = out;
+        self.arm(now, node);
+    }
+
+    fn depart(&mut self, now: Duration, node: usize, id: u32) {
+        self.bw.packet_hops += 1;
+        let hops = self.topo.route_len();
+        let link = self.link_delay();
+        let n = &mut self.nodes[node];
+        let Some(p) = self.packets[id as usize].as_mut() else {
+            return;
+        };
+        if let (Some(pool), Some(dist)) = (n.pool.as_mut(), p.dist.as_mut()) {
+            *dist = pool.depart();
+        }
+        if n.is_mix && !n.corrupt {
+            p.mixes_all_corrupt = false;
+        }
+        p.hop += 1;
+        if (p.hop as usize) < hops {
+            let next = p.route[p.hop as usize];
+            self.queue.schedule(
+                now + link,
+                Event::Arrive {
+                    node: next,
+                    packet: id,
+                },
+            );
+        } else {
+            self.deliver(now, id);
+        }
+    }
+
+    /// The exit gateway puts the packet in the recipient's mailbox; the
+    /// recipient is taken to fetch it at once.
+    fn deliver(&mut self, now: Duration, id: u32) {
+        let Some(p) = self.packets[id as usize].take() else {
+            return;
+        };
+        self.free.push(id);
+        match p.kind {
+            Kind::Real(m) => {
+                self.bw.real_delivered += 1;
+                self.hist.record((now - m.written).as_secs_f64());
+                if let Some(sda) = &mut self.sda {
+                    sda.observe_delivery(now, m.recipient as usize);
+                }
+                if m.target
+                    && let Some(dist) = &p.dist
+                {
+                    let probs = dist.to_dense(self.s.clients.count);
+                    let guess =
+                        GuessSummary::of_dense(&probs, p.sender as usize, self.s.adversary.top_k);
+                    self.records.push(TargetRecord {
+                        message: m.id,
+                        sender: p.sender,
+                        written_secs: m.written.as_secs_f64(),
+                        delivered_secs: now.as_secs_f64(),
+                        guess,
+                        fully_corrupt_path: p.mixes_all_corrupt,
+                    });
+                }
+            }
+            Kind::Loop => {
+                if let Some(sda) = &mut self.sda {
+                    sda.observe_delivery(now, p.sender as usize);
+                }
+            }
+            Kind::Drop => {}
+        }
+    }
+
+    fn release(&mut self, id: u32) {
+        if self.packets[id as usize].take().is_some() {
+            self.free.push(id);
+        }
+    }
+
+    fn finish(mut self, end: Duration) -> NetworkReport {
+        for sda in [&mut self.sda, &mut self.relay_sda].into_iter().flatten() {
+            sda.advance(end);
+        }
+        let bw = &mut self.bw;
+        let client_packets = bw.real_sent + bw.loop_sent + bw.drop_sent;
+        bw.overhead = client_packets as f64 / bw.real_sent.max(1) as f64;
+        bw.hops_per_delivered_message = bw.packet_hops as f64 / bw.real_delivered.max(1) as f64;
+        let s = self.s;
+        let b = match s.adversary.model {
+            AdversaryModel::CorruptMixes => {
+                (s.adversary.corrupt_fraction * s.topology.width as f64).round()
+                    / s.topology.width as f64
+            }
+            _ => 0.0,
+        };
+        self.records.sort_by_key(|r| r.message);
+        let anonymity = (s.adversary.targets > 0).then(|| {
+            AnonymityReport::from_targets(
+                &self.records,
+                s.adversary.top_k,
+                s.clients.count,
+                b.powi(s.topology.layers as i32),
+            )
+        });
+        NetworkReport {
+            name: s.name.clone(),
+            seed: s.seed,
+            adversary: format!("{:?}", s.adversary.model),
+            clients: s.clients.count,
+            duration_secs: s.duration_secs,
+            anonymity,
+            targets: self.records,
+            latency: self.hist.summary(),
+            latency_cdf: self.hist.cdf(),
+            bandwidth: self.bw,
+            disclosure: self.sda.map(|a| a.curve().to_vec()).unwrap_or_default(),
+            relay_disclosure: self.relay_sda.map(|a| a.curve().to_vec()),
+            events: self.queue.processed(),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! What a run produced. Everything here is a function of the scenario and
+//! its seed alone, so two runs of one scenario serialise identically;
+//! wall-clock figures live in [`EngineStats`](crate::EngineStats) instead.
+
+use serde::Serialize;
+
+use crate::anonymity::GuessSummary;
+use crate::disclosure::DisclosurePoint;
+use crate::latency::LatencySummary;
+use crate::single_mix::SingleMixPoint;
+
+/// The result of a scenario of either kind.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Report {
+    /// A single-mix grid.
+    SingleMix(SingleMixReport),
+    /// A network run.
+    Network(Box<NetworkReport>),
+}
+
+/// Entropy of one Poisson mix over a grid of (λ, μ).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SingleMixReport {
+    /// Scenario name.
+    pub name: String,
+    /// Seed.
+    pub seed: u64,
+    /// Whether sender delays were capped at the protocol maximum.
+    pub delay_cap: bool,
+    /// One point per (μ, λ), μ-major.
+    pub points: Vec<SingleMixPoint>,
+}
+
+/// Sender anonymity of one target message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetRecord {
+    /// Order in which the message was written.
+    pub message: u64,
+    /// True sender.
+    pub sender: u32,
+    /// Seconds at which it was written.
+    pub written_secs: f64,
+    /// Seconds at which it reached the recipient's mailbox.
+    pub delivered_secs: f64,
+    /// The adversary's view of its sender.
+    #[serde(flatten)]
+    pub guess: GuessSummary,
+    /// Whether every mix on its route was corrupt.
+    pub fully_corrupt_path: bool,
+}
+
+/// Sender anonymity over all target messages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AnonymityReport {
+    /// Target messages delivered and scored.
+    pub targets: usize,
+    /// Mean Shannon entropy of the sender, bits.
+    pub entropy_bits: f64,
+    /// Smallest entropy over targets, bits.
+    pub entropy_min_bits: f64,
+    /// Mean min-entropy, bits.
+    pub min_entropy_bits: f64,
+    /// Mean top-1 guess success.
+    pub top1: f64,
+    /// Mean top-k guess success.
+    pub topk: f64,
+    /// k.
+    pub k: usize,
+    /// log2 of the number of clients: the entropy of a perfect system.
+    pub ideal_bits: f64,
+    /// Share of targets whose every mix was corrupt.
+    pub fully_corrupt_paths: f64,
+    /// b^L, the expected share of fully corrupt paths.
+    pub predicted_fully_corrupt: f64,
+}
+
+/// Traffic counts and the cost of cover.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct BandwidthReport {
+    /// Real messages written.
+    pub messages_written: u64,
+    /// Messages dropped because the client's queue was full.
+    pub messages_queue_dropped: u64,
+    /// Real packets sent by clients.
+    pub real_sent: u64,
+    /// Loop cover packets sent by clients (including empty payload slots).
+    pub loop_sent: u64,
+    /// Drop cover packets sent by clients.
+    pub drop_sent: u64,
+    /// Real messages that reached the recipient's mailbox.
+    pub real_delivered: u64,
+    /// Packets refused by a full node.
+    pub refused_by_nodes: u64,
+    /// Packets forwarded by nodes (one per node per packet).
+    pub packet_hops: u64,
+    /// Client packets per real packet: the cover overhead factor.
+    pub overhead: f64,
+    /// Packet-hops per delivered real message.
+    pub hops_per_delivered_message: f64,
+}
+
+/// The result of a network run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetworkReport {
+    /// Scenario name.
+    pub name: String,
+    /// Seed.
+    pub seed: u64,
+    /// Adversary model.
+    pub adversary: String,
+    /// Clients.
+    pub clients: usize,
+    /// Simulated seconds.
+    pub duration_secs: f64,
+    /// Sender anonymity, if targets were tracked.
+    pub anonymity: Option<AnonymityReport>,
+    /// Per-target records.
+    pub targets: Vec<TargetRecord>,
+    /// Write-to-mailbox latency of real messages, seconds.
+    pub latency: LatencySummary,
+    /// Its empirical CDF (seconds, fraction).
+    pub latency_cdf: Vec<(f64, f64)>,
+    /// Traffic and overhead.
+    pub bandwidth: BandwidthReport,
+    /// Disclosure attack on this system.
+    pub disclosure: Vec<DisclosurePoint>,
+    /// Disclosure attack on a dumb relay carrying the same messages.
+    pub relay_disclosure: Option<Vec<DisclosurePoint>>,
+    /// Events the engine processed.
+    pub events: u64,
+}
+
+impl AnonymityReport {
+    /// Aggregates target records.
+    pub fn from_targets(
+        targets: &[TargetRecord],
+        k: usize,
+        clients: usize,
+        predicted: f64,
+    ) -> Self {
+        let n = targets.len().max(1) as f64;
+        let mean = |f: &dyn Fn(&TargetRecord) -> f64| targets.iter().map(f).sum::<f64>() / n;
+        AnonymityReport {
+            targets: targets.len(),
+            entropy_bits: mean(&|t| t.guess.entropy_bits),
+            entropy_min_bits: targets
+                .iter()
+                .map(|t| t.guess.entropy_bits)
+                .fold(f64::INFINITY, f64::min)
+                .min(if targets.is_empty() {
+                    0.0
+                } else {
+                    f64::INFINITY
+                }),
+            min_entropy_bits: mean(&|t| t.guess.min_entropy_bits),
+            top1: mean(&|t| t.guess.top1),
+            topk: mean(&|t| t.guess.topk),
+            k,
+            ideal_bits: (clients as f64).log2(),
+            fully_corrupt_paths: mean(&|t| f64::from(u8::from(t.fully_corrupt_path))),
+            predicted_fully_corrupt: predicted,
+        }
+    }
+}

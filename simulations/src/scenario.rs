@@ -1,0 +1,465 @@
+//! Scenario files: what to simulate, in TOML.
+//!
+//! A file is either a `kind = "single-mix"` experiment (one Poisson mix over
+//! a grid of arrival and delay rates) or a `kind = "network"` run (clients,
+//! gateways, mix layers, a social graph and an adversary). Every field but
+//! the essentials has a default; see `docs/simulations.md`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aegis_client::ShapingConfig;
+use aegis_node::MixConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::SimError;
+
+/// A scenario of either kind.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Scenario {
+    /// One Poisson mix over a grid of λ and μ.
+    SingleMix(SingleMixScenario),
+    /// A whole network.
+    Network(Box<NetworkScenario>),
+}
+
+/// One Poisson mix fed by a Poisson stream: the setting of Danezis's closed
+/// form and of Loopix's Fig. 4.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SingleMixScenario {
+    /// Name used for output files.
+    pub name: String,
+    /// RNG seed; each grid point derives its own stream from it.
+    pub seed: u64,
+    /// Arrival rates λ, messages per second.
+    pub lambdas: Vec<f64>,
+    /// Delay rates μ (mean delay 1/μ seconds).
+    pub mus: Vec<f64>,
+    /// Output packets whose entropy is measured per grid point.
+    #[serde(default = "default_single_targets")]
+    pub targets: usize,
+    /// Apply the protocol's cap on sender-chosen delays
+    /// (`MAX_HOP_DELAY_NANOS`, 10 s). The closed form assumes no cap.
+    #[serde(default)]
+    pub delay_cap: bool,
+}
+
+fn default_single_targets() -> usize {
+    200
+}
+
+/// A whole network run.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkScenario {
+    /// Name used for output files.
+    pub name: String,
+    /// RNG seed.
+    pub seed: u64,
+    /// Simulated seconds.
+    pub duration_secs: f64,
+    /// Seconds before target messages are sampled (pools fill up first).
+    #[serde(default)]
+    pub warmup_secs: f64,
+    /// Gateways, layers and links.
+    pub topology: TopologySpec,
+    /// Client population, message rates and social graph.
+    pub clients: ClientSpec,
+    /// The client traffic shaper (cover traffic).
+    pub shaping: ShapingSpec,
+    /// The nodes' mixing strategy and the senders' delays.
+    pub mixing: MixingSpec,
+    /// Who is watching.
+    #[serde(default)]
+    pub adversary: AdversarySpec,
+    /// The statistical disclosure attack.
+    #[serde(default)]
+    pub disclosure: DisclosureSpec,
+}
+
+/// Network shape.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    /// Mix layers between entry and exit gateway.
+    pub layers: usize,
+    /// Mixes per layer.
+    pub width: usize,
+    /// Gateways; each client attaches to one, which is its entry and mailbox.
+    pub gateways: usize,
+    /// One-way latency of every link, milliseconds.
+    #[serde(default = "default_latency_ms")]
+    pub link_latency_ms: f64,
+    /// Extra uniform random latency per packet per link, milliseconds.
+    #[serde(default)]
+    pub link_jitter_ms: f64,
+}
+
+fn default_latency_ms() -> f64 {
+    10.0
+}
+
+/// Clients and who writes to whom.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// Number of clients.
+    pub count: usize,
+    /// Real messages each client writes per second (Poisson).
+    pub rate: f64,
+    /// Contacts per client.
+    #[serde(default = "default_contacts")]
+    pub contacts: usize,
+    /// Zipf exponent of contact popularity (0 = uniform).
+    #[serde(default = "default_zipf")]
+    pub zipf_exponent: f64,
+    /// Messages a client may have queued before new ones are dropped.
+    #[serde(default = "default_max_queue")]
+    pub max_queue: usize,
+}
+
+fn default_contacts() -> usize {
+    5
+}
+fn default_zipf() -> f64 {
+    1.0
+}
+fn default_max_queue() -> usize {
+    1000
+}
+
+/// The client traffic shaper.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ShapingSpec {
+    /// Loopix streams: payload (real or loop) at `payload_rate`, loop cover
+    /// at `loop_rate`, drop cover at `drop_rate`, all per second.
+    Poisson {
+        /// λP.
+        payload_rate: f64,
+        /// λL.
+        loop_rate: f64,
+        /// λD.
+        drop_rate: f64,
+    },
+    /// One packet every `interval_ms`, real if one is queued, else a loop.
+    Constant {
+        /// Milliseconds between packets.
+        interval_ms: f64,
+    },
+    /// No shaper and no cover: each message leaves as soon as it is written.
+    None,
+}
+
+impl ShapingSpec {
+    /// The client crate's configuration, or `None` for unshaped clients.
+    pub fn config(&self) -> Option<ShapingConfig> {
+        match *self {
+            ShapingSpec::Poisson {
+                payload_rate,
+                loop_rate,
+                drop_rate,
+            } => Some(ShapingConfig::Poisson {
+                payload_rate,
+                loop_rate,
+                drop_rate,
+            }),
+            ShapingSpec::Constant { interval_ms } => Some(ShapingConfig::ConstantRate {
+                interval: secs(interval_ms / 1000.0),
+            }),
+            ShapingSpec::None => None,
+        }
+    }
+}
+
+/// Mixing strategy and sender-chosen delays.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MixingSpec {
+    /// `poisson`, `timed-pool` or `threshold-pool`.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// Per-hop delay rate μ (per second; mean delay 1/μ) senders draw from.
+    #[serde(default = "default_mu")]
+    pub mu: f64,
+    /// Timed pool: milliseconds between rounds.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: f64,
+    /// Timed pool: packets always kept back.
+    #[serde(default)]
+    pub min_pool: usize,
+    /// Timed pool: share of the excess sent per round.
+    #[serde(default = "default_fraction")]
+    pub fraction: f64,
+    /// Threshold pool: flush size.
+    #[serde(default = "default_threshold")]
+    pub threshold: usize,
+    /// Packets a node holds before refusing more.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+fn default_strategy() -> String {
+    "poisson".into()
+}
+fn default_mu() -> f64 {
+    20.0
+}
+fn default_interval_ms() -> f64 {
+    100.0
+}
+fn default_fraction() -> f64 {
+    0.7
+}
+fn default_threshold() -> usize {
+    10
+}
+fn default_capacity() -> usize {
+    100_000
+}
+
+impl MixingSpec {
+    /// The node crate's configuration.
+    pub fn config(&self) -> Result<MixConfig, SimError> {
+        match self.strategy.as_str() {
+            "poisson" => Ok(MixConfig::Poisson),
+            "timed-pool" => Ok(MixConfig::TimedPool {
+                interval: secs(self.interval_ms / 1000.0),
+                min_pool: self.min_pool,
+                fraction: self.fraction,
+            }),
+            "threshold-pool" => Ok(MixConfig::ThresholdPool {
+                threshold: self.threshold,
+            }),
+            other => Err(SimError::Invalid(format!(
+                "mixing.strategy {other:?}: expected poisson, timed-pool or threshold-pool"
+            ))),
+        }
+    }
+
+    /// Mean sender-chosen delay per hop.
+    pub fn mean_delay(&self) -> Duration {
+        secs(1.0 / self.mu)
+    }
+}
+
+/// Who the adversary is.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdversaryModel {
+    /// Sees every link, controls no node.
+    #[default]
+    GlobalPassive,
+    /// Sees every link and controls a fraction of the mixes.
+    CorruptMixes,
+    /// Sees every link and controls some gateways.
+    CorruptGateway,
+    /// Baseline of ordinary encrypted messengers: the network is replaced by
+    /// one relay that forwards at once and sees sender and recipient mailbox.
+    DumbRelay,
+}
+
+/// The adversary and the target messages it is scored on.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdversarySpec {
+    /// Which adversary.
+    #[serde(default)]
+    pub model: AdversaryModel,
+    /// Corrupt-mixes model: fraction b of mixes in each layer that are corrupt.
+    #[serde(default)]
+    pub corrupt_fraction: f64,
+    /// Corrupt-gateway model: how many gateways are corrupt.
+    #[serde(default = "default_corrupt_gateways")]
+    pub corrupt_gateways: usize,
+    /// Real messages, sampled after warm-up, whose sender anonymity is scored
+    /// (0 turns probability tracking off, which large runs need).
+    #[serde(default = "default_targets")]
+    pub targets: usize,
+    /// k of the top-k guess success.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+}
+
+fn default_corrupt_gateways() -> usize {
+    1
+}
+fn default_targets() -> usize {
+    200
+}
+fn default_top_k() -> usize {
+    5
+}
+
+impl Default for AdversarySpec {
+    fn default() -> Self {
+        AdversarySpec {
+            model: AdversaryModel::default(),
+            corrupt_fraction: 0.0,
+            corrupt_gateways: default_corrupt_gateways(),
+            targets: default_targets(),
+            top_k: default_top_k(),
+        }
+    }
+}
+
+/// The statistical disclosure attack.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureSpec {
+    /// Users whose contacts are attacked (0 turns the attack off).
+    #[serde(default = "default_sda_users")]
+    pub users: usize,
+    /// Observation round length in seconds.
+    #[serde(default = "default_window")]
+    pub window_secs: f64,
+    /// Size of the contact set the adversary guesses per user.
+    #[serde(default = "default_contacts")]
+    pub guesses: usize,
+    /// Also run the dumb-relay baseline on the same users and messages, so
+    /// both curves can be compared.
+    #[serde(default)]
+    pub compare_relay: bool,
+}
+
+fn default_sda_users() -> usize {
+    50
+}
+fn default_window() -> f64 {
+    10.0
+}
+
+impl Default for DisclosureSpec {
+    fn default() -> Self {
+        DisclosureSpec {
+            users: default_sda_users(),
+            window_secs: default_window(),
+            guesses: default_contacts(),
+            compare_relay: false,
+        }
+    }
+}
+
+/// Probability tracking keeps one dense vector per packet in flight; beyond
+/// this population it needs more memory than a run should take.
+pub const MAX_TRACKED_CLIENTS: usize = 20_000;
+
+/// Whether `x` is a positive finite number (false for NaN).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+/// Seconds as a duration, saturating instead of panicking on bad input.
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+impl Scenario {
+    /// Parses a scenario from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, SimError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| SimError::Format(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Reads and parses a scenario file.
+    pub fn load(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SimError::io(path, e))?;
+        Self::from_toml(&text)
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Scenario::SingleMix(s) => &s.name,
+            Scenario::Network(s) => &s.name,
+        }
+    }
+
+    /// Checks that the values make sense.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |m: &str| Err(SimError::Invalid(m.to_string()));
+        match self {
+            Scenario::SingleMix(s) => {
+                if s.lambdas.is_empty() || s.mus.is_empty() {
+                    return bad("lambdas and mus must not be empty");
+                }
+                if s.lambdas
+                    .iter()
+                    .chain(&s.mus)
+                    .any(|&x| !(x > 0.0 && x.is_finite()))
+                {
+                    return bad("every λ and μ must be positive and finite");
+                }
+                if s.targets == 0 {
+                    return bad("targets must be at least 1");
+                }
+            }
+            Scenario::Network(n) => {
+                let t = &n.topology;
+                if t.layers == 0 || t.width == 0 || t.gateways == 0 {
+                    return bad("topology needs at least one layer, one mix and one gateway");
+                }
+                if t.layers + 2 > aegis_mix_packet::constants::MAX_HOPS {
+                    return bad("layers + 2 gateways exceed the Sphinx maximum path length");
+                }
+                if n.clients.count < 2 {
+                    return bad("at least two clients are needed");
+                }
+                if n.clients.contacts == 0 || n.clients.contacts >= n.clients.count {
+                    return bad("clients.contacts must be between 1 and count - 1");
+                }
+                if !positive(n.duration_secs) || n.warmup_secs >= n.duration_secs {
+                    return bad("duration_secs must be positive and above warmup_secs");
+                }
+                if !(positive(n.clients.rate) || n.clients.rate == 0.0) || !positive(n.mixing.mu) {
+                    return bad("clients.rate must be non-negative and mixing.mu positive");
+                }
+                if !positive(n.disclosure.window_secs) {
+                    return bad("disclosure.window_secs must be positive");
+                }
+                n.mixing.config()?;
+                let a = &n.adversary;
+                if !(0.0..=1.0).contains(&a.corrupt_fraction) {
+                    return bad("adversary.corrupt_fraction must be in [0, 1]");
+                }
+                if a.targets > 0
+                    && n.clients.count > MAX_TRACKED_CLIENTS
+                    && a.model != AdversaryModel::DumbRelay
+                {
+                    return bad(
+                        "probability tracking is limited to 20000 clients: set adversary.targets = 0",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_scenarios_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
+    fn unknown_strategies_and_fields_are_rejected() {
+        let bad = "kind = \"single-mix\"\nname = \"x\"\nseed = 1\nlambdas = [1.0]\nmus = [1.0]\nfoo = 3\n";
+        assert!(matches!(Scenario::from_toml(bad), Err(SimError::Format(_))));
+    }
+}
