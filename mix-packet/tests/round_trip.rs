@@ -193,17 +193,7 @@ fn every_kind_has_one_size_and_a_fresh_look_at_every_hop() {
             data: vec![],
         },
     );
-    let lp = build_mailbox_packet(
-        &mut net.rng,
-        &geometry,
-        EPOCH,
-        &route,
-        &delays,
-        alice.id,
-        &alice.public(),
-        &Body::Loop(LoopId([0; 16])),
-    )
-    .unwrap();
+    let lp = net.loop_packet(&FORWARD, &alice, 0);
     let drop = build_drop_cover(&mut net.rng, &geometry, EPOCH, &route, &delays).unwrap();
     let sizes: Vec<usize> = [&frag, &lp, &drop]
         .iter()
@@ -235,6 +225,7 @@ fn hop_delays_are_the_senders_choice() {
     let geometry = net.geometry.clone();
     let route = net.route(&FORWARD);
     let delays = net.delays(20);
+    let body = Body::Loop(LoopId([1; 16]));
     let out = build_mailbox_packet(
         &mut net.rng,
         &geometry,
@@ -243,7 +234,7 @@ fn hop_delays_are_the_senders_choice() {
         &delays,
         bob.id,
         &bob.public(),
-        &Body::Loop(LoopId([1; 16])),
+        &body,
     )
     .unwrap();
     let trace = net
@@ -258,19 +249,7 @@ fn a_flipped_header_bit_fails_the_mac_at_the_first_hop() {
     let mut net = TestNet::new(5, 5);
     let bob = TestMailbox::new(&mut net.rng);
     let geometry = net.geometry.clone();
-    let route = net.route(&FORWARD);
-    let delays = net.delays(1);
-    let out = build_mailbox_packet(
-        &mut net.rng,
-        &geometry,
-        EPOCH,
-        &route,
-        &delays,
-        bob.id,
-        &bob.public(),
-        &Body::Loop(LoopId([1; 16])),
-    )
-    .unwrap();
+    let out = net.loop_packet(&FORWARD, &bob, 1);
     let key = &net.nodes[0].keys.get(EPOCH).unwrap().secret;
     // every bit of the header: α, γ and β
     for bit in 0..aegis_mix_packet::constants::SPHINX_HEADER_LEN * 8 {
@@ -295,20 +274,8 @@ fn a_flipped_payload_bit_is_caught_by_the_recipient() {
     let mut net = TestNet::new(6, 5);
     let bob = TestMailbox::new(&mut net.rng);
     let geometry = net.geometry.clone();
-    let route = net.route(&FORWARD);
-    let delays = net.delays(1);
     for bit in [0usize, 1000, 8 * 1024 + 3, 8 * 2048 - 1] {
-        let out = build_mailbox_packet(
-            &mut net.rng,
-            &geometry,
-            EPOCH,
-            &route,
-            &delays,
-            bob.id,
-            &bob.public(),
-            &Body::Loop(LoopId([1; 16])),
-        )
-        .unwrap();
+        let out = net.loop_packet(&FORWARD, &bob, 1);
         let mut frame = out.to_frame(&geometry).unwrap();
         frame[9 + 348 + bit / 8] ^= 1 << (bit % 8);
         let trace = net.deliver(out.first_hop, frame).unwrap();
@@ -325,19 +292,7 @@ fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
     let mut net = TestNet::new(7, 6);
     let bob = TestMailbox::new(&mut net.rng);
     let geometry = net.geometry.clone();
-    let route = net.route(&FORWARD);
-    let delays = net.delays(1);
-    let out = build_mailbox_packet(
-        &mut net.rng,
-        &geometry,
-        EPOCH,
-        &route,
-        &delays,
-        bob.id,
-        &bob.public(),
-        &Body::Loop(LoopId([1; 16])),
-    )
-    .unwrap();
+    let out = net.loop_packet(&FORWARD, &bob, 1);
     let frame = out.to_frame(&geometry).unwrap();
 
     // node 5 is not on the route: its key does not open the header
@@ -378,18 +333,8 @@ fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
     );
 
     // erasing the epoch's key makes its packets unprocessable
+    let fresh = net.loop_packet(&FORWARD, &bob, 2);
     net.nodes[0].keys.erase_before(EPOCH + 1);
-    let fresh = build_mailbox_packet(
-        &mut net.rng,
-        &geometry,
-        EPOCH,
-        &route,
-        &delays,
-        bob.id,
-        &bob.public(),
-        &Body::Loop(LoopId([2; 16])),
-    )
-    .unwrap();
     assert_eq!(
         net.deliver(fresh.first_hop, fresh.to_frame(&geometry).unwrap())
             .unwrap_err(),

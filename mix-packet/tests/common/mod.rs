@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use aegis_mix_packet::{
-    EpochKey, EpochKeys, Geometry, Hop, HopDelays, MailboxId, NodeId, PacketError, Processed,
-    ReplayFilter, Route, SphinxPublicKey, SphinxSecret, process_frame,
+    Body, EpochKey, EpochKeys, Geometry, Hop, HopDelays, LoopId, MailboxId, NodeId, OutgoingPacket,
+    PacketError, Processed, ReplayFilter, Route, SphinxPublicKey, SphinxSecret,
+    build_mailbox_packet, process_frame,
 };
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -98,6 +99,31 @@ impl TestNet {
                 .map(|&i| self.nodes[i].hop(EPOCH))
                 .collect(),
             &self.geometry,
+        )
+        .unwrap()
+    }
+
+    /// A loop cover packet over the nodes at `positions` to `mailbox`, with
+    /// delays of mean 1 ms.
+    pub fn loop_packet(
+        &mut self,
+        positions: &[usize],
+        mailbox: &TestMailbox,
+        id: u8,
+    ) -> OutgoingPacket {
+        let route = self.route(positions);
+        let delays = self.delays(1);
+        let geometry = self.geometry.clone();
+        let body = Body::Loop(LoopId([id; 16]));
+        build_mailbox_packet(
+            &mut self.rng,
+            &geometry,
+            EPOCH,
+            &route,
+            &delays,
+            mailbox.id,
+            &mailbox.public(),
+            &body,
         )
         .unwrap()
     }
