@@ -36,10 +36,12 @@ use crate::constants::{
 };
 use crate::descriptor::SignedDescriptor;
 use crate::fetch::{Fetcher, read_limited};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReasonLabel};
 use crate::store::{Store, StoreError};
 use crate::verify::Verifier;
 use crate::vote::SignedVote;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -419,33 +421,55 @@ fn binary(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
+/// Decodes an upload, feeds it to the authority and answers with the
+/// outcome, counting it under `accepted` or `rejected` by reason.
+fn accept_upload(
+    shared: &Arc<Shared>,
+    body: Result<Bytes, BytesRejection>,
+    accepted: &Counter,
+    rejected: &Family<ReasonLabel, Counter>,
+    decode: impl FnOnce(&[u8]) -> Result<Input, Rejection>,
+) -> Result<Response, Rejection> {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let (reason, response) = body_refusal(e);
+            Metrics::reject(rejected, reason);
+            return Ok(response);
+        }
+    };
+    match decode(&body).and_then(|input| shared.feed(input)) {
+        Ok(()) => {
+            accepted.inc();
+            Ok((StatusCode::OK, "accepted\n").into_response())
+        }
+        Err(rejection) => {
+            Metrics::reject(rejected, rejection.label());
+            Err(rejection)
+        }
+    }
+}
+
 async fn post_descriptor(
     State(shared): State<Arc<Shared>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let metrics = &shared.metrics;
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            let (reason, response) = body_refusal(e);
-            Metrics::reject(&metrics.descriptors_rejected, reason);
-            return response;
-        }
-    };
-    let result = SignedDescriptor::decode(&body)
-        .map_err(Rejection::from)
-        .and_then(|d| shared.feed(Input::Descriptor(d)));
-    match result {
-        Ok(()) => {
-            metrics.descriptors_accepted.inc();
-            (StatusCode::OK, "accepted\n").into_response()
-        }
-        Err(rejection) => {
-            Metrics::reject(&metrics.descriptors_rejected, rejection.label());
-            debug!(reason = rejection.label(), "descriptor refused");
-            refusal(&rejection)
-        }
-    }
+    accept_upload(
+        &shared,
+        body,
+        &metrics.descriptors_accepted,
+        &metrics.descriptors_rejected,
+        |b| {
+            SignedDescriptor::decode(b)
+                .map(Input::Descriptor)
+                .map_err(Rejection::from)
+        },
+    )
+    .unwrap_or_else(|rejection| {
+        debug!(reason = rejection.label(), "descriptor refused");
+        refusal(&rejection)
+    })
 }
 
 async fn post_vote(
@@ -487,27 +511,18 @@ async fn post_signature(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let metrics = &shared.metrics;
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            let (reason, response) = body_refusal(e);
-            Metrics::reject(&metrics.signatures_rejected, reason);
-            return response;
-        }
-    };
-    let result = DocumentSignature::from_bytes(&body)
-        .map_err(Rejection::from)
-        .and_then(|s| shared.feed(Input::Signature(s)));
-    match result {
-        Ok(()) => {
-            metrics.signatures_accepted.inc();
-            (StatusCode::OK, "accepted\n").into_response()
-        }
-        Err(rejection) => {
-            Metrics::reject(&metrics.signatures_rejected, rejection.label());
-            refusal(&rejection)
-        }
-    }
+    accept_upload(
+        &shared,
+        body,
+        &metrics.signatures_accepted,
+        &metrics.signatures_rejected,
+        |b| {
+            DocumentSignature::from_bytes(b)
+                .map(Input::Signature)
+                .map_err(Rejection::from)
+        },
+    )
+    .unwrap_or_else(|rejection| refusal(&rejection))
 }
 
 async fn get_signatures(State(shared): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
