@@ -5,9 +5,11 @@
 //! what to send and when — so that the simulator (`aegis-sim`) runs exactly
 //! the behaviour users run.
 //!
-//! This crate currently provides the traffic shaper and the edge protocol
-//! (identity, PQXDH, Double Ratchet with header encryption); the encrypted
-//! store, reliable delivery and the networked client are built on them.
+//! This crate provides the traffic shaper, the edge protocol (identity,
+//! PQXDH, Double Ratchet with header encryption), contact cards, reliable
+//! delivery (outbox and inbox) and the encrypted profile store (behind the
+//! default `store` feature, the one part that does IO); the networked client
+//! is built on them. Formats and rules are in `docs/client.md`.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -16,3 +18,26 @@ pub use edge::EdgeError;
 
 pub mod shaping;
 pub use shaping::{Emission, ShaperStats, ShapingConfig, Slot, Stream, TrafficShaper};
+
+pub mod card;
+pub use card::{CardError, ContactCard};
+
+pub mod delivery;
+pub use delivery::{
+    ContactId, Inbox, InboxConfig, LocalId, MessageStatus, Outbox, OutboxConfig, Received,
+    StatusEvent, Transmission,
+};
+
+#[cfg(feature = "store")]
+pub mod store;
+#[cfg(feature = "store")]
+pub use store::{Argon2Params, Batch, Namespace, Store, StoreError};
+
+pub mod envelope;
+
+#[cfg(feature = "net")]
+pub mod engine;
+#[cfg(feature = "net")]
+pub mod profile;
+#[cfg(feature = "net")]
+pub use engine::{Client, ClientConfig, ClientError, Event, NetworkStats};

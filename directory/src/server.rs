@@ -361,11 +361,21 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAutho
     })
 }
 
-/// Runs an authority from its configuration until Ctrl-C.
+/// Runs an authority from its configuration until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let listener = TcpListener::bind(config.listen).await?;
     let running = spawn(config, listener).await?;
-    let _ = tokio::signal::ctrl_c().await;
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
     info!("shutting down");
     running.shutdown().await;
     Ok(())
@@ -553,6 +563,8 @@ struct Status {
     name: String,
     public_key: String,
     epoch: u64,
+    genesis_ms: u64,
+    epoch_length_ms: u64,
     threshold: usize,
     current_document_epoch: Option<u64>,
     last_round: Option<RoundStatus>,
@@ -566,6 +578,8 @@ async fn get_status(State(shared): State<Arc<Shared>>) -> Response {
         name: shared.name.clone(),
         public_key: hex::encode(authority.public_key()),
         epoch: authority.schedule().epoch_at(now),
+        genesis_ms: authority.schedule().genesis_ms,
+        epoch_length_ms: authority.schedule().epoch_length_ms,
         threshold: authority.threshold(),
         current_document_epoch: authority.current_document(now).map(|d| d.body.epoch),
         last_round: authority.last_finished_round(),

@@ -39,7 +39,9 @@ pub const HEADER_LEN: usize = NONCE_LEN + HEADER_PLAIN_LEN + TAG_LEN;
 /// Bytes a ratchet message adds to its plaintext.
 pub const MESSAGE_OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 
-fn seal<R: CryptoRng + ?Sized>(
+/// XChaCha20-Poly1305 under a fresh random nonce: `nonce ‖ ciphertext ‖ tag`
+/// (also what the encrypted store seals its records with).
+pub(crate) fn seal<R: CryptoRng + ?Sized>(
     key: &[u8; 32],
     rng: &mut R,
     ad: &[u8],
@@ -60,7 +62,8 @@ fn seal<R: CryptoRng + ?Sized>(
     out
 }
 
-fn open(key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+/// Opens what [`seal`] produced; `None` if it does not authenticate.
+pub(crate) fn open(key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return None;
     }

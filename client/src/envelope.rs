@@ -1,0 +1,170 @@
+//! What travels end to end inside the fragments of one message.
+//!
+//! ```text
+//! envelope  = 0x01 ‖ PQXDH initial header ‖ ratchet message   (until the contact answered)
+//!           | 0x02 ‖ ratchet message
+//! plaintext = kind (1: message, 2: signal) ‖ card length (2, BE) ‖ sender's card ‖ body
+//! ```
+//!
+//! The sender's card rides inside the encrypted plaintext of the first
+//! messages, so a contact who did not know us can answer; once the contact
+//! has answered, messages carry no card (length 0).
+
+use crate::edge::EdgeError;
+use crate::edge::pqxdh::InitialHeader;
+
+const INITIAL: u8 = 0x01;
+const RATCHET: u8 = 0x02;
+/// Largest signalling message body (call set-up data such as SDP/ICE).
+pub const MAX_SIGNAL_LEN: usize = 8 * 1024;
+
+/// The outer layer of a message.
+#[derive(Debug)]
+pub enum Envelope {
+    /// The handshake header and the first ratchet message(s).
+    Initial {
+        /// The PQXDH header.
+        header: InitialHeader,
+        /// The ratchet message.
+        message: Vec<u8>,
+    },
+    /// A ratchet message in an established session.
+    Ratchet {
+        /// The ratchet message.
+        message: Vec<u8>,
+    },
+}
+
+impl Envelope {
+    /// Encodes the envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Envelope::Initial { header, message } => {
+                let mut out = Vec::with_capacity(1 + InitialHeader::LEN + message.len());
+                out.push(INITIAL);
+                header.encode(&mut out);
+                out.extend_from_slice(message);
+                out
+            }
+            Envelope::Ratchet { message } => {
+                let mut out = Vec::with_capacity(1 + message.len());
+                out.push(RATCHET);
+                out.extend_from_slice(message);
+                out
+            }
+        }
+    }
+
+    /// Strict decoding (the header's identity signature is verified).
+    pub fn decode(bytes: &[u8]) -> Result<Self, EdgeError> {
+        match bytes.split_first() {
+            Some((&INITIAL, rest)) if rest.len() > InitialHeader::LEN => {
+                let (header, message) = rest.split_at(InitialHeader::LEN);
+                Ok(Envelope::Initial {
+                    header: InitialHeader::decode(header)?,
+                    message: message.to_vec(),
+                })
+            }
+            Some((&RATCHET, rest)) if !rest.is_empty() => Ok(Envelope::Ratchet {
+                message: rest.to_vec(),
+            }),
+            _ => Err(EdgeError::Malformed("envelope")),
+        }
+    }
+}
+
+/// The decrypted content of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// A signalling message rather than a message.
+    pub signal: bool,
+    /// The sender's card, in the first messages of a session.
+    pub card: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Content {
+    /// Encodes the plaintext.
+    pub fn encode(&self) -> Vec<u8> {
+        let card = self.card.as_deref().unwrap_or("").as_bytes();
+        let mut out = Vec::with_capacity(3 + card.len() + self.body.len());
+        out.push(if self.signal { 2 } else { 1 });
+        out.extend_from_slice(&(card.len() as u16).to_be_bytes());
+        out.extend_from_slice(card);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Strict decoding.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EdgeError> {
+        let malformed = EdgeError::Malformed("content");
+        if bytes.len() < 3 {
+            return Err(malformed);
+        }
+        let signal = match bytes[0] {
+            1 => false,
+            2 => true,
+            _ => return Err(malformed),
+        };
+        let card_len = usize::from(u16::from_be_bytes([bytes[1], bytes[2]]));
+        let rest = &bytes[3..];
+        if rest.len() < card_len {
+            return Err(malformed);
+        }
+        let (card, body) = rest.split_at(card_len);
+        if signal && body.len() > MAX_SIGNAL_LEN {
+            return Err(malformed);
+        }
+        let card = if card.is_empty() {
+            None
+        } else {
+            Some(
+                std::str::from_utf8(card)
+                    .map_err(|_| EdgeError::Malformed("content"))?
+                    .to_owned(),
+            )
+        };
+        Ok(Content {
+            signal,
+            card,
+            body: body.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_round_trips_and_rejects_bad_input() {
+        let c = Content {
+            signal: false,
+            card: Some("aegis1abc".into()),
+            body: b"hello".to_vec(),
+        };
+        assert_eq!(Content::decode(&c.encode()).unwrap(), c);
+        let s = Content {
+            signal: true,
+            card: None,
+            body: vec![1; 10],
+        };
+        assert_eq!(Content::decode(&s.encode()).unwrap(), s);
+        assert!(Content::decode(&[3, 0, 0]).is_err());
+        assert!(Content::decode(&[1, 0, 9, b'x']).is_err());
+        assert!(Content::decode(&[1, 0]).is_err());
+        let big = Content {
+            signal: true,
+            card: None,
+            body: vec![0; MAX_SIGNAL_LEN + 1],
+        };
+        assert!(Content::decode(&big.encode()).is_err());
+        assert!(Envelope::decode(&[2]).is_err());
+        assert!(Envelope::decode(&[9, 1]).is_err());
+        assert!(matches!(
+            Envelope::decode(&[2, 7]).unwrap(),
+            Envelope::Ratchet { .. }
+        ));
+    }
+}

@@ -1,0 +1,475 @@
+//! `aegis`: the AegisLink command-line client.
+//!
+//! The passphrase is read from `AEGIS_PASSPHRASE` if set, otherwise from the
+//! first line of standard input (or the terminal).
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aegis_client::engine::{Client, ClientConfig, Event, fetcher_for, pick_gateway};
+use aegis_client::profile::{Profile, TrustedAuthority};
+use aegis_client::store::{Argon2Params, Store};
+use aegis_client::{ContactId, MessageStatus};
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt as _;
+
+#[derive(Parser)]
+#[command(
+    name = "aegis",
+    version,
+    about = "AegisLink client: private messages through a mixnet"
+)]
+struct Cli {
+    /// The profile directory.
+    #[arg(
+        long,
+        global = true,
+        default_value = "aegis-profile",
+        env = "AEGIS_PROFILE"
+    )]
+    profile: PathBuf,
+    /// Seconds between mailbox pulls.
+    #[arg(long, global = true, default_value_t = 1.0)]
+    pull_interval: f64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a profile: keys generated here, a mailbox at a random gateway.
+    Init {
+        /// A directory authority as URL=HEXKEY (repeat for each).
+        #[arg(long = "authority", required = true)]
+        authorities: Vec<String>,
+        /// Use fast (insecure) passphrase hashing; for tests only.
+        #[arg(long, hide = true)]
+        insecure_fast_kdf: bool,
+    },
+    /// Contacts.
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
+    /// Send one message and wait until it is delivered (or failed).
+    Send {
+        /// The contact's name.
+        to: String,
+        /// The message.
+        message: String,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Fetch new messages for a while, then print every stored message.
+    Inbox {
+        /// Seconds to stay online fetching.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// An interactive chat with one contact (type a line to send it).
+    Chat {
+        /// The contact's name.
+        with: String,
+    },
+    /// Stay online; read JSON commands from stdin, print JSON events.
+    Serve,
+    /// Encrypted backups.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContactCommand {
+    /// Print your contact card.
+    Show,
+    /// Add a contact from their card.
+    Add {
+        /// A name for them.
+        name: String,
+        /// Their card (`aegis1…`).
+        card: String,
+    },
+    /// List contacts.
+    List,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Write an encrypted backup of the whole profile.
+    Export {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Restore a backup into a new profile directory (--profile).
+    Import {
+        /// The backup file.
+        file: PathBuf,
+    },
+}
+
+/// A command of `aegis serve`, one JSON object per line.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ServeCommand {
+    /// Send a message to a contact by name.
+    Send { to: String, text: String },
+    /// Print network figures.
+    Stats,
+}
+
+/// An event of `aegis serve`, one JSON object per line.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum ServeEvent {
+    Connected {
+        epoch: u64,
+    },
+    Queued {
+        id: u64,
+        to: String,
+    },
+    Status {
+        id: u64,
+        status: String,
+    },
+    Message {
+        from: String,
+        text: String,
+        signal: bool,
+    },
+    NewContact {
+        name: String,
+    },
+    Stats {
+        real_sent: u64,
+        loops_sent: u64,
+        drops_sent: u64,
+        loops_returned: u64,
+        loop_rtt_p50_ms: Option<f64>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+fn passphrase(prompt: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("AEGIS_PASSPHRASE") {
+        return Ok(p);
+    }
+    eprint!("{prompt}: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn open(path: &Path) -> anyhow::Result<Profile> {
+    let pass = passphrase("passphrase")?;
+    Profile::open(path, pass.as_bytes()).with_context(|| format!("opening {}", path.display()))
+}
+
+fn status_word(status: MessageStatus) -> &'static str {
+    match status {
+        MessageStatus::Queued => "queued",
+        MessageStatus::Sent => "sent",
+        MessageStatus::Delivered => "delivered",
+        MessageStatus::Failed => "failed",
+    }
+}
+
+fn contact_id(profile: &Profile, name: &str) -> anyhow::Result<ContactId> {
+    Ok(profile
+        .contact_by_name(name)?
+        .with_context(|| format!("no contact named {name}; add one with `aegis contact add`"))?
+        .0)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = ClientConfig {
+        pull_interval: Duration::from_secs_f64(cli.pull_interval.clamp(0.05, 3_600.0)),
+        ..ClientConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Init {
+            authorities,
+            insecure_fast_kdf,
+        } => {
+            if cli.profile.exists() {
+                bail!("{} exists already", cli.profile.display());
+            }
+            let authorities = authorities
+                .iter()
+                .map(|a| {
+                    let (url, key) = a.rsplit_once('=').context("--authority takes URL=HEXKEY")?;
+                    let key: [u8; 32] = hex::decode(key)
+                        .ok()
+                        .and_then(|k| k.try_into().ok())
+                        .context("an authority key is 64 hex digits")?;
+                    Ok(TrustedAuthority {
+                        url: url.to_owned(),
+                        key,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let pass = passphrase("new passphrase")?;
+            if pass.len() < 8 && !insecure_fast_kdf {
+                bail!("use a passphrase of at least 8 characters");
+            }
+            let params = if insecure_fast_kdf {
+                Argon2Params::insecure_fast()
+            } else {
+                Argon2Params::default()
+            };
+            let profile = runtime.block_on(async {
+                eprintln!("fetching the network consensus…");
+                let fetcher = fetcher_for(&authorities)?;
+                let gateway = pick_gateway(&fetcher).await?;
+                anyhow::Ok(Profile::create(
+                    &mut rand::rng(),
+                    &cli.profile,
+                    pass.as_bytes(),
+                    params,
+                    gateway,
+                    authorities,
+                )?)
+            })?;
+            println!("profile created at {}", cli.profile.display());
+            println!("your contact card (give it to the people who should reach you):");
+            println!("{}", profile.card().encode());
+            Ok(())
+        }
+        Command::Contact { command } => {
+            let profile = open(&cli.profile)?;
+            match command {
+                ContactCommand::Show => println!("{}", profile.card().encode()),
+                ContactCommand::Add { name, card } => {
+                    profile.add_contact(&name, &card)?;
+                    println!("added {name}");
+                }
+                ContactCommand::List => {
+                    for (_, record) in profile.contacts()? {
+                        let state = if record.confirmed {
+                            "session established"
+                        } else {
+                            "no reply yet"
+                        };
+                        println!("{}\t{state}", record.name);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Send {
+            to,
+            message,
+            timeout,
+        } => {
+            let profile = open(&cli.profile)?;
+            let contact = contact_id(&profile, &to)?;
+            runtime.block_on(async {
+                eprintln!("connecting…");
+                let (client, mut events) = Client::start(profile, config).await?;
+                let id = client.send(contact, message.into_bytes()).await?;
+                eprintln!("queued; waiting for delivery (up to {timeout} s)");
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+                let mut outcome = None;
+                while outcome.is_none() {
+                    match tokio::time::timeout_at(deadline, events.recv()).await {
+                        Ok(Some(Event::Status {
+                            local_id, status, ..
+                        })) if local_id == id => {
+                            eprintln!("{}", status_word(status));
+                            if matches!(status, MessageStatus::Delivered | MessageStatus::Failed) {
+                                outcome = Some(status);
+                            }
+                        }
+                        Ok(Some(Event::Message { name, body, .. })) => {
+                            println!("{name}: {}", String::from_utf8_lossy(&body));
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                client.shutdown().await?;
+                match outcome {
+                    Some(MessageStatus::Delivered) => Ok(()),
+                    Some(_) => bail!("the message could not be delivered"),
+                    None => bail!("no delivery confirmation within {timeout} s; it stays queued"),
+                }
+            })
+        }
+        Command::Inbox { wait } => {
+            let profile = open(&cli.profile)?;
+            let profile = runtime.block_on(async {
+                let (client, mut events) = Client::start(profile, config).await?;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+                while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+                    if let Event::NewContact { name, .. } = event {
+                        eprintln!("new contact: {name}");
+                    }
+                }
+                anyhow::Ok(client.shutdown().await?)
+            })?;
+            let names: std::collections::HashMap<ContactId, String> = profile
+                .contacts()?
+                .into_iter()
+                .map(|(id, r)| (id, r.name))
+                .collect();
+            for m in profile.messages()? {
+                let from = names.get(&m.contact).map_or("?", String::as_str);
+                let kind = if m.signal { " (signal)" } else { "" };
+                println!(
+                    "#{} {from}{kind}: {}",
+                    m.seq,
+                    String::from_utf8_lossy(&m.body)
+                );
+            }
+            Ok(())
+        }
+        Command::Chat { with } => {
+            let profile = open(&cli.profile)?;
+            let contact = contact_id(&profile, &with)?;
+            runtime.block_on(async {
+                let (client, mut events) = Client::start(profile, config).await?;
+                eprintln!("connected; type a message and press Enter (Ctrl-D to quit)");
+                let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+                loop {
+                    tokio::select! {
+                        line = lines.next_line() => match line? {
+                            None => break,
+                            Some(text) if text.trim().is_empty() => {}
+                            Some(text) => {
+                                let id = client.send(contact, text.into_bytes()).await?;
+                                eprintln!("[#{} queued]", id.0);
+                            }
+                        },
+                        event = events.recv() => match event {
+                            None => break,
+                            Some(Event::Message { name, body, .. }) => {
+                                println!("{name}: {}", String::from_utf8_lossy(&body));
+                            }
+                            Some(Event::Status { local_id, status, .. }) => {
+                                eprintln!("[#{} {}]", local_id.0, status_word(status));
+                            }
+                            Some(_) => {}
+                        },
+                    }
+                }
+                client.shutdown().await?;
+                anyhow::Ok(())
+            })
+        }
+        Command::Serve => {
+            let profile = open(&cli.profile)?;
+            runtime.block_on(serve(profile, config))
+        }
+        Command::Backup { command } => match command {
+            BackupCommand::Export { file } => {
+                let profile = open(&cli.profile)?;
+                let pass = std::env::var("AEGIS_BACKUP_PASSPHRASE")
+                    .or_else(|_| passphrase("backup passphrase"))?;
+                let bytes = profile.store().export_backup(pass.as_bytes())?;
+                std::fs::write(&file, bytes)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                println!("backup written to {}", file.display());
+                Ok(())
+            }
+            BackupCommand::Import { file } => {
+                if cli.profile.exists() {
+                    bail!("{} exists already", cli.profile.display());
+                }
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let backup_pass = std::env::var("AEGIS_BACKUP_PASSPHRASE")
+                    .or_else(|_| passphrase("backup passphrase"))?;
+                let pass = passphrase("passphrase for the restored profile")?;
+                Store::import_backup(
+                    &cli.profile,
+                    &bytes,
+                    backup_pass.as_bytes(),
+                    pass.as_bytes(),
+                )?;
+                println!("profile restored to {}", cli.profile.display());
+                Ok(())
+            }
+        },
+    }
+}
+
+fn emit(event: &ServeEvent) {
+    if let Ok(line) = serde_json::to_string(event) {
+        println!("{line}");
+    }
+}
+
+async fn serve(profile: Profile, config: ClientConfig) -> anyhow::Result<()> {
+    let names: std::collections::HashMap<String, ContactId> = profile
+        .contacts()?
+        .into_iter()
+        .map(|(id, r)| (r.name, id))
+        .collect();
+    let (client, mut events) = Client::start(profile, config).await?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            line = lines.next_line() => match line? {
+                None => break,
+                Some(line) if line.trim().is_empty() => {}
+                Some(line) => match serde_json::from_str::<ServeCommand>(&line) {
+                    Ok(ServeCommand::Send { to, text }) => match names.get(&to) {
+                        Some(&contact) => match client.send(contact, text.into_bytes()).await {
+                            Ok(id) => emit(&ServeEvent::Queued { id: id.0, to }),
+                            Err(e) => emit(&ServeEvent::Error { message: e.to_string() }),
+                        },
+                        None => emit(&ServeEvent::Error { message: format!("no contact {to}") }),
+                    },
+                    Ok(ServeCommand::Stats) => {
+                        let s = client.stats().await?;
+                        emit(&ServeEvent::Stats {
+                            real_sent: s.real_sent,
+                            loops_sent: s.loops_sent,
+                            drops_sent: s.drops_sent,
+                            loops_returned: s.loops_returned,
+                            loop_rtt_p50_ms: s.loop_rtt_p50_ms,
+                        });
+                    }
+                    Err(e) => emit(&ServeEvent::Error { message: format!("bad command: {e}") }),
+                },
+            },
+            event = events.recv() => match event {
+                None => break,
+                Some(Event::Connected { epoch }) => emit(&ServeEvent::Connected { epoch }),
+                Some(Event::Status { local_id, status, .. }) => emit(&ServeEvent::Status {
+                    id: local_id.0,
+                    status: status_word(status).to_owned(),
+                }),
+                Some(Event::Message { name, body, signal, .. }) => emit(&ServeEvent::Message {
+                    from: name,
+                    text: String::from_utf8_lossy(&body).into_owned(),
+                    signal,
+                }),
+                Some(Event::NewContact { name, .. }) => emit(&ServeEvent::NewContact { name }),
+            },
+        }
+    }
+    client.shutdown().await?;
+    Ok(())
+}

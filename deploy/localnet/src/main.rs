@@ -1,0 +1,682 @@
+//! `aegis-localnet`: a whole AegisLink network on loopback.
+//!
+//! Starts directory authorities (`aegis-dir`), mix nodes and gateways
+//! (`aegis-node`) and two clients (`aegis serve`) as separate processes,
+//! each configured with its own `init` command as an operator or a user
+//! would; the clients exchange real messages with cover traffic on, and a
+//! live summary shows what happens. Ctrl-C stops everything.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aegis_directory::Verifier;
+use aegis_directory::config::{Config as AuthorityConfig, PeerConfig};
+use aegis_node::localnet::free_port;
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aegis-localnet",
+    version,
+    about = "Run a whole AegisLink network on loopback with two chatting clients"
+)]
+struct Args {
+    /// Directory authorities.
+    #[arg(long, default_value_t = 3)]
+    authorities: usize,
+    /// Mix nodes per layer (three layers).
+    #[arg(long, default_value_t = 2)]
+    mixes_per_layer: usize,
+    /// Gateways.
+    #[arg(long, default_value_t = 2)]
+    gateways: usize,
+    /// Epoch length in milliseconds.
+    #[arg(long, default_value_t = 6_000)]
+    epoch_ms: u64,
+    /// Mean per-hop delay 1/μ in milliseconds (Poisson mixing).
+    #[arg(long, default_value_t = 50.0)]
+    mean_delay_ms: f64,
+    /// Client real-or-loop rate λP, packets/s.
+    #[arg(long, default_value_t = 10.0)]
+    lambda_p: f64,
+    /// Client loop cover rate λL, packets/s.
+    #[arg(long, default_value_t = 2.0)]
+    lambda_l: f64,
+    /// Client drop cover rate λD, packets/s.
+    #[arg(long, default_value_t = 2.0)]
+    lambda_d: f64,
+    /// Node loop cover rate λM, packets/s.
+    #[arg(long, default_value_t = 1.0)]
+    lambda_m: f64,
+    /// Seconds between messages (the clients take turns).
+    #[arg(long, default_value_t = 1.0)]
+    message_interval: f64,
+    /// Seconds between mailbox pulls.
+    #[arg(long, default_value_t = 0.5)]
+    pull_interval: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C; 300 with --until).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Exit 0 as soon as this many messages were delivered exactly once
+    /// (non-zero if the duration passes first).
+    #[arg(long, value_name = "N-messages")]
+    until: Option<u64>,
+    /// Working directory (kept); by default a temporary one, removed at exit.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Do not build the binaries first (use the ones next to this program).
+    #[arg(long)]
+    no_build: bool,
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+/// Every child process; stopped with SIGTERM, then killed.
+#[derive(Default)]
+struct Procs(Vec<Proc>);
+
+impl Procs {
+    async fn stop_all(&mut self) {
+        for p in &self.0 {
+            if let Some(pid) = p.child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        }
+        for p in &mut self.0 {
+            if tokio::time::timeout(Duration::from_secs(8), p.child.wait())
+                .await
+                .is_err()
+            {
+                eprintln!("{} did not stop in time; killing it", p.name);
+                let _ = p.child.kill().await;
+            }
+        }
+        self.0.clear();
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("no directory for this program")
+}
+
+fn build_binaries() -> anyhow::Result<()> {
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return Ok(());
+    };
+    eprintln!("building aegis-dir, aegis-node and aegis…");
+    let mut command = std::process::Command::new(cargo);
+    command.args([
+        "build",
+        "--bin",
+        "aegis-dir",
+        "--bin",
+        "aegis-node",
+        "--bin",
+        "aegis",
+    ]);
+    // Build the programs with the profile this launcher was built with,
+    // so they land next to it.
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let status = command.status()?;
+    if !status.success() {
+        bail!("building the binaries failed");
+    }
+    Ok(())
+}
+
+async fn run_to_end(bin: &Path, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .await
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            bin.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn spawn_logged(
+    procs: &mut Procs,
+    name: &str,
+    bin: &Path,
+    args: &[String],
+    logs: &Path,
+) -> anyhow::Result<()> {
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    procs.0.push(Proc {
+        name: name.to_owned(),
+        child,
+    });
+    Ok(())
+}
+
+struct ClientProc {
+    name: &'static str,
+    peer: &'static str,
+    stdin: ChildStdin,
+}
+
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    delivered: u64,
+    failed: u64,
+    received: HashSet<String>,
+    duplicates: u64,
+    latencies: Vec<f64>,
+    queued_at: HashMap<(String, u64), Instant>,
+    texts: HashMap<(String, u64), String>,
+    cover: BTreeMap<String, (u64, u64, u64, u64)>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied()
+}
+
+fn fmt_secs(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{s:.2}s"))
+}
+
+async fn node_drops(http: &reqwest::Client, metrics: &[String]) -> BTreeMap<String, u64> {
+    let mut drops = BTreeMap::new();
+    for url in metrics {
+        let Ok(r) = http.get(url).send().await else {
+            continue;
+        };
+        let Ok(text) = r.text().await else { continue };
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("aegis_node_dropped_total{reason=\"")
+                && let Some((reason, value)) = rest.split_once("\"} ")
+                && let Ok(v) = value.trim().parse::<f64>()
+            {
+                *drops.entry(reason.to_owned()).or_insert(0) += v as u64;
+            }
+        }
+    }
+    drops
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.no_build {
+        build_binaries()?;
+    }
+    let bins = bin_dir()?;
+    let (dir_path, _temp) = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (d.canonicalize()?, None)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("aegis-localnet-")
+                .tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let logs = dir_path.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut procs = Procs::default();
+    let result = run(&args, &bins, &dir_path, &logs, &mut procs).await;
+    eprintln!("stopping every process…");
+    procs.stop_all().await;
+    match &result {
+        Ok(true) => eprintln!("done."),
+        Ok(false) => eprintln!("stopped before reaching the goal."),
+        Err(e) => eprintln!("error: {e:#}\nlogs: {}", logs.display()),
+    }
+    if args.dir.is_some() {
+        eprintln!("files kept in {}", dir_path.display());
+    }
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(1),
+        Err(e) => Err(e),
+    }
+}
+
+async fn run(
+    args: &Args,
+    bins: &Path,
+    dir: &Path,
+    logs: &Path,
+    procs: &mut Procs,
+) -> anyhow::Result<bool> {
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let aegis_dir = bins.join("aegis-dir");
+    let aegis_node = bins.join("aegis-node");
+    let aegis = bins.join("aegis");
+
+    // Authorities: init each, then tell each about the others.
+    spinner.set_message(format!("initialising {} authorities", args.authorities));
+    let genesis = unix_ms();
+    let mut authorities = Vec::new();
+    for i in 0..args.authorities {
+        let data = dir.join(format!("authority-{i}"));
+        let port = free_port()?;
+        let out = run_to_end(
+            &aegis_dir,
+            &[
+                "init".into(),
+                "--data-dir".into(),
+                data.display().to_string(),
+                "--name".into(),
+                format!("authority-{i}"),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--epoch-length-ms".into(),
+                args.epoch_ms.to_string(),
+                "--genesis-unix-ms".into(),
+                genesis.to_string(),
+            ],
+            &[],
+        )
+        .await?;
+        let key = out
+            .lines()
+            .find_map(|l| l.strip_prefix("public key: "))
+            .context("aegis-dir init printed no key")?
+            .trim()
+            .to_owned();
+        authorities.push((
+            format!("authority-{i}"),
+            key,
+            format!("http://127.0.0.1:{port}"),
+            data.join("aegis-dir.toml"),
+        ));
+    }
+    for (name, _, _, path) in &authorities {
+        let mut config = AuthorityConfig::load(path)?;
+        config.peers = authorities
+            .iter()
+            .filter(|(n, ..)| n != name)
+            .map(|(n, k, u, _)| PeerConfig {
+                name: n.clone(),
+                public_key: k.clone(),
+                url: u.clone(),
+            })
+            .collect();
+        config.parameters.mixing = aegis_directory::MixingStrategy::Poisson {
+            mean_delay_ms: args.mean_delay_ms,
+        };
+        config.parameters.lambda_p = args.lambda_p;
+        config.parameters.lambda_l = args.lambda_l;
+        config.parameters.lambda_d = args.lambda_d;
+        config.parameters.lambda_m = args.lambda_m;
+        config.check()?;
+        std::fs::write(path, config.to_documented_toml()?)?;
+    }
+    spinner.set_message("starting authorities");
+    for (name, _, _, path) in &authorities {
+        spawn_logged(
+            procs,
+            name,
+            &aegis_dir,
+            &["run".into(), "--config".into(), path.display().to_string()],
+            logs,
+        )?;
+    }
+    let authority_flags: Vec<String> = authorities
+        .iter()
+        .flat_map(|(_, k, u, _)| ["--authority".to_owned(), format!("{u}={k}")])
+        .collect();
+
+    // Nodes.
+    let mixes = 3 * args.mixes_per_layer;
+    let mut metrics_urls = Vec::new();
+    spinner.set_message(format!(
+        "initialising {mixes} mix nodes and {} gateways",
+        args.gateways
+    ));
+    let mut node_configs = Vec::new();
+    for i in 0..mixes + args.gateways {
+        let (role, name) = if i < mixes {
+            ("mix", format!("mix-{i}"))
+        } else {
+            ("gateway", format!("gateway-{}", i - mixes))
+        };
+        let data = dir.join(&name);
+        let metrics_port = free_port()?;
+        let mut init_args: Vec<String> = vec![
+            "init".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--role".into(),
+            role.into(),
+            "--listen".into(),
+            format!("/ip4/127.0.0.1/tcp/{}", free_port()?),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ];
+        init_args.extend(authority_flags.iter().cloned());
+        run_to_end(&aegis_node, &init_args, &[]).await?;
+        metrics_urls.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
+        node_configs.push((name, data.join("aegis-node.toml"), metrics_port));
+    }
+    spinner.set_message("starting nodes");
+    for (name, path, _) in &node_configs {
+        spawn_logged(
+            procs,
+            name,
+            &aegis_node,
+            &["run".into(), "--config".into(), path.display().to_string()],
+            logs,
+        )?;
+    }
+
+    // Wait for a consensus listing everyone, held by every node.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    let verifier = Verifier::new(
+        authorities
+            .iter()
+            .filter_map(|(_, k, ..)| hex::decode(k).ok()?.try_into().ok()),
+    );
+    let started = Instant::now();
+    let ready_deadline = started + Duration::from_secs(60 + 4 * args.epoch_ms / 1_000);
+    loop {
+        let mut listed = 0;
+        if let Ok(r) = http
+            .get(format!("{}/v1/document/current", authorities[0].2))
+            .send()
+            .await
+            && let Ok(bytes) = r.bytes().await
+            && let Ok(doc) = verifier.verify_bytes(&bytes, None, unix_ms())
+        {
+            listed = doc.body.mixes().count() + doc.body.gateways.len();
+        }
+        let mut healthy = 0;
+        for (_, _, port) in &node_configs {
+            if let Ok(r) = http
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                healthy += 1;
+            }
+        }
+        spinner.set_message(format!(
+            "waiting for the consensus: {listed}/{} nodes listed, {healthy} serving",
+            node_configs.len()
+        ));
+        if listed == node_configs.len() && healthy == node_configs.len() {
+            break;
+        }
+        if Instant::now() > ready_deadline {
+            bail!("the network did not form in time");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Clients.
+    spinner.set_message("creating the clients' profiles");
+    let env = [("AEGIS_PASSPHRASE", "localnet passphrase")];
+    let mut cards = HashMap::new();
+    for name in ["alice", "bob"] {
+        let profile = dir.join(name).display().to_string();
+        let mut a = vec!["--profile".to_owned(), profile.clone(), "init".into()];
+        a.extend(authority_flags.iter().cloned());
+        run_to_end(&aegis, &a, &env).await?;
+        let card = run_to_end(
+            &aegis,
+            &["--profile".into(), profile, "contact".into(), "show".into()],
+            &env,
+        )
+        .await?;
+        cards.insert(name, card.trim().to_owned());
+    }
+    for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
+        run_to_end(
+            &aegis,
+            &[
+                "--profile".into(),
+                dir.join(me).display().to_string(),
+                "contact".into(),
+                "add".into(),
+                peer.into(),
+                cards[peer].clone(),
+            ],
+            &env,
+        )
+        .await?;
+    }
+    spinner.set_message("starting the clients");
+    let (events_tx, mut events) = mpsc::channel::<(String, serde_json::Value)>(1_024);
+    let mut clients = Vec::new();
+    for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
+        let log = std::fs::File::create(logs.join(format!("{me}.log")))?;
+        let mut child = Command::new(&aegis)
+            .args([
+                "--profile".to_owned(),
+                dir.join(me).display().to_string(),
+                "--pull-interval".into(),
+                args.pull_interval.to_string(),
+                "serve".into(),
+            ])
+            .env("AEGIS_PASSPHRASE", "localnet passphrase")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().context("client stdin")?;
+        let stdout = child.stdout.take().context("client stdout")?;
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    let _ = tx.send((me.to_owned(), v)).await;
+                }
+            }
+        });
+        procs.0.push(Proc {
+            name: me.to_owned(),
+            child,
+        });
+        clients.push(ClientProc {
+            name: me,
+            peer,
+            stdin,
+        });
+    }
+    spinner.finish_with_message(format!(
+        "network up in {:.0?}: {} authorities, {mixes} mixes in 3 layers, {} gateways, 2 clients; logs in {}",
+        started.elapsed(),
+        args.authorities,
+        args.gateways,
+        logs.display()
+    ));
+
+    let duration = args
+        .duration
+        .or(args.until.map(|_| 300))
+        .map(Duration::from_secs);
+    let run_started = Instant::now();
+    let mut tally = Tally::default();
+    let mut next_message = Instant::now();
+    let mut next_summary = Instant::now() + Duration::from_secs(2);
+    let mut turn = 0usize;
+    let mut counter = 0u64;
+    loop {
+        let wake = next_message.min(next_summary);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(args.until.is_none()),
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            Some((who, event)) = events.recv() => handle_event(&mut tally, &who, &event),
+        }
+        let now = Instant::now();
+        if now >= next_message {
+            next_message = now + Duration::from_secs_f64(args.message_interval.max(0.01));
+            let want_more = args.until.is_none_or(|n| tally.sent < n);
+            if want_more {
+                let count = clients.len();
+                let c = &mut clients[turn % count];
+                turn += 1;
+                counter += 1;
+                let text = format!("message {counter} from {}", c.name);
+                let line = serde_json::json!({"send": {"to": c.peer, "text": text}});
+                c.stdin.write_all(format!("{line}\n").as_bytes()).await?;
+                tally.texts.insert((c.name.to_owned(), counter), text);
+                tally.sent += 1;
+            }
+        }
+        if now >= next_summary {
+            next_summary = now + Duration::from_secs(2);
+            for c in &mut clients {
+                c.stdin.write_all(b"\"stats\"\n").await?;
+            }
+            let drops = node_drops(&http, &metrics_urls).await;
+            print_summary(&tally, &drops, run_started.elapsed());
+        }
+        if let Some(n) = args.until
+            && tally.received.len() as u64 >= n
+            && tally.delivered >= n
+        {
+            let drops = node_drops(&http, &metrics_urls).await;
+            print_summary(&tally, &drops, run_started.elapsed());
+            if tally.duplicates > 0 {
+                bail!("{} messages were delivered twice", tally.duplicates);
+            }
+            return Ok(true);
+        }
+        if duration.is_some_and(|d| run_started.elapsed() >= d) {
+            let drops = node_drops(&http, &metrics_urls).await;
+            print_summary(&tally, &drops, run_started.elapsed());
+            return Ok(args.until.is_none());
+        }
+    }
+}
+
+fn handle_event(tally: &mut Tally, who: &str, event: &serde_json::Value) {
+    let kind = event["event"].as_str().unwrap_or("");
+    match kind {
+        "queued" => {
+            if let Some(id) = event["id"].as_u64() {
+                tally.queued_at.insert((who.to_owned(), id), Instant::now());
+            }
+        }
+        "status" => {
+            let (Some(id), Some(status)) = (event["id"].as_u64(), event["status"].as_str()) else {
+                return;
+            };
+            match status {
+                "delivered" => {
+                    tally.delivered += 1;
+                    if let Some(at) = tally.queued_at.remove(&(who.to_owned(), id)) {
+                        tally.latencies.push(at.elapsed().as_secs_f64());
+                    }
+                }
+                "failed" => tally.failed += 1,
+                _ => {}
+            }
+        }
+        "message" => {
+            let text = event["text"].as_str().unwrap_or("").to_owned();
+            if !tally.received.insert(text) {
+                tally.duplicates += 1;
+            }
+        }
+        "stats" => {
+            let g = |k: &str| event[k].as_u64().unwrap_or(0);
+            tally.cover.insert(
+                who.to_owned(),
+                (
+                    g("real_sent"),
+                    g("loops_sent"),
+                    g("drops_sent"),
+                    g("loops_returned"),
+                ),
+            );
+        }
+        "error" => eprintln!("{who}: {}", event["message"]),
+        _ => {}
+    }
+}
+
+fn print_summary(tally: &Tally, drops: &BTreeMap<String, u64>, elapsed: Duration) {
+    let mut lat = tally.latencies.clone();
+    lat.sort_by(f64::total_cmp);
+    let (real, loops, dropc, returned) = tally.cover.values().fold((0, 0, 0, 0), |a, v| {
+        (a.0 + v.0, a.1 + v.1, a.2 + v.2, a.3 + v.3)
+    });
+    let ratio = if real > 0 {
+        format!("{:.1}", (loops + dropc) as f64 / real as f64)
+    } else {
+        "-".into()
+    };
+    let drops_text = if drops.is_empty() {
+        "none".to_owned()
+    } else {
+        drops
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "[{:>4}s] messages sent {} delivered {} received {} failed {} duplicates {} | \
+         latency p50 {} p90 {} p99 {} | packets real {real} cover {} (cover/real {ratio}), loops back {returned}/{loops} | node drops: {drops_text}",
+        elapsed.as_secs(),
+        tally.sent,
+        tally.delivered,
+        tally.received.len(),
+        tally.failed,
+        tally.duplicates,
+        fmt_secs(percentile(&lat, 0.5)),
+        fmt_secs(percentile(&lat, 0.9)),
+        fmt_secs(percentile(&lat, 0.99)),
+        loops + dropc,
+    );
+}

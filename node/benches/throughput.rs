@@ -1,0 +1,223 @@
+//! One node forwarding pre-built packets over loopback with zero delay.
+//!
+//! A local network (one authority, one mix per layer, one gateway) is
+//! started in this process. The benchmark then stands in for the mix's two
+//! neighbours: it feeds frames to the layer-1 mix over a link authenticated
+//! as the gateway, and receives what the mix forwards over a link
+//! authenticated as the layer-2 mix (which it stopped and whose address it
+//! took over). It reports, as one JSON line:
+//!
+//! * `node_packets_per_s` — packets the node fully processed per second
+//!   while saturated, as a ratio to `cores × bare_unwrap_per_s`, the bare
+//!   `sphinx-packet` unwrap rate of one thread measured in the same run;
+//! * `latency_p50_ms` / `latency_p99_ms` — the time a single packet spends
+//!   in the node (sent one at a time, wire to wire, over loopback).
+//!
+//! Run: `cargo bench -p aegis-node --bench throughput`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use aegis_mix_packet::{
+    Body, Geometry, HopDelays, LoopId, MailboxId, NodeId, SphinxPublicKey, SphinxSecret,
+    build_mailbox_packet,
+};
+use aegis_node::access::MIX_PROTOCOL;
+use aegis_node::links::Host;
+use aegis_node::localnet::{LocalNet, LocalNetSpec};
+use aegis_node::metrics::DropReason;
+use aegis_node::topology::peer_id_of;
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use sphinx_packet::SphinxPacket;
+use tokio::sync::watch;
+
+const G: Geometry = Geometry::STANDARD;
+const SATURATION_PACKETS: usize = 6_000;
+const LATENCY_PACKETS: usize = 400;
+
+fn bare_unwrap_rate() -> f64 {
+    let mut rng = rand::rng();
+    let mut bytes = [0u8; 32];
+    rand::Rng::fill_bytes(&mut rng, &mut bytes);
+    let secret = SphinxSecret::from(bytes);
+    let public = SphinxPublicKey::from(&secret);
+    let route: Vec<sphinx_packet::route::Node> = (0..5)
+        .map(|i| {
+            sphinx_packet::route::Node::new(
+                sphinx_packet::route::NodeAddressBytes::from_bytes([i; 32]),
+                public,
+            )
+        })
+        .collect();
+    let destination = sphinx_packet::route::Destination::new(
+        sphinx_packet::route::DestinationAddressBytes::from_bytes([9; 32]),
+        [0; 16],
+    );
+    let delays = vec![sphinx_packet::header::delays::Delay::new_from_nanos(0); 5];
+    let packets: Vec<Vec<u8>> = (0..500)
+        .map(|_| {
+            sphinx_packet::SphinxPacketBuilder::new()
+                .with_payload_size(G.payload_len)
+                .build_packet(b"cover", &route, &destination, &delays)
+                .unwrap()
+                .to_bytes()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        for p in &packets {
+            let packet = SphinxPacket::from_bytes(p).unwrap();
+            std::hint::black_box(packet.process(&secret).unwrap());
+            n += 1;
+        }
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bare = bare_unwrap_rate();
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = LocalNetSpec {
+        epoch_length_ms: 15_000,
+        workers: 0,
+        line_rate: 5_000,
+        ..LocalNetSpec::default()
+    };
+    let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();
+    let topology = net.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let gateway = net.gateways()[0];
+    let index_of = |id: NodeId| (0..3).find(|&i| net.node(i).unwrap().id() == id).unwrap();
+    let l1 = topology.layers[0][0];
+    let l2 = topology.layers[1][0];
+    let (l1_index, l2_index) = (index_of(l1), index_of(l2));
+    let l1_addr = net.node(l1_index).unwrap().listen.clone();
+    let l2_addr = net.node(l2_index).unwrap().listen.clone();
+    let key_of = |i: usize| {
+        aegis_directory::config::load_key(
+            &net.nodes[i]
+                .config
+                .data_dir
+                .join(aegis_node::config::KEY_FILE),
+        )
+        .unwrap()
+    };
+    let (gateway_key, l2_key) = (key_of(gateway), key_of(l2_index));
+    net.stop_node(l2_index).await;
+
+    let (_stop, stop_rx) = watch::channel(false);
+    let (sink, _t1) = Host::start(&l2_key, Some(l2_addr), stop_rx.clone()).unwrap();
+    let (source, _t2) = Host::start(&gateway_key, None, stop_rx).unwrap();
+    let mut incoming = sink.accept(MIX_PROTOCOL).unwrap();
+    let (arrivals_tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            let tx = arrivals_tx.clone();
+            tokio::spawn(async move {
+                let mut frame = vec![0u8; G.frame_len()];
+                while stream.read_exact(&mut frame).await.is_ok() {
+                    let _ = tx.send(Instant::now());
+                }
+            });
+        }
+    });
+
+    let gateway_id = net.node(gateway).unwrap().id();
+    let route = topology
+        .hops(&G, &[l1, l2, topology.layers[2][0], gateway_id, gateway_id])
+        .unwrap();
+    let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
+    let mut rng = rand::rng();
+    let sealing = SphinxPublicKey::from(&SphinxSecret::from([5u8; 32]));
+    let frames: Vec<Vec<u8>> = (0..SATURATION_PACKETS + LATENCY_PACKETS)
+        .map(|i| {
+            build_mailbox_packet(
+                &mut rng,
+                &G,
+                topology.epoch,
+                &route,
+                &delays,
+                MailboxId([3; 32]),
+                &sealing,
+                &Body::Loop(LoopId([(i % 251) as u8; 16])),
+            )
+            .unwrap()
+            .to_frame(&G)
+            .unwrap()
+        })
+        .collect();
+    let (latency_frames, load_frames) = frames.split_at(LATENCY_PACKETS);
+
+    let peer = peer_id_of(&l1.0).unwrap();
+    source.add_addresses(peer, vec![l1_addr]);
+    let mut stream = source.open(peer, MIX_PROTOCOL).await.unwrap();
+
+    // Latency: one packet at a time, wire to wire.
+    let mut latencies = Vec::new();
+    for frame in latency_frames {
+        let sent = Instant::now();
+        stream.write_all(frame).await.unwrap();
+        stream.flush().await.unwrap();
+        if let Ok(Some(at)) = tokio::time::timeout(Duration::from_secs(2), arrivals.recv()).await {
+            latencies.push(at.duration_since(sent).as_secs_f64() * 1_000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    // Throughput: as fast as the link takes them.
+    let node = net.node(l1_index).unwrap();
+    let processed = |n: &aegis_node::RunningNode| {
+        let m = n.metrics();
+        m.forwarded.get()
+            + m.dropped_for(DropReason::egress_full)
+            + m.dropped_for(DropReason::replay)
+            + m.dropped_for(DropReason::mix_full)
+    };
+    let before = processed(node);
+    let started = Instant::now();
+    let load: Vec<Vec<u8>> = load_frames.to_vec();
+    let writer = tokio::spawn(async move {
+        for frame in load {
+            stream.write_all(&frame).await.unwrap();
+        }
+        stream.flush().await.unwrap();
+        stream
+    });
+    let mut last = before;
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < Duration::from_millis(500) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = processed(node);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    let elapsed = last_change.duration_since(started).as_secs_f64();
+    let _ = writer.await;
+    let done = last - before;
+    let rate = done as f64 / elapsed;
+    let ingress_dropped = node.metrics().dropped_for(DropReason::ingress_full);
+    println!(
+        "{}",
+        serde_json::json!({
+            "cores": cores,
+            "bare_unwrap_per_s": bare.round(),
+            "node_packets_per_s": rate.round(),
+            "ratio_to_cores_x_bare": rate / (cores as f64 * bare),
+            "processed": done,
+            "ingress_full_drops": ingress_dropped,
+            "latency_p50_ms": percentile(&latencies, 0.5),
+            "latency_p99_ms": percentile(&latencies, 0.99),
+            "latency_samples": latencies.len(),
+        })
+    );
+    net.shutdown().await;
+}

@@ -1,0 +1,297 @@
+//! The node's configuration file (TOML), written documented by
+//! `aegis-node init`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use aegis_directory::Role;
+use serde::{Deserialize, Serialize};
+
+/// Name of the identity key file inside the data directory.
+pub const KEY_FILE: &str = "identity.key";
+/// Name of the database directory inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse into a configuration.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value is invalid.
+    #[error("configuration value {0}")]
+    Invalid(String),
+}
+
+/// A directory authority the node trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorityConfig {
+    /// Base URL of its HTTP API, e.g. `http://192.0.2.7:7900`.
+    pub url: String,
+    /// Its Ed25519 public key, 64 hex digits (pinned).
+    pub public_key: String,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Mix or gateway.
+    pub role: Role,
+    /// Directory with the identity key and the database.
+    pub data_dir: PathBuf,
+    /// libp2p address the node listens on, e.g. `/ip4/0.0.0.0/tcp/4100`.
+    pub listen: String,
+    /// Addresses published in the descriptor (what others dial); the listen
+    /// address if empty.
+    #[serde(default)]
+    pub public_addresses: Vec<String>,
+    /// Address of the `/metrics` and `/health` HTTP endpoint.
+    pub metrics_listen: SocketAddr,
+    /// The directory authorities, all of them (threshold ⌊n/2⌋+1).
+    pub authorities: Vec<AuthorityConfig>,
+    /// Crypto worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Frames waiting for a crypto worker before new ones are dropped.
+    #[serde(default = "default_ingress_queue")]
+    pub ingress_queue: usize,
+    /// Frames waiting per neighbour before new ones are dropped.
+    #[serde(default = "default_egress_queue")]
+    pub egress_queue: usize,
+    /// Packets the mixing strategy may hold before new ones are dropped.
+    #[serde(default = "default_mix_capacity")]
+    pub mix_capacity: usize,
+    /// Packets per second the replay filter is sized for (line rate).
+    #[serde(default = "default_line_rate")]
+    pub line_rate: u64,
+    /// Seconds between replay-filter snapshots to disk.
+    #[serde(default = "default_filter_snapshot_secs")]
+    pub filter_snapshot_secs: u64,
+    /// Gateway: hours an undelivered packet is kept.
+    #[serde(default = "default_retention_hours")]
+    pub mailbox_retention_hours: f64,
+    /// Gateway: packets one mailbox may hold.
+    #[serde(default = "default_mailbox_limit")]
+    pub mailbox_limit: u32,
+    /// Gateway: clients attached at once.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+    /// Gateway: a client may send this many times the published client
+    /// rate λP + λL + λD (bursts up to 10 s of that rate).
+    #[serde(default = "default_rate_slack")]
+    pub client_rate_slack: f64,
+}
+
+fn default_ingress_queue() -> usize {
+    8_192
+}
+fn default_egress_queue() -> usize {
+    1_024
+}
+fn default_mix_capacity() -> usize {
+    100_000
+}
+fn default_line_rate() -> u64 {
+    2_000
+}
+fn default_filter_snapshot_secs() -> u64 {
+    60
+}
+fn default_retention_hours() -> f64 {
+    72.0
+}
+fn default_mailbox_limit() -> u32 {
+    10_000
+}
+fn default_max_clients() -> usize {
+    10_000
+}
+fn default_rate_slack() -> f64 {
+    2.0
+}
+
+impl NodeConfig {
+    /// A configuration with defaults.
+    pub fn new(
+        role: Role,
+        data_dir: &Path,
+        listen: &str,
+        metrics_listen: SocketAddr,
+        authorities: Vec<AuthorityConfig>,
+    ) -> Self {
+        NodeConfig {
+            role,
+            data_dir: data_dir.to_path_buf(),
+            listen: listen.to_owned(),
+            public_addresses: Vec::new(),
+            metrics_listen,
+            authorities,
+            workers: 0,
+            ingress_queue: default_ingress_queue(),
+            egress_queue: default_egress_queue(),
+            mix_capacity: default_mix_capacity(),
+            line_rate: default_line_rate(),
+            filter_snapshot_secs: default_filter_snapshot_secs(),
+            mailbox_retention_hours: default_retention_hours(),
+            mailbox_limit: default_mailbox_limit(),
+            max_clients: default_max_clients(),
+            client_rate_slack: default_rate_slack(),
+        }
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: NodeConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what TOML's types do not.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
+        if self.listen.parse::<libp2p::Multiaddr>().is_err() {
+            return invalid("listen: not a multiaddress");
+        }
+        if self
+            .public_addresses
+            .iter()
+            .any(|a| a.parse::<libp2p::Multiaddr>().is_err())
+        {
+            return invalid("public_addresses: not a multiaddress");
+        }
+        if self.authorities.is_empty() {
+            return invalid("authorities: at least one is needed");
+        }
+        for a in &self.authorities {
+            self.authority_key(a)?;
+        }
+        if self.ingress_queue == 0 || self.egress_queue == 0 || self.mix_capacity == 0 {
+            return invalid("queue sizes must be positive");
+        }
+        if self.line_rate == 0 || self.filter_snapshot_secs == 0 {
+            return invalid("line_rate and filter_snapshot_secs must be positive");
+        }
+        if !(self.mailbox_retention_hours.is_finite() && self.mailbox_retention_hours > 0.0) {
+            return invalid("mailbox_retention_hours must be positive");
+        }
+        if !(self.client_rate_slack.is_finite() && self.client_rate_slack >= 1.0) {
+            return invalid("client_rate_slack must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn authority_key(&self, a: &AuthorityConfig) -> Result<[u8; 32], ConfigError> {
+        let bytes = hex::decode(&a.public_key)
+            .map_err(|_| ConfigError::Invalid(format!("authority key {}", a.public_key)))?;
+        bytes
+            .try_into()
+            .map_err(|_| ConfigError::Invalid(format!("authority key {}", a.public_key)))
+    }
+
+    /// The pinned authority keys.
+    pub fn authority_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.authorities
+            .iter()
+            .map(|a| self.authority_key(a))
+            .collect()
+    }
+
+    /// The addresses to publish.
+    pub fn published_addresses(&self) -> Vec<String> {
+        if self.public_addresses.is_empty() {
+            vec![self.listen.clone()]
+        } else {
+            self.public_addresses.clone()
+        }
+    }
+
+    /// The file text, with a comment on every setting.
+    pub fn to_documented_toml(&self) -> Result<String, ConfigError> {
+        let body = toml::to_string(self).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut out = String::from(
+            "# aegis-node configuration. Every setting is described in\n\
+             # docs/operator-guide.md (\"Configuration reference\").\n\n",
+        );
+        for line in body.lines() {
+            let key = line.split('=').next().unwrap_or("").trim();
+            if let Some(help) = help_for(key) {
+                out.push_str("# ");
+                out.push_str(help);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
+fn help_for(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "role" => "\"Mix\" or \"Gateway\"; the consensus places mixes in a layer.",
+        "data_dir" => {
+            "Identity key and database. Back up identity.key; never copy it to a second node."
+        }
+        "listen" => "libp2p listen address for links and clients.",
+        "public_addresses" => {
+            "Addresses others dial, published in the descriptor (default: listen)."
+        }
+        "metrics_listen" => "HTTP address of /metrics and /health. Keep it private.",
+        "workers" => "Crypto worker threads; 0 = one per core.",
+        "ingress_queue" => "Frames waiting for a worker before drops (ingress_full).",
+        "egress_queue" => "Frames waiting per neighbour before drops (egress_full).",
+        "mix_capacity" => "Packets held for mixing before drops (mix_full).",
+        "line_rate" => "Packets/s the replay filter of one epoch is sized for.",
+        "filter_snapshot_secs" => "Seconds between replay-filter snapshots to disk.",
+        "mailbox_retention_hours" => "Gateway: hours an unacknowledged packet is kept.",
+        "mailbox_limit" => "Gateway: packets one mailbox may hold (then mailbox_full).",
+        "max_clients" => "Gateway: clients attached at once.",
+        "client_rate_slack" => "Gateway: multiple of the published client rate a client may send.",
+        "[[authorities]]" => "A directory authority: base URL and pinned Ed25519 key (hex).",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_file_round_trips() {
+        let config = NodeConfig::new(
+            Role::Gateway,
+            Path::new("/var/lib/aegis-node"),
+            "/ip4/127.0.0.1/tcp/4100",
+            "127.0.0.1:9100".parse().unwrap(),
+            vec![AuthorityConfig {
+                url: "http://127.0.0.1:7900".into(),
+                public_key: "11".repeat(32),
+            }],
+        );
+        let text = config.to_documented_toml().unwrap();
+        assert!(text.contains("# \"Mix\" or \"Gateway\""));
+        let back: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+        back.check().unwrap();
+        let mut bad = config.clone();
+        bad.listen = "127.0.0.1:4100".into();
+        assert!(bad.check().is_err());
+        let mut bad = config;
+        bad.authorities[0].public_key = "zz".into();
+        assert!(bad.check().is_err());
+    }
+}

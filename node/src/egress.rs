@@ -1,0 +1,157 @@
+//! Egress: one bounded queue and one writer task per neighbour, each
+//! keeping a long-lived mix stream open. A full queue drops the frame and
+//! counts it; it never grows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aegis_mix_packet::NodeId;
+use futures::AsyncWriteExt as _;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use crate::access::MIX_PROTOCOL;
+use crate::links::Host;
+use crate::metrics::DropReason;
+use crate::state::Shared;
+
+/// The per-neighbour queues.
+pub struct Egress {
+    shared: Arc<Shared>,
+    host: Host,
+    queues: Mutex<HashMap<NodeId, mpsc::Sender<Vec<u8>>>>,
+    local: crossbeam_channel::Sender<Vec<u8>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Egress {
+    /// Queues over `host`'s links; frames for this node itself go straight
+    /// to `local`, the workers' queue.
+    pub fn new(
+        shared: Arc<Shared>,
+        host: Host,
+        local: crossbeam_channel::Sender<Vec<u8>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Egress {
+            shared,
+            host,
+            queues: Mutex::new(HashMap::new()),
+            local,
+            shutdown,
+        }
+    }
+
+    /// Queues a frame for `next_hop`, or drops and counts it.
+    pub fn send(&self, next_hop: NodeId, frame: Vec<u8>) {
+        let metrics = &self.shared.metrics;
+        if next_hop == self.shared.id {
+            crate::ingress::enqueue(&self.shared, &self.local, frame);
+            return;
+        }
+        let sender = {
+            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            match queues.get(&next_hop) {
+                Some(s) if !s.is_closed() => s.clone(),
+                _ => {
+                    let Some(entry) = self.shared.topologies().node(&next_hop) else {
+                        metrics.drop(DropReason::unknown_next_hop);
+                        return;
+                    };
+                    self.host.add_addresses(entry.peer, entry.addresses.clone());
+                    let (tx, rx) = mpsc::channel(self.shared.config.egress_queue);
+                    tokio::spawn(writer(
+                        self.shared.clone(),
+                        self.host.clone(),
+                        entry.peer,
+                        rx,
+                        self.shutdown.clone(),
+                    ));
+                    queues.insert(next_hop, tx.clone());
+                    tx
+                }
+            }
+        };
+        match sender.try_send(frame) {
+            Ok(()) => {
+                metrics.forwarded.inc();
+            }
+            Err(_) => metrics.drop(DropReason::egress_full),
+        }
+    }
+
+    /// Frames waiting in all queues together.
+    pub fn depth(&self) -> usize {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues
+            .values()
+            .map(|s| s.max_capacity() - s.capacity())
+            .sum()
+    }
+}
+
+async fn writer(
+    shared: Arc<Shared>,
+    host: Host,
+    peer: libp2p::PeerId,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    // A frame whose write failed is tried once more on the next stream (the
+    // failure usually means the neighbour restarted).
+    let mut retry: Option<Vec<u8>> = None;
+    loop {
+        let mut stream = tokio::select! {
+            _ = shutdown.changed() => return,
+            opened = host.open(peer, MIX_PROTOCOL) => match opened {
+                Ok(stream) => stream,
+                Err(error) => {
+                    debug!(%error, "opening a mix stream failed");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(100);
+        shared.metrics.links.inc();
+        loop {
+            let (frame, retried) = match retry.take() {
+                Some(frame) => (Some(frame), true),
+                None => (
+                    tokio::select! {
+                        _ = shutdown.changed() => {
+                            let _ = stream.close().await;
+                            shared.metrics.links.dec();
+                            return;
+                        }
+                        frame = queue.recv() => frame,
+                    },
+                    false,
+                ),
+            };
+            let Some(frame) = frame else {
+                shared.metrics.links.dec();
+                return;
+            };
+            let mut result = stream.write_all(&frame).await;
+            if result.is_ok() && queue.is_empty() {
+                result = stream.flush().await;
+            }
+            if result.is_err() {
+                if retried {
+                    shared.metrics.drop(DropReason::link_down);
+                } else {
+                    retry = Some(frame);
+                }
+                shared.metrics.links.dec();
+                break;
+            }
+        }
+    }
+}

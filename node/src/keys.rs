@@ -1,0 +1,205 @@
+//! The node's Sphinx keys by epoch, shared by the crypto workers.
+//!
+//! Keys are generated ahead (the descriptor for epoch `e` publishes the keys
+//! of `e`, `e + 1` and `e + 2`), written to the database when generated, and
+//! each has its own replay filter behind its own lock so workers processing
+//! packets of the same epoch contend only for the filter update. Retiring an
+//! epoch drops (and zeroises) the private key and its filter in memory and
+//! erases both from disk: that deletion is what gives forward secrecy.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use aegis_directory::EpochSphinxKey;
+use aegis_directory::constants::SPHINX_KEYS_PER_DESCRIPTOR;
+use aegis_mix_packet::{
+    Frame, Geometry, PacketError, Processed, ReplayFilter, SphinxPublicKey, SphinxSecret, peel,
+};
+use rand::CryptoRng;
+
+use crate::store::{NodeStore, StoreError};
+
+/// One epoch's key pair and replay filter.
+pub struct EpochSlot {
+    /// The private key (zeroised on drop).
+    pub secret: SphinxSecret,
+    /// The published public key.
+    pub public: SphinxPublicKey,
+    /// Tags of the packets processed under this key.
+    pub filter: Mutex<ReplayFilter>,
+}
+
+/// Replay-filter sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterSizing {
+    /// Packets one epoch's filter must remember.
+    pub capacity: u64,
+    /// False-positive rate at that capacity.
+    pub fp_rate: f64,
+}
+
+/// The keys a node holds, by epoch.
+#[derive(Default)]
+pub struct KeyRing {
+    slots: RwLock<BTreeMap<u64, Arc<EpochSlot>>>,
+}
+
+impl KeyRing {
+    /// Loads the stored keys and their filters (a key whose filter is
+    /// missing or unreadable gets a fresh one, and the event is returned as
+    /// the count of such keys).
+    pub fn load<R: CryptoRng + ?Sized>(
+        store: &NodeStore,
+        rng: &mut R,
+        sizing: FilterSizing,
+    ) -> Result<(Self, usize), StoreError> {
+        let ring = KeyRing::default();
+        let mut fresh_filters = 0;
+        for (epoch, secret) in store.keys()? {
+            let filter = match store.filter(epoch)? {
+                Some(bytes) => match ReplayFilter::from_bytes(&bytes) {
+                    Ok(filter) => filter,
+                    Err(_) => {
+                        fresh_filters += 1;
+                        ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate)
+                    }
+                },
+                None => {
+                    fresh_filters += 1;
+                    ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate)
+                }
+            };
+            ring.insert(epoch, SphinxSecret::from(*secret), filter);
+        }
+        Ok((ring, fresh_filters))
+    }
+
+    /// Takes over a slot loaded elsewhere.
+    pub fn adopt(&self, epoch: u64, slot: Arc<EpochSlot>) {
+        self.write().insert(epoch, slot);
+    }
+
+    fn insert(&self, epoch: u64, secret: SphinxSecret, filter: ReplayFilter) {
+        let public = SphinxPublicKey::from(&secret);
+        let slot = Arc::new(EpochSlot {
+            secret,
+            public,
+            filter: Mutex::new(filter),
+        });
+        self.write().insert(epoch, slot);
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Arc<EpochSlot>>> {
+        self.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<EpochSlot>>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes sure keys exist for every epoch in `first..=last`, generating
+    /// and storing the missing ones. Returns how many were generated.
+    pub fn ensure<R: CryptoRng + ?Sized>(
+        &self,
+        store: &NodeStore,
+        rng: &mut R,
+        first: u64,
+        last: u64,
+        sizing: FilterSizing,
+    ) -> Result<usize, StoreError> {
+        let mut generated = 0;
+        for epoch in first..=last {
+            if self.get(epoch).is_some() {
+                continue;
+            }
+            let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(bytes.as_mut());
+            store.put_key(epoch, &bytes)?;
+            let filter = ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate);
+            store.put_filter(epoch, &filter.to_bytes())?;
+            self.insert(epoch, SphinxSecret::from(*bytes), filter);
+            generated += 1;
+        }
+        Ok(generated)
+    }
+
+    /// Drops every epoch before `oldest_kept`, in memory and on disk.
+    /// Returns the retired epochs.
+    pub fn retire_before(
+        &self,
+        store: &NodeStore,
+        oldest_kept: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let retired: Vec<u64> = {
+            let mut slots = self.write();
+            let kept = slots.split_off(&oldest_kept);
+            let old = std::mem::replace(&mut *slots, kept);
+            old.into_keys().collect()
+        };
+        for &epoch in &retired {
+            store.erase_epoch(epoch)?;
+        }
+        Ok(retired)
+    }
+
+    /// Writes every held epoch's filter to the database.
+    pub fn persist_filters(&self, store: &NodeStore) -> Result<(), StoreError> {
+        let slots: Vec<(u64, Arc<EpochSlot>)> =
+            self.read().iter().map(|(e, s)| (*e, s.clone())).collect();
+        for (epoch, slot) in slots {
+            let bytes = slot
+                .filter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .to_bytes();
+            store.put_filter(epoch, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The key of `epoch`, if held.
+    pub fn get(&self, epoch: u64) -> Option<Arc<EpochSlot>> {
+        self.read().get(&epoch).cloned()
+    }
+
+    /// The held epochs, oldest first.
+    pub fn epochs(&self) -> Vec<u64> {
+        self.read().keys().copied().collect()
+    }
+
+    /// The public keys a descriptor for `epoch` publishes (`epoch`,
+    /// `epoch + 1`, `epoch + 2`), if all are held.
+    pub fn published(&self, epoch: u64) -> Option<[EpochSphinxKey; SPHINX_KEYS_PER_DESCRIPTOR]> {
+        let slots = self.read();
+        let key = |e: u64| {
+            slots.get(&e).map(|s| EpochSphinxKey {
+                epoch: e,
+                key: s.public.to_bytes(),
+            })
+        };
+        Some([key(epoch)?, key(epoch + 1)?, key(epoch + 2)?])
+    }
+
+    /// One hop for one frame: decode, pick the frame epoch's key, peel,
+    /// check and record the replay tag under that epoch's filter, unwrap.
+    pub fn process(
+        &self,
+        geometry: &Geometry,
+        frame: &[u8],
+    ) -> Result<(u64, Processed), PacketError> {
+        let frame = Frame::decode(geometry, frame)?;
+        let slot = self
+            .get(frame.epoch)
+            .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
+        let peeled = peel(geometry, frame.packet, &slot.secret)?;
+        let fresh = slot
+            .filter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_and_insert(peeled.replay_tag());
+        if !fresh {
+            return Err(PacketError::Replayed);
+        }
+        Ok((frame.epoch, peeled.unwrap()?))
+    }
+}

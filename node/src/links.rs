@@ -1,0 +1,210 @@
+//! libp2p links: TCP + Noise + yamux, authenticated by the Ed25519 identity
+//! the directory publishes.
+//!
+//! [`Host`] runs the libp2p swarm in its own task and hands out stream
+//! controls. Mix traffic between nodes uses one long-lived stream per
+//! neighbour and direction ([`MIX_PROTOCOL`](crate::access::MIX_PROTOCOL)),
+//! carrying back-to-back fixed-size frames; clients use the access protocol.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures::StreamExt as _;
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::debug;
+
+/// Why the link layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The identity key could not become a libp2p key.
+    #[error("identity key: {0}")]
+    Key(String),
+    /// The transport could not be built.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The listen address could not be used.
+    #[error("listen: {0}")]
+    Listen(String),
+}
+
+enum Command {
+    AddAddresses(PeerId, Vec<Multiaddr>),
+    Connect(PeerId, oneshot::Sender<Result<(), String>>),
+    ListenAddress(oneshot::Sender<Option<Multiaddr>>),
+}
+
+/// A running libp2p swarm.
+#[derive(Clone)]
+pub struct Host {
+    control: libp2p_stream::Control,
+    commands: mpsc::UnboundedSender<Command>,
+    /// This host's peer id.
+    pub peer_id: PeerId,
+}
+
+/// The libp2p key pair of an Ed25519 identity.
+pub fn libp2p_keypair(identity: &SigningKey) -> Result<libp2p::identity::Keypair, LinkError> {
+    let mut secret = identity.to_bytes();
+    let result = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
+        .map_err(|e| LinkError::Key(e.to_string()));
+    zeroize::Zeroize::zeroize(&mut secret);
+    result
+}
+
+impl Host {
+    /// Starts a swarm with `identity`, listening on `listen` if given (a
+    /// client does not listen). The swarm stops when `shutdown` turns true.
+    pub fn start(
+        identity: &SigningKey,
+        listen: Option<Multiaddr>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(Host, tokio::task::JoinHandle<()>), LinkError> {
+        let keypair = libp2p_keypair(identity)?;
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default().nodelay(true),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| LinkError::Transport(e.to_string()))?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| LinkError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        if let Some(addr) = listen {
+            swarm
+                .listen_on(addr)
+                .map_err(|e| LinkError::Listen(e.to_string()))?;
+        }
+        let control = swarm.behaviour().new_control();
+        let (commands, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut listening: Option<Multiaddr> = None;
+            let mut waiting: Vec<oneshot::Sender<Option<Multiaddr>>> = Vec::new();
+            // The swarm keeps no address book of its own: this is it.
+            let mut book: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+            let mut connecting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>> =
+                HashMap::new();
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    command = rx.recv() => match command {
+                        None => break,
+                        Some(Command::AddAddresses(peer, addrs)) => {
+                            // Bounded: only consensus nodes (and a client's gateway) are added.
+                            book.insert(peer, addrs);
+                        }
+                        Some(Command::Connect(peer, reply)) => {
+                            if swarm.is_connected(&peer) {
+                                let _ = reply.send(Ok(()));
+                                continue;
+                            }
+                            let Some(addrs) = book.get(&peer).cloned() else {
+                                let _ = reply.send(Err("no known address".into()));
+                                continue;
+                            };
+                            let first = !connecting.contains_key(&peer);
+                            connecting.entry(peer).or_default().push(reply);
+                            if first {
+                                let opts = DialOpts::peer_id(peer)
+                                    .addresses(addrs)
+                                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                                    .build();
+                                if let Err(error) = swarm.dial(opts) {
+                                    for r in connecting.remove(&peer).unwrap_or_default() {
+                                        let _ = r.send(Err(error.to_string()));
+                                    }
+                                }
+                            }
+                        }
+                        Some(Command::ListenAddress(reply)) => match &listening {
+                            Some(a) => { let _ = reply.send(Some(a.clone())); }
+                            None => waiting.push(reply),
+                        },
+                    },
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::NewListenAddr { address, .. } => {
+                            listening.get_or_insert(address.clone());
+                            for reply in waiting.drain(..) {
+                                let _ = reply.send(Some(address.clone()));
+                            }
+                        }
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                            debug!("link connection up");
+                            for r in connecting.remove(&peer_id).unwrap_or_default() {
+                                let _ = r.send(Ok(()));
+                            }
+                        }
+                        SwarmEvent::ConnectionClosed { .. } => debug!("link connection closed"),
+                        SwarmEvent::OutgoingConnectionError { error, peer_id, .. } => {
+                            debug!(%error, "dial failed");
+                            if let Some(peer) = peer_id {
+                                for r in connecting.remove(&peer).unwrap_or_default() {
+                                    let _ = r.send(Err(error.to_string()));
+                                }
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+        Ok((
+            Host {
+                control,
+                commands,
+                peer_id,
+            },
+            task,
+        ))
+    }
+
+    /// Tells the swarm where a peer can be reached.
+    pub fn add_addresses(&self, peer: PeerId, addresses: Vec<Multiaddr>) {
+        let _ = self.commands.send(Command::AddAddresses(peer, addresses));
+    }
+
+    /// The first address the swarm listens on (with the real port when the
+    /// configured one was 0).
+    pub async fn listen_address(&self) -> Option<Multiaddr> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::ListenAddress(tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// A control for opening and accepting streams.
+    pub fn control(&self) -> libp2p_stream::Control {
+        self.control.clone()
+    }
+
+    /// Opens a stream to `peer` for `protocol`, dialling its known
+    /// addresses if not connected.
+    pub async fn open(
+        &self,
+        peer: PeerId,
+        protocol: &'static str,
+    ) -> Result<libp2p::Stream, String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Connect(peer, tx))
+            .map_err(|_| "link layer stopped".to_owned())?;
+        rx.await.map_err(|_| "link layer stopped".to_owned())??;
+        self.control()
+            .open_stream(peer, StreamProtocol::new(protocol))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Incoming streams of `protocol`.
+    pub fn accept(&self, protocol: &'static str) -> Result<libp2p_stream::IncomingStreams, String> {
+        self.control()
+            .accept(StreamProtocol::new(protocol))
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,278 @@
+//! A whole network in one process on loopback — directory authorities, mix
+//! nodes and gateways configured as an operator would configure them — for
+//! tests, benchmarks and experiments. (The `aegis-localnet` launcher runs
+//! the same network as separate processes.)
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aegis_directory::config::{Config as AuthorityFileConfig, PeerConfig, generate_key};
+use aegis_directory::server::{RunningAuthority, spawn};
+use aegis_directory::{Fetcher, Role, Schedule, Verifier};
+
+use crate::config::{AuthorityConfig, NodeConfig};
+use crate::node::RunningNode;
+use crate::topology::Topology;
+
+/// A free loopback TCP port (bound and released; good enough on loopback).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Sizes and timing of a local network.
+#[derive(Debug, Clone)]
+pub struct LocalNetSpec {
+    /// Directory authorities.
+    pub authorities: usize,
+    /// Mix nodes (placed in the three layers by the consensus).
+    pub mixes: usize,
+    /// Gateways.
+    pub gateways: usize,
+    /// Epoch length in milliseconds (at least 1000).
+    pub epoch_length_ms: u64,
+    /// Crypto workers per node (0: one per core).
+    pub workers: usize,
+    /// Packets per second each replay filter is sized for.
+    pub line_rate: u64,
+}
+
+impl Default for LocalNetSpec {
+    fn default() -> Self {
+        LocalNetSpec {
+            authorities: 1,
+            mixes: 3,
+            gateways: 1,
+            epoch_length_ms: 4_000,
+            workers: 1,
+            line_rate: 200,
+        }
+    }
+}
+
+/// One authority of a local network.
+pub struct AuthoritySlot {
+    /// Its configuration.
+    pub config: AuthorityFileConfig,
+    /// Its public key.
+    pub public_key: [u8; 32],
+    /// Its base URL.
+    pub url: String,
+    /// The running server, if started.
+    pub running: Option<RunningAuthority>,
+}
+
+/// One node of a local network.
+pub struct NodeSlot {
+    /// Its configuration.
+    pub config: NodeConfig,
+    /// The running node, if started.
+    pub running: Option<RunningNode>,
+}
+
+/// A running local network.
+pub struct LocalNet {
+    /// The authorities.
+    pub authorities: Vec<AuthoritySlot>,
+    /// The nodes: mixes first, then gateways.
+    pub nodes: Vec<NodeSlot>,
+    /// The epoch clock.
+    pub schedule: Schedule,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl LocalNet {
+    /// Writes every configuration under `base` and starts everything.
+    pub async fn start(base: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalNet> {
+        let genesis = now_ms();
+        let mut authorities = Vec::new();
+        for i in 0..spec.authorities {
+            let dir = base.join(format!("authority-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            let key = generate_key(&dir.join(aegis_directory::config::KEY_FILE))?;
+            let port = free_port()?;
+            let mut config = AuthorityFileConfig::new(
+                &format!("authority-{i}"),
+                loopback(port),
+                &dir,
+                spec.epoch_length_ms,
+                genesis,
+            );
+            config.parameters.lambda_m = 1.0;
+            authorities.push(AuthoritySlot {
+                config,
+                public_key: key.verifying_key().to_bytes(),
+                url: format!("http://127.0.0.1:{port}"),
+                running: None,
+            });
+        }
+        let peer_list: Vec<(String, String, String)> = authorities
+            .iter()
+            .map(|a| {
+                (
+                    a.config.name.clone(),
+                    hex::encode(a.public_key),
+                    a.url.clone(),
+                )
+            })
+            .collect();
+        for a in &mut authorities {
+            a.config.peers = peer_list
+                .iter()
+                .filter(|(name, _, _)| *name != a.config.name)
+                .map(|(name, key, url)| PeerConfig {
+                    name: name.clone(),
+                    public_key: key.clone(),
+                    url: url.clone(),
+                })
+                .collect();
+        }
+        let trusted: Vec<AuthorityConfig> = authorities
+            .iter()
+            .map(|a| AuthorityConfig {
+                url: a.url.clone(),
+                public_key: hex::encode(a.public_key),
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for i in 0..spec.mixes + spec.gateways {
+            let (role, name) = if i < spec.mixes {
+                (Role::Mix, format!("mix-{i}"))
+            } else {
+                (Role::Gateway, format!("gateway-{}", i - spec.mixes))
+            };
+            let dir: PathBuf = base.join(name);
+            let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+            let mut config =
+                NodeConfig::new(role, &dir, &listen, loopback(free_port()?), trusted.clone());
+            config.workers = spec.workers;
+            config.line_rate = spec.line_rate;
+            config.filter_snapshot_secs = 1;
+            nodes.push(NodeSlot {
+                config,
+                running: None,
+            });
+        }
+        let schedule = Schedule {
+            genesis_ms: genesis,
+            epoch_length_ms: spec.epoch_length_ms,
+        };
+        let mut net = LocalNet {
+            authorities,
+            nodes,
+            schedule,
+        };
+        for i in 0..net.authorities.len() {
+            net.start_authority(i).await?;
+        }
+        for i in 0..net.nodes.len() {
+            net.start_node(i).await?;
+        }
+        Ok(net)
+    }
+
+    /// Starts (or restarts) authority `i`.
+    pub async fn start_authority(&mut self, i: usize) -> anyhow::Result<()> {
+        let slot = &mut self.authorities[i];
+        let listener = tokio::net::TcpListener::bind(slot.config.listen).await?;
+        slot.running = Some(spawn(slot.config.clone(), listener).await?);
+        Ok(())
+    }
+
+    /// Stops authority `i`.
+    pub async fn stop_authority(&mut self, i: usize) {
+        if let Some(running) = self.authorities[i].running.take() {
+            running.shutdown().await;
+        }
+    }
+
+    /// Starts (or restarts) node `i` with its configuration and data.
+    pub async fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let slot = &mut self.nodes[i];
+        slot.running = Some(RunningNode::start(slot.config.clone()).await?);
+        Ok(())
+    }
+
+    /// Stops node `i` gracefully.
+    pub async fn stop_node(&mut self, i: usize) {
+        if let Some(running) = self.nodes[i].running.take() {
+            running.shutdown().await;
+        }
+    }
+
+    /// The running node `i`.
+    pub fn node(&self, i: usize) -> Option<&RunningNode> {
+        self.nodes[i].running.as_ref()
+    }
+
+    /// Indices of the gateways.
+    pub fn gateways(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].config.role == Role::Gateway)
+            .collect()
+    }
+
+    /// The configured authorities, as clients and nodes pin them.
+    pub fn trusted(&self) -> Vec<AuthorityConfig> {
+        self.nodes
+            .first()
+            .map(|n| n.config.authorities.clone())
+            .unwrap_or_default()
+    }
+
+    /// A fetcher verifying against this network's authorities.
+    pub fn fetcher(&self) -> anyhow::Result<Fetcher> {
+        let verifier = Verifier::new(self.authorities.iter().map(|a| a.public_key));
+        let urls = self.authorities.iter().map(|a| a.url.clone()).collect();
+        Ok(Fetcher::new(urls, verifier, Duration::from_secs(5))?)
+    }
+
+    /// Waits until the current epoch's consensus lists every running node
+    /// and every running node holds it; returns its topology.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<Topology> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let fetcher = self.fetcher()?;
+        loop {
+            let epoch = self.schedule.epoch_at(now_ms());
+            if let Ok(document) = fetcher.fetch(Some(epoch), now_ms()).await {
+                let topology = Topology::new(document);
+                let running: Vec<&RunningNode> = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.running.as_ref())
+                    .collect();
+                let all_listed = running.iter().all(|n| topology.node(&n.id()).is_some());
+                let all_hold = running
+                    .iter()
+                    .all(|n| n.consensus_epoch().is_some_and(|e| e >= epoch));
+                if all_listed && all_hold {
+                    return Ok(topology);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the network did not become ready in {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops every node and authority.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop_node(i).await;
+        }
+        for i in 0..self.authorities.len() {
+            self.stop_authority(i).await;
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `aegis-node`: an AegisLink mix node or gateway.
+//!
+//! `aegis-node init --data-dir D --role mix|gateway --authority URL=KEY ...`
+//! creates the identity key and a documented configuration file;
+//! `aegis-node run --config F` runs the node until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use aegis_directory::Role;
+use aegis_node::config::{AuthorityConfig, KEY_FILE, NodeConfig};
+use aegis_node::node::load_or_create_identity;
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "aegis-node", version, about = "AegisLink mix node and gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Mix,
+    Gateway,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the identity key and write a configuration file.
+    Init {
+        /// Directory for the key, the database and the configuration.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Mix node or gateway.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// libp2p listen address.
+        #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4100")]
+        listen: String,
+        /// Address published for others to dial (repeatable); default: listen.
+        #[arg(long = "public-address")]
+        public_addresses: Vec<String>,
+        /// Address of /metrics and /health.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        metrics_listen: SocketAddr,
+        /// A directory authority as URL=HEXKEY (repeat for each).
+        #[arg(long = "authority", required = true)]
+        authorities: Vec<String>,
+    },
+    /// Run the node.
+    Run {
+        /// The configuration file written by `init`.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Init {
+            data_dir,
+            role,
+            listen,
+            public_addresses,
+            metrics_listen,
+            authorities,
+        } => {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let data_dir = data_dir.canonicalize()?;
+            let config_path = data_dir.join("aegis-node.toml");
+            if config_path.exists() {
+                bail!("{} already exists; not overwriting", config_path.display());
+            }
+            if data_dir.join(KEY_FILE).exists() {
+                bail!("{} already holds an identity key", data_dir.display());
+            }
+            let authorities = authorities
+                .iter()
+                .map(|a| {
+                    let (url, key) = a.rsplit_once('=').context("--authority takes URL=HEXKEY")?;
+                    Ok(AuthorityConfig {
+                        url: url.to_owned(),
+                        public_key: key.to_owned(),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let role = match role {
+                RoleArg::Mix => Role::Mix,
+                RoleArg::Gateway => Role::Gateway,
+            };
+            let mut config = NodeConfig::new(role, &data_dir, &listen, metrics_listen, authorities);
+            config.public_addresses = public_addresses;
+            config.check()?;
+            let key = load_or_create_identity(&config)?;
+            std::fs::write(&config_path, config.to_documented_toml()?)
+                .with_context(|| format!("writing {}", config_path.display()))?;
+            println!("config:   {}", config_path.display());
+            println!("identity: {}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+        Command::Run { config } => {
+            let config = NodeConfig::load(&config)
+                .with_context(|| format!("loading {}", config.display()))?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let node = aegis_node::RunningNode::start(config).await?;
+                wait_for_signal().await;
+                node.shutdown().await;
+                anyhow::Ok(())
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,96 @@
+//! The mixing stage: a tokio task owning the consensus's mixing strategy
+//! (a sans-IO [`Mixer`]), fed by the crypto workers and releasing packets to
+//! the egress queues when they are due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_directory::MixingStrategy;
+use aegis_mix_packet::{Frame, NodeId};
+use rand::SeedableRng as _;
+use tokio::sync::{mpsc, watch};
+
+use crate::egress::Egress;
+use crate::metrics::DropReason;
+use crate::mixing::{MixConfig, Mixer};
+use crate::state::Shared;
+
+/// A processed packet waiting to be mixed.
+#[derive(Debug)]
+pub struct MixItem {
+    /// Where it goes.
+    pub next_hop: NodeId,
+    /// The key epoch it was framed under (kept for the next hop).
+    pub epoch: u64,
+    /// The sender-chosen delay for this hop (capped).
+    pub delay: Duration,
+    /// The packet for the next hop.
+    pub packet: Vec<u8>,
+}
+
+/// The mixing strategy a consensus parameter set asks for.
+pub fn mix_config(strategy: &MixingStrategy) -> MixConfig {
+    match *strategy {
+        MixingStrategy::Poisson { .. } => MixConfig::Poisson,
+        MixingStrategy::TimedPool {
+            interval_ms,
+            min_pool,
+            fraction,
+        } => MixConfig::TimedPool {
+            interval: Duration::from_millis(interval_ms),
+            min_pool: min_pool as usize,
+            fraction,
+        },
+        MixingStrategy::ThresholdPool { threshold } => MixConfig::ThresholdPool {
+            threshold: threshold as usize,
+        },
+    }
+}
+
+/// Runs the mixing stage until the input closes or `shutdown` turns true.
+pub async fn run(
+    shared: Arc<Shared>,
+    mut input: mpsc::Receiver<MixItem>,
+    egress: Arc<Egress>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    let mut config = MixConfig::Poisson;
+    let now = || shared.started.elapsed();
+    let mut mixer: Mixer<MixItem> = Mixer::new(&config, shared.config.mix_capacity, now());
+    let mut due = Vec::new();
+    loop {
+        // The consensus says which strategy runs; a change takes effect
+        // once the current pool has drained.
+        if let Some(latest) = shared.topologies().latest() {
+            let wanted = mix_config(&latest.parameters.mixing);
+            if wanted != config && mixer.is_empty() {
+                config = wanted;
+                mixer = Mixer::new(&config, shared.config.mix_capacity, now());
+            }
+        }
+        let sleep = match mixer.next_deadline() {
+            Some(deadline) => deadline.saturating_sub(now()),
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            item = input.recv() => {
+                let Some(item) = item else { return };
+                let delay = item.delay;
+                if mixer.push(now(), delay, item).is_err() {
+                    shared.metrics.drop(DropReason::mix_full);
+                }
+            }
+            _ = tokio::time::sleep(sleep) => {}
+        }
+        mixer.poll(now(), &mut rng, &mut due);
+        for item in due.drain(..) {
+            match Frame::encode(&shared.geometry, item.epoch, &item.packet) {
+                Ok(frame) => egress.send(item.next_hop, frame),
+                Err(_) => shared.metrics.drop(DropReason::bad_packet),
+            }
+        }
+        shared.metrics.mix_pool.set(mixer.len() as i64);
+    }
+}

@@ -1,0 +1,137 @@
+//! Crypto workers: one thread per core takes frames from the ingress queue,
+//! processes the hop (epoch key, header MAC, replay filter, unwrap) and
+//! hands forward packets to the mixing stage, final-hop packets to the
+//! mailbox store (gateway) or the loop-cover counter.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aegis_mix_packet::{Body, Destination, Processed, open_delivery};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::cover::LoopTracker;
+use crate::metrics::DropReason;
+use crate::mixstage::MixItem;
+use crate::state::{Shared, now_ms};
+use crate::store::StoreError;
+
+/// What the workers need.
+pub struct WorkerContext {
+    /// Shared node state.
+    pub shared: Arc<Shared>,
+    /// Where forward packets go.
+    pub mix: mpsc::Sender<MixItem>,
+    /// Loop cover awaiting return.
+    pub loops: Arc<LoopTracker>,
+}
+
+/// Starts `count` worker threads reading `ingress` until it closes.
+pub fn spawn(
+    count: usize,
+    ingress: crossbeam_channel::Receiver<Vec<u8>>,
+    context: Arc<WorkerContext>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    (0..count.max(1))
+        .map(|i| {
+            let ingress = ingress.clone();
+            let context = context.clone();
+            std::thread::Builder::new()
+                .name(format!("aegis-crypto-{i}"))
+                .spawn(move || {
+                    while let Ok(frame) = ingress.recv() {
+                        context.handle(&frame);
+                        context
+                            .shared
+                            .metrics
+                            .ingress_depth
+                            .set(ingress.len() as i64);
+                    }
+                })
+        })
+        .collect()
+}
+
+impl WorkerContext {
+    /// Processes one frame.
+    pub fn handle(&self, frame: &[u8]) {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let result = shared.keys.process(&shared.geometry, frame);
+        shared
+            .metrics
+            .processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Err(error) => shared.metrics.drop(DropReason::of(&error)),
+            Ok((
+                epoch,
+                Processed::Forward {
+                    next_hop,
+                    delay,
+                    packet,
+                    ..
+                },
+            )) => {
+                if !shared.topologies().knows(&next_hop) {
+                    shared.metrics.drop(DropReason::unknown_next_hop);
+                    return;
+                }
+                let item = MixItem {
+                    next_hop,
+                    epoch,
+                    delay,
+                    packet,
+                };
+                if self.mix.try_send(item).is_err() {
+                    shared.metrics.drop(DropReason::mix_full);
+                }
+            }
+            Ok((
+                _,
+                Processed::Final {
+                    destination,
+                    payload,
+                    ..
+                },
+            )) => self.final_hop(destination, &payload),
+        }
+    }
+
+    fn final_hop(&self, destination: Destination, payload: &[u8]) {
+        let shared = &self.shared;
+        let mailbox = match destination {
+            Destination::Drop => {
+                shared.metrics.drop(DropReason::drop_cover);
+                return;
+            }
+            Destination::Mailbox(m) => m,
+        };
+        if mailbox == shared.loop_mailbox {
+            match open_delivery(&shared.geometry, &shared.loop_secret, payload) {
+                Ok(Body::Loop(id)) if self.loops.returned(&id) => {
+                    shared.metrics.cover_returned.inc();
+                }
+                _ => shared.metrics.drop(DropReason::bad_packet),
+            }
+            return;
+        }
+        if shared.role != aegis_directory::Role::Gateway {
+            shared.metrics.drop(DropReason::final_at_mix);
+            return;
+        }
+        match shared
+            .store
+            .deliver(&mailbox, payload, now_ms(), shared.config.mailbox_limit)
+        {
+            Ok(()) => {
+                shared.metrics.stored.inc();
+            }
+            Err(StoreError::MailboxFull) => shared.metrics.drop(DropReason::mailbox_full),
+            Err(error) => {
+                warn!(%error, "storing a packet failed");
+                shared.metrics.drop(DropReason::store_error);
+            }
+        }
+    }
+}

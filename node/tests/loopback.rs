@@ -1,0 +1,319 @@
+//! Real nodes on loopback: a packet crosses the mix layers to a gateway
+//! mailbox and is pulled by its owner; bad input of every kind is dropped
+//! and counted while good traffic keeps flowing; restarts keep mailboxes
+//! and replay filters; a full egress queue drops instead of growing.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use aegis_mix_packet::{
+    Body, Frame, Geometry, Hop, HopDelays, LoopId, NodeId, OutgoingPacket, Route, SphinxPublicKey,
+    SphinxSecret, build_mailbox_packet, open_delivery,
+};
+use aegis_node::access::{ACCESS_PROTOCOL, GatewaySession, MIX_PROTOCOL, mailbox_id_for};
+use aegis_node::links::Host;
+use aegis_node::localnet::{LocalNet, LocalNetSpec};
+use aegis_node::metrics::DropReason;
+use aegis_node::topology::peer_id_of;
+use aegis_node::{RunningNode, Topology};
+use ed25519_dalek::SigningKey;
+use futures::AsyncWriteExt as _;
+use rand::Rng as _;
+use tokio::sync::watch;
+
+const G: Geometry = Geometry::STANDARD;
+// Mixes 0..3 (one per layer), gateway 3.
+const GATEWAY: usize = 3;
+
+struct Owner {
+    key: SigningKey,
+    sealing: SphinxSecret,
+}
+
+impl Owner {
+    fn new() -> Self {
+        let mut rng = rand::rng();
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let mut sealing = [0u8; 32];
+        rng.fill_bytes(&mut sealing);
+        Owner {
+            key: SigningKey::from_bytes(&seed),
+            sealing: SphinxSecret::from(sealing),
+        }
+    }
+
+    fn packet(&self, topology: &Topology, route: &Route, id: u8) -> OutgoingPacket {
+        let delays = HopDelays::fixed(&[Duration::from_millis(5); 5]);
+        build_mailbox_packet(
+            &mut rand::rng(),
+            &G,
+            topology.epoch,
+            route,
+            &delays,
+            mailbox_id_for(&self.key.verifying_key().to_bytes()),
+            &SphinxPublicKey::from(&self.sealing),
+            &Body::Loop(LoopId([id; 16])),
+        )
+        .unwrap()
+    }
+}
+
+fn layer_of(topology: &Topology, node: NodeId) -> usize {
+    topology
+        .layers
+        .iter()
+        .position(|l| l.contains(&node))
+        .unwrap()
+}
+
+fn through_mixes(topology: &Topology, gateway: NodeId) -> Route {
+    let mixes: Vec<NodeId> = topology.layers.iter().map(|l| l[0]).collect();
+    topology
+        .hops(&G, &[gateway, mixes[0], mixes[1], mixes[2], gateway])
+        .unwrap()
+}
+
+async fn attach(host: &Host, gateway: &RunningNode, owner: &Owner) -> GatewaySession {
+    let peer = peer_id_of(&gateway.id().0).unwrap();
+    host.add_addresses(peer, vec![gateway.listen.clone()]);
+    let stream = host.open(peer, ACCESS_PROTOCOL).await.unwrap();
+    GatewaySession::attach(stream, &gateway.id().0, &owner.key)
+        .await
+        .unwrap()
+}
+
+/// Pulls until `want` loop ids have arrived (acknowledging them) or the
+/// timeout passes; returns the ids seen.
+async fn pull_loops(
+    session: &mut GatewaySession,
+    owner: &Owner,
+    want: usize,
+    timeout: Duration,
+) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while seen.len() < want && tokio::time::Instant::now() < deadline {
+        let (entries, _) = session.pull().await.unwrap();
+        let mut ids = Vec::new();
+        for e in entries {
+            match open_delivery(&G, &owner.sealing, &e.payload).unwrap() {
+                Body::Loop(LoopId(id)) => seen.push(id[0]),
+                other => panic!("unexpected body {other:?}"),
+            }
+            ids.push(e.id);
+        }
+        session.ack(&ids).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packets_cross_real_nodes_and_bad_input_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = LocalNetSpec {
+        authorities: 1,
+        mixes: 3,
+        gateways: 1,
+        epoch_length_ms: 4_000,
+        ..LocalNetSpec::default()
+    };
+    let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();
+    // The gateway's egress queues are tiny so that one can be filled.
+    net.stop_node(GATEWAY).await;
+    net.nodes[GATEWAY].config.egress_queue = 4;
+    net.start_node(GATEWAY).await.unwrap();
+    let topology = net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let gateway_id = net.node(GATEWAY).unwrap().id();
+
+    let (_stop, stop_rx) = watch::channel(false);
+    let (host, _task) = Host::start(&SigningKey::from_bytes(&[42; 32]), None, stop_rx).unwrap();
+    let owner = Owner::new();
+    let mut session = attach(&host, net.node(GATEWAY).unwrap(), &owner).await;
+
+    // 1. A packet crosses gateway → 3 mixes → gateway and is pulled.
+    let route = through_mixes(&topology, gateway_id);
+    let first = owner.packet(&topology, &route, 1);
+    let first_frame = first.to_frame(&G).unwrap();
+    session.send(first_frame.clone()).await.unwrap();
+    assert_eq!(
+        pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
+        vec![1]
+    );
+
+    // 2. Bad input, interleaved with good packets.
+    let gateway = net.node(GATEWAY).unwrap();
+    session.send(first_frame.clone()).await.unwrap(); // replay
+    // A well-formed frame of the right epoch around random bytes.
+    let mut noise = vec![0u8; G.packet_len()];
+    rand::rng().fill_bytes(&mut noise);
+    session
+        .send(Frame::encode(&G, topology.epoch, &noise).unwrap())
+        .await
+        .unwrap();
+    // Pure garbage: random bytes of frame length.
+    let mut garbage = vec![0u8; G.frame_len()];
+    rand::rng().fill_bytes(&mut garbage);
+    garbage[0] = 0xEE;
+    session.send(garbage).await.unwrap();
+    let unknown_epoch = Frame::encode(&G, 9_999, &first.packet).unwrap();
+    session.send(unknown_epoch).await.unwrap();
+    let mut fake_key = [0u8; 32];
+    rand::rng().fill_bytes(&mut fake_key);
+    let mut hops = route.hops().to_vec();
+    hops[1] = Hop {
+        node: NodeId([7; 32]),
+        sphinx_key: SphinxPublicKey::from(&SphinxSecret::from(fake_key)),
+    };
+    let to_nowhere = owner.packet(&topology, &Route::new(hops, &G).unwrap(), 9);
+    session
+        .send(to_nowhere.to_frame(&G).unwrap())
+        .await
+        .unwrap();
+    let second = owner.packet(&topology, &route, 2);
+    session.send(second.to_frame(&G).unwrap()).await.unwrap();
+    assert_eq!(
+        pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
+        vec![2]
+    );
+    let m = gateway.metrics();
+    assert_eq!(m.dropped_for(DropReason::replay), 1);
+    assert_eq!(m.dropped_for(DropReason::unknown_epoch), 1);
+    assert_eq!(m.dropped_for(DropReason::unknown_next_hop), 1);
+    assert_eq!(m.dropped_for(DropReason::bad_header), 1);
+    assert_eq!(m.dropped_for(DropReason::malformed_frame), 1);
+
+    // 3. /metrics: aggregate only.
+    let text = reqwest::get(format!("http://{}/metrics", gateway.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("aegis_node_stored_total 2"), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        if let Some(labels) = line.split_once('{').map(|(_, l)| l) {
+            assert!(
+                labels.starts_with("reason=") || labels.starts_with("le="),
+                "per-peer label in {line}"
+            );
+        }
+    }
+    let health = reqwest::get(format!("http://{}/health", gateway.metrics_addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Packets are built for the current epoch's keys (old keys are erased).
+    let topology = net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let route = through_mixes(&topology, gateway_id);
+
+    // 4. A mix restarted keeps its replay filter: inject a frame straight
+    // into the layer-1 mix (over a link authenticated as the gateway), let
+    // it deliver, restart the mix, inject it again.
+    let mix1 = topology.layers[0][0];
+    let mix1_index = (0..3).find(|&i| net.node(i).unwrap().id() == mix1).unwrap();
+    assert_eq!(layer_of(&topology, mix1), 0);
+    let gateway_key = aegis_directory::config::load_key(
+        &net.nodes[GATEWAY]
+            .config
+            .data_dir
+            .join(aegis_node::config::KEY_FILE),
+    )
+    .unwrap();
+    let (_stop2, stop_rx2) = watch::channel(false);
+    let (as_gateway, _task2) = Host::start(&gateway_key, None, stop_rx2).unwrap();
+    let mix_hops = [
+        topology.layers[0][0],
+        topology.layers[1][0],
+        topology.layers[2][0],
+        gateway_id,
+        gateway_id,
+    ];
+    let direct = owner.packet(&topology, &topology.hops(&G, &mix_hops).unwrap(), 3);
+    let direct_frame = direct.to_frame(&G).unwrap();
+    // Fixed ports: the address stays the same across the restart.
+    let mix1_addr = net.node(mix1_index).unwrap().listen.clone();
+    let inject = |frame: Vec<u8>| {
+        let host = as_gateway.clone();
+        let peer = peer_id_of(&mix1.0).unwrap();
+        let addr = mix1_addr.clone();
+        async move {
+            host.add_addresses(peer, vec![addr]);
+            let mut stream = host.open(peer, MIX_PROTOCOL).await.unwrap();
+            stream.write_all(&frame).await.unwrap();
+            stream.flush().await.unwrap();
+            stream
+        }
+    };
+    let _s = inject(direct_frame.clone()).await;
+    assert_eq!(
+        pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
+        vec![3]
+    );
+    net.stop_node(mix1_index).await;
+    net.start_node(mix1_index).await.unwrap();
+    net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let _s2 = inject(direct_frame).await;
+    let restarted = net.node(mix1_index).unwrap();
+    eventually(
+        "the restarted mix counts the replay",
+        Duration::from_secs(10),
+        || restarted.metrics().dropped_for(DropReason::replay) == 1,
+    )
+    .await;
+
+    let topology = net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let route = through_mixes(&topology, gateway_id);
+
+    // 5. A gateway restarted keeps undelivered packets.
+    let third = owner.packet(&topology, &route, 4);
+    session.send(third.to_frame(&G).unwrap()).await.unwrap();
+    let gw = net.node(GATEWAY).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.metrics().stored.get() < 4 {
+        if tokio::time::Instant::now() > deadline {
+            for i in 0..4 {
+                eprintln!("node {i}:\n{}", net.node(i).unwrap().metrics().encode());
+            }
+            panic!("the packet is stored");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(session);
+    net.stop_node(GATEWAY).await;
+    net.start_node(GATEWAY).await.unwrap();
+    let mut session = attach(&host, net.node(GATEWAY).unwrap(), &owner).await;
+    assert_eq!(
+        pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
+        vec![4]
+    );
+
+    // 6. A full egress queue drops instead of growing: stop the first mix
+    // and send more packets its way than the queue holds.
+    net.stop_node(mix1_index).await;
+    for i in 0..30u8 {
+        let p = owner.packet(&topology, &route, 100 + i);
+        session.send(p.to_frame(&G).unwrap()).await.unwrap();
+    }
+    let gw = net.node(GATEWAY).unwrap();
+    eventually(
+        "the egress queue overflows",
+        Duration::from_secs(10),
+        || gw.metrics().dropped_for(DropReason::egress_full) >= 20,
+    )
+    .await;
+    assert!(gw.metrics().egress_depth.get() <= 4);
+
+    drop(session);
+    net.shutdown().await;
+}
