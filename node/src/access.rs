@@ -179,7 +179,7 @@ pub enum AccessError {
 /// Strict postcard decoding: the whole input, nothing left over.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AccessError> {
     match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, rest)) if rest.is_empty() => Ok(value),
+        Ok((value, [])) => Ok(value),
         _ => Err(AccessError::Malformed),
     }
 }
@@ -215,55 +215,6 @@ pub async fn read_message<R: AsyncRead + Unpin, T: DeserializeOwned>(
     let mut bytes = vec![0u8; len];
     reader.read_exact(&mut bytes).await?;
     decode(&bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hello_verifies_only_for_its_challenge() {
-        let key = SigningKey::from_bytes(&[7u8; 32]);
-        let gateway = [1u8; 32];
-        let nonce = [2u8; 32];
-        let ClientMessage::Hello {
-            mailbox_key,
-            signature,
-        } = hello(&key, &gateway, &nonce)
-        else {
-            panic!("hello builds a Hello")
-        };
-        let mailbox = verify_hello(&gateway, &nonce, &mailbox_key, &signature).unwrap();
-        assert_eq!(mailbox, mailbox_id_for(&key.verifying_key().to_bytes()));
-        assert!(verify_hello(&gateway, &[3u8; 32], &mailbox_key, &signature).is_err());
-        assert!(verify_hello(&[9u8; 32], &nonce, &mailbox_key, &signature).is_err());
-        let other = SigningKey::from_bytes(&[8u8; 32])
-            .verifying_key()
-            .to_bytes();
-        assert!(verify_hello(&gateway, &nonce, &other, &signature).is_err());
-        assert!(verify_hello(&gateway, &nonce, &mailbox_key, &signature[..63]).is_err());
-    }
-
-    #[test]
-    fn decoding_is_strict() {
-        let bytes = postcard::to_stdvec(&ClientMessage::Pull).unwrap();
-        assert_eq!(
-            decode::<ClientMessage>(&bytes).unwrap(),
-            ClientMessage::Pull
-        );
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(decode::<ClientMessage>(&longer).is_err());
-        assert!(decode::<ClientMessage>(&[0xFF]).is_err());
-        assert!(decode::<ClientMessage>(&[]).is_err());
-    }
-
-    #[test]
-    fn oversized_messages_are_refused_before_reading() {
-        let mut input: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
-        let result = futures::executor::block_on(read_message::<_, ClientMessage>(&mut input));
-        assert!(matches!(result, Err(AccessError::TooLarge(_))));
-    }
 }
 
 /// A client's attached session with its gateway.
@@ -338,5 +289,54 @@ impl GatewaySession {
             write_message(&mut self.stream, &ClientMessage::Ack { ids: padded }).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_verifies_only_for_its_challenge() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let gateway = [1u8; 32];
+        let nonce = [2u8; 32];
+        let ClientMessage::Hello {
+            mailbox_key,
+            signature,
+        } = hello(&key, &gateway, &nonce)
+        else {
+            panic!("hello builds a Hello")
+        };
+        let mailbox = verify_hello(&gateway, &nonce, &mailbox_key, &signature).unwrap();
+        assert_eq!(mailbox, mailbox_id_for(&key.verifying_key().to_bytes()));
+        assert!(verify_hello(&gateway, &[3u8; 32], &mailbox_key, &signature).is_err());
+        assert!(verify_hello(&[9u8; 32], &nonce, &mailbox_key, &signature).is_err());
+        let other = SigningKey::from_bytes(&[8u8; 32])
+            .verifying_key()
+            .to_bytes();
+        assert!(verify_hello(&gateway, &nonce, &other, &signature).is_err());
+        assert!(verify_hello(&gateway, &nonce, &mailbox_key, &signature[..63]).is_err());
+    }
+
+    #[test]
+    fn decoding_is_strict() {
+        let bytes = postcard::to_stdvec(&ClientMessage::Pull).unwrap();
+        assert_eq!(
+            decode::<ClientMessage>(&bytes).unwrap(),
+            ClientMessage::Pull
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode::<ClientMessage>(&longer).is_err());
+        assert!(decode::<ClientMessage>(&[0xFF]).is_err());
+        assert!(decode::<ClientMessage>(&[]).is_err());
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_before_reading() {
+        let mut input: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
+        let result = futures::executor::block_on(read_message::<_, ClientMessage>(&mut input));
+        assert!(matches!(result, Err(AccessError::TooLarge(_))));
     }
 }

@@ -37,6 +37,9 @@ pub enum StoreError {
     MailboxFull,
 }
 
+/// An epoch and its stored Sphinx secret.
+pub type EpochSecret = (u64, zeroize::Zeroizing<[u8; 32]>);
+
 /// A stored packet handed to its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPacket {
@@ -128,7 +131,7 @@ impl NodeStore {
     }
 
     /// All stored epoch secrets.
-    pub fn keys(&self) -> Result<Vec<(u64, zeroize::Zeroizing<[u8; 32]>)>, StoreError> {
+    pub fn keys(&self) -> Result<Vec<EpochSecret>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_KEYS)?, IteratorMode::Start) {
             let (k, v) = item?;

@@ -215,7 +215,6 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
 
     // Packets are built for the current epoch's keys (old keys are erased).
     let topology = net.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let route = through_mixes(&topology, gateway_id);
 
     // 4. A mix restarted keeps its replay filter: inject a frame straight
     // into the layer-1 mix (over a link authenticated as the gateway), let
