@@ -32,8 +32,8 @@ use sphinx_packet::SphinxPacket;
 use tokio::sync::watch;
 
 const G: Geometry = Geometry::STANDARD;
-const SATURATION_PACKETS: usize = 6_000;
-const LATENCY_PACKETS: usize = 400;
+const SATURATION_PACKETS: usize = 2_000;
+const LATENCY_PACKETS: usize = 100;
 
 fn bare_unwrap_rate() -> f64 {
     let mut rng = rand::rng();
@@ -83,16 +83,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bare = bare_unwrap_rate();
+    eprintln!("bare unwrap: {bare:.0}/s per core; starting a local network");
 
     let dir = tempfile::tempdir().unwrap();
     let spec = LocalNetSpec {
-        epoch_length_ms: 15_000,
+        epoch_length_ms: 30_000,
         workers: 0,
         line_rate: 5_000,
         ..LocalNetSpec::default()
     };
     let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();
     let topology = net.wait_ready(Duration::from_secs(60)).await.unwrap();
+    eprintln!("network ready (epoch {})", topology.epoch);
     let gateway = net.gateways()[0];
     let index_of = |id: NodeId| (0..3).find(|&i| net.node(i).unwrap().id() == id).unwrap();
     let l1 = topology.layers[0][0];
@@ -154,6 +156,7 @@ async fn main() {
         })
         .collect();
     let (latency_frames, load_frames) = frames.split_at(LATENCY_PACKETS);
+    eprintln!("{} packets built", frames.len());
 
     let peer = peer_id_of(&l1.0).unwrap();
     source.add_addresses(peer, vec![l1_addr]);
@@ -161,7 +164,12 @@ async fn main() {
 
     // Latency: one packet at a time, wire to wire.
     let mut latencies = Vec::new();
-    for frame in latency_frames {
+    for (i, frame) in latency_frames.iter().enumerate() {
+        if i == 20 && latencies.is_empty() {
+            panic!("no packet came out of the node");
+        }
+        // Forget arrivals of the nodes' own loop cover that passed meanwhile.
+        while arrivals.try_recv().is_ok() {}
         let sent = Instant::now();
         stream.write_all(frame).await.unwrap();
         stream.flush().await.unwrap();
@@ -170,6 +178,7 @@ async fn main() {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    eprintln!("latency measured over {} packets; saturating", latencies.len());
 
     // Throughput: as fast as the link takes them.
     let node = net.node(l1_index).unwrap();
