@@ -178,7 +178,10 @@ async fn main() {
         }
     }
     latencies.sort_by(f64::total_cmp);
-    eprintln!("latency measured over {} packets; saturating", latencies.len());
+    eprintln!(
+        "latency measured over {} packets; saturating",
+        latencies.len()
+    );
 
     // Throughput: as fast as the link takes them.
     let node = net.node(l1_index).unwrap();
