@@ -74,11 +74,22 @@ struct Args {
     /// Do not build the binaries first (use the ones next to this program).
     #[arg(long)]
     no_build: bool,
+    /// Fault: stop the first authority this many seconds into the traffic.
+    #[arg(long, value_name = "SECONDS")]
+    stop_authority_at: Option<f64>,
+    /// Fault: kill (SIGKILL) the first mix this many seconds into the traffic.
+    #[arg(long, value_name = "SECONDS")]
+    kill_mix_at: Option<f64>,
+    /// Fault: restart the first gateway this many seconds into the traffic.
+    #[arg(long, value_name = "SECONDS")]
+    restart_gateway_at: Option<f64>,
 }
 
 struct Proc {
     name: String,
     child: Child,
+    /// How to start it again (logged processes only).
+    command: Option<(PathBuf, Vec<String>)>,
 }
 
 /// Every child process; stopped with SIGTERM, then killed.
@@ -188,7 +199,52 @@ fn spawn_logged(
     procs.0.push(Proc {
         name: name.to_owned(),
         child,
+        command: Some((bin.to_path_buf(), args.to_vec())),
     });
+    Ok(())
+}
+
+/// What a fault does to a process.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Stop,
+    Kill,
+    Restart,
+}
+
+async fn inject(procs: &mut Procs, name: &str, fault: Fault, logs: &Path) -> anyhow::Result<()> {
+    let index = procs
+        .0
+        .iter()
+        .position(|p| p.name == name)
+        .with_context(|| format!("no process {name}"))?;
+    let mut proc = procs.0.remove(index);
+    match fault {
+        Fault::Kill => {
+            let _ = proc.child.kill().await;
+        }
+        Fault::Stop | Fault::Restart => {
+            if let Some(pid) = proc.child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            if tokio::time::timeout(Duration::from_secs(8), proc.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = proc.child.kill().await;
+            }
+        }
+    }
+    eprintln!("fault: {fault:?} {name}");
+    if let (Fault::Restart, Some((bin, args))) = (fault, proc.command) {
+        let log_name = format!("{name}-restarted");
+        spawn_logged(procs, &log_name, &bin, &args, logs)?;
+        if let Some(p) = procs.0.last_mut() {
+            p.name = name.to_owned();
+        }
+    }
     Ok(())
 }
 
@@ -524,6 +580,7 @@ async fn run(
         procs.0.push(Proc {
             name: me.to_owned(),
             child,
+            command: None,
         });
         clients.push(ClientProc {
             name: me,
@@ -549,7 +606,20 @@ async fn run(
     let mut next_summary = Instant::now() + Duration::from_secs(2);
     let mut turn = 0usize;
     let mut counter = 0u64;
+    let mut faults: Vec<(f64, &str, Fault)> = [
+        (args.stop_authority_at, "authority-0", Fault::Stop),
+        (args.kill_mix_at, "mix-0", Fault::Kill),
+        (args.restart_gateway_at, "gateway-0", Fault::Restart),
+    ]
+    .into_iter()
+    .filter_map(|(at, name, fault)| at.map(|at| (at, name, fault)))
+    .collect();
     loop {
+        let elapsed = run_started.elapsed().as_secs_f64();
+        while let Some(i) = faults.iter().position(|(at, ..)| *at <= elapsed) {
+            let (_, name, fault) = faults.remove(i);
+            inject(procs, name, fault, logs).await?;
+        }
         let wake = next_message.min(next_summary);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(args.until.is_none()),
