@@ -41,6 +41,11 @@ const MAX_PENDING_ACKS: usize = 4_096;
 const MAX_PULLS_IN_A_ROW: usize = 8;
 /// Outbox record key.
 const OUTBOX_KEY: &[u8] = b"outbox";
+/// Inbox record key (ids of delivered messages, so that late copies are
+/// recognised after a restart too).
+const INBOX_KEY: &[u8] = b"inbox";
+/// Prefix of kept fragments of incomplete messages.
+const FRAGMENT_PREFIX: &[u8] = b"fragment/";
 
 /// How the client runs.
 #[derive(Debug, Clone)]
@@ -347,6 +352,11 @@ impl Engine {
                 .unwrap_or_else(|_| Outbox::new(config.outbox.clone())),
             None => Outbox::new(config.outbox.clone()),
         };
+        let inbox = match profile.store().get(Namespace::Meta, INBOX_KEY)? {
+            Some(bytes) => Inbox::from_bytes(&bytes, InboxConfig::default(), Duration::ZERO)
+                .unwrap_or_else(|_| Inbox::new(InboxConfig::default())),
+            None => Inbox::new(InboxConfig::default()),
+        };
         let mailbox = profile.mailbox();
         let sealing_public = SphinxPublicKey::from(&profile.mailbox_sealing);
         let schedule = schedule_of(&topology);
@@ -360,7 +370,7 @@ impl Engine {
             session: None,
             shaper,
             outbox,
-            inbox: Inbox::new(InboxConfig::default()),
+            inbox,
             acks: VecDeque::new(),
             loops: HashMap::new(),
             loop_rtts: VecDeque::new(),
@@ -408,6 +418,7 @@ impl Engine {
         mut commands: mpsc::Receiver<Command>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Profile {
+        self.refeed().await;
         let mut next_pull = self.now();
         let mut next_epoch_check = self.now();
         let mut reconnect_backoff = Duration::from_millis(200);
@@ -801,9 +812,15 @@ impl Engine {
                 }
             }
             Body::Fragment { fragment, surb_ack } => {
+                let message_id = fragment.message_id.0;
+                let index = fragment.index;
                 let received = self.inbox.receive(fragment, now);
-                if matches!(received, Received::Rejected(_)) {
-                    return;
+                match &received {
+                    Received::Rejected(_) => return,
+                    // Kept until the message is complete: the gateway
+                    // deletes it once acknowledged.
+                    Received::Partial => self.keep_fragment(&message_id, index, payload),
+                    _ => {}
                 }
                 if self.acks.len() < MAX_PENDING_ACKS
                     && let Ok(ack) = build_ack(&mut rand::rng(), &self.geometry, surb_ack)
@@ -812,7 +829,48 @@ impl Engine {
                 }
                 if let Received::Complete(bytes) = received {
                     self.deliver(&bytes).await;
+                    self.forget_fragments(&message_id);
+                    self.save_inbox();
                 }
+            }
+        }
+    }
+
+    fn keep_fragment(&self, message_id: &[u8; 16], index: u16, payload: &[u8]) {
+        let mut key = FRAGMENT_PREFIX.to_vec();
+        key.extend_from_slice(message_id);
+        key.extend_from_slice(&index.to_be_bytes());
+        if let Err(error) = self.profile.store().put(Namespace::Meta, &key, payload) {
+            warn!(%error, "keeping a fragment failed");
+        }
+    }
+
+    fn forget_fragments(&self, message_id: &[u8; 16]) {
+        let mut prefix = FRAGMENT_PREFIX.to_vec();
+        prefix.extend_from_slice(message_id);
+        if let Ok(records) = self.profile.store().list(Namespace::Meta) {
+            for (key, _) in records.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+                let _ = self.profile.store().delete(Namespace::Meta, key);
+            }
+        }
+    }
+
+    fn save_inbox(&self) {
+        let bytes = self.inbox.to_bytes(self.now());
+        if let Err(error) = self.profile.store().put(Namespace::Meta, INBOX_KEY, &bytes) {
+            warn!(%error, "saving the inbox failed");
+        }
+    }
+
+    /// After a restart: the fragments of incomplete messages kept before
+    /// acknowledging them go through the inbox again.
+    async fn refeed(&mut self) {
+        let Ok(records) = self.profile.store().list(Namespace::Meta) else {
+            return;
+        };
+        for (key, payload) in records {
+            if key.starts_with(FRAGMENT_PREFIX) {
+                self.receive(&payload).await;
             }
         }
     }

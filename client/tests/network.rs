@@ -186,6 +186,14 @@ async fn two_clients_talk_through_the_mixnet() {
 
     let bob = bob_client.shutdown().await.unwrap();
     assert_eq!(bob.messages().unwrap().len(), 5, "stored once each");
+    // After a restart, late copies are still recognised: nothing new arrives.
+    let (bob_client, mut bob_events) = Client::start(bob, config()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Ok(e) = bob_events.try_recv() {
+        assert!(!matches!(e, Event::Message { .. }), "delivered again: {e:?}");
+    }
+    let bob = bob_client.shutdown().await.unwrap();
+    assert_eq!(bob.messages().unwrap().len(), 5);
     let stats = alice_client.stats().await.unwrap();
     assert!(
         stats.loops_sent > 0 && stats.drops_sent > 0,
