@@ -190,7 +190,10 @@ async fn two_clients_talk_through_the_mixnet() {
     let (bob_client, mut bob_events) = Client::start(bob, config()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     while let Ok(e) = bob_events.try_recv() {
-        assert!(!matches!(e, Event::Message { .. }), "delivered again: {e:?}");
+        assert!(
+            !matches!(e, Event::Message { .. }),
+            "delivered again: {e:?}"
+        );
     }
     let bob = bob_client.shutdown().await.unwrap();
     assert_eq!(bob.messages().unwrap().len(), 5);
