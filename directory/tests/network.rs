@@ -160,7 +160,8 @@ async fn a_restarted_authority_keeps_its_state_and_rejoins() {
     running.insert(0, slots[0].start().await);
     let (status, again) = get(&format!("{}/v1/document/1", urls[0])).await;
     assert_eq!(status, 200);
-    assert_eq!(again, docs[1]);
+    // Its signature set may differ from the peer's copy; the signed body may not.
+    assert_eq!(bodies_of(&[again])[0], bodies[1]);
     for r in running {
         r.shutdown().await;
     }
