@@ -15,9 +15,20 @@ use crate::config::{AuthorityConfig, NodeConfig};
 use crate::node::RunningNode;
 use crate::topology::Topology;
 
-/// A free loopback TCP port (bound and released; good enough on loopback).
+/// A free loopback TCP port (bound and released), never the same one twice
+/// in this process: libp2p listeners allow port sharing, so two nodes handed
+/// the same port would both bind it and split its connections.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1_000 {
+        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if !handed.contains(&port) {
+            handed.push(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no unused loopback port"))
 }
 
 /// Sizes and timing of a local network.
