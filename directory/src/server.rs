@@ -361,10 +361,8 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAutho
     })
 }
 
-/// Runs an authority from its configuration until SIGTERM or Ctrl-C.
-pub async fn run(config: Config) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(config.listen).await?;
-    let running = spawn(config, listener).await?;
+/// Waits for SIGTERM or Ctrl-C (SIGINT): what stops a service gracefully.
+pub async fn shutdown_signal() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
@@ -376,6 +374,13 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Runs an authority from its configuration until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let running = spawn(config, listener).await?;
+    shutdown_signal().await;
     info!("shutting down");
     running.shutdown().await;
     Ok(())
