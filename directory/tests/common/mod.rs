@@ -42,9 +42,11 @@ impl Slot {
     }
 }
 
-/// Configures `n` authorities on loopback with genesis now.
+/// Configures `n` authorities on loopback with genesis one second from now,
+/// so that starting them and uploading fit in epoch 1's upload window even
+/// on a loaded machine.
 pub async fn cluster(n: usize) -> (Vec<Slot>, Schedule) {
-    let genesis = now_ms();
+    let genesis = now_ms() + 1_000;
     let mut slots = Vec::new();
     for i in 0..n {
         // Bind port 0 to learn a free port, then release it for the server.
