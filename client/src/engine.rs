@@ -37,8 +37,6 @@ use crate::store::Namespace;
 
 /// Pending acknowledgements kept at most (each waits for a real slot).
 const MAX_PENDING_ACKS: usize = 4_096;
-/// Pull answers fetched back to back at most when the gateway says more wait.
-const MAX_PULLS_IN_A_ROW: usize = 8;
 /// Outbox record key.
 const OUTBOX_KEY: &[u8] = b"outbox";
 /// Inbox record key (ids of delivered messages, so that late copies are
@@ -56,6 +54,10 @@ pub struct ClientConfig {
     pub shaping: Option<ShapingConfig>,
     /// Outbox bounds and retries.
     pub outbox: OutboxConfig,
+    /// Reach the gateway at this address instead of the ones the consensus
+    /// publishes (a tunnel or port forward); the link still authenticates
+    /// the gateway's identity.
+    pub gateway_address: Option<aegis_node::libp2p::Multiaddr>,
 }
 
 impl Default for ClientConfig {
@@ -64,6 +66,7 @@ impl Default for ClientConfig {
             pull_interval: Duration::from_secs(1),
             shaping: None,
             outbox: OutboxConfig::default(),
+            gateway_address: None,
         }
     }
 }
@@ -301,6 +304,8 @@ struct Engine {
     schedule: Schedule,
     host: Host,
     session: Option<GatewaySession>,
+    /// Ids of the entries the last pull brought, acknowledged by the next.
+    unacknowledged: Vec<[u8; 8]>,
     shaper: TrafficShaper<Pending>,
     outbox: Outbox<ContactId>,
     inbox: Inbox,
@@ -368,6 +373,7 @@ impl Engine {
             schedule,
             host,
             session: None,
+            unacknowledged: Vec::new(),
             shaper,
             outbox,
             inbox,
@@ -394,16 +400,26 @@ impl Engine {
             .topology
             .node(&gateway)
             .ok_or_else(|| ClientError::Gateway("your gateway is not in the consensus".into()))?;
-        self.host.add_addresses(entry.peer, entry.addresses.clone());
+        let addresses = match &self.config.gateway_address {
+            Some(address) => vec![address.clone()],
+            None => entry.addresses.clone(),
+        };
+        self.host.add_addresses(entry.peer, addresses);
         let stream = self
             .host
             .open(entry.peer, ACCESS_PROTOCOL)
             .await
             .map_err(ClientError::Gateway)?;
-        let session = GatewaySession::attach(stream, &gateway.0, &self.profile.mailbox_auth)
-            .await
-            .map_err(|e| ClientError::Gateway(e.to_string()))?;
+        let session = GatewaySession::attach(
+            stream,
+            &gateway.0,
+            &self.profile.mailbox_auth,
+            self.geometry.frame_len(),
+        )
+        .await
+        .map_err(|e| ClientError::Gateway(e.to_string()))?;
         self.session = Some(session);
+        self.unacknowledged.clear();
         let _ = self
             .events
             .send(Event::Connected {
@@ -454,7 +470,11 @@ impl Engine {
                 self.emit(emission.slot).await;
             }
             if now >= next_pull {
-                next_pull = now + self.config.pull_interval;
+                // A fixed grid: pulls leave on schedule, whatever arrived.
+                next_pull += self.config.pull_interval;
+                if next_pull <= now {
+                    next_pull = now + self.config.pull_interval;
+                }
                 if self.session.is_none() {
                     match self.connect().await {
                         Ok(()) => reconnect_backoff = Duration::from_millis(200),
@@ -754,34 +774,25 @@ impl Engine {
         }
     }
 
+    /// One pull: acknowledges what the previous one brought and takes in
+    /// the next batch. One pull per interval, however much is waiting, so
+    /// the link shows the same pattern whether messages arrive or not.
     async fn pull(&mut self) {
-        for _ in 0..MAX_PULLS_IN_A_ROW {
-            let Some(session) = self.session.as_mut() else {
-                return;
-            };
-            let (entries, more) = match session.pull().await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    info!("gateway session lost; reconnecting");
-                    self.session = None;
-                    return;
-                }
-            };
-            let mut ids = Vec::with_capacity(entries.len());
-            for entry in entries {
-                self.receive(&entry.payload).await;
-                ids.push(entry.id);
-            }
-            if let Some(session) = self.session.as_mut()
-                && !ids.is_empty()
-                && session.ack(&ids).await.is_err()
-            {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let entries = match session.pull(&self.unacknowledged).await {
+            Ok(entries) => entries,
+            Err(_) => {
+                info!("gateway session lost; reconnecting");
                 self.session = None;
                 return;
             }
-            if !more {
-                return;
-            }
+        };
+        self.unacknowledged.clear();
+        for entry in entries {
+            self.receive(&entry.payload).await;
+            self.unacknowledged.push(entry.id);
         }
     }
 

@@ -34,6 +34,10 @@ struct Cli {
     /// Seconds between mailbox pulls.
     #[arg(long, global = true, default_value_t = 1.0)]
     pull_interval: f64,
+    /// Reach your gateway at this libp2p address instead of the published
+    /// one (e.g. through a tunnel); its identity is still checked.
+    #[arg(long, global = true, value_name = "MULTIADDR")]
+    gateway_address: Option<aegis_node::libp2p::Multiaddr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -201,6 +205,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = ClientConfig {
         pull_interval: Duration::from_secs_f64(cli.pull_interval.clamp(0.05, 3_600.0)),
+        gateway_address: cli.gateway_address.clone(),
         ..ClientConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;
@@ -249,6 +254,7 @@ fn main() -> anyhow::Result<()> {
                 )?)
             })?;
             println!("profile created at {}", cli.profile.display());
+            println!("your gateway: {}", hex::encode(profile.gateway.0));
             println!("your contact card (give it to the people who should reach you):");
             println!("{}", profile.card().encode());
             Ok(())

@@ -1,6 +1,6 @@
 //! The gateway role: clients attach with the access protocol, prove that
 //! they own their mailbox, send their packets in (rate limited), and pull
-//! and acknowledge what their mailbox holds.
+//! what their mailbox holds, acknowledging the previous pull with each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use tracing::debug;
 
 use crate::access::{
     ACCESS_PROTOCOL, ACCESS_VERSION, AccessError, ClientMessage, Entry, PULL_BATCH, ServerMessage,
-    read_message, verify_hello, write_message,
+    cell_len, read_message, verify_hello, write_message,
 };
 use crate::ingress::enqueue;
 use crate::links::Host;
@@ -101,7 +101,7 @@ pub async fn run(
                 let refusal = ServerMessage::Refused {
                     reason: "gateway full".into(),
                 };
-                let _ = write_message(&mut stream, &refusal).await;
+                let _ = write_message(&mut stream, &refusal, 0).await;
             } else {
                 shared.metrics.clients.inc();
                 tokio::select! {
@@ -134,9 +134,10 @@ async fn serve(
             gateway,
             nonce,
         },
+        0,
     )
     .await?;
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_message::<_, ClientMessage>(stream))
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_message::<_, ClientMessage>(stream, 0))
         .await
         .map_err(|_| AccessError::Unexpected("no hello in time"))??;
     let mailbox = match hello {
@@ -149,21 +150,27 @@ async fn serve(
                 let refusal = ServerMessage::Refused {
                     reason: error.to_string(),
                 };
-                let _ = write_message(stream, &refusal).await;
+                let _ = write_message(stream, &refusal, 0).await;
                 return Err(error);
             }
         },
         _ => return Err(AccessError::Unexpected("expected hello")),
     };
     let send_rate = client_send_rate(shared);
-    write_message(stream, &ServerMessage::Welcome { send_rate }).await?;
+    let cell = cell_len(shared.geometry.frame_len());
+    let welcome = ServerMessage::Welcome {
+        send_rate,
+        cell_len: cell as u32,
+    };
+    write_message(stream, &welcome, 0).await?;
     let origin = Instant::now();
     let mut sends = TokenBucket::new(send_rate, send_rate * 10.0, origin.elapsed());
     let mut pulls = TokenBucket::new(PULL_RATE, 10.0, origin.elapsed());
     loop {
-        let message = tokio::time::timeout(IDLE_TIMEOUT, read_message::<_, ClientMessage>(stream))
-            .await
-            .map_err(|_| AccessError::Unexpected("idle"))??;
+        let message =
+            tokio::time::timeout(IDLE_TIMEOUT, read_message::<_, ClientMessage>(stream, cell))
+                .await
+                .map_err(|_| AccessError::Unexpected("idle"))??;
         match message {
             ClientMessage::Send { frame } => {
                 if frame.len() != shared.geometry.frame_len() {
@@ -174,24 +181,25 @@ async fn serve(
                     enqueue(shared, ingress, frame);
                 }
             }
-            ClientMessage::Pull => {
+            ClientMessage::Pull { ack } => {
+                if ack.len() != PULL_BATCH {
+                    return Err(AccessError::Unexpected("a pull acknowledges a whole batch"));
+                }
                 if !pulls.take(origin.elapsed()) {
+                    // Answering would let a client read the store as fast
+                    // as it likes; an honest client never pulls this fast.
                     shared.metrics.drop(DropReason::rate_limited);
-                    continue;
+                    return Err(AccessError::Unexpected("pulls too fast"));
                 }
-                let answer = pull(shared, &mailbox)?;
-                write_message(stream, &answer).await?;
-            }
-            ClientMessage::Ack { ids } => {
-                if ids.len() > PULL_BATCH {
-                    return Err(AccessError::Unexpected("too many ids in one ack"));
-                }
-                let ids: Vec<u64> = ids.iter().map(|id| u64::from_be_bytes(*id)).collect();
+                let ids: Vec<u64> = ack.iter().map(|id| u64::from_be_bytes(*id)).collect();
                 match shared.store.acknowledge(&mailbox, &ids) {
                     Ok(n) => {
                         shared.metrics.delivered.inc_by(n as u64);
                     }
                     Err(_) => shared.metrics.drop(DropReason::store_error),
+                }
+                for entry in pull(shared, &mailbox)? {
+                    write_message(stream, &ServerMessage::Entry(entry), cell).await?;
                 }
             }
             ClientMessage::Hello { .. } => return Err(AccessError::Unexpected("second hello")),
@@ -201,8 +209,8 @@ async fn serve(
 
 /// A pull answer: the mailbox's oldest packets, padded with dummies to
 /// exactly [`PULL_BATCH`] entries.
-fn pull(shared: &Shared, mailbox: &MailboxId) -> Result<ServerMessage, AccessError> {
-    let (stored, more) = shared
+fn pull(shared: &Shared, mailbox: &MailboxId) -> Result<Vec<Entry>, AccessError> {
+    let (stored, _more) = shared
         .store
         .pull(mailbox, PULL_BATCH)
         .map_err(|_| AccessError::Unexpected("mailbox unavailable"))?;
@@ -225,7 +233,7 @@ fn pull(shared: &Shared, mailbox: &MailboxId) -> Result<ServerMessage, AccessErr
             payload,
         });
     }
-    Ok(ServerMessage::Batch { entries, more })
+    Ok(entries)
 }
 
 #[cfg(test)]

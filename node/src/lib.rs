@@ -10,7 +10,8 @@
 //!   filter ([`keys`]), unwrap;
 //! * [`mixstage`] — the consensus's mixing strategy ([`mixing`], sans-IO);
 //! * [`egress`] — a bounded queue and one long-lived stream per neighbour;
-//! * [`gateway`] — clients attach ([`access`]), send, pull and acknowledge;
+//! * [`gateway`] — clients attach ([`access`]), send, and pull (each pull
+//!   acknowledging the previous one);
 //!   mailboxes live in RocksDB ([`store`]);
 //! * [`cover`] — the node's own loop cover at rate λM;
 //! * [`sync`] — descriptor uploads, key rotation, consensus fetching.
@@ -41,6 +42,8 @@ pub mod topology;
 pub mod workers;
 
 pub use config::{AuthorityConfig, NodeConfig};
+/// The libp2p version the links use, for callers that name its types.
+pub use libp2p;
 pub use mixing::{MixConfig, Mixer, PoissonMix, PushError, ThresholdPool, TimedPool};
 pub use node::{NodeError, RunningNode};
 pub use topology::{RouteError, Topology, peer_id_of};

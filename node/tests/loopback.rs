@@ -78,7 +78,7 @@ async fn attach(host: &Host, gateway: &RunningNode, owner: &Owner) -> GatewaySes
     let peer = peer_id_of(&gateway.id().0).unwrap();
     host.add_addresses(peer, vec![gateway.listen.clone()]);
     let stream = host.open(peer, ACCESS_PROTOCOL).await.unwrap();
-    GatewaySession::attach(stream, &gateway.id().0, &owner.key)
+    GatewaySession::attach(stream, &gateway.id().0, &owner.key, G.frame_len())
         .await
         .unwrap()
 }
@@ -93,9 +93,10 @@ async fn pull_loops(
 ) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut seen = Vec::new();
+    let mut ids = Vec::new();
     while seen.len() < want && tokio::time::Instant::now() < deadline {
-        let (entries, _) = session.pull().await.unwrap();
-        let mut ids = Vec::new();
+        let entries = session.pull(&ids).await.unwrap();
+        ids.clear();
         for e in entries {
             match open_delivery(&G, &owner.sealing, &e.payload).unwrap() {
                 Body::Loop(LoopId(id)) => seen.push(id[0]),
@@ -103,9 +104,11 @@ async fn pull_loops(
             }
             ids.push(e.id);
         }
-        session.ack(&ids).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The last batch is acknowledged with one more pull (whatever it
+    // brings stays stored: it is not acknowledged).
+    session.pull(&ids).await.unwrap();
     seen
 }
 

@@ -21,6 +21,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+mod observer;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "aegis-localnet",
@@ -80,9 +82,19 @@ struct Args {
     /// Fault: kill (SIGKILL) the first mix this many seconds into the traffic.
     #[arg(long, value_name = "SECONDS")]
     kill_mix_at: Option<f64>,
-    /// Fault: restart the first gateway this many seconds into the traffic.
+    /// Fault: restart the first client's gateway this many seconds into
+    /// the traffic.
     #[arg(long, value_name = "SECONDS")]
     restart_gateway_at: Option<f64>,
+    /// Seconds the clients run with cover traffic only before the first
+    /// message.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    quiet_for: f64,
+    /// Put a wire observer in front of every node and client link and
+    /// write what it saw (sizes per link, client emission rates with and
+    /// without messages) to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    observe: Option<PathBuf>,
 }
 
 struct Proc {
@@ -434,6 +446,10 @@ async fn run(
         args.gateways
     ));
     let mut node_configs = Vec::new();
+    // Node identity (hex) → (name, libp2p listen port).
+    let mut node_ids: HashMap<String, (String, u16)> = HashMap::new();
+    let origin = Instant::now();
+    let mut taps = Vec::new();
     for i in 0..mixes + args.gateways {
         let (role, name) = if i < mixes {
             ("mix", format!("mix-{i}"))
@@ -442,6 +458,7 @@ async fn run(
         };
         let data = dir.join(&name);
         let metrics_port = free_port()?;
+        let listen_port = free_port()?;
         let mut init_args: Vec<String> = vec![
             "init".into(),
             "--data-dir".into(),
@@ -449,12 +466,27 @@ async fn run(
             "--role".into(),
             role.into(),
             "--listen".into(),
-            format!("/ip4/127.0.0.1/tcp/{}", free_port()?),
+            format!("/ip4/127.0.0.1/tcp/{listen_port}"),
             "--metrics-listen".into(),
             format!("127.0.0.1:{metrics_port}"),
         ];
+        if args.observe.is_some() {
+            // Others reach this node through the observer's tap.
+            let tap =
+                observer::Tap::start(&name, FRAME_LEN, free_port()?, listen_port, origin).await?;
+            init_args.push("--public-address".into());
+            init_args.push(format!("/ip4/127.0.0.1/tcp/{}", tap.port));
+            taps.push(tap);
+        }
         init_args.extend(authority_flags.iter().cloned());
-        run_to_end(&aegis_node, &init_args, &[]).await?;
+        let out = run_to_end(&aegis_node, &init_args, &[]).await?;
+        let identity = out
+            .lines()
+            .find_map(|l| l.strip_prefix("identity: "))
+            .context("aegis-node init printed no identity")?
+            .trim()
+            .to_owned();
+        node_ids.insert(identity, (name.clone(), listen_port));
         metrics_urls.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
         node_configs.push((name, data.join("aegis-node.toml"), metrics_port));
     }
@@ -519,11 +551,18 @@ async fn run(
     spinner.set_message("creating the clients' profiles");
     let env = [("AEGIS_PASSPHRASE", "localnet passphrase")];
     let mut cards = HashMap::new();
+    let mut client_gateways = HashMap::new();
     for name in ["alice", "bob"] {
         let profile = dir.join(name).display().to_string();
         let mut a = vec!["--profile".to_owned(), profile.clone(), "init".into()];
         a.extend(authority_flags.iter().cloned());
-        run_to_end(&aegis, &a, &env).await?;
+        let out = run_to_end(&aegis, &a, &env).await?;
+        let gateway = out
+            .lines()
+            .find_map(|l| l.strip_prefix("your gateway: "))
+            .and_then(|id| node_ids.get(id.trim()))
+            .context("aegis init named no gateway of this network")?;
+        client_gateways.insert(name, gateway.clone());
         let card = run_to_end(
             &aegis,
             &["--profile".into(), profile, "contact".into(), "show".into()],
@@ -550,16 +589,26 @@ async fn run(
     spinner.set_message("starting the clients");
     let (events_tx, mut events) = mpsc::channel::<(String, serde_json::Value)>(1_024);
     let mut clients = Vec::new();
+    let mut client_taps = Vec::new();
     for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
         let log = std::fs::File::create(logs.join(format!("{me}.log")))?;
+        let mut client_args = vec![
+            "--profile".to_owned(),
+            dir.join(me).display().to_string(),
+            "--pull-interval".into(),
+            args.pull_interval.to_string(),
+        ];
+        if args.observe.is_some() {
+            let gateway_port = client_gateways[me].1;
+            let tap =
+                observer::Tap::start(me, ACCESS_UNIT, free_port()?, gateway_port, origin).await?;
+            client_args.push("--gateway-address".into());
+            client_args.push(format!("/ip4/127.0.0.1/tcp/{}", tap.port));
+            client_taps.push(tap);
+        }
+        client_args.push("serve".into());
         let mut child = Command::new(&aegis)
-            .args([
-                "--profile".to_owned(),
-                dir.join(me).display().to_string(),
-                "--pull-interval".into(),
-                args.pull_interval.to_string(),
-                "serve".into(),
-            ])
+            .args(&client_args)
             .env("AEGIS_PASSPHRASE", "localnet passphrase")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -602,14 +651,19 @@ async fn run(
         .map(Duration::from_secs);
     let run_started = Instant::now();
     let mut tally = Tally::default();
-    let mut next_message = Instant::now();
+    let mut next_message = Instant::now() + Duration::from_secs_f64(args.quiet_for.max(0.0));
+    let quiet_end = next_message.duration_since(origin).as_secs_f64();
     let mut next_summary = Instant::now() + Duration::from_secs(2);
     let mut turn = 0usize;
     let mut counter = 0u64;
     let mut faults: Vec<(f64, &str, Fault)> = [
         (args.stop_authority_at, "authority-0", Fault::Stop),
         (args.kill_mix_at, "mix-0", Fault::Kill),
-        (args.restart_gateway_at, "gateway-0", Fault::Restart),
+        (
+            args.restart_gateway_at,
+            client_gateways["alice"].0.as_str(),
+            Fault::Restart,
+        ),
     ]
     .into_iter()
     .filter_map(|(at, name, fault)| at.map(|at| (at, name, fault)))
@@ -654,6 +708,7 @@ async fn run(
             && tally.received.len() as u64 >= n
             && tally.delivered >= n
         {
+            write_observation(args, &taps, &client_taps, quiet_end, origin)?;
             let drops = node_drops(&http, &metrics_urls).await;
             print_summary(&tally, &drops, run_started.elapsed());
             if tally.duplicates > 0 {
@@ -662,11 +717,64 @@ async fn run(
             return Ok(true);
         }
         if duration.is_some_and(|d| run_started.elapsed() >= d) {
+            write_observation(args, &taps, &client_taps, quiet_end, origin)?;
             let drops = node_drops(&http, &metrics_urls).await;
             print_summary(&tally, &drops, run_started.elapsed());
             return Ok(args.until.is_none());
         }
     }
+}
+
+/// Bytes per write on links between nodes: one link frame.
+const FRAME_LEN: usize = aegis_mix_packet::Geometry::STANDARD.frame_len();
+/// Bytes per write on a client's link: a length-prefixed access cell.
+const ACCESS_UNIT: usize = 4 + aegis_node::access::cell_len(FRAME_LEN);
+
+/// Writes what the wire observer saw, if one was asked for, and prints its
+/// gist.
+fn write_observation(
+    args: &Args,
+    taps: &[observer::Tap],
+    client_taps: &[observer::Tap],
+    quiet_end: f64,
+    origin: Instant,
+) -> anyhow::Result<()> {
+    let Some(path) = &args.observe else {
+        return Ok(());
+    };
+    let end = origin.elapsed().as_secs_f64();
+    let links: Vec<_> = taps
+        .iter()
+        .chain(client_taps)
+        .map(observer::link_report)
+        .collect();
+    let clients: Vec<_> = client_taps
+        .iter()
+        .map(|t| observer::emission_report(t, quiet_end, end))
+        .collect();
+    println!("what a wire observer saw:");
+    for l in &links {
+        println!(
+            "  {:<10} {} connections; units of {} bytes: {} in, {} out; irregular after set-up: {} in, {} out",
+            l.label,
+            l.connections,
+            l.unit,
+            l.to_listener.units,
+            l.to_dialer.units,
+            l.to_listener.irregular,
+            l.to_dialer.irregular
+        );
+    }
+    for c in &clients {
+        println!(
+            "  {:<10} emits {:.1}/s with cover only, {:.1}/s with messages; gap distributions differ by {:.3} (0.1 % level: {:.3})",
+            c.label, c.quiet.rate, c.busy.rate, c.ks_distance, c.ks_critical
+        );
+    }
+    let report = serde_json::json!({ "links": links, "clients": clients });
+    std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 fn handle_event(tally: &mut Tally, who: &str, event: &serde_json::Value) {

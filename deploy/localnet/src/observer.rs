@@ -1,0 +1,498 @@
+//! A passive observer of the wires.
+//!
+//! A tap is a TCP relay placed in front of a listener: it forwards every
+//! byte unchanged and records what anyone watching that wire can see — the
+//! length and arrival time of each Noise transport message (libp2p's Noise
+//! framing puts a 2-byte length in the clear before each one). Nothing
+//! inside the encryption is read.
+//!
+//! The analysis then asks the two questions an observer would: do all
+//! messages on a link have one size, and does a client's emission pattern
+//! change when it starts sending messages?
+//!
+//! What a Noise message holds, seen from outside: a 16-byte tag and one or
+//! more yamux frames, each a 12-byte header and its data. A link that only
+//! ever writes whole *units* (a link frame between nodes; a length-prefixed
+//! cell between a client and its gateway) produces messages of length
+//! `16 + k·(12 + unit) + 12·c`: `k` units, coalesced when several leave at
+//! once, and `c` header-only yamux control frames (window updates).
+//! Anything else is *irregular*: the connection's handshakes, the protocol
+//! negotiation when a stream opens — or a leak.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Bytes of the AEAD tag of a Noise transport message.
+const NOISE_TAG: usize = 16;
+/// Bytes of a yamux frame header.
+const YAMUX_HEADER: usize = 12;
+/// Header-only yamux frames one message may carry and still be regular.
+const MAX_CONTROL_FRAMES: usize = 16;
+/// Multistream-select messages read before giving up on finding Noise.
+const MAX_NEGOTIATION_MESSAGES: usize = 16;
+
+/// One direction of one connection, as seen on the wire.
+#[derive(Debug, Default, Clone)]
+pub struct Flow {
+    /// (seconds since the observer started, Noise message length).
+    pub messages: Vec<(f64, usize)>,
+}
+
+/// One observed TCP connection.
+#[derive(Debug, Default, Clone)]
+pub struct Connection {
+    /// From the side that dialled to the listener.
+    pub to_listener: Flow,
+    /// From the listener back to the dialler.
+    pub to_dialer: Flow,
+}
+
+/// What one message is, from its length alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `k ≥ 1` whole units (and perhaps control frames).
+    Units(usize),
+    /// Only yamux control frames.
+    Control,
+    /// Neither.
+    Irregular,
+}
+
+/// Classifies a Noise message length on a link whose writes are `unit`
+/// bytes each.
+pub fn shape(len: usize, unit: usize) -> Shape {
+    let Some(body) = len.checked_sub(NOISE_TAG) else {
+        return Shape::Irregular;
+    };
+    let k = body / (YAMUX_HEADER + unit);
+    let rest = body - k * (YAMUX_HEADER + unit);
+    if !rest.is_multiple_of(YAMUX_HEADER) || rest / YAMUX_HEADER > MAX_CONTROL_FRAMES {
+        return Shape::Irregular;
+    }
+    if k == 0 {
+        Shape::Control
+    } else {
+        Shape::Units(k)
+    }
+}
+
+/// Incremental parser of one direction: multistream-select up to `/noise`,
+/// then length-prefixed Noise messages.
+#[derive(Debug, Default)]
+struct Parser {
+    buffer: Vec<u8>,
+    in_noise: bool,
+    negotiation_messages: usize,
+    /// Gave up: the stream is not libp2p-over-Noise.
+    opaque: bool,
+}
+
+impl Parser {
+    /// Feeds bytes; returns the lengths of the Noise messages completed.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        if self.opaque {
+            return out;
+        }
+        self.buffer.extend_from_slice(bytes);
+        let mut at = 0;
+        loop {
+            let rest = &self.buffer[at..];
+            if self.in_noise {
+                if rest.len() < 2 {
+                    break;
+                }
+                let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+                if rest.len() < 2 + len {
+                    break;
+                }
+                out.push(len);
+                at += 2 + len;
+            } else {
+                let Some((len, used)) = uvarint(rest) else {
+                    break;
+                };
+                if rest.len() < used + len {
+                    break;
+                }
+                let message = &rest[used..used + len];
+                self.in_noise = message == b"/noise\n";
+                self.negotiation_messages += 1;
+                at += used + len;
+                if !self.in_noise && self.negotiation_messages >= MAX_NEGOTIATION_MESSAGES {
+                    self.opaque = true;
+                    self.buffer.clear();
+                    return out;
+                }
+            }
+        }
+        self.buffer.drain(..at);
+        out
+    }
+}
+
+/// An unsigned LEB128 varint of at most 9 bytes: (value, bytes used).
+fn uvarint(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, &b) in bytes.iter().enumerate().take(9) {
+        value |= ((b & 0x7F) as usize) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// A relay in front of `target`, recording every connection through it.
+pub struct Tap {
+    /// Which wire this is (a node's name, or a client's).
+    pub label: String,
+    /// Bytes per write on this wire (see the module documentation).
+    pub unit: usize,
+    /// Where the tap listens.
+    pub port: u16,
+    connections: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl Tap {
+    /// Starts relaying from `port` on loopback to `target`.
+    pub async fn start(
+        label: &str,
+        unit: usize,
+        port: u16,
+        target: u16,
+        origin: Instant,
+    ) -> std::io::Result<Tap> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let connections = Arc::new(Mutex::new(Vec::<Connection>::new()));
+        let record = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let index = {
+                    let mut all = record.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push(Connection::default());
+                    all.len() - 1
+                };
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                tokio::spawn(relay(
+                    in_read,
+                    out_write,
+                    record.clone(),
+                    index,
+                    true,
+                    origin,
+                ));
+                tokio::spawn(relay(
+                    out_read,
+                    in_write,
+                    record.clone(),
+                    index,
+                    false,
+                    origin,
+                ));
+            }
+        });
+        Ok(Tap {
+            label: label.to_owned(),
+            unit,
+            port,
+            connections,
+        })
+    }
+
+    /// Everything seen so far.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    record: Arc<Mutex<Vec<Connection>>>,
+    index: usize,
+    to_listener: bool,
+    origin: Instant,
+) {
+    let mut parser = Parser::default();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let at = origin.elapsed().as_secs_f64();
+        let lengths = parser.feed(&buffer[..n]);
+        if !lengths.is_empty() {
+            let mut all = record.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(connection) = all.get_mut(index) {
+                let flow = if to_listener {
+                    &mut connection.to_listener
+                } else {
+                    &mut connection.to_dialer
+                };
+                flow.messages
+                    .extend(lengths.into_iter().map(|len| (at, len)));
+            }
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Sizes seen in one direction of a tap's connections.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SizeReport {
+    /// Noise messages seen.
+    pub messages: usize,
+    /// Units carried (a message of `k` coalesced units counts `k`).
+    pub units: usize,
+    /// Messages of only control frames.
+    pub control: usize,
+    /// Irregular messages before the first unit of a connection (handshakes).
+    pub setup: usize,
+    /// Irregular messages after it.
+    pub irregular: usize,
+    /// The distinct lengths of those irregular messages.
+    pub irregular_lengths: Vec<usize>,
+    /// The distinct lengths of unit-carrying messages.
+    pub unit_lengths: Vec<usize>,
+}
+
+impl SizeReport {
+    fn add(&mut self, flow: &Flow, unit: usize) {
+        let mut seen_unit = false;
+        for &(_, len) in &flow.messages {
+            self.messages += 1;
+            match shape(len, unit) {
+                Shape::Units(k) => {
+                    seen_unit = true;
+                    self.units += k;
+                    insert_sorted(&mut self.unit_lengths, len);
+                }
+                Shape::Control => self.control += 1,
+                Shape::Irregular if !seen_unit => self.setup += 1,
+                Shape::Irregular => {
+                    self.irregular += 1;
+                    insert_sorted(&mut self.irregular_lengths, len);
+                }
+            }
+        }
+    }
+}
+
+fn insert_sorted(v: &mut Vec<usize>, x: usize) {
+    if let Err(i) = v.binary_search(&x) {
+        v.insert(i, x);
+    }
+}
+
+/// One tap's wire, both directions.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkReport {
+    /// The tap's label.
+    pub label: String,
+    /// Bytes per unit on this wire.
+    pub unit: usize,
+    /// TCP connections seen.
+    pub connections: usize,
+    /// Dialler to listener.
+    pub to_listener: SizeReport,
+    /// Listener to dialler.
+    pub to_dialer: SizeReport,
+}
+
+/// The sizes on a tap's wire.
+pub fn link_report(tap: &Tap) -> LinkReport {
+    let connections = tap.connections();
+    let mut to_listener = SizeReport::default();
+    let mut to_dialer = SizeReport::default();
+    for c in &connections {
+        to_listener.add(&c.to_listener, tap.unit);
+        to_dialer.add(&c.to_dialer, tap.unit);
+    }
+    LinkReport {
+        label: tap.label.clone(),
+        unit: tap.unit,
+        connections: connections.len(),
+        to_listener,
+        to_dialer,
+    }
+}
+
+/// Emission in one time window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    /// Seconds observed.
+    pub seconds: f64,
+    /// Units emitted.
+    pub units: usize,
+    /// Units per second.
+    pub rate: f64,
+}
+
+/// How a client's emissions compare before and after it has messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmissionReport {
+    /// The tap's label (the client).
+    pub label: String,
+    /// Cover only.
+    pub quiet: Window,
+    /// While messages are sent and received.
+    pub busy: Window,
+    /// Two-sample Kolmogorov–Smirnov distance between the gaps between
+    /// emissions in the two windows.
+    pub ks_distance: f64,
+    /// The distance above which the two gap distributions differ at the
+    /// 0.1 % level.
+    pub ks_critical: f64,
+}
+
+/// Unit emission times in `[from, to)` of the dialler's side of a tap.
+fn emissions(tap: &Tap, from: f64, to: f64) -> Vec<f64> {
+    let mut times = Vec::new();
+    for c in tap.connections() {
+        for &(at, len) in &c.to_listener.messages {
+            if let Shape::Units(k) = shape(len, tap.unit)
+                && at >= from
+                && at < to
+            {
+                times.extend(std::iter::repeat_n(at, k));
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+fn window(times: &[f64], from: f64, to: f64) -> Window {
+    let seconds = (to - from).max(0.0);
+    Window {
+        seconds,
+        units: times.len(),
+        rate: if seconds > 0.0 {
+            times.len() as f64 / seconds
+        } else {
+            0.0
+        },
+    }
+}
+
+fn gaps(times: &[f64]) -> Vec<f64> {
+    let mut g: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    g.sort_by(f64::total_cmp);
+    g
+}
+
+/// The two-sample Kolmogorov–Smirnov statistic of two sorted samples.
+pub fn ks_distance(a: &[f64], b: &[f64]) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 1.0;
+    }
+    let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+/// Compares a client's emissions while it has only cover to send — from one
+/// second after its first emission until `quiet_to` — with those in
+/// `[quiet_to, busy_to)`.
+pub fn emission_report(tap: &Tap, quiet_to: f64, busy_to: f64) -> EmissionReport {
+    let quiet_from = emissions(tap, 0.0, quiet_to)
+        .first()
+        .map_or(quiet_to, |first| (first + 1.0).min(quiet_to));
+    let quiet = emissions(tap, quiet_from, quiet_to);
+    let busy = emissions(tap, quiet_to, busy_to);
+    let (gq, gb) = (gaps(&quiet), gaps(&busy));
+    let (n, m) = (gq.len().max(1) as f64, gb.len().max(1) as f64);
+    EmissionReport {
+        label: tap.label.clone(),
+        quiet: window(&quiet, quiet_from, quiet_to),
+        busy: window(&busy, quiet_to, busy_to),
+        ks_distance: ks_distance(&gq, &gb),
+        // c(α = 0.001) = 1.949.
+        ks_critical: 1.949 * ((n + m) / (n * m)).sqrt(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_follow_the_framing() {
+        let unit = 2405;
+        let one = NOISE_TAG + YAMUX_HEADER + unit;
+        assert_eq!(shape(one, unit), Shape::Units(1));
+        assert_eq!(shape(one + YAMUX_HEADER + unit, unit), Shape::Units(2));
+        assert_eq!(shape(one + 2 * YAMUX_HEADER, unit), Shape::Units(1));
+        assert_eq!(shape(NOISE_TAG + YAMUX_HEADER, unit), Shape::Control);
+        assert_eq!(shape(one + 5, unit), Shape::Irregular);
+        assert_eq!(shape(NOISE_TAG + YAMUX_HEADER + 20, unit), Shape::Irregular);
+        assert_eq!(shape(3, unit), Shape::Irregular);
+    }
+
+    #[test]
+    fn parser_finds_noise_messages_after_negotiation_in_any_chunking() {
+        let mut wire = Vec::new();
+        for m in [&b"/multistream/1.0.0\n"[..], b"/noise\n"] {
+            wire.push(m.len() as u8);
+            wire.extend_from_slice(m);
+        }
+        for len in [32usize, 300, 2_449] {
+            wire.extend_from_slice(&(len as u16).to_be_bytes());
+            wire.extend(std::iter::repeat_n(0xA5, len));
+        }
+        for chunk in [1usize, 7, 1_000, wire.len()] {
+            let mut parser = Parser::default();
+            let mut seen = Vec::new();
+            for piece in wire.chunks(chunk) {
+                seen.extend(parser.feed(piece));
+            }
+            assert_eq!(seen, vec![32, 300, 2_449], "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_stream_that_never_negotiates_noise_is_left_alone() {
+        let mut parser = Parser::default();
+        let mut wire = Vec::new();
+        for _ in 0..MAX_NEGOTIATION_MESSAGES {
+            wire.extend_from_slice(b"\x03na\n");
+        }
+        assert!(parser.feed(&wire).is_empty());
+        assert!(parser.opaque);
+        assert!(parser.feed(&[0, 1, 2]).is_empty());
+    }
+
+    #[test]
+    fn ks_distance_separates_different_samples_only() {
+        let a: Vec<f64> = (0..500).map(|i| i as f64 / 500.0).collect();
+        let b: Vec<f64> = (0..400).map(|i| (i as f64 + 0.5) / 400.0).collect();
+        assert!(ks_distance(&a, &b) < 0.01);
+        let c: Vec<f64> = a.iter().map(|x| x * 0.5).collect();
+        assert!(ks_distance(&a, &c) > 0.45);
+    }
+}
