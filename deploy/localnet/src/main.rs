@@ -86,6 +86,11 @@ struct Args {
     /// the traffic.
     #[arg(long, value_name = "SECONDS")]
     restart_gateway_at: Option<f64>,
+    /// Fault: for five seconds from this many seconds into the traffic, a
+    /// peer authenticated as the last gateway floods a layer-1 mix with
+    /// garbage frames and replays of one packet.
+    #[arg(long, value_name = "SECONDS")]
+    flood_at: Option<f64>,
     /// Seconds the clients run with cover traffic only before the first
     /// message.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
@@ -109,6 +114,16 @@ struct Proc {
 struct Procs(Vec<Proc>);
 
 impl Procs {
+    /// Fails if a process that should be running has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for p in &mut self.0 {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                bail!("{} exited unexpectedly ({status})", p.name);
+            }
+        }
+        Ok(())
+    }
+
     async fn stop_all(&mut self) {
         for p in &self.0 {
             if let Some(pid) = p.child.id() {
@@ -668,11 +683,43 @@ async fn run(
     .into_iter()
     .filter_map(|(at, name, fault)| at.map(|at| (at, name, fault)))
     .collect();
+    let mut flood_at = args.flood_at;
+    let (_flood_stop, flood_stop_rx) = tokio::sync::watch::channel(false);
     loop {
         let elapsed = run_started.elapsed().as_secs_f64();
         while let Some(i) = faults.iter().position(|(at, ..)| *at <= elapsed) {
             let (_, name, fault) = faults.remove(i);
             inject(procs, name, fault, logs).await?;
+        }
+        if flood_at.is_some_and(|at| at <= elapsed) {
+            flood_at = None;
+            let flooder = node_configs
+                .iter()
+                .rev()
+                .find(|(name, ..)| name.starts_with("gateway-"))
+                .map(|(_, path, _)| path.clone())
+                .context("no gateway to flood as")?;
+            let document = http
+                .get(format!(
+                    "{}/v1/document/current",
+                    authorities[1 % authorities.len()].2
+                ))
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            let document = verifier
+                .verify_bytes(&document, None, unix_ms())
+                .context("no verified consensus to flood with")?;
+            let stop = flood_stop_rx.clone();
+            tokio::spawn(async move {
+                match flood(&flooder, document, stop).await {
+                    Ok((target, frames)) => {
+                        eprintln!("fault: Flood {target}: {frames} garbage and replayed frames")
+                    }
+                    Err(error) => eprintln!("flood failed: {error:#}"),
+                }
+            });
         }
         let wake = next_message.min(next_summary);
         tokio::select! {
@@ -714,6 +761,7 @@ async fn run(
             if tally.duplicates > 0 {
                 bail!("{} messages were delivered twice", tally.duplicates);
             }
+            procs.check_alive()?;
             return Ok(true);
         }
         if duration.is_some_and(|d| run_started.elapsed() >= d) {
@@ -723,6 +771,81 @@ async fn run(
             return Ok(args.until.is_none());
         }
     }
+}
+
+/// Floods a layer-1 mix for five seconds from a link authenticated as the
+/// gateway whose configuration is at `flooder`: one good packet, then
+/// alternately a replay of it and a frame of random bytes (right length,
+/// right epoch), as fast as the link takes them. Returns the target's
+/// identity and the frames sent.
+async fn flood(
+    flooder: &Path,
+    document: aegis_directory::SignedConsensus,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(String, u64)> {
+    use aegis_mix_packet::{
+        Body, Frame, Geometry, HopDelays, LoopId, MailboxId, SphinxPublicKey, SphinxSecret,
+        build_mailbox_packet,
+    };
+    use futures::AsyncWriteExt as _;
+    use rand::{Rng as _, RngExt as _, SeedableRng as _};
+
+    const G: Geometry = Geometry::STANDARD;
+    let config = aegis_node::NodeConfig::load(flooder)?;
+    let key =
+        aegis_directory::config::load_key(&config.data_dir.join(aegis_node::config::KEY_FILE))?;
+    let topology = aegis_node::Topology::new(document);
+    let target = *topology.layers[0].first().context("no layer-1 mix")?;
+    let gateway = *topology.gateways.first().context("no gateway")?;
+    let route = topology.hops(
+        &G,
+        &[
+            target,
+            topology.layers[1][0],
+            topology.layers[2][0],
+            gateway,
+            gateway,
+        ],
+    )?;
+    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    let sealing = SphinxPublicKey::from(&SphinxSecret::from(rng.random::<[u8; 32]>()));
+    let (mailbox, loop_id) = (MailboxId(rng.random()), LoopId(rng.random()));
+    let good = build_mailbox_packet(
+        &mut rng,
+        &G,
+        topology.epoch,
+        &route,
+        &HopDelays::fixed(&[Duration::ZERO; 5]),
+        mailbox,
+        &sealing,
+        &Body::Loop(loop_id),
+    )?
+    .to_frame(&G)?;
+    let (host, _task) = aegis_node::links::Host::start(&key, None, stop)?;
+    let entry = topology.node(&target).context("target not listed")?;
+    host.add_addresses(entry.peer, entry.addresses.clone());
+    let mut stream = host
+        .open(entry.peer, aegis_node::access::MIX_PROTOCOL)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let mut frames = 0u64;
+    let mut noise = vec![0u8; G.packet_len()];
+    while started.elapsed() < Duration::from_secs(5) {
+        let frame = if frames.is_multiple_of(2) {
+            good.clone()
+        } else {
+            rng.fill_bytes(&mut noise);
+            Frame::encode(&G, topology.epoch, &noise)?
+        };
+        stream.write_all(&frame).await?;
+        frames += 1;
+        if frames.is_multiple_of(64) {
+            stream.flush().await?;
+        }
+    }
+    stream.flush().await?;
+    Ok((hex::encode(target.0), frames))
 }
 
 /// Bytes per write on links between nodes: one link frame.
