@@ -8,6 +8,7 @@
 //! erases both from disk: that deletion is what gives forward secrecy.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use aegis_directory::EpochSphinxKey;
@@ -27,6 +28,8 @@ pub struct EpochSlot {
     pub public: SphinxPublicKey,
     /// Tags of the packets processed under this key.
     pub filter: Mutex<ReplayFilter>,
+    /// Whether the filter changed since it was last written to disk.
+    dirty: AtomicBool,
 }
 
 /// Replay-filter sizing.
@@ -56,20 +59,19 @@ impl KeyRing {
         let ring = KeyRing::default();
         let mut fresh_filters = 0;
         for (epoch, secret) in store.keys()? {
-            let filter = match store.filter(epoch)? {
-                Some(bytes) => match ReplayFilter::from_bytes(&bytes) {
-                    Ok(filter) => filter,
-                    Err(_) => {
-                        fresh_filters += 1;
-                        ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate)
-                    }
-                },
+            let stored = store
+                .filter(epoch)?
+                .and_then(|bytes| ReplayFilter::from_bytes(&bytes).ok());
+            // A fresh filter is not on disk yet: the next snapshot writes it.
+            let (filter, dirty) = match stored {
+                Some(filter) => (filter, false),
                 None => {
                     fresh_filters += 1;
-                    ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate)
+                    let filter = ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate);
+                    (filter, true)
                 }
             };
-            ring.insert(epoch, SphinxSecret::from(*secret), filter);
+            ring.insert(epoch, SphinxSecret::from(*secret), filter, dirty);
         }
         Ok((ring, fresh_filters))
     }
@@ -79,12 +81,13 @@ impl KeyRing {
         self.write().insert(epoch, slot);
     }
 
-    fn insert(&self, epoch: u64, secret: SphinxSecret, filter: ReplayFilter) {
+    fn insert(&self, epoch: u64, secret: SphinxSecret, filter: ReplayFilter, dirty: bool) {
         let public = SphinxPublicKey::from(&secret);
         let slot = Arc::new(EpochSlot {
             secret,
             public,
             filter: Mutex::new(filter),
+            dirty: AtomicBool::new(dirty),
         });
         self.write().insert(epoch, slot);
     }
@@ -117,7 +120,7 @@ impl KeyRing {
             store.put_key(epoch, &bytes)?;
             let filter = ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate);
             store.put_filter(epoch, &filter.to_bytes())?;
-            self.insert(epoch, SphinxSecret::from(*bytes), filter);
+            self.insert(epoch, SphinxSecret::from(*bytes), filter, false);
             generated += 1;
         }
         Ok(generated)
@@ -142,19 +145,30 @@ impl KeyRing {
         Ok(retired)
     }
 
-    /// Writes every held epoch's filter to the database.
-    pub fn persist_filters(&self, store: &NodeStore) -> Result<(), StoreError> {
+    /// Writes every held epoch's filter that changed since it was last
+    /// written to the database (a filter is stored whole when its key is
+    /// generated, so a key that saw no packet costs nothing here). Returns
+    /// how many were written.
+    pub fn persist_filters(&self, store: &NodeStore) -> Result<usize, StoreError> {
         let slots: Vec<(u64, Arc<EpochSlot>)> =
             self.read().iter().map(|(e, s)| (*e, s.clone())).collect();
+        let mut written = 0;
         for (epoch, slot) in slots {
+            if !slot.dirty.swap(false, Ordering::AcqRel) {
+                continue;
+            }
             let bytes = slot
                 .filter
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .to_bytes();
-            store.put_filter(epoch, &bytes)?;
+            if let Err(error) = store.put_filter(epoch, &bytes) {
+                slot.dirty.store(true, Ordering::Release);
+                return Err(error);
+            }
+            written += 1;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// The key of `epoch`, if held.
@@ -200,6 +214,81 @@ impl KeyRing {
         if !fresh {
             return Err(PacketError::Replayed);
         }
+        slot.dirty.store(true, Ordering::Release);
         Ok((frame.epoch, peeled.unwrap()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aegis_mix_packet::{
+        Body, Geometry, Hop, HopDelays, LoopId, MailboxId, NodeId, Route, build_mailbox_packet,
+    };
+
+    use super::*;
+
+    const G: Geometry = Geometry::STANDARD;
+    const SIZING: FilterSizing = FilterSizing {
+        capacity: 1_000,
+        fp_rate: 1e-6,
+    };
+
+    fn frame_for(ring: &KeyRing, epoch: u64, n: u8) -> Vec<u8> {
+        let ours = ring.get(epoch).unwrap().public;
+        let hops = (0..5)
+            .map(|i| Hop {
+                node: NodeId([i; 32]),
+                sphinx_key: ours,
+            })
+            .collect();
+        let route = Route::new(hops, &G).unwrap();
+        let sealing = SphinxPublicKey::from(&SphinxSecret::from([3u8; 32]));
+        build_mailbox_packet(
+            &mut rand::rng(),
+            &G,
+            epoch,
+            &route,
+            &HopDelays::fixed(&[Duration::ZERO; 5]),
+            MailboxId([1; 32]),
+            &sealing,
+            &Body::Loop(LoopId([n; 16])),
+        )
+        .unwrap()
+        .to_frame(&G)
+        .unwrap()
+    }
+
+    #[test]
+    fn only_filters_that_saw_packets_are_written_and_they_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame;
+        {
+            let store = NodeStore::open(dir.path(), 0).unwrap();
+            let ring = KeyRing::default();
+            assert_eq!(
+                ring.ensure(&store, &mut rand::rng(), 7, 9, SIZING).unwrap(),
+                3
+            );
+            // Generated filters are stored with their keys.
+            assert_eq!(ring.persist_filters(&store).unwrap(), 0);
+            frame = frame_for(&ring, 8, 1);
+            ring.process(&G, &frame).unwrap();
+            assert!(matches!(
+                ring.process(&G, &frame),
+                Err(PacketError::Replayed)
+            ));
+            assert_eq!(ring.persist_filters(&store).unwrap(), 1);
+            assert_eq!(ring.persist_filters(&store).unwrap(), 0);
+        }
+        let store = NodeStore::open(dir.path(), 0).unwrap();
+        let (ring, fresh) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
+        assert_eq!((ring.epochs(), fresh), (vec![7, 8, 9], 0));
+        assert!(matches!(
+            ring.process(&G, &frame),
+            Err(PacketError::Replayed)
+        ));
+        assert_eq!(ring.persist_filters(&store).unwrap(), 0);
     }
 }

@@ -46,6 +46,8 @@ pub struct LocalNetSpec {
     pub workers: usize,
     /// Packets per second each replay filter is sized for.
     pub line_rate: u64,
+    /// Seconds between replay-filter snapshots.
+    pub filter_snapshot_secs: u64,
 }
 
 impl Default for LocalNetSpec {
@@ -57,6 +59,7 @@ impl Default for LocalNetSpec {
             epoch_length_ms: 4_000,
             workers: 1,
             line_rate: 200,
+            filter_snapshot_secs: 1,
         }
     }
 }
@@ -168,7 +171,7 @@ impl LocalNet {
                 NodeConfig::new(role, &dir, &listen, loopback(free_port()?), trusted.clone());
             config.workers = spec.workers;
             config.line_rate = spec.line_rate;
-            config.filter_snapshot_secs = 1;
+            config.filter_snapshot_secs = spec.filter_snapshot_secs;
             nodes.push(NodeSlot {
                 config,
                 running: None,
