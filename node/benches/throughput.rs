@@ -5,11 +5,19 @@
 //! neighbours: it feeds frames to the layer-1 mix over a link authenticated
 //! as the gateway, and receives what the mix forwards over a link
 //! authenticated as the layer-2 mix (which it stopped and whose address it
-//! took over). It reports, as one JSON line:
+//! took over). It reports, as one JSON line (figures explained in
+//! `docs/benchmarks.md`):
 //!
-//! * `node_packets_per_s` — packets the node fully processed per second
-//!   while saturated, as a ratio to `cores × bare_unwrap_per_s`, the bare
-//!   `sphinx-packet` unwrap rate of one thread measured in the same run;
+//! * `node_round_rates`, `round_ratios`, `ratio_to_cores_x_bare` — packets
+//!   the node fully processed (queued for the next hop, or dropped) per
+//!   second in each of seven saturated rounds, and as a ratio to
+//!   `cores × bare unwrap rate`, the bare `sphinx-packet` unwrap rate of one
+//!   thread measured right before each round; the median;
+//! * `worker_stage_ratios` — the same ratio up to the moment the crypto
+//!   workers had taken every frame of a round;
+//! * `crypto_cpu_efficiency` — packets per CPU second of the crypto threads,
+//!   as a ratio to the bare rate;
+//! * `link_alone_frames_per_s` — one link with no node between;
 //! * `latency_p50_ms` / `latency_p99_ms` — the time a single packet spends
 //!   in the node (sent one at a time, wire to wire, over loopback).
 //!
@@ -33,10 +41,10 @@ use tokio::sync::watch;
 
 const G: Geometry = Geometry::STANDARD;
 /// Packets for the saturated phase (`AEGIS_BENCH_PACKETS` overrides).
-const SATURATION_PACKETS: usize = 6_000;
+const SATURATION_PACKETS: usize = 7_000;
 const LATENCY_PACKETS: usize = 100;
 /// Saturation rounds (the median is reported).
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 7;
 
 /// Pre-built packets and the key to unwrap them with, for the bare rate.
 struct Bare {
@@ -87,6 +95,29 @@ fn bare_unwrap_rate(bare: &Bare, time: Duration) -> f64 {
         }
     }
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// CPU seconds used so far by this process's threads whose name starts
+/// with `prefix` (Linux; clock ticks of 1/100 s).
+fn thread_cpu_seconds(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3; utime and
+        // stime are fields 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+    }
+    ticks as f64 / 100.0
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -246,7 +277,7 @@ async fn main() {
             + m.dropped_for(DropReason::replay)
             + m.dropped_for(DropReason::mix_full)
     };
-    // Three rounds, each a third of the load as fast as the link takes it,
+    // Seven rounds, each a seventh of the load as fast as the link takes it,
     // timed from the first write to the last packet processed; the median
     // round is reported (the machine is shared and noisy).
     let mut rates = Vec::new();
@@ -256,12 +287,23 @@ async fn main() {
         .map(|c| c.to_vec())
         .collect();
     let mut ratios = Vec::new();
+    let mut per_worker_cpu = Vec::new();
+    let mut worker_stage = Vec::new();
+    let round_packets = rounds[0].len();
     for load in rounds {
         // The bare rate right before the round, so both see the machine in
         // the same state.
         let bare_now = bare_unwrap_rate(&bare_set, Duration::from_secs(1));
         let before = processed(node);
+        let received_before = node.metrics().received.get();
+        let (crypto_before, tokio_before) = (
+            thread_cpu_seconds("aegis-crypto"),
+            thread_cpu_seconds("tokio-rt"),
+        );
         let started = Instant::now();
+        let mut received_done = None;
+        let mut drained = None;
+        let mut max_pool = 0;
         let writer = tokio::spawn(async move {
             for frame in load {
                 stream.write_all(&frame).await.unwrap();
@@ -274,6 +316,16 @@ async fn main() {
         while last_change.elapsed() < Duration::from_millis(500) {
             tokio::time::sleep(Duration::from_millis(10)).await;
             let now = processed(node);
+            if received_done.is_none()
+                && node.metrics().received.get() - received_before >= (round_packets as u64)
+            {
+                received_done = Some(started.elapsed().as_secs_f64());
+            }
+            let m = node.metrics();
+            max_pool = max_pool.max(m.mix_pool.get());
+            if drained.is_none() && received_done.is_some() && m.ingress_depth.get() == 0 {
+                drained = Some(started.elapsed().as_secs_f64());
+            }
             if now != last {
                 last = now;
                 last_change = Instant::now();
@@ -281,17 +333,27 @@ async fn main() {
         }
         stream = writer.await.unwrap();
         let elapsed = last_change.duration_since(started).as_secs_f64();
+        let crypto_cpu = thread_cpu_seconds("aegis-crypto") - crypto_before;
+        let tokio_cpu = thread_cpu_seconds("tokio-rt") - tokio_before;
         let round_rate = (last - before) as f64 / elapsed;
+        per_worker_cpu.push((last - before) as f64 / crypto_cpu / bare_now);
+        if let Some(drained) = drained {
+            worker_stage.push(round_packets as f64 / drained / (cores as f64 * bare_now));
+        }
         rates.push(round_rate);
         ratios.push(round_rate / (cores as f64 * bare_now));
         eprintln!(
-            "round: {} packets in {elapsed:.2} s; bare {bare_now:.0}/s",
-            last - before
+            "round: {} packets in {elapsed:.2} s (all received after {:.2} s, workers' queue empty after {:.2} s, mix pool up to {max_pool}); bare {bare_now:.0}/s; CPU: crypto threads {crypto_cpu:.2} s, tokio threads {tokio_cpu:.2} s",
+            last - before,
+            received_done.unwrap_or(f64::NAN),
+            drained.unwrap_or(f64::NAN)
         );
         done += last - before;
     }
     rates.sort_by(f64::total_cmp);
     ratios.sort_by(f64::total_cmp);
+    per_worker_cpu.sort_by(f64::total_cmp);
+    worker_stage.sort_by(f64::total_cmp);
     let rate = rates[rates.len() / 2];
     let ratio = ratios[ratios.len() / 2];
     let ingress_dropped = node.metrics().dropped_for(DropReason::ingress_full);
@@ -304,6 +366,8 @@ async fn main() {
             "node_packets_per_s": rate.round(),
             "ratio_to_cores_x_bare": ratio,
             "round_ratios": ratios,
+            "crypto_cpu_efficiency": per_worker_cpu.get(per_worker_cpu.len() / 2),
+            "worker_stage_ratios": worker_stage,
             "link_alone_frames_per_s": link_rate.round(),
             "ratio_to_link_alone": rate / link_rate,
             "processed": done,
