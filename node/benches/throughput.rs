@@ -311,17 +311,21 @@ async fn main() {
             stream.flush().await.unwrap();
             stream
         });
+        // The round ends when the node has processed as many packets as
+        // the round sent (the other nodes' loop cover crossing this node
+        // meanwhile counts too, a few packets a second), or when nothing
+        // happened for two seconds.
         let mut last = before;
         let mut last_change = Instant::now();
-        while last_change.elapsed() < Duration::from_millis(500) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let target = before + round_packets as u64;
+        while last < target && last_change.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
             let now = processed(node);
-            if received_done.is_none()
-                && node.metrics().received.get() - received_before >= (round_packets as u64)
+            let m = node.metrics();
+            if received_done.is_none() && m.received.get() - received_before >= round_packets as u64
             {
                 received_done = Some(started.elapsed().as_secs_f64());
             }
-            let m = node.metrics();
             max_pool = max_pool.max(m.mix_pool.get());
             if drained.is_none() && received_done.is_some() && m.ingress_depth.get() == 0 {
                 drained = Some(started.elapsed().as_secs_f64());
@@ -331,10 +335,10 @@ async fn main() {
                 last_change = Instant::now();
             }
         }
-        stream = writer.await.unwrap();
         let elapsed = last_change.duration_since(started).as_secs_f64();
         let crypto_cpu = thread_cpu_seconds("aegis-crypto") - crypto_before;
         let tokio_cpu = thread_cpu_seconds("tokio-rt") - tokio_before;
+        stream = writer.await.unwrap();
         let round_rate = (last - before) as f64 / elapsed;
         per_worker_cpu.push((last - before) as f64 / crypto_cpu / bare_now);
         if let Some(drained) = drained {
@@ -348,6 +352,8 @@ async fn main() {
             received_done.unwrap_or(f64::NAN),
             drained.unwrap_or(f64::NAN)
         );
+        // Let the stragglers of this round pass before the next one.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         done += last - before;
     }
     rates.sort_by(f64::total_cmp);
