@@ -42,9 +42,24 @@ struct Args {
     /// Epoch length in milliseconds.
     #[arg(long, default_value_t = 6_000)]
     epoch_ms: u64,
+    /// Mixing strategy the consensus publishes.
+    #[arg(long, value_enum, default_value_t = Mixing::Poisson)]
+    mixing: Mixing,
     /// Mean per-hop delay 1/μ in milliseconds (Poisson mixing).
     #[arg(long, default_value_t = 50.0)]
     mean_delay_ms: f64,
+    /// Timed pool: milliseconds between flushes.
+    #[arg(long, default_value_t = 200)]
+    pool_interval_ms: u64,
+    /// Timed pool: packets always kept back.
+    #[arg(long, default_value_t = 2)]
+    pool_min: u32,
+    /// Timed pool: fraction of the excess sent per flush, in (0, 1].
+    #[arg(long, default_value_t = 0.7)]
+    pool_fraction: f64,
+    /// Threshold pool: pool size that triggers a flush.
+    #[arg(long, default_value_t = 4)]
+    pool_threshold: u32,
     /// Client real-or-loop rate λP, packets/s.
     #[arg(long, default_value_t = 10.0)]
     lambda_p: f64,
@@ -100,6 +115,36 @@ struct Args {
     /// without messages) to this JSON file.
     #[arg(long, value_name = "FILE")]
     observe: Option<PathBuf>,
+}
+
+/// Mixing strategies (see `MixingStrategy` in the directory crate).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Mixing {
+    /// Continuous-time mixing with sender-chosen exponential delays.
+    Poisson,
+    /// A timed dynamic pool.
+    TimedPool,
+    /// A threshold pool.
+    ThresholdPool,
+}
+
+impl Args {
+    fn mixing_strategy(&self) -> aegis_directory::MixingStrategy {
+        use aegis_directory::MixingStrategy;
+        match self.mixing {
+            Mixing::Poisson => MixingStrategy::Poisson {
+                mean_delay_ms: self.mean_delay_ms,
+            },
+            Mixing::TimedPool => MixingStrategy::TimedPool {
+                interval_ms: self.pool_interval_ms,
+                min_pool: self.pool_min,
+                fraction: self.pool_fraction,
+            },
+            Mixing::ThresholdPool => MixingStrategy::ThresholdPool {
+                threshold: self.pool_threshold,
+            },
+        }
+    }
 }
 
 struct Proc {
@@ -428,9 +473,7 @@ async fn run(
                 url: u.clone(),
             })
             .collect();
-        config.parameters.mixing = aegis_directory::MixingStrategy::Poisson {
-            mean_delay_ms: args.mean_delay_ms,
-        };
+        config.parameters.mixing = args.mixing_strategy();
         config.parameters.lambda_p = args.lambda_p;
         config.parameters.lambda_l = args.lambda_l;
         config.parameters.lambda_d = args.lambda_d;

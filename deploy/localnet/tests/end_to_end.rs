@@ -52,6 +52,11 @@ fn every_message_is_delivered_exactly_once() {
 }
 
 #[test]
+fn every_message_is_delivered_exactly_once_through_timed_pool_mixes() {
+    launch(&["--mixing", "timed-pool"], "0.5");
+}
+
+#[test]
 fn a_mix_killed_during_traffic_loses_nothing() {
     launch(&["--kill-mix-at", "2"], "0.5");
 }
