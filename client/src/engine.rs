@@ -4,7 +4,8 @@
 //!
 //! Every packet leaves on the shaper's schedule: a real slot carries a
 //! pending acknowledgement, a (re)transmitted fragment, or else loop cover;
-//! loop and drop slots carry cover. Pulls happen at a fixed interval.
+//! loop and drop slots carry cover. Pulls happen on a fixed grid whose
+//! interval follows from the published rates (see `Engine::pull_interval`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use aegis_mix_packet::{
     build_ack, build_drop_cover, build_mailbox_packet, open_delivery,
 };
 use aegis_node::Topology;
-use aegis_node::access::{ACCESS_PROTOCOL, GatewaySession};
+use aegis_node::access::{ACCESS_PROTOCOL, GatewaySession, PULL_BATCH};
 use aegis_node::links::Host;
 use ed25519_dalek::SigningKey;
 use rand::{Rng as _, SeedableRng as _};
@@ -37,6 +38,8 @@ use crate::store::Namespace;
 
 /// Pending acknowledgements kept at most (each waits for a real slot).
 const MAX_PENDING_ACKS: usize = 4_096;
+/// Shortest time between pulls (gateways refuse more than 20 a second).
+const MIN_PULL_INTERVAL_MS: u64 = 60;
 /// Outbox record key.
 const OUTBOX_KEY: &[u8] = b"outbox";
 /// Inbox record key (ids of delivered messages, so that late copies are
@@ -471,9 +474,10 @@ impl Engine {
             }
             if now >= next_pull {
                 // A fixed grid: pulls leave on schedule, whatever arrived.
-                next_pull += self.config.pull_interval;
+                let interval = self.pull_interval();
+                next_pull += interval;
                 if next_pull <= now {
-                    next_pull = now + self.config.pull_interval;
+                    next_pull = now + interval;
                 }
                 if self.session.is_none() {
                     match self.connect().await {
@@ -713,7 +717,7 @@ impl Engine {
             },
         )
         .ok()?;
-        let timeout = ack_timeout(expected, self.config.pull_interval);
+        let timeout = ack_timeout(expected, self.pull_interval());
         let now = self.now();
         if let Some(event) =
             self.outbox
@@ -772,6 +776,25 @@ impl Engine {
             info!("gateway session lost; reconnecting");
             self.session = None;
         }
+    }
+
+    /// Time between pulls: the configured interval, shortened when the
+    /// consensus rates need it. A client's mailbox fills at about λP + λL
+    /// packets a second (its own loops and what its contacts send in their
+    /// payload slots), and each pull takes [`PULL_BATCH`] of them, so pulls
+    /// come at least twice as often as that inflow needs. The interval
+    /// depends only on the published rates, the same for every client.
+    fn pull_interval(&self) -> Duration {
+        let p = &self.topology.parameters;
+        let inflow = (p.lambda_p + p.lambda_l).max(0.0);
+        if inflow <= 0.0 || !inflow.is_finite() {
+            return self.config.pull_interval;
+        }
+        let needed = Duration::from_secs_f64(PULL_BATCH as f64 / (2.0 * inflow));
+        self.config
+            .pull_interval
+            .min(needed)
+            .max(Duration::from_millis(MIN_PULL_INTERVAL_MS))
     }
 
     /// One pull: acknowledges what the previous one brought and takes in
