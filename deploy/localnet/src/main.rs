@@ -252,6 +252,13 @@ async fn run_to_end(bin: &Path, args: &[String], env: &[(&str, &str)]) -> anyhow
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The value of the first line of `out` that starts with `label`.
+fn printed(out: &str, label: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_owned())
+}
+
 fn spawn_logged(
     procs: &mut Procs,
     name: &str,
@@ -449,12 +456,7 @@ async fn run(
             &[],
         )
         .await?;
-        let key = out
-            .lines()
-            .find_map(|l| l.strip_prefix("public key: "))
-            .context("aegis-dir init printed no key")?
-            .trim()
-            .to_owned();
+        let key = printed(&out, "public key: ").context("aegis-dir init printed no key")?;
         authorities.push((
             format!("authority-{i}"),
             key,
@@ -538,12 +540,8 @@ async fn run(
         }
         init_args.extend(authority_flags.iter().cloned());
         let out = run_to_end(&aegis_node, &init_args, &[]).await?;
-        let identity = out
-            .lines()
-            .find_map(|l| l.strip_prefix("identity: "))
-            .context("aegis-node init printed no identity")?
-            .trim()
-            .to_owned();
+        let identity =
+            printed(&out, "identity: ").context("aegis-node init printed no identity")?;
         node_ids.insert(identity, (name.clone(), listen_port));
         metrics_urls.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
         node_configs.push((name, data.join("aegis-node.toml"), metrics_port));
@@ -615,10 +613,8 @@ async fn run(
         let mut a = vec!["--profile".to_owned(), profile.clone(), "init".into()];
         a.extend(authority_flags.iter().cloned());
         let out = run_to_end(&aegis, &a, &env).await?;
-        let gateway = out
-            .lines()
-            .find_map(|l| l.strip_prefix("your gateway: "))
-            .and_then(|id| node_ids.get(id.trim()))
+        let gateway = printed(&out, "your gateway: ")
+            .and_then(|id| node_ids.get(&id))
             .context("aegis init named no gateway of this network")?;
         client_gateways.insert(name, gateway.clone());
         let card = run_to_end(
