@@ -1,9 +1,12 @@
 //! What a node does with a packet, in two steps.
 //!
-//! [`peel`] performs the hop's Diffie-Hellman, checks the header MAC and
-//! yields the replay tag, before any further work; the caller checks the tag
-//! against its replay filter and only then calls [`Peeled::unwrap`], which
-//! removes the hop's layer and says where the packet goes next.
+//! [`peel`] performs the hop's Diffie-Hellman and yields the replay tag,
+//! before any further work; the caller looks the tag up in its replay filter
+//! and only then calls [`Peeled::unwrap`], which checks the header MAC,
+//! removes the hop's layer and says where the packet goes next. The caller
+//! records the tag once the unwrap succeeded, so only authenticated packets
+//! enter the filter. (The MAC is checked once, inside the unwrap:
+//! `sphinx-packet` checks it there whatever the caller did before.)
 
 use std::time::Duration;
 
@@ -19,7 +22,8 @@ use crate::geometry::Geometry;
 use crate::replay::ReplayTag;
 use crate::route::{Destination, NodeId};
 
-/// A packet whose header authenticated under this node's key.
+/// A packet whose shared secret with this node is known; its header is not
+/// authenticated yet.
 pub struct Peeled {
     packet: SphinxPacket,
     secret: ExpandedSharedSecret,
@@ -52,8 +56,7 @@ pub enum Processed {
     },
 }
 
-/// Step one: parse, derive the shared secret, verify the header MAC, and
-/// compute the replay tag.
+/// Step one: parse, derive the shared secret and compute the replay tag.
 pub fn peel(geometry: &Geometry, packet: &[u8], key: &StaticSecret) -> Result<Peeled, PacketError> {
     if packet.len() != geometry.packet_len() {
         return Err(PacketError::FrameLength {
@@ -69,10 +72,6 @@ pub fn peel(geometry: &Geometry, packet: &[u8], key: &StaticSecret) -> Result<Pe
     let packet = SphinxPacket::from_bytes(packet)
         .map_err(|e| PacketError::MalformedRouting(e.to_string()))?;
     let secret = packet.header.compute_expanded_shared_secret(key);
-    packet
-        .header
-        .ensure_header_integrity(&secret)
-        .map_err(|_| PacketError::HeaderAuthentication)?;
     let tag = ReplayTag(*secret.replay_tag());
     Ok(Peeled {
         packet,
@@ -87,12 +86,14 @@ impl Peeled {
         &self.tag
     }
 
-    /// Step two: remove this hop's layer.
+    /// Step two: check the header MAC and remove this hop's layer.
     pub fn unwrap(self) -> Result<Processed, PacketError> {
         let processed = self
             .packet
             .process_with_expanded_secret(&self.secret)
             .map_err(|e| match e.kind() {
+                // The only header failure left once the packet parsed.
+                sphinx_packet::ErrorKind::InvalidHeader => PacketError::HeaderAuthentication,
                 sphinx_packet::ErrorKind::InvalidPayload => PacketError::Payload(e.to_string()),
                 _ => PacketError::MalformedRouting(e.to_string()),
             })?;
@@ -128,9 +129,9 @@ impl Peeled {
     }
 }
 
-/// The whole hop for one frame: decode, pick the epoch's key, peel, check and
-/// record the replay tag, unwrap. Returns the frame's epoch (a forwarded
-/// packet keeps it) and the result. Every failure is a typed error.
+/// The whole hop for one frame: decode, pick the epoch's key, peel, look up
+/// the replay tag, unwrap, record the tag. Returns the frame's epoch (a
+/// forwarded packet keeps it) and the result. Every failure is a typed error.
 pub fn process_frame(
     geometry: &Geometry,
     frame: &[u8],
@@ -141,8 +142,13 @@ pub fn process_frame(
         .get(frame.epoch)
         .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
     let peeled = peel(geometry, frame.packet, &key.secret)?;
-    match keys.record(frame.epoch, peeled.replay_tag()) {
-        Some(true) => Ok((frame.epoch, peeled.unwrap()?)),
+    if key.filter.contains(peeled.replay_tag()) {
+        return Err(PacketError::Replayed);
+    }
+    let tag = *peeled.replay_tag();
+    let processed = peeled.unwrap()?;
+    match keys.record(frame.epoch, &tag) {
+        Some(true) => Ok((frame.epoch, processed)),
         Some(false) => Err(PacketError::Replayed),
         None => Err(PacketError::UnknownEpoch(frame.epoch)),
     }

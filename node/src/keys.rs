@@ -194,8 +194,10 @@ impl KeyRing {
         Some([key(epoch)?, key(epoch + 1)?, key(epoch + 2)?])
     }
 
-    /// One hop for one frame: decode, pick the frame epoch's key, peel,
-    /// check and record the replay tag under that epoch's filter, unwrap.
+    /// One hop for one frame: decode, pick the frame epoch's key, peel, look
+    /// the replay tag up in that epoch's filter, unwrap (which checks the
+    /// header MAC), record the tag. Of two copies of a packet processed at
+    /// once by two workers, the one recorded second is dropped as a replay.
     pub fn process(
         &self,
         geometry: &Geometry,
@@ -205,17 +207,18 @@ impl KeyRing {
         let slot = self
             .get(frame.epoch)
             .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
+        let filter = || slot.filter.lock().unwrap_or_else(|p| p.into_inner());
         let peeled = peel(geometry, frame.packet, &slot.secret)?;
-        let fresh = slot
-            .filter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .check_and_insert(peeled.replay_tag());
-        if !fresh {
+        let tag = *peeled.replay_tag();
+        if filter().contains(&tag) {
+            return Err(PacketError::Replayed);
+        }
+        let processed = peeled.unwrap()?;
+        if !filter().check_and_insert(&tag) {
             return Err(PacketError::Replayed);
         }
         slot.dirty.store(true, Ordering::Release);
-        Ok((frame.epoch, peeled.unwrap()?))
+        Ok((frame.epoch, processed))
     }
 }
 
