@@ -200,6 +200,13 @@ impl NodeMetrics {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    /// Counts `count` packets dropped together.
+    pub fn drop_many(&self, reason: DropReason, count: u64) {
+        self.dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(count);
+    }
+
     /// How many packets were dropped for `reason`.
     pub fn dropped_for(&self, reason: DropReason) -> u64 {
         self.dropped.get_or_create(&ReasonLabel { reason }).get()

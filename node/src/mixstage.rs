@@ -50,7 +50,7 @@ pub fn mix_config(strategy: &MixingStrategy) -> MixConfig {
 /// Runs the mixing stage until the input closes or `shutdown` turns true.
 pub async fn run(
     shared: Arc<Shared>,
-    mut input: mpsc::Receiver<MixItem>,
+    mut input: mpsc::Receiver<Vec<MixItem>>,
     egress: Arc<Egress>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -75,11 +75,14 @@ pub async fn run(
         };
         tokio::select! {
             _ = shutdown.changed() => return,
-            item = input.recv() => {
-                let Some(item) = item else { return };
-                let delay = item.delay;
-                if mixer.push(now(), delay, item).is_err() {
-                    shared.metrics.drop(DropReason::mix_full);
+            items = input.recv() => {
+                let Some(items) = items else { return };
+                let arrived = now();
+                for item in items {
+                    let delay = item.delay;
+                    if mixer.push(arrived, delay, item).is_err() {
+                        shared.metrics.drop(DropReason::mix_full);
+                    }
                 }
             }
             _ = tokio::time::sleep(sleep) => {}

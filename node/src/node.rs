@@ -134,7 +134,11 @@ impl RunningNode {
             .ok_or_else(|| NodeError::Setup("libp2p did not start listening".into()))?;
 
         let (ingress_tx, ingress_rx) = crossbeam_channel::bounded(shared.config.ingress_queue);
-        let (mix_tx, mix_rx) = mpsc::channel(shared.config.mix_capacity.min(65_536));
+        // Batches of up to HANDOFF_BATCH packets: at most
+        // min(mix_capacity, 65 536) packets wait between the workers and
+        // the mixer.
+        let (mix_tx, mix_rx) =
+            mpsc::channel((shared.config.mix_capacity.min(65_536) / workers::HANDOFF_BATCH).max(1));
         let egress = Arc::new(Egress::new(
             shared.clone(),
             host.clone(),
