@@ -1,29 +1,45 @@
 //! One node forwarding pre-built packets over loopback with zero delay.
 //!
 //! A local network (one authority, one mix per layer, one gateway) is
-//! started in this process. The benchmark then stands in for the mix's two
-//! neighbours: it feeds frames to the layer-1 mix over a link authenticated
-//! as the gateway, and receives what the mix forwards over a link
+//! started in this process. The measured node, the layer-1 mix, is then
+//! restarted as its own process: the `aegis-node` binary, run from the
+//! configuration and data an operator's node would have. The benchmark
+//! stands in for the mix's two neighbours: it feeds frames to it over a link
+//! authenticated as the gateway, and receives what it forwards over a link
 //! authenticated as the layer-2 mix (which it stopped and whose address it
-//! took over). It reports, as one JSON line (figures explained in
+//! took over).
+//!
+//! It measures in two placements, each with a fresh start of the node:
+//!
+//! * `dedicated` — the node's process runs on cores of its own (all but
+//!   one), the benchmark and the rest of the network on the remaining core,
+//!   as a node and its neighbours run on different machines;
+//! * `shared` — nothing is pinned: the node, its neighbours' links and the
+//!   rest of the network share every core.
+//!
+//! Each placement reports, in one JSON line (figures explained in
 //! `docs/benchmarks.md`):
 //!
-//! * `node_round_rates`, `round_ratios`, `ratio_to_cores_x_bare` — packets
-//!   the node fully processed (queued for the next hop, or dropped) per
-//!   second in each of seven saturated rounds, and as a ratio to
-//!   `cores × bare unwrap rate`, the bare `sphinx-packet` unwrap rate of one
-//!   thread measured right before each round; the median;
-//! * `worker_stage_ratios` — the same ratio up to the moment the crypto
-//!   workers had taken every frame of a round;
-//! * `crypto_cpu_efficiency` — packets per CPU second of the crypto threads,
-//!   as a ratio to the bare rate;
-//! * `link_alone_frames_per_s` — one link with no node between;
+//! * `round_rates`, `round_ratios`, `ratio_to_cores_x_bare` — packets the
+//!   node forwarded, wire to wire, per second in each of fifteen saturated
+//!   rounds, and as a ratio to `node cores × bare unwrap rate`, the bare
+//!   `sphinx-packet` unwrap rate of one thread on one of the node's cores,
+//!   probed right before and right after each round; the median;
+//! * `node_cpu_efficiency` — packets per CPU second of the whole node
+//!   process, as a ratio to the bare rate: what the node spends per packet
+//!   against a bare unwrap, wherever it runs;
+//! * `crypto_cpu_efficiency` — the same for the crypto threads alone;
+//! * `link_alone_frames_per_s` — the same frames over one link with no node
+//!   between, on the benchmark's cores: what the feeder and sink can carry;
 //! * `latency_p50_ms` / `latency_p99_ms` — the time a single packet spends
 //!   in the node (sent one at a time, wire to wire, over loopback).
 //!
-//! Run: `cargo bench -p aegis-node --bench throughput`.
+//! Linux only: it places processes with `taskset` and reads CPU time from
+//! `/proc`. Run: `cargo bench -p aegis-node --bench throughput`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aegis_mix_packet::{
@@ -31,20 +47,35 @@ use aegis_mix_packet::{
     build_mailbox_packet,
 };
 use aegis_node::access::MIX_PROTOCOL;
+use aegis_node::config::NodeConfig;
 use aegis_node::links::Host;
 use aegis_node::localnet::{LocalNet, LocalNetSpec};
-use aegis_node::metrics::DropReason;
 use aegis_node::topology::peer_id_of;
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use libp2p::{Multiaddr, PeerId};
+use serde_json::json;
 use sphinx_packet::SphinxPacket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 const G: Geometry = Geometry::STANDARD;
-/// Packets for the saturated phase (`AEGIS_BENCH_PACKETS` overrides).
-const SATURATION_PACKETS: usize = 7_000;
-const LATENCY_PACKETS: usize = 100;
-/// Saturation rounds (the median is reported).
-const ROUNDS: usize = 7;
+/// Packets per placement for the saturated rounds (`AEGIS_BENCH_PACKETS`
+/// overrides).
+/// The test profile builds packets about four times slower: it gets fewer,
+/// so that the run stays inside the epochs whose keys the node holds.
+const SATURATION_PACKETS: usize = if cfg!(debug_assertions) {
+    3_500
+} else {
+    10_500
+};
+const LATENCY_PACKETS: usize = 300;
+/// Saturation rounds per placement (the median is reported): many short
+/// rounds, each between two short probes of the bare rate, follow the
+/// machine's speed more closely than a few long ones.
+const ROUNDS: usize = 15;
+/// How long each probe of the bare rate runs.
+const PROBE: Duration = Duration::from_millis(300);
+/// Linux's clock ticks per second in `/proc/*/stat` (USER_HZ).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Pre-built packets and the key to unwrap them with, for the bare rate.
 struct Bare {
@@ -83,7 +114,8 @@ fn bare_packets() -> Bare {
     Bare { packets, secret }
 }
 
-/// Bare `sphinx-packet` unwraps per second on one thread, over `time`.
+/// Bare `sphinx-packet` unwraps per second on the calling thread, over
+/// `time`.
 fn bare_unwrap_rate(bare: &Bare, time: Duration) -> f64 {
     let started = Instant::now();
     let mut n = 0;
@@ -97,10 +129,59 @@ fn bare_unwrap_rate(bare: &Bare, time: Duration) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// CPU seconds used so far by this process's threads whose name starts
-/// with `prefix` (Linux; clock ticks of 1/100 s).
-fn thread_cpu_seconds(prefix: &str) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+/// Places a process (`all_threads`) or one thread on the CPUs in `list`
+/// (taskset's syntax, such as `1-3`).
+fn place(id: u32, list: &str, all_threads: bool) {
+    let mut command = std::process::Command::new("taskset");
+    if all_threads {
+        command.arg("-a");
+    }
+    let status = command
+        .args(["-p", "-c", list, &id.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset (util-linux) is needed to place the node on its own cores");
+    assert!(status.success(), "taskset -p -c {list} {id} failed");
+}
+
+/// The calling thread's id.
+fn thread_id() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// A thread that measures the bare rate where it is told to run.
+struct Prober {
+    requests: std::sync::mpsc::Sender<(String, std::sync::mpsc::Sender<f64>)>,
+}
+
+impl Prober {
+    fn start(bare: Bare) -> Prober {
+        let (requests, rx) = std::sync::mpsc::channel::<(String, std::sync::mpsc::Sender<f64>)>();
+        std::thread::spawn(move || {
+            let me = thread_id();
+            while let Ok((cpus, reply)) = rx.recv() {
+                place(me, &cpus, false);
+                let _ = reply.send(bare_unwrap_rate(&bare, PROBE));
+            }
+        });
+        Prober { requests }
+    }
+
+    /// The bare rate of one thread on `cpus`, measured now for [`PROBE`].
+    async fn measure(&self, cpus: &str) -> f64 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.requests.send((cpus.to_owned(), tx)).unwrap();
+        tokio::task::spawn_blocking(move || rx.recv().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+/// CPU seconds used so far by the threads of process `pid` whose name
+/// starts with `prefix` (all threads for an empty prefix).
+fn cpu_seconds(pid: u32, prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return f64::NAN;
     };
     let mut ticks = 0u64;
@@ -117,24 +198,381 @@ fn thread_cpu_seconds(prefix: &str) -> f64 {
         let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
         ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
     }
-    ticks as f64 / 100.0
+    ticks as f64 / TICKS_PER_SECOND
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let bare_set = bare_packets();
-    let bare = bare_unwrap_rate(&bare_set, Duration::from_secs(3));
-    eprintln!("bare unwrap: {bare:.0}/s per core; starting a local network");
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
 
-    let dir = tempfile::tempdir().unwrap();
+/// The measured node, running as its own `aegis-node` process.
+struct NodeProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    metrics_url: String,
+    http: reqwest::Client,
+}
+
+impl NodeProcess {
+    /// Starts `aegis-node run` from the configuration written into the
+    /// node's data directory, on `cpus` if given, and waits until it holds
+    /// the consensus of `epoch`.
+    async fn start(config: &NodeConfig, cpus: Option<&str>, epoch: u64) -> NodeProcess {
+        let path = config.data_dir.join("aegis-node.toml");
+        std::fs::write(&path, config.to_documented_toml().unwrap()).unwrap();
+        let binary = env!("CARGO_BIN_EXE_aegis-node");
+        let mut command = match cpus {
+            Some(list) => {
+                let mut c = tokio::process::Command::new("taskset");
+                c.args(["-c", list, binary]);
+                c
+            }
+            None => tokio::process::Command::new(binary),
+        };
+        let log = std::fs::File::create(config.data_dir.join("node.log")).unwrap();
+        let child = command
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let node = NodeProcess {
+            child,
+            pid,
+            metrics_url: format!("http://{}/metrics", config.metrics_listen),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(m) = node.scrape().await
+                && m.value("aegis_node_consensus_epoch").unwrap_or(0) >= epoch
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node process did not take up the consensus; see {}",
+                config.data_dir.join("node.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        node
+    }
+
+    async fn scrape(&self) -> Option<Scrape> {
+        let response = self.http.get(&self.metrics_url).send().await.ok()?;
+        Some(Scrape(response.text().await.ok()?))
+    }
+
+    /// Stops the node as an operator would (SIGTERM), so it writes its
+    /// keys and replay filters before the next placement starts it again.
+    async fn stop(mut self) {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// One `/metrics` text.
+struct Scrape(String);
+
+impl Scrape {
+    /// The value of the sample named exactly `name` (with its labels).
+    fn value(&self, name: &str) -> Option<u64> {
+        self.0.lines().find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse::<f64>().ok().map(|v| v as u64))?
+        })
+    }
+
+    fn dropped(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.0
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("aegis_node_dropped_total{reason=\"")?;
+                let (reason, value) = rest.split_once("\"} ")?;
+                Some((reason.to_owned(), json!(value.parse::<f64>().ok()? as u64)))
+            })
+            .collect()
+    }
+}
+
+/// The benchmark's stand-ins for the node's neighbours.
+struct Harness {
+    source: Host,
+    arrivals: mpsc::UnboundedReceiver<Instant>,
+    sink_peer: PeerId,
+    sink_addr: Multiaddr,
+    node_peer: PeerId,
+    node_addr: Multiaddr,
+}
+
+impl Harness {
+    /// Forgets arrivals of the nodes' own loop cover that passed meanwhile.
+    fn forget_arrivals(&mut self) {
+        while self.arrivals.try_recv().is_ok() {}
+    }
+
+    /// Waits for `count` arrivals (or two seconds without one); returns
+    /// how many came and when the last did.
+    async fn await_arrivals(&mut self, count: usize, since: Instant) -> (usize, Instant) {
+        let (mut arrived, mut last) = (0, since);
+        while arrived < count {
+            match tokio::time::timeout(Duration::from_secs(2), self.arrivals.recv()).await {
+                Ok(Some(at)) => {
+                    arrived += 1;
+                    last = at;
+                }
+                _ => break,
+            }
+        }
+        (arrived, last)
+    }
+
+    /// Frames straight from the feeder to the sink, no node between them.
+    async fn link_alone(&mut self, frames: &[Vec<u8>]) -> f64 {
+        self.source
+            .add_addresses(self.sink_peer, vec![self.sink_addr.clone()]);
+        let mut direct = self
+            .source
+            .open(self.sink_peer, MIX_PROTOCOL)
+            .await
+            .unwrap();
+        self.forget_arrivals();
+        let frames = frames.to_vec();
+        let count = frames.len();
+        let started = Instant::now();
+        let writer = tokio::spawn(async move {
+            for frame in frames {
+                direct.write_all(&frame).await.unwrap();
+            }
+            direct.flush().await.unwrap();
+            direct
+        });
+        let (arrived, last) = self.await_arrivals(count, started).await;
+        drop(writer.await);
+        arrived as f64 / last.duration_since(started).as_secs_f64()
+    }
+}
+
+/// What one placement measured.
+struct Placement {
+    name: &'static str,
+    /// CPUs of the node process (taskset list), or all.
+    node_cpus: Option<String>,
+    node_cores: usize,
+    /// CPUs of the benchmark's own threads, or all.
+    harness_cpus: Option<String>,
+    /// The machine's cores.
+    all_cores: usize,
+}
+
+async fn measure(
+    placement: &Placement,
+    node_config: &NodeConfig,
+    epoch: u64,
+    harness: &mut Harness,
+    prober: &Prober,
+    frames: &[Vec<u8>],
+) -> serde_json::Value {
+    let all_cpus = format!("0-{}", placement.all_cores - 1);
+    let own = std::process::id();
+    place(
+        own,
+        placement.harness_cpus.as_deref().unwrap_or(&all_cpus),
+        true,
+    );
+    let node = NodeProcess::start(node_config, placement.node_cpus.as_deref(), epoch).await;
+    let node_cpus = placement.node_cpus.clone().unwrap_or(all_cpus);
+    let (latency_frames, load_frames) = frames.split_at(LATENCY_PACKETS);
+    let link_rate = harness.link_alone(load_frames).await;
+    eprintln!(
+        "[{}] node started; link alone: {link_rate:.0} frames/s",
+        placement.name
+    );
+
+    harness
+        .source
+        .add_addresses(harness.node_peer, vec![harness.node_addr.clone()]);
+    let mut stream = harness
+        .source
+        .open(harness.node_peer, MIX_PROTOCOL)
+        .await
+        .unwrap();
+
+    // Latency: one packet at a time, wire to wire.
+    let mut latencies = Vec::new();
+    for (i, frame) in latency_frames.iter().enumerate() {
+        if i == 20 && latencies.is_empty() {
+            panic!(
+                "no packet came out of the node (if the epoch its packets were built for \
+                 ended meanwhile, run with a smaller AEGIS_BENCH_PACKETS)"
+            );
+        }
+        harness.forget_arrivals();
+        let sent = Instant::now();
+        stream.write_all(frame).await.unwrap();
+        stream.flush().await.unwrap();
+        if let Ok(Some(at)) =
+            tokio::time::timeout(Duration::from_secs(2), harness.arrivals.recv()).await
+        {
+            latencies.push(at.duration_since(sent).as_secs_f64() * 1_000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    // Throughput: rounds of frames written as fast as the link takes them,
+    // each timed from the first write to the last forwarded packet out of
+    // the node (other nodes' loop cover crossing it counts too: a few
+    // packets a second).
+    let (mut rates, mut ratios, mut node_cpu, mut crypto_cpu, mut bares) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The bare rate on the node's cores right before and right after each
+    // round (the probe after one round is the probe before the next), so
+    // both see the machine in the same state.
+    let mut bare_before = prober.measure(&node_cpus).await;
+    for load in load_frames.chunks(load_frames.len().div_ceil(ROUNDS)) {
+        harness.forget_arrivals();
+        let (node_before, crypto_before) = (
+            cpu_seconds(node.pid, ""),
+            cpu_seconds(node.pid, "aegis-crypto"),
+        );
+        let load = load.to_vec();
+        let count = load.len();
+        let started = Instant::now();
+        let writer = tokio::spawn(async move {
+            for frame in load {
+                stream.write_all(&frame).await.unwrap();
+            }
+            stream.flush().await.unwrap();
+            stream
+        });
+        let (arrived, last) = harness.await_arrivals(count, started).await;
+        let elapsed = last.duration_since(started).as_secs_f64();
+        let node_seconds = cpu_seconds(node.pid, "") - node_before;
+        let crypto_seconds = cpu_seconds(node.pid, "aegis-crypto") - crypto_before;
+        stream = writer.await.unwrap();
+        let bare_after = prober.measure(&node_cpus).await;
+        let bare = (bare_before + bare_after) / 2.0;
+        bare_before = bare_after;
+        let rate = arrived as f64 / elapsed;
+        rates.push(rate);
+        ratios.push(rate / (placement.node_cores as f64 * bare));
+        node_cpu.push(arrived as f64 / node_seconds / bare);
+        crypto_cpu.push(arrived as f64 / crypto_seconds / bare);
+        bares.push(bare);
+        eprintln!(
+            "[{}] round: {arrived} of {count} packets out in {elapsed:.2} s; bare {bare:.0}/s; node CPU {node_seconds:.2} s (crypto threads {crypto_seconds:.2} s)",
+            placement.name
+        );
+    }
+    let metrics = node.scrape().await.expect("the node's /metrics");
+    let report = json!({
+        "node_cpus": node_cpus,
+        "node_cores": placement.node_cores,
+        "harness_cpus": placement.harness_cpus,
+        "bare_unwrap_per_s": bares.iter().map(|b| b.round()).collect::<Vec<_>>(),
+        "round_rates": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        "node_packets_per_s": median(&rates).round(),
+        "round_ratios": ratios,
+        "ratio_to_cores_x_bare": median(&ratios),
+        "node_cpu_efficiency": median(&node_cpu),
+        "crypto_cpu_efficiency": median(&crypto_cpu),
+        "link_alone_frames_per_s": link_rate.round(),
+        "latency_p50_ms": percentile(&latencies, 0.5),
+        "latency_p99_ms": percentile(&latencies, 0.99),
+        "latency_samples": latencies.len(),
+        "node_received": metrics.value("aegis_node_received_total"),
+        "node_forwarded": metrics.value("aegis_node_forwarded_total"),
+        "node_dropped": metrics.dropped(),
+    });
+    drop(stream);
+    node.stop().await;
+    report
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `n` frames along `route`, built on every core (building is the slow part
+/// of a run, and the packets must reach the node while it still holds the
+/// key of the epoch they are built for).
+fn build_frames(
+    topology: &aegis_node::topology::Topology,
+    route: &[NodeId],
+    n: usize,
+    cores: usize,
+) -> Vec<Vec<u8>> {
+    let route = topology.hops(&G, route).unwrap();
+    let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
+    let sealing = SphinxPublicKey::from(&SphinxSecret::from([5u8; 32]));
+    let per_thread = n.div_ceil(cores);
+    std::thread::scope(|scope| {
+        let builders: Vec<_> = (0..n)
+            .step_by(per_thread)
+            .map(|first| {
+                let (route, delays, sealing) = (&route, &delays, &sealing);
+                scope.spawn(move || {
+                    let mut rng = rand::rng();
+                    (first..n.min(first + per_thread))
+                        .map(|i| {
+                            build_mailbox_packet(
+                                &mut rng,
+                                &G,
+                                topology.epoch,
+                                route,
+                                delays,
+                                MailboxId([3; 32]),
+                                sealing,
+                                &Body::Loop(LoopId([(i % 251) as u8; 16])),
+                            )
+                            .unwrap()
+                            .to_frame(&G)
+                            .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        builders
+            .into_iter()
+            .flat_map(|b| b.join().unwrap())
+            .collect()
+    })
+}
+
+fn key_of(config: &NodeConfig) -> ed25519_dalek::SigningKey {
+    aegis_directory::config::load_key(&config.data_dir.join(aegis_node::config::KEY_FILE)).unwrap()
+}
+
+async fn run(dir: &Path) {
+    let cores = available_cores();
+    let bare_set = bare_packets();
+    let bare = bare_unwrap_rate(&bare_set, Duration::from_secs(2));
+    eprintln!("bare unwrap: {bare:.0}/s per core; starting a local network");
+    let prober = Prober::start(bare_set);
+
     let spec = LocalNetSpec {
-        // Long enough that building the packets and the run fit in the
-        // epochs whose keys the node holds.
+        // Long enough that building the packets and both placements fit in
+        // the epochs whose keys the node holds.
         epoch_length_ms: 60_000,
         workers: 0,
         line_rate: 5_000,
@@ -142,33 +580,35 @@ async fn main() {
         filter_snapshot_secs: 60,
         ..LocalNetSpec::default()
     };
-    let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();
-    let topology = net.wait_ready(Duration::from_secs(60)).await.unwrap();
-    eprintln!("network ready (epoch {})", topology.epoch);
+    let begun = Instant::now();
+    let mut net = LocalNet::start(dir, &spec).await.unwrap();
+    let topology = net.wait_ready(Duration::from_secs(150)).await.unwrap();
+    eprintln!(
+        "network ready (epoch {}) after {:.0} s",
+        topology.epoch,
+        begun.elapsed().as_secs_f64()
+    );
     let gateway = net.gateways()[0];
     let index_of = |id: NodeId| (0..3).find(|&i| net.node(i).unwrap().id() == id).unwrap();
     let l1 = topology.layers[0][0];
     let l2 = topology.layers[1][0];
     let (l1_index, l2_index) = (index_of(l1), index_of(l2));
-    let l1_addr = net.node(l1_index).unwrap().listen.clone();
-    let l2_addr = net.node(l2_index).unwrap().listen.clone();
-    let key_of = |i: usize| {
-        aegis_directory::config::load_key(
-            &net.nodes[i]
-                .config
-                .data_dir
-                .join(aegis_node::config::KEY_FILE),
-        )
-        .unwrap()
-    };
-    let (gateway_key, l2_key) = (key_of(gateway), key_of(l2_index));
+    let node_config = net.nodes[l1_index].config.clone();
+    let l2_addr: Multiaddr = net.nodes[l2_index].config.listen.parse().unwrap();
+    let (gateway_key, l2_key) = (
+        key_of(&net.nodes[gateway].config),
+        key_of(&net.nodes[l2_index].config),
+    );
+    // The measured node leaves the process; the benchmark takes the layer-2
+    // mix's place.
+    net.stop_node(l1_index).await;
     net.stop_node(l2_index).await;
 
     let (_stop, stop_rx) = watch::channel(false);
     let (sink, _t1) = Host::start(&l2_key, Some(l2_addr.clone()), stop_rx.clone()).unwrap();
     let (source, _t2) = Host::start(&gateway_key, None, stop_rx).unwrap();
     let mut incoming = sink.accept(MIX_PROTOCOL).unwrap();
-    let (arrivals_tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (arrivals_tx, arrivals) = mpsc::unbounded_channel::<Instant>();
     tokio::spawn(async move {
         while let Some((_, mut stream)) = incoming.next().await {
             let tx = arrivals_tx.clone();
@@ -180,208 +620,78 @@ async fn main() {
             });
         }
     });
+    let mut harness = Harness {
+        source,
+        arrivals,
+        sink_peer: peer_id_of(&l2.0).unwrap(),
+        sink_addr: l2_addr,
+        node_peer: peer_id_of(&l1.0).unwrap(),
+        node_addr: node_config.listen.parse().unwrap(),
+    };
 
-    let gateway_id = net.node(gateway).unwrap().id();
-    let route = topology
-        .hops(&G, &[l1, l2, topology.layers[2][0], gateway_id, gateway_id])
-        .unwrap();
-    let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
-    let mut rng = rand::rng();
-    let sealing = SphinxPublicKey::from(&SphinxSecret::from([5u8; 32]));
-    let saturation = std::env::var("AEGIS_BENCH_PACKETS")
+    let gateway_id = net.nodes[gateway].running.as_ref().unwrap().id();
+    let route = [l1, l2, topology.layers[2][0], gateway_id, gateway_id];
+    let per_placement = std::env::var("AEGIS_BENCH_PACKETS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(SATURATION_PACKETS);
-    let frames: Vec<Vec<u8>> = (0..saturation + LATENCY_PACKETS)
-        .map(|i| {
-            build_mailbox_packet(
-                &mut rng,
-                &G,
-                topology.epoch,
-                &route,
-                &delays,
-                MailboxId([3; 32]),
-                &sealing,
-                &Body::Loop(LoopId([(i % 251) as u8; 16])),
-            )
-            .unwrap()
-            .to_frame(&G)
-            .unwrap()
-        })
-        .collect();
-    let (latency_frames, load_frames) = frames.split_at(LATENCY_PACKETS);
-    eprintln!("{} packets built", frames.len());
-
-    // The link alone: the same frames straight from the feeder to the sink,
-    // no node between them (what one libp2p link carries here).
-    let sink_peer = peer_id_of(&l2.0).unwrap();
-    source.add_addresses(sink_peer, vec![l2_addr.clone()]);
-    let mut direct = source.open(sink_peer, MIX_PROTOCOL).await.unwrap();
-    while arrivals.try_recv().is_ok() {}
-    let direct_frames: Vec<Vec<u8>> = load_frames.to_vec();
-    let direct_count = direct_frames.len();
-    let started = Instant::now();
-    let writer = tokio::spawn(async move {
-        for frame in direct_frames {
-            direct.write_all(&frame).await.unwrap();
-        }
-        direct.flush().await.unwrap();
-        direct
-    });
-    let mut arrived = 0;
-    let mut last_arrival = started;
-    while arrived < direct_count {
-        match tokio::time::timeout(Duration::from_secs(2), arrivals.recv()).await {
-            Ok(Some(at)) => {
-                arrived += 1;
-                last_arrival = at;
-            }
-            _ => break,
-        }
-    }
-    let link_rate = arrived as f64 / last_arrival.duration_since(started).as_secs_f64();
-    drop(writer.await);
-    eprintln!("link alone: {link_rate:.0} frames/s");
-
-    let peer = peer_id_of(&l1.0).unwrap();
-    source.add_addresses(peer, vec![l1_addr]);
-    let mut stream = source.open(peer, MIX_PROTOCOL).await.unwrap();
-
-    // Latency: one packet at a time, wire to wire.
-    let mut latencies = Vec::new();
-    for (i, frame) in latency_frames.iter().enumerate() {
-        if i == 20 && latencies.is_empty() {
-            panic!("no packet came out of the node");
-        }
-        // Forget arrivals of the nodes' own loop cover that passed meanwhile.
-        while arrivals.try_recv().is_ok() {}
-        let sent = Instant::now();
-        stream.write_all(frame).await.unwrap();
-        stream.flush().await.unwrap();
-        if let Ok(Some(at)) = tokio::time::timeout(Duration::from_secs(2), arrivals.recv()).await {
-            latencies.push(at.duration_since(sent).as_secs_f64() * 1_000.0);
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    eprintln!(
-        "latency measured over {} packets; saturating",
-        latencies.len()
-    );
-
-    // Throughput: as fast as the link takes them.
-    let node = net.node(l1_index).unwrap();
-    let processed = |n: &aegis_node::RunningNode| {
-        let m = n.metrics();
-        m.forwarded.get()
-            + m.dropped_for(DropReason::egress_full)
-            + m.dropped_for(DropReason::replay)
-            + m.dropped_for(DropReason::mix_full)
-    };
-    // Seven rounds, each a seventh of the load as fast as the link takes it,
-    // timed from the first write to the last packet processed; the median
-    // round is reported (the machine is shared and noisy).
-    let mut rates = Vec::new();
-    let mut done = 0;
-    let rounds: Vec<Vec<Vec<u8>>> = load_frames
-        .chunks(load_frames.len().div_ceil(ROUNDS))
-        .map(|c| c.to_vec())
-        .collect();
-    let mut ratios = Vec::new();
-    let mut per_worker_cpu = Vec::new();
-    let mut worker_stage = Vec::new();
-    let round_packets = rounds[0].len();
-    for load in rounds {
-        // The bare rate right before the round, so both see the machine in
-        // the same state.
-        let bare_now = bare_unwrap_rate(&bare_set, Duration::from_secs(1));
-        let before = processed(node);
-        let received_before = node.metrics().received.get();
-        let (crypto_before, tokio_before) = (
-            thread_cpu_seconds("aegis-crypto"),
-            thread_cpu_seconds("tokio-rt"),
-        );
-        let started = Instant::now();
-        let mut received_done = None;
-        let mut drained = None;
-        let mut max_pool = 0;
-        let writer = tokio::spawn(async move {
-            for frame in load {
-                stream.write_all(&frame).await.unwrap();
-            }
-            stream.flush().await.unwrap();
-            stream
+        .unwrap_or(SATURATION_PACKETS)
+        + LATENCY_PACKETS;
+    let mut placements = Vec::new();
+    if cores >= 2 {
+        placements.push(Placement {
+            name: "dedicated",
+            node_cpus: Some(format!("1-{}", cores - 1)),
+            node_cores: cores - 1,
+            harness_cpus: Some("0".to_owned()),
+            all_cores: cores,
         });
-        // The round ends when the node has processed as many packets as
-        // the round sent (the other nodes' loop cover crossing this node
-        // meanwhile counts too, a few packets a second), or when nothing
-        // happened for two seconds.
-        let mut last = before;
-        let mut last_change = Instant::now();
-        let target = before + round_packets as u64;
-        while last < target && last_change.elapsed() < Duration::from_secs(2) {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            let now = processed(node);
-            let m = node.metrics();
-            if received_done.is_none() && m.received.get() - received_before >= round_packets as u64
-            {
-                received_done = Some(started.elapsed().as_secs_f64());
-            }
-            max_pool = max_pool.max(m.mix_pool.get());
-            if drained.is_none() && received_done.is_some() && m.ingress_depth.get() == 0 {
-                drained = Some(started.elapsed().as_secs_f64());
-            }
-            if now != last {
-                last = now;
-                last_change = Instant::now();
-            }
-        }
-        let elapsed = last_change.duration_since(started).as_secs_f64();
-        let crypto_cpu = thread_cpu_seconds("aegis-crypto") - crypto_before;
-        let tokio_cpu = thread_cpu_seconds("tokio-rt") - tokio_before;
-        stream = writer.await.unwrap();
-        let round_rate = (last - before) as f64 / elapsed;
-        per_worker_cpu.push((last - before) as f64 / crypto_cpu / bare_now);
-        if let Some(drained) = drained {
-            worker_stage.push(round_packets as f64 / drained / (cores as f64 * bare_now));
-        }
-        rates.push(round_rate);
-        ratios.push(round_rate / (cores as f64 * bare_now));
-        eprintln!(
-            "round: {} packets in {elapsed:.2} s (all received after {:.2} s, workers' queue empty after {:.2} s, mix pool up to {max_pool}); bare {bare_now:.0}/s; CPU: crypto threads {crypto_cpu:.2} s, tokio threads {tokio_cpu:.2} s",
-            last - before,
-            received_done.unwrap_or(f64::NAN),
-            drained.unwrap_or(f64::NAN)
-        );
-        // Let the stragglers of this round pass before the next one.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        done += last - before;
+    } else {
+        eprintln!("one core: the node cannot have cores of its own; measuring shared only");
     }
-    rates.sort_by(f64::total_cmp);
-    ratios.sort_by(f64::total_cmp);
-    per_worker_cpu.sort_by(f64::total_cmp);
-    worker_stage.sort_by(f64::total_cmp);
-    let rate = rates[rates.len() / 2];
-    let ratio = ratios[ratios.len() / 2];
-    let ingress_dropped = node.metrics().dropped_for(DropReason::ingress_full);
+    placements.push(Placement {
+        name: "shared",
+        node_cpus: None,
+        node_cores: cores,
+        harness_cpus: None,
+        all_cores: cores,
+    });
+    // A replayed packet is dropped, and the node keeps its replay filter
+    // across restarts: each placement gets packets of its own.
+    let frames = build_frames(&topology, &route, per_placement * placements.len(), cores);
+    eprintln!(
+        "{} packets built; {:.0} s since the network started",
+        frames.len(),
+        begun.elapsed().as_secs_f64()
+    );
+    let mut reports = serde_json::Map::new();
+    for (placement, frames) in placements.iter().zip(frames.chunks(per_placement)) {
+        let report = measure(
+            placement,
+            &node_config,
+            topology.epoch,
+            &mut harness,
+            &prober,
+            frames,
+        )
+        .await;
+        reports.insert(placement.name.to_owned(), report);
+    }
     println!(
         "{}",
-        serde_json::json!({
+        json!({
             "cores": cores,
-            "bare_unwrap_per_s": bare.round(),
-            "node_round_rates": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
-            "node_packets_per_s": rate.round(),
-            "ratio_to_cores_x_bare": ratio,
-            "round_ratios": ratios,
-            "crypto_cpu_efficiency": per_worker_cpu.get(per_worker_cpu.len() / 2),
-            "worker_stage_ratios": worker_stage,
-            "link_alone_frames_per_s": link_rate.round(),
-            "ratio_to_link_alone": rate / link_rate,
-            "processed": done,
-            "ingress_full_drops": ingress_dropped,
-            "latency_p50_ms": percentile(&latencies, 0.5),
-            "latency_p99_ms": percentile(&latencies, 0.99),
-            "latency_samples": latencies.len(),
+            "bare_unwrap_per_s_at_start": bare.round(),
+            "placements": reports,
         })
     );
     net.shutdown().await;
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(dir.path()));
 }
