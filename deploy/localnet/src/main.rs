@@ -384,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
         build_binaries()?;
     }
     let bins = bin_dir()?;
-    let (dir_path, _temp) = match &args.dir {
+    let (dir_path, temp) = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
             (d.canonicalize()?, None)
@@ -407,7 +407,12 @@ async fn main() -> anyhow::Result<()> {
         Ok(false) => eprintln!("stopped before reaching the goal."),
         Err(e) => eprintln!("error: {e:#}\nlogs: {}", logs.display()),
     }
-    if args.dir.is_some() {
+    // A run that failed keeps its files, so the logs it points to exist.
+    let failed = !matches!(result, Ok(true));
+    if args.dir.is_some() || failed {
+        if let Some(temp) = temp {
+            let _ = temp.keep();
+        }
         eprintln!("files kept in {}", dir_path.display());
     }
     match result {

@@ -4,9 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// One network at a time: each is thirteen processes, and launchers running
+/// side by side pick their loopback ports without knowing of each other.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs the launcher until 12 messages arrived; returns its last summary.
 fn launch(extra: &[&str], message_interval: &str) -> String {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut args = vec![
         "--no-build",
         "--authorities",
