@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::replay::{ReplayFilter, ReplayTag};
+use crate::replay::ReplayFilter;
 
 /// One epoch's Sphinx key pair and replay filter.
 pub struct EpochKey {
@@ -56,12 +56,9 @@ impl EpochKeys {
         self.keys.get(&epoch)
     }
 
-    /// Records a replay tag under `epoch`; `None` if no key for that epoch,
-    /// otherwise whether the tag was new.
-    pub fn record(&mut self, epoch: u64, tag: &ReplayTag) -> Option<bool> {
-        self.keys
-            .get_mut(&epoch)
-            .map(|k| k.filter.check_and_insert(tag))
+    /// The key of `epoch`, with its replay filter to record tags in.
+    pub fn get_mut(&mut self, epoch: u64) -> Option<&mut EpochKey> {
+        self.keys.get_mut(&epoch)
     }
 
     /// Erases every key (and filter) of an epoch before `oldest_kept`;

@@ -53,7 +53,7 @@ pub use packet::{
 };
 
 mod process;
-pub use process::{Peeled, Processed, peel, process_frame};
+pub use process::{Peeled, Processed, ReplayLedger, peel, process_frame, process_hop};
 
 /// Re-exported key types, so users need not depend on the same versions themselves.
 pub use x25519_dalek::{PublicKey as SphinxPublicKey, StaticSecret as SphinxSecret};

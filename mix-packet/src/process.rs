@@ -19,7 +19,7 @@ use crate::epoch_keys::EpochKeys;
 use crate::error::PacketError;
 use crate::frame::Frame;
 use crate::geometry::Geometry;
-use crate::replay::ReplayTag;
+use crate::replay::{ReplayFilter, ReplayTag};
 use crate::route::{Destination, NodeId};
 
 /// A packet whose shared secret with this node is known; its header is not
@@ -129,9 +129,52 @@ impl Peeled {
     }
 }
 
-/// The whole hop for one frame: decode, pick the epoch's key, peel, look up
-/// the replay tag, unwrap, record the tag. Returns the frame's epoch (a
-/// forwarded packet keeps it) and the result. Every failure is a typed error.
+/// Where a hop looks up and records replay tags: the replay filter of the
+/// frame's key epoch, however the caller keeps it.
+pub trait ReplayLedger {
+    /// Whether `tag` was recorded before.
+    fn seen(&self, tag: &ReplayTag) -> bool;
+    /// Records `tag`; false if it was recorded already.
+    fn record(&mut self, tag: &ReplayTag) -> bool;
+}
+
+impl ReplayLedger for ReplayFilter {
+    fn seen(&self, tag: &ReplayTag) -> bool {
+        self.contains(tag)
+    }
+
+    fn record(&mut self, tag: &ReplayTag) -> bool {
+        self.check_and_insert(tag)
+    }
+}
+
+/// One hop for one packet under `key`: peel, look the replay tag up in
+/// `ledger`, unwrap (which checks the header MAC), record the tag. A packet
+/// seen before gets no work past the Diffie-Hellman, and only authenticated
+/// packets are recorded. If two copies are unwrapped at once, the one
+/// recorded second is refused as a replay.
+pub fn process_hop(
+    geometry: &Geometry,
+    packet: &[u8],
+    key: &StaticSecret,
+    ledger: &mut impl ReplayLedger,
+) -> Result<Processed, PacketError> {
+    let peeled = peel(geometry, packet, key)?;
+    let tag = *peeled.replay_tag();
+    if ledger.seen(&tag) {
+        return Err(PacketError::Replayed);
+    }
+    let processed = peeled.unwrap()?;
+    if !ledger.record(&tag) {
+        return Err(PacketError::Replayed);
+    }
+    Ok(processed)
+}
+
+/// The whole hop for one frame: decode, pick the epoch's key, then
+/// [`process_hop`] with that epoch's replay filter. Returns the frame's epoch
+/// (a forwarded packet keeps it) and the result. Every failure is a typed
+/// error.
 pub fn process_frame(
     geometry: &Geometry,
     frame: &[u8],
@@ -139,17 +182,8 @@ pub fn process_frame(
 ) -> Result<(u64, Processed), PacketError> {
     let frame = Frame::decode(geometry, frame)?;
     let key = keys
-        .get(frame.epoch)
+        .get_mut(frame.epoch)
         .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
-    let peeled = peel(geometry, frame.packet, &key.secret)?;
-    if key.filter.contains(peeled.replay_tag()) {
-        return Err(PacketError::Replayed);
-    }
-    let tag = *peeled.replay_tag();
-    let processed = peeled.unwrap()?;
-    match keys.record(frame.epoch, &tag) {
-        Some(true) => Ok((frame.epoch, processed)),
-        Some(false) => Err(PacketError::Replayed),
-        None => Err(PacketError::UnknownEpoch(frame.epoch)),
-    }
+    let processed = process_hop(geometry, frame.packet, &key.secret, &mut key.filter)?;
+    Ok((frame.epoch, processed))
 }

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use aegis_directory::EpochSphinxKey;
 use aegis_directory::constants::SPHINX_KEYS_PER_DESCRIPTOR;
 use aegis_mix_packet::{
-    Frame, Geometry, PacketError, Processed, ReplayFilter, SphinxPublicKey, SphinxSecret, peel,
+    Frame, Geometry, PacketError, Processed, ReplayFilter, ReplayLedger, ReplayTag,
+    SphinxPublicKey, SphinxSecret, process_hop,
 };
 use rand::CryptoRng;
 
@@ -194,10 +195,10 @@ impl KeyRing {
         Some([key(epoch)?, key(epoch + 1)?, key(epoch + 2)?])
     }
 
-    /// One hop for one frame: decode, pick the frame epoch's key, peel, look
-    /// the replay tag up in that epoch's filter, unwrap (which checks the
-    /// header MAC), record the tag. Of two copies of a packet processed at
-    /// once by two workers, the one recorded second is dropped as a replay.
+    /// One hop for one frame: decode, pick the frame epoch's key, then
+    /// [`process_hop`] with that epoch's replay filter (locked for each look
+    /// up and record, not across the unwrap, so workers processing packets
+    /// of the same epoch contend only for the filter update).
     pub fn process(
         &self,
         geometry: &Geometry,
@@ -207,18 +208,32 @@ impl KeyRing {
         let slot = self
             .get(frame.epoch)
             .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
-        let filter = || slot.filter.lock().unwrap_or_else(|p| p.into_inner());
-        let peeled = peel(geometry, frame.packet, &slot.secret)?;
-        let tag = *peeled.replay_tag();
-        if filter().contains(&tag) {
-            return Err(PacketError::Replayed);
-        }
-        let processed = peeled.unwrap()?;
-        if !filter().check_and_insert(&tag) {
-            return Err(PacketError::Replayed);
-        }
-        slot.dirty.store(true, Ordering::Release);
+        let processed = process_hop(geometry, frame.packet, &slot.secret, &mut SlotLedger(&slot))?;
         Ok((frame.epoch, processed))
+    }
+}
+
+/// An epoch slot's filter as a hop's replay ledger: locked for each call;
+/// a new tag marks the filter for the next snapshot.
+struct SlotLedger<'a>(&'a EpochSlot);
+
+impl SlotLedger<'_> {
+    fn filter(&self) -> std::sync::MutexGuard<'_, ReplayFilter> {
+        self.0.filter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ReplayLedger for SlotLedger<'_> {
+    fn seen(&self, tag: &ReplayTag) -> bool {
+        self.filter().contains(tag)
+    }
+
+    fn record(&mut self, tag: &ReplayTag) -> bool {
+        let fresh = self.filter().check_and_insert(tag);
+        if fresh {
+            self.0.dirty.store(true, Ordering::Release);
+        }
+        fresh
     }
 }
 
