@@ -26,7 +26,7 @@
 //!   `sphinx-packet` unwrap rate of one thread on one of the node's cores,
 //!   probed right before and right after each round; the median;
 //! * `node_cpu_efficiency` — packets per CPU second of the whole node
-//!   process, as a ratio to the bare rate: what the node spends per packet
+//!   process (`/proc/PID/task/*/schedstat`), as a ratio to the bare rate: what the node spends per packet
 //!   against a bare unwrap, wherever it runs;
 //! * `crypto_cpu_efficiency` — the same for the crypto threads alone;
 //! * `link_alone_frames_per_s` — the same frames over one link with no node
@@ -74,8 +74,6 @@ const LATENCY_PACKETS: usize = 300;
 const ROUNDS: usize = 15;
 /// How long each probe of the bare rate runs.
 const PROBE: Duration = Duration::from_millis(300);
-/// Linux's clock ticks per second in `/proc/*/stat` (USER_HZ).
-const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Pre-built packets and the key to unwrap them with, for the bare rate.
 struct Bare {
@@ -179,26 +177,26 @@ impl Prober {
 }
 
 /// CPU seconds used so far by the threads of process `pid` whose name
-/// starts with `prefix` (all threads for an empty prefix).
+/// starts with `prefix` (all threads for an empty prefix), from the
+/// scheduler's nanosecond count of each thread's time on a CPU.
 fn cpu_seconds(pid: u32, prefix: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return f64::NAN;
     };
-    let mut ticks = 0u64;
+    let mut nanos = 0u64;
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if !comm.starts_with(prefix) {
             continue;
         }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name: state is field 3; utime and
-        // stime are fields 14 and 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        nanos += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
     }
-    ticks as f64 / TICKS_PER_SECOND
+    nanos as f64 / 1e9
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
