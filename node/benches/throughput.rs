@@ -344,29 +344,42 @@ impl Harness {
         (arrived, last)
     }
 
-    /// Frames straight from the feeder to the sink, no node between them.
-    async fn link_alone(&mut self, frames: &[Vec<u8>]) -> f64 {
-        self.source
-            .add_addresses(self.sink_peer, vec![self.sink_addr.clone()]);
-        let mut direct = self
-            .source
-            .open(self.sink_peer, MIX_PROTOCOL)
-            .await
-            .unwrap();
-        self.forget_arrivals();
+    /// Writes `frames` on `stream` as fast as it takes them while counting
+    /// the arrivals at the sink (until as many arrived, or two seconds
+    /// passed without one). Returns the stream, the arrivals, and the time
+    /// from the first write to the last arrival.
+    async fn send_and_count(
+        &mut self,
+        mut stream: libp2p::Stream,
+        frames: &[Vec<u8>],
+    ) -> (libp2p::Stream, usize, f64) {
         let frames = frames.to_vec();
         let count = frames.len();
         let started = Instant::now();
         let writer = tokio::spawn(async move {
             for frame in frames {
-                direct.write_all(&frame).await.unwrap();
+                stream.write_all(&frame).await.unwrap();
             }
-            direct.flush().await.unwrap();
-            direct
+            stream.flush().await.unwrap();
+            stream
         });
         let (arrived, last) = self.await_arrivals(count, started).await;
-        drop(writer.await);
-        arrived as f64 / last.duration_since(started).as_secs_f64()
+        let stream = writer.await.unwrap();
+        (stream, arrived, last.duration_since(started).as_secs_f64())
+    }
+
+    /// Frames straight from the feeder to the sink, no node between them.
+    async fn link_alone(&mut self, frames: &[Vec<u8>]) -> f64 {
+        self.source
+            .add_addresses(self.sink_peer, vec![self.sink_addr.clone()]);
+        let direct = self
+            .source
+            .open(self.sink_peer, MIX_PROTOCOL)
+            .await
+            .unwrap();
+        self.forget_arrivals();
+        let (_, arrived, elapsed) = self.send_and_count(direct, frames).await;
+        arrived as f64 / elapsed
     }
 }
 
@@ -452,21 +465,11 @@ async fn measure(
             cpu_seconds(node.pid, ""),
             cpu_seconds(node.pid, "aegis-crypto"),
         );
-        let load = load.to_vec();
         let count = load.len();
-        let started = Instant::now();
-        let writer = tokio::spawn(async move {
-            for frame in load {
-                stream.write_all(&frame).await.unwrap();
-            }
-            stream.flush().await.unwrap();
-            stream
-        });
-        let (arrived, last) = harness.await_arrivals(count, started).await;
-        let elapsed = last.duration_since(started).as_secs_f64();
+        let (returned, arrived, elapsed) = harness.send_and_count(stream, load).await;
+        stream = returned;
         let node_seconds = cpu_seconds(node.pid, "") - node_before;
         let crypto_seconds = cpu_seconds(node.pid, "aegis-crypto") - crypto_before;
-        stream = writer.await.unwrap();
         let bare_after = prober.measure(&node_cpus).await;
         let bare = (bare_before + bare_after) / 2.0;
         bare_before = bare_after;
