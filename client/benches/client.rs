@@ -21,7 +21,6 @@
 use std::time::{Duration, Instant};
 
 use aegis_client::ContactId;
-use aegis_client::delivery::{Outbox, OutboxConfig};
 use aegis_client::edge::identity::{Identity, PqPrekey, PrekeyBundle, SignedPrekey};
 use aegis_client::edge::pqxdh::{initiate, respond};
 use aegis_client::edge::ratchet::Session;
@@ -29,6 +28,7 @@ use aegis_mix_packet::{
     AckId, Body, Geometry, Hop, HopDelays, MailboxId, NodeId, OutgoingPacket, Route,
     SphinxPublicKey, SphinxSecret, SurbAck, build_mailbox_packet,
 };
+use aegis_proto::delivery::{Outbox, OutboxConfig};
 use criterion::{Criterion, criterion_group};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;

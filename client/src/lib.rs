@@ -1,32 +1,24 @@
 //! The AegisLink client.
 //!
-//! The client's protocol logic lives in sans-IO cores — plain structs that
-//! take inputs with the time passed in and an RNG from the caller, and say
-//! what to send and when — so that the simulator (`aegis-sim`) runs exactly
-//! the behaviour users run.
+//! The client's protocol decisions — traffic shaping, reliable delivery
+//! (outbox and inbox), routes — are the sans-IO state machines of
+//! `aegis-proto`, which this crate drives.
 //!
-//! This crate provides the traffic shaper, the edge protocol (identity,
-//! PQXDH, Double Ratchet with header encryption), contact cards, reliable
-//! delivery (outbox and inbox) and the encrypted profile store (behind the
-//! default `store` feature, the one part that does IO); the networked client
-//! is built on them. Formats and rules are in `docs/client.md`.
+//! This crate provides the edge protocol (identity, PQXDH, Double Ratchet
+//! with header encryption), contact cards and the encrypted profile store
+//! (behind the default `store` feature); the networked client (behind the
+//! default `net` feature) is built on them. Formats and rules are in
+//! `docs/client.md`.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod edge;
 pub use edge::EdgeError;
 
-pub mod shaping;
-pub use shaping::{Emission, ShaperStats, ShapingConfig, Slot, Stream, TrafficShaper};
-
 pub mod card;
 pub use card::{CardError, ContactCard};
 
-pub mod delivery;
-pub use delivery::{
-    ContactId, Inbox, InboxConfig, LocalId, MessageStatus, Outbox, OutboxConfig, Received,
-    StatusEvent, Transmission,
-};
+pub use aegis_proto::{ContactId, LocalId, MessageStatus};
 
 #[cfg(feature = "store")]
 pub mod store;
@@ -36,8 +28,15 @@ pub use store::{Argon2Params, Batch, Namespace, Store, StoreError};
 pub mod envelope;
 
 #[cfg(feature = "net")]
-pub mod engine;
-#[cfg(feature = "net")]
 pub mod profile;
+
 #[cfg(feature = "net")]
-pub use engine::{Client, ClientConfig, ClientError, Event, NetworkStats};
+pub mod conversation;
+
+#[cfg(feature = "net")]
+mod driver;
+
+#[cfg(feature = "net")]
+pub mod api;
+#[cfg(feature = "net")]
+pub use api::{Client, ClientConfig, ClientError, Event, NetworkStats};

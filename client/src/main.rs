@@ -7,7 +7,7 @@ use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aegis_client::engine::{Client, ClientConfig, Event, fetcher_for, pick_gateway};
+use aegis_client::api::{Client, ClientConfig, Event, fetcher_for, pick_gateway};
 use aegis_client::profile::{Profile, TrustedAuthority};
 use aegis_client::store::{Argon2Params, Store};
 use aegis_client::{ContactId, MessageStatus};
@@ -37,7 +37,7 @@ struct Cli {
     /// Reach your gateway at this libp2p address instead of the published
     /// one (e.g. through a tunnel); its identity is still checked.
     #[arg(long, global = true, value_name = "MULTIADDR")]
-    gateway_address: Option<aegis_node::libp2p::Multiaddr>,
+    gateway_address: Option<aegis_link::Multiaddr>,
     #[command(subcommand)]
     command: Command,
 }

@@ -12,10 +12,10 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::card::ContactCard;
-use crate::delivery::ContactId;
 use crate::edge::identity::{Identity, PqPrekey, SignedPrekey};
 use crate::edge::ratchet::Session;
 use crate::store::{Argon2Params, Batch, Namespace, Store, StoreError};
+use aegis_proto::ContactId;
 
 const IDENTITY: &[u8] = b"identity";
 const SIGNED_PREKEY: &[u8] = b"signed-prekey";
@@ -240,7 +240,7 @@ impl Profile {
 
     /// The mailbox id (a hash of the mailbox key).
     pub fn mailbox(&self) -> MailboxId {
-        aegis_node::access::mailbox_id_for(&self.mailbox_auth.verifying_key().to_bytes())
+        aegis_mix_packet::access::mailbox_id_for(&self.mailbox_auth.verifying_key().to_bytes())
     }
 
     /// The profile's own contact card.

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aegis_client::engine::{Client, ClientConfig, Event};
+use aegis_client::api::{Client, ClientConfig, Event};
 use aegis_client::profile::{Profile, TrustedAuthority};
 use aegis_client::store::Argon2Params;
 use aegis_client::{ContactId, LocalId, MessageStatus};
-use aegis_node::localnet::{LocalNet, LocalNetSpec};
+use aegis_testkit::{LocalNet, LocalNetSpec};
 use tokio::sync::mpsc;
 
 fn config() -> ClientConfig {

@@ -77,10 +77,7 @@ impl Fetcher {
         epoch: Option<u64>,
         now_ms: u64,
     ) -> Result<SignedConsensus, FetchError> {
-        let path = match epoch {
-            Some(e) => format!("/v1/document/{e}"),
-            None => "/v1/document/current".to_owned(),
-        };
+        let path = crate::api::document_path(epoch);
         let mut failures = Vec::new();
         for source in &self.sources {
             match self.fetch_one(source, &path, epoch, now_ms).await {
@@ -98,7 +95,7 @@ impl Fetcher {
         epoch: Option<u64>,
         now_ms: u64,
     ) -> Result<SignedConsensus, String> {
-        let url = format!("{}{path}", source.trim_end_matches('/'));
+        let url = crate::api::url(source, path);
         let response = self
             .client
             .get(url)

@@ -7,18 +7,20 @@
 //! and sign the resulting [`ConsensusBody`]. The published
 //! [`SignedConsensus`] carries its signatures, so anyone can fetch it from
 //! any cache and check it with a [`Verifier`] holding the pinned authority
-//! keys; the [`Fetcher`] does that over HTTP.
+//! keys; the `Fetcher` does that over HTTP.
 //!
 //! The voting round is the sans-IO state machine [`Authority`]: inputs and
 //! the current time go in, messages to send and documents to publish come
-//! out; it reads no clock and touches no socket. With the default `server`
-//! feature, the tokio `server` module wraps it with an HTTP API, RocksDB
-//! persistence (`Store`) and Prometheus metrics; `aegis-dir` is that
-//! server's command line. Without it, the crate is what nodes and clients
-//! need to verify and fetch documents.
+//! out; it reads no clock and touches no socket. Without features the crate
+//! is this sans-IO core. The `fetch` feature adds the HTTP `Fetcher` nodes
+//! and clients use; the `server` feature adds the tokio `server` module,
+//! which wraps the `Authority` with an HTTP API, RocksDB persistence
+//! (`Store`) and Prometheus metrics, and `aegis-dir`, its command line.
 #![forbid(unsafe_code)]
 
 pub mod constants;
+
+pub mod api;
 
 mod codec;
 pub use codec::{DecodeError, SignatureBytes};
@@ -52,7 +54,9 @@ pub use authority::{
     Authority, AuthorityConfig, Input, Output, Record, Rejection, RoundOutcome, RoundStatus,
 };
 
+#[cfg(feature = "fetch")]
 mod fetch;
+#[cfg(feature = "fetch")]
 pub use fetch::{FetchError, Fetcher};
 
 #[cfg(feature = "server")]

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aegis_directory::config::{self, Config, KEY_FILE};
 use anyhow::{Context as _, bail};
@@ -72,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             let key = config::generate_key(&data_dir.join(KEY_FILE))?;
             let genesis = match genesis_unix_ms {
                 Some(g) => g,
-                None => SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64,
+                None => aegis_directory::api::unix_now_ms(),
             };
             let config = Config::new(&name, listen, &data_dir, epoch_length_ms, genesis);
             config.check()?;

@@ -7,10 +7,11 @@
 //! are pushed to every peer, missing signatures and documents are pulled
 //! from peers, outcomes are logged and counted.
 
+use crate::api::unix_now_ms as now_ms;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::api;
 use crate::authority::{
     Authority, AuthorityConfig, Input, Output, Rejection, RoundOutcome, RoundStatus,
 };
@@ -86,13 +88,6 @@ pub struct RunningAuthority {
     ticker: JoinHandle<()>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Shared {
     fn authority(&self) -> MutexGuard<'_, Authority> {
         // A panic while holding the lock cannot leave the state machine
@@ -117,8 +112,8 @@ impl Shared {
                         warn!(error = %e, "could not persist a record");
                     }
                 }
-                Output::SendVote(vote) => self.push("vote", vote.to_bytes()),
-                Output::SendSignature(signature) => self.push("signature", signature.to_bytes()),
+                Output::SendVote(vote) => self.push(api::VOTE, vote.to_bytes()),
+                Output::SendSignature(signature) => self.push(api::SIGNATURE, signature.to_bytes()),
                 Output::Publish(doc) => self.on_publish(&doc),
                 Output::FetchSignatures { epoch } => self.pull_signatures(epoch),
                 Output::FetchDocument { epoch } => self.pull_document(epoch),
@@ -163,10 +158,10 @@ impl Shared {
         }
     }
 
-    fn push(self: &Arc<Self>, what: &'static str, body: Vec<u8>) {
+    fn push(self: &Arc<Self>, route: &'static str, body: Vec<u8>) {
         for peer in &self.peers {
             let shared = Arc::clone(self);
-            let url = format!("{}/v1/{what}", peer.url.trim_end_matches('/'));
+            let url = api::url(&peer.url, route);
             let name = peer.name.clone();
             let body = body.clone();
             tokio::spawn(async move {
@@ -178,13 +173,13 @@ impl Shared {
                     match shared.client.post(&url).body(body.clone()).send().await {
                         Ok(r) if r.status().is_success() || r.status().is_client_error() => {
                             if r.status().is_client_error() {
-                                debug!(peer = %name, what, status = %r.status(), "peer refused");
+                                debug!(peer = %name, route, status = %r.status(), "peer refused");
                             }
                             return;
                         }
                         Ok(_) | Err(_) => {
                             shared.metrics.peer_errors.inc();
-                            debug!(peer = %name, what, attempt, "push to peer failed");
+                            debug!(peer = %name, route, attempt, "push to peer failed");
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
@@ -196,10 +191,7 @@ impl Shared {
     fn pull_signatures(self: &Arc<Self>, epoch: u64) {
         for peer in &self.peers {
             let shared = Arc::clone(self);
-            let url = format!(
-                "{}/v1/round/{epoch}/signatures",
-                peer.url.trim_end_matches('/')
-            );
+            let url = api::url(&peer.url, &api::round_signatures_path(epoch));
             tokio::spawn(async move {
                 let body = match shared.client.get(&url).send().await {
                     Ok(r) if r.status().is_success() => {
@@ -389,22 +381,22 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(
-            "/v1/descriptor",
+            api::DESCRIPTOR,
             post(post_descriptor).layer(DefaultBodyLimit::max(MAX_DESCRIPTOR_BYTES)),
         )
         .route(
-            "/v1/vote",
+            api::VOTE,
             post(post_vote).layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES)),
         )
         .route(
-            "/v1/signature",
+            api::SIGNATURE,
             post(post_signature).layer(DefaultBodyLimit::max(MAX_SIGNATURE_BYTES)),
         )
-        .route("/v1/round/{epoch}/signatures", get(get_signatures))
-        .route("/v1/document/current", get(get_current))
-        .route("/v1/document/{epoch}", get(get_document))
-        .route("/status", get(get_status))
-        .route("/metrics", get(get_metrics))
+        .route(api::ROUND_SIGNATURES, get(get_signatures))
+        .route(api::DOCUMENT_CURRENT, get(get_current))
+        .route(api::DOCUMENT, get(get_document))
+        .route(api::STATUS, get(get_status))
+        .route(api::METRICS, get(get_metrics))
         .with_state(shared)
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use aegis_directory::{NetworkParameters, Phase, Role, SignedConsensus, Verifier};
+use aegis_directory::{NetworkParameters, Phase, Role, SignedConsensus, Verifier, api};
 use common::*;
 
 fn verifier(slots: &[Slot]) -> Verifier {
@@ -59,13 +59,13 @@ async fn three_agree_then_two_carry_on_then_one_fails_visibly() {
     running.pop().unwrap().shutdown().await;
     upload_nodes(&urls[..1], 4).await;
     sleep_until_ms(schedule.phase_at(4, Phase::Deadline) + 200).await;
-    let (status, _) = get(&format!("{}/v1/document/4", urls[0])).await;
+    let (status, _) = get(&api::url(&urls[0], &api::document_path(Some(4)))).await;
     assert_eq!(status, 404);
-    let (_, body) = get(&format!("{}/status", urls[0])).await;
+    let (_, body) = get(&api::url(&urls[0], api::STATUS)).await;
     let text = String::from_utf8(body).unwrap();
     assert!(text.contains("\"state\":\"failed\""), "{text}");
     assert!(text.contains("only 1 of the 2 required votes"), "{text}");
-    let (_, metrics) = get(&format!("{}/metrics", urls[0])).await;
+    let (_, metrics) = get(&api::url(&urls[0], api::METRICS)).await;
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(
         metrics.contains("aegis_dir_rounds_total{outcome=\"failed\"} 1"),
@@ -78,7 +78,7 @@ async fn three_agree_then_two_carry_on_then_one_fails_visibly() {
     // In epoch 4 the document of epoch 3 is still served as current: it is
     // valid through epoch 4.
     sleep_until_ms(schedule.epoch_start(4) + 100).await;
-    let (status, current) = get(&format!("{}/v1/document/current", urls[0])).await;
+    let (status, current) = get(&api::url(&urls[0], api::DOCUMENT_CURRENT)).await;
     assert_eq!(status, 200);
     assert_eq!(SignedConsensus::from_bytes(&current).unwrap().body.epoch, 3);
     running.pop().unwrap().shutdown().await;
@@ -105,7 +105,7 @@ async fn a_divergent_authority_is_outvoted() {
     // A node only the divergent authority saw.
     let lonely = descriptor(&node_key(99), 1, Role::Mix, 0);
     assert_eq!(
-        post(&format!("{}/v1/descriptor", urls[2]), lonely.to_bytes())
+        post(&api::url(&urls[2], api::DESCRIPTOR), lonely.to_bytes())
             .await
             .0,
         200
@@ -146,7 +146,7 @@ async fn a_restarted_authority_keeps_its_state_and_rejoins() {
     sleep_until_ms(schedule.phase_at(1, Phase::Vote) + 150).await;
     running.remove(0).shutdown().await;
     running.insert(0, slots[0].start().await);
-    let (_, body) = get(&format!("{}/status", urls[0])).await;
+    let (_, body) = get(&api::url(&urls[0], api::STATUS)).await;
     let status: serde_json_value::Status = serde_json_value::parse(&body);
     let round = status.round(1);
     assert_eq!(round.0, 7, "descriptors survive the restart");
@@ -159,7 +159,7 @@ async fn a_restarted_authority_keeps_its_state_and_rejoins() {
     // Documents survive a restart too, and are served at once.
     running.remove(0).shutdown().await;
     running.insert(0, slots[0].start().await);
-    let (status, again) = get(&format!("{}/v1/document/1", urls[0])).await;
+    let (status, again) = get(&api::url(&urls[0], &api::document_path(Some(1)))).await;
     assert_eq!(status, 200);
     // Its signature set may differ from the peer's copy; the signed body may not.
     assert_eq!(bodies_of(&[again])[0], bodies[1]);

@@ -4,11 +4,11 @@
 
 mod common;
 
-use aegis_directory::Role;
+use aegis_directory::{Role, api};
 use common::*;
 
 async fn metric(url: &str, line: &str) -> bool {
-    let (_, body) = get(&format!("{url}/metrics")).await;
+    let (_, body) = get(&api::url(url, api::METRICS)).await;
     String::from_utf8(body).unwrap().contains(line)
 }
 
@@ -16,7 +16,7 @@ async fn metric(url: &str, line: &str) -> bool {
 async fn bad_uploads_are_refused_with_reasons() {
     let (slots, _) = cluster(1).await;
     let running = slots[0].start().await;
-    let url = format!("{}/v1/descriptor", slots[0].url());
+    let url = api::url(&slots[0].url(), api::DESCRIPTOR);
     let key = node_key(3);
 
     // Forged: content changed after signing.
@@ -111,9 +111,9 @@ async fn bad_uploads_are_refused_with_reasons() {
     );
 
     // Peer endpoints refuse votes and signatures from strangers.
-    let (status, _) = post(&format!("{base}/v1/vote"), vec![1, 2, 3]).await;
+    let (status, _) = post(&api::url(&base, api::VOTE), vec![1, 2, 3]).await;
     assert_eq!(status, 400);
-    let (status, _) = post(&format!("{base}/v1/signature"), vec![0; 10]).await;
+    let (status, _) = post(&api::url(&base, api::SIGNATURE), vec![0; 10]).await;
     assert_eq!(status, 400);
     running.shutdown().await;
 }

@@ -7,6 +7,8 @@
 //! links, and defines what a mailbox owner finds inside: fragments of real
 //! messages with their SURB-ACKs, loop cover and acknowledgements, all sealed
 //! to the owner's key so that they are indistinguishable to everyone else.
+//! The [`access`] module holds the cells a client and its gateway exchange
+//! and the proof of mailbox ownership.
 //!
 //! It contains no networking and reads no clock: time is passed in, and every
 //! random choice takes an RNG from the caller. Nodes, clients and the
@@ -51,6 +53,8 @@ mod packet;
 pub use packet::{
     OutgoingPacket, build_ack, build_drop_cover, build_mailbox_packet, open_delivery,
 };
+
+pub mod access;
 
 mod process;
 pub use process::{Peeled, Processed, ReplayLedger, peel, process_frame, process_hop};

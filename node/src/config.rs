@@ -163,13 +163,13 @@ impl NodeConfig {
     /// Checks what TOML's types do not.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
-        if self.listen.parse::<libp2p::Multiaddr>().is_err() {
+        if self.listen.parse::<aegis_link::Multiaddr>().is_err() {
             return invalid("listen: not a multiaddress");
         }
         if self
             .public_addresses
             .iter()
-            .any(|a| a.parse::<libp2p::Multiaddr>().is_err())
+            .any(|a| a.parse::<aegis_link::Multiaddr>().is_err())
         {
             return invalid("public_addresses: not a multiaddress");
         }

@@ -3,86 +3,51 @@
 //! return. The count is one reliability figure for the node as a whole,
 //! never per peer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aegis_mix_packet::{Body, HopDelays, LoopId, NodeId, build_mailbox_packet};
-use rand::{Rng as _, RngExt as _, SeedableRng as _};
+use aegis_mix_packet::{Body, HopDelays, LoopId, build_mailbox_packet};
+use aegis_proto::LoopTracker;
+use aegis_proto::loop_cover::NODE_LOOP_TIMEOUT;
+use rand::{Rng as _, SeedableRng as _};
 use rand_distr::{Distribution as _, Exp};
 use tokio::sync::watch;
 
 use crate::egress::Egress;
 use crate::state::Shared;
-use crate::topology::{RouteError, Topology};
 
-/// Loops in flight at most; the oldest are forgotten beyond this.
-const MAX_IN_FLIGHT: usize = 10_000;
-/// A loop not back within this time is counted lost.
-const LOOP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The node's loops in flight, shared by the cover task (which sends them)
+/// and the crypto workers (which see them return).
+pub struct Loops(Mutex<LoopTracker<LoopId>>);
 
-/// Loop packets sent and not yet back.
-#[derive(Default)]
-pub struct LoopTracker {
-    in_flight: Mutex<HashMap<LoopId, Duration>>,
+impl Default for Loops {
+    fn default() -> Self {
+        Loops(Mutex::new(LoopTracker::new(NODE_LOOP_TIMEOUT)))
+    }
 }
 
-impl LoopTracker {
-    /// Remembers a loop sent at `now`, forgetting expired ones.
+impl Loops {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoopTracker<LoopId>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers a loop sent at `now`.
     pub fn sent(&self, id: LoopId, now: Duration) {
-        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_IN_FLIGHT {
-            map.retain(|_, at| now.saturating_sub(*at) < LOOP_TIMEOUT);
-        }
-        if map.len() < MAX_IN_FLIGHT {
-            map.insert(id, now);
-        }
+        self.lock().sent(id, now);
     }
 
-    /// Whether `id` was in flight (it is forgotten now: a replayed loop
-    /// does not count twice).
-    pub fn returned(&self, id: &LoopId) -> bool {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-            .is_some()
+    /// Whether `id` was in flight and is back in time (it is forgotten now:
+    /// a replayed loop does not count twice).
+    pub fn returned(&self, id: &LoopId, now: Duration) -> bool {
+        self.lock().returned(id, now).is_some()
     }
-}
-
-/// The route of a loop: one mix per layer (other than this node where the
-/// layer has others), a gateway, and this node last.
-pub fn loop_route<R: rand::Rng + ?Sized>(
-    rng: &mut R,
-    shared: &Shared,
-    topology: &Topology,
-) -> Result<aegis_mix_packet::Route, RouteError> {
-    let mut ids: Vec<NodeId> = Vec::with_capacity(shared.geometry.hops);
-    let pick = |rng: &mut R, list: &[NodeId], what| -> Result<NodeId, RouteError> {
-        let others: Vec<NodeId> = list.iter().copied().filter(|n| *n != shared.id).collect();
-        let pool = if others.is_empty() {
-            list.to_vec()
-        } else {
-            others
-        };
-        if pool.is_empty() {
-            return Err(RouteError::Empty(what));
-        }
-        Ok(pool[rng.random_range(0..pool.len())])
-    };
-    for layer in &topology.layers {
-        ids.push(pick(rng, layer, "a mix layer")?);
-    }
-    ids.push(pick(rng, &topology.gateways, "the gateway list")?);
-    ids.push(shared.id);
-    topology.hops(&shared.geometry, &ids[ids.len() - shared.geometry.hops..])
 }
 
 /// Sends loop cover until `shutdown` turns true.
 pub async fn run(
     shared: Arc<Shared>,
     egress: Arc<Egress>,
-    loops: Arc<LoopTracker>,
+    loops: Arc<Loops>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
@@ -103,7 +68,7 @@ pub async fn run(
         if topology.node(&shared.id).is_none() {
             continue;
         }
-        let Ok(route) = loop_route(&mut rng, &shared, &topology) else {
+        let Ok(route) = topology.loop_route(&mut rng, &shared.geometry, shared.id) else {
             continue;
         };
         let delays = HopDelays::sample_exponential(

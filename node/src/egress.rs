@@ -11,10 +11,11 @@ use futures::AsyncWriteExt as _;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
-use crate::access::MIX_PROTOCOL;
-use crate::links::Host;
 use crate::metrics::DropReason;
 use crate::state::Shared;
+use aegis_link::Host;
+use aegis_link::MIX_PROTOCOL;
+use aegis_proto::Backoff;
 
 /// The per-neighbour queues.
 pub struct Egress {
@@ -59,12 +60,15 @@ impl Egress {
                         metrics.drop(DropReason::unknown_next_hop);
                         return;
                     };
-                    self.host.add_addresses(entry.peer, entry.addresses.clone());
+                    let Some(peer) = self.host.add_node(&entry.id.0, &entry.addresses) else {
+                        metrics.drop(DropReason::unknown_next_hop);
+                        return;
+                    };
                     let (tx, rx) = mpsc::channel(self.shared.config.egress_queue);
                     tokio::spawn(writer(
                         self.shared.clone(),
                         self.host.clone(),
-                        entry.peer,
+                        peer,
                         rx,
                         self.shutdown.clone(),
                     ));
@@ -94,11 +98,11 @@ impl Egress {
 async fn writer(
     shared: Arc<Shared>,
     host: Host,
-    peer: libp2p::PeerId,
+    peer: aegis_link::PeerId,
     mut queue: mpsc::Receiver<Vec<u8>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     // A frame whose write failed is tried once more on the next stream (the
     // failure usually means the neighbour restarted).
     let mut retry: Option<Vec<u8>> = None;
@@ -111,14 +115,13 @@ async fn writer(
                     debug!(%error, "opening a mix stream failed");
                     tokio::select! {
                         _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             },
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         shared.metrics.links.inc();
         loop {
             let (frame, retried) = match retry.take() {

@@ -6,18 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use aegis_link::access::{SessionError, read_message, write_message};
+use aegis_link::{ACCESS_PROTOCOL, Host};
 use aegis_mix_packet::MailboxId;
+use aegis_mix_packet::access::{
+    ACCESS_VERSION, AccessError, ClientMessage, Entry, PULL_BATCH, ServerMessage, cell_len,
+    verify_hello,
+};
+use aegis_proto::access::{self, Verdict};
 use futures::StreamExt as _;
 use rand::Rng as _;
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::access::{
-    ACCESS_PROTOCOL, ACCESS_VERSION, AccessError, ClientMessage, Entry, PULL_BATCH, ServerMessage,
-    cell_len, read_message, verify_hello, write_message,
-};
 use crate::ingress::enqueue;
-use crate::links::Host;
 use crate::metrics::DropReason;
 use crate::state::Shared;
 
@@ -25,53 +27,15 @@ use crate::state::Shared;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client silent for this long is detached.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Pulls a client may make per second (bursts of ten).
-const PULL_RATE: f64 = 20.0;
 
-/// A token bucket: `rate` tokens per second, at most `burst` saved up.
-/// Time is passed in.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Duration,
-}
-
-impl TokenBucket {
-    /// A full bucket at `now`.
-    pub fn new(rate: f64, burst: f64, now: Duration) -> Self {
-        TokenBucket {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Duration) -> bool {
-        let elapsed = now.saturating_sub(self.last).as_secs_f64();
-        self.last = self.last.max(now);
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// The rate in packets per second a client may send at.
+/// The rate in packets per second a client may send at, from the newest consensus.
 pub fn client_send_rate(shared: &Shared) -> f64 {
     let parameters = shared
         .topologies()
         .latest()
         .map(|t| t.parameters)
         .unwrap_or_else(|| aegis_directory::NetworkParameters::standard(1_200_000));
-    (parameters.lambda_p + parameters.lambda_l + parameters.lambda_d)
-        * shared.config.client_rate_slack
+    access::client_send_rate(&parameters, shared.config.client_rate_slack)
 }
 
 /// Serves access streams until `shutdown` turns true.
@@ -80,7 +44,7 @@ pub async fn run(
     host: Host,
     ingress: crossbeam_channel::Sender<Vec<u8>>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), aegis_link::LinkError> {
     let mut incoming = host.accept(ACCESS_PROTOCOL)?;
     let attached = Arc::new(AtomicUsize::new(0));
     loop {
@@ -121,9 +85,9 @@ pub async fn run(
 
 async fn serve(
     shared: &Shared,
-    stream: &mut libp2p::Stream,
+    stream: &mut aegis_link::Stream,
     ingress: &crossbeam_channel::Sender<Vec<u8>>,
-) -> Result<(), AccessError> {
+) -> Result<(), SessionError> {
     let mut nonce = [0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
     let gateway = shared.id.0;
@@ -151,10 +115,10 @@ async fn serve(
                     reason: error.to_string(),
                 };
                 let _ = write_message(stream, &refusal, 0).await;
-                return Err(error);
+                return Err(error.into());
             }
         },
-        _ => return Err(AccessError::Unexpected("expected hello")),
+        _ => return Err(AccessError::Unexpected("expected hello").into()),
     };
     let send_rate = client_send_rate(shared);
     let cell = cell_len(shared.geometry.frame_len());
@@ -164,8 +128,7 @@ async fn serve(
     };
     write_message(stream, &welcome, 0).await?;
     let origin = Instant::now();
-    let mut sends = TokenBucket::new(send_rate, send_rate * 10.0, origin.elapsed());
-    let mut pulls = TokenBucket::new(PULL_RATE, 10.0, origin.elapsed());
+    let mut session = access::Session::new(send_rate, origin.elapsed());
     loop {
         let message =
             tokio::time::timeout(IDLE_TIMEOUT, read_message::<_, ClientMessage>(stream, cell))
@@ -175,21 +138,16 @@ async fn serve(
             ClientMessage::Send { frame } => {
                 if frame.len() != shared.geometry.frame_len() {
                     shared.metrics.drop(DropReason::malformed_frame);
-                } else if !sends.take(origin.elapsed()) {
-                    shared.metrics.drop(DropReason::rate_limited);
-                } else {
+                } else if session.on_send(origin.elapsed()) == Verdict::Accept {
                     enqueue(shared, ingress, frame);
+                } else {
+                    shared.metrics.drop(DropReason::rate_limited);
                 }
             }
             ClientMessage::Pull { ack } => {
-                if ack.len() != PULL_BATCH {
-                    return Err(AccessError::Unexpected("a pull acknowledges a whole batch"));
-                }
-                if !pulls.take(origin.elapsed()) {
-                    // Answering would let a client read the store as fast
-                    // as it likes; an honest client never pulls this fast.
+                if let Verdict::Detach(why) = session.on_pull(origin.elapsed(), ack.len()) {
                     shared.metrics.drop(DropReason::rate_limited);
-                    return Err(AccessError::Unexpected("pulls too fast"));
+                    return Err(AccessError::Unexpected(why).into());
                 }
                 let ids: Vec<u64> = ack.iter().map(|id| u64::from_be_bytes(*id)).collect();
                 match shared.store.acknowledge(&mailbox, &ids) {
@@ -202,7 +160,9 @@ async fn serve(
                     write_message(stream, &ServerMessage::Entry(entry), cell).await?;
                 }
             }
-            ClientMessage::Hello { .. } => return Err(AccessError::Unexpected("second hello")),
+            ClientMessage::Hello { .. } => {
+                return Err(AccessError::Unexpected("second hello").into());
+            }
         }
     }
 }
@@ -215,43 +175,10 @@ fn pull(shared: &Shared, mailbox: &MailboxId) -> Result<Vec<Entry>, AccessError>
         .pull(mailbox, PULL_BATCH)
         .map_err(|_| AccessError::Unexpected("mailbox unavailable"))?;
     shared.metrics.pull_real.observe(stored.len() as f64);
-    let mut rng = rand::rng();
-    let mut entries: Vec<Entry> = stored
-        .into_iter()
-        .map(|p| Entry {
-            real: true,
-            id: p.id.to_be_bytes(),
-            payload: p.payload,
-        })
-        .collect();
-    while entries.len() < PULL_BATCH {
-        let mut payload = vec![0u8; shared.geometry.payload_len];
-        rng.fill_bytes(&mut payload);
-        entries.push(Entry {
-            real: false,
-            id: rng.next_u64().to_be_bytes(),
-            payload,
-        });
-    }
-    Ok(entries)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_bucket_allows_rate_and_burst_only() {
-        let t = |ms: u64| Duration::from_millis(ms);
-        let mut bucket = TokenBucket::new(10.0, 5.0, t(0));
-        assert_eq!((0..8).filter(|_| bucket.take(t(0))).count(), 5);
-        // 10/s refills one token per 100 ms.
-        assert!(!bucket.take(t(50)));
-        assert!(bucket.take(t(150)));
-        assert!(!bucket.take(t(160)));
-        // Long idle refills only up to the burst.
-        assert_eq!((0..20).filter(|_| bucket.take(t(60_000))).count(), 5);
-        // Time going backwards grants nothing.
-        assert!(!bucket.take(t(1_000)));
-    }
+    let stored = stored.into_iter().map(|p| (p.id, p.payload));
+    Ok(access::pull_answer(
+        &mut rand::rng(),
+        stored,
+        shared.geometry.payload_len,
+    ))
 }

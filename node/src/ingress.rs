@@ -7,10 +7,10 @@ use std::sync::Arc;
 use futures::{AsyncReadExt as _, StreamExt as _};
 use tokio::sync::watch;
 
-use crate::access::MIX_PROTOCOL;
-use crate::links::Host;
 use crate::metrics::DropReason;
 use crate::state::Shared;
+use aegis_link::Host;
+use aegis_link::MIX_PROTOCOL;
 
 /// Hands a frame to the workers, or drops and counts it.
 pub fn enqueue(shared: &Shared, queue: &crossbeam_channel::Sender<Vec<u8>>, frame: Vec<u8>) {
@@ -28,7 +28,7 @@ pub async fn run(
     host: Host,
     queue: crossbeam_channel::Sender<Vec<u8>>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), aegis_link::LinkError> {
     let mut incoming = host.accept(MIX_PROTOCOL)?;
     loop {
         let (peer, mut stream) = tokio::select! {

@@ -43,6 +43,8 @@ pub enum DropReason {
     final_at_mix,
     /// The mailbox holds as many packets as it may.
     mailbox_full,
+    /// Gateway: the mailbox stage's queue is full (the disk is behind).
+    mailbox_queue_full,
     /// Storing the packet failed.
     store_error,
     /// A client sent faster than its rate limit.
@@ -227,9 +229,54 @@ impl Default for NodeMetrics {
     }
 }
 
+/// A node's `/metrics` text as tools and tests read it: sample values by
+/// name, and the drop counts by reason.
+#[derive(Debug, Clone)]
+pub struct MetricsText(pub String);
+
+impl MetricsText {
+    /// The value of the sample named exactly `name` (labels included, as
+    /// in `aegis_node_dropped_total{reason="replay"}`).
+    pub fn value(&self, name: &str) -> Option<u64> {
+        self.0.lines().find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse::<f64>().ok().map(|v| v as u64))?
+        })
+    }
+
+    /// `aegis_node_dropped_total` by reason.
+    pub fn dropped(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("aegis_node_dropped_total{reason=\"")?;
+                let (reason, value) = rest.split_once("\"} ")?;
+                Some((reason.to_owned(), value.parse::<f64>().ok()? as u64))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_text_reads_what_the_registry_writes() {
+        let metrics = NodeMetrics::default();
+        metrics.drop(DropReason::replay);
+        metrics.drop(DropReason::replay);
+        metrics.drop(DropReason::bad_header);
+        let text = MetricsText(metrics.encode());
+        let dropped = text.dropped();
+        assert_eq!(dropped.get("replay"), Some(&2));
+        assert_eq!(dropped.get("bad_header"), Some(&1));
+        assert_eq!(
+            text.value("aegis_node_dropped_total{reason=\"replay\"}"),
+            Some(2)
+        );
+        assert_eq!(text.value("no_such_metric"), None);
+    }
 
     #[test]
     fn exposition_has_reasons_and_no_other_labels() {

@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::egress::Egress;
 use crate::metrics::DropReason;
-use crate::mixing::{MixConfig, Mixer};
 use crate::state::Shared;
+use aegis_proto::Mixer;
 
 /// A processed packet waiting to be mixed.
 #[derive(Debug)]
@@ -28,25 +28,6 @@ pub struct MixItem {
     pub packet: Vec<u8>,
 }
 
-/// The mixing strategy a consensus parameter set asks for.
-pub fn mix_config(strategy: &MixingStrategy) -> MixConfig {
-    match *strategy {
-        MixingStrategy::Poisson { .. } => MixConfig::Poisson,
-        MixingStrategy::TimedPool {
-            interval_ms,
-            min_pool,
-            fraction,
-        } => MixConfig::TimedPool {
-            interval: Duration::from_millis(interval_ms),
-            min_pool: min_pool as usize,
-            fraction,
-        },
-        MixingStrategy::ThresholdPool { threshold } => MixConfig::ThresholdPool {
-            threshold: threshold as usize,
-        },
-    }
-}
-
 /// Runs the mixing stage until the input closes or `shutdown` turns true.
 pub async fn run(
     shared: Arc<Shared>,
@@ -55,7 +36,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
-    let mut config = MixConfig::Poisson;
+    let mut config = MixingStrategy::Poisson { mean_delay_ms: 0.0 };
     let now = || shared.started.elapsed();
     let mut mixer: Mixer<MixItem> = Mixer::new(&config, shared.config.mix_capacity, now());
     let mut due = Vec::new();
@@ -63,7 +44,7 @@ pub async fn run(
         // The consensus says which strategy runs; a change takes effect
         // once the current pool has drained.
         if let Some(latest) = shared.topologies().latest() {
-            let wanted = mix_config(&latest.parameters.mixing);
+            let wanted = latest.parameters.mixing;
             if wanted != config && mixer.is_empty() {
                 config = wanted;
                 mixer = Mixer::new(&config, shared.config.mix_capacity, now());

@@ -10,28 +10,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aegis_directory::config::{generate_key, load_key};
+use aegis_link::Multiaddr;
 use aegis_mix_packet::{Geometry, NodeId, SphinxPublicKey, SphinxSecret};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use libp2p::Multiaddr;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::access::mailbox_id_for;
 use crate::config::{DB_DIR, KEY_FILE, NodeConfig};
-use crate::cover::{self, LoopTracker};
+use crate::cover::{self, Loops};
 use crate::egress::Egress;
 use crate::keys::KeyRing;
-use crate::links::Host;
+use crate::mailbox;
 use crate::metrics::{DropReason, NodeMetrics};
 use crate::state::{Shared, Topologies, now_ms};
 use crate::store::NodeStore;
 use crate::sync::DirectorySync;
 use crate::workers::{self, WorkerContext};
 use crate::{gateway, ingress, mixstage};
+use aegis_link::Host;
+use aegis_mix_packet::access::mailbox_id_for;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +45,7 @@ pub enum NodeError {
     Store(#[from] crate::store::StoreError),
     /// The link layer could not start.
     #[error(transparent)]
-    Link(#[from] crate::links::LinkError),
+    Link(#[from] aegis_link::LinkError),
     /// A listener or thread could not be set up.
     #[error("{0}")]
     Setup(String),
@@ -145,22 +146,35 @@ impl RunningNode {
             ingress_tx.clone(),
             shutdown_rx.clone(),
         ));
-        let loops = Arc::new(LoopTracker::default());
+        let loops = Arc::new(Loops::default());
         let workers = if shared.config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             shared.config.workers
         };
-        let threads = workers::spawn(
+        let mut mailbox_thread = None;
+        let mailboxes = if shared.role == aegis_directory::Role::Gateway {
+            let (handle, thread) =
+                mailbox::spawn(shared.clone()).map_err(|e| NodeError::Setup(e.to_string()))?;
+            mailbox_thread = Some(thread);
+            Some(handle)
+        } else {
+            None
+        };
+        let mut threads = workers::spawn(
             workers,
             ingress_rx,
             Arc::new(WorkerContext {
                 shared: shared.clone(),
                 mix: mix_tx,
                 loops: loops.clone(),
+                mailboxes,
             }),
         )
         .map_err(|e| NodeError::Setup(e.to_string()))?;
+        // Joined after the workers: it ends when their handles are gone,
+        // having stored every deposit they queued.
+        threads.extend(mailbox_thread);
 
         let metrics_listener = tokio::net::TcpListener::bind(shared.config.metrics_listen)
             .await
@@ -216,8 +230,8 @@ impl RunningNode {
             shutdown_rx.clone(),
         )));
         let router = Router::new()
-            .route("/metrics", get(metrics_handler))
-            .route("/health", get(health_handler))
+            .route(aegis_directory::api::METRICS, get(metrics_handler))
+            .route(aegis_directory::api::HEALTH, get(health_handler))
             .with_state(shared.clone());
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use aegis_directory::{Role, Schedule};
 use aegis_mix_packet::{Geometry, MailboxId, NodeId, SphinxPublicKey, SphinxSecret};
@@ -12,15 +12,9 @@ use crate::config::NodeConfig;
 use crate::keys::{FilterSizing, KeyRing};
 use crate::metrics::NodeMetrics;
 use crate::store::NodeStore;
-use crate::topology::Topology;
+use aegis_proto::Topology;
 
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use aegis_directory::api::unix_now_ms as now_ms;
 
 /// The consensus documents a node holds, by epoch.
 #[derive(Default)]
@@ -55,14 +49,16 @@ impl Topologies {
     }
 
     /// Whether any held document lists the libp2p peer.
-    pub fn knows_peer(&self, peer: &libp2p::PeerId) -> bool {
-        self.by_epoch
-            .values()
-            .any(|t| t.nodes.values().any(|n| n.peer == *peer))
+    pub fn knows_peer(&self, peer: &aegis_link::PeerId) -> bool {
+        self.by_epoch.values().any(|t| {
+            t.nodes
+                .values()
+                .any(|n| aegis_link::peer_id_of(&n.id.0).as_ref() == Some(peer))
+        })
     }
 
     /// The newest entry for `node`.
-    pub fn node(&self, node: &NodeId) -> Option<crate::topology::NodeEntry> {
+    pub fn node(&self, node: &NodeId) -> Option<aegis_proto::NodeEntry> {
         self.by_epoch
             .values()
             .rev()

@@ -10,9 +10,9 @@ use aegis_directory::{DescriptorBody, Fetcher, Phase, Schedule, Verifier};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::links::Host;
 use crate::state::{Shared, now_ms};
-use crate::topology::Topology;
+use aegis_link::Host;
+use aegis_proto::Topology;
 
 /// Keys are kept for one epoch after their own, for packets in flight.
 const KEY_GRACE_EPOCHS: u64 = 1;
@@ -59,7 +59,7 @@ impl DirectorySync {
 
     async fn learn_schedule(&self) -> Option<Schedule> {
         for authority in &self.shared.config.authorities {
-            let url = format!("{}/status", authority.url.trim_end_matches('/'));
+            let url = aegis_directory::api::url(&authority.url, aegis_directory::api::STATUS);
             let Ok(response) = self.http.get(url).send().await else {
                 continue;
             };
@@ -166,7 +166,7 @@ impl DirectorySync {
         let bytes = descriptor.to_bytes();
         let mut accepted = 0;
         for authority in &shared.config.authorities {
-            let url = format!("{}/v1/descriptor", authority.url.trim_end_matches('/'));
+            let url = aegis_directory::api::url(&authority.url, aegis_directory::api::DESCRIPTOR);
             match self.http.post(url).body(bytes.clone()).send().await {
                 // 409: this revision or a newer one is already held.
                 Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => accepted += 1,
@@ -182,7 +182,7 @@ impl DirectorySync {
             Ok(document) => {
                 let topology = Topology::new(document);
                 for node in topology.nodes.values() {
-                    self.host.add_addresses(node.peer, node.addresses.clone());
+                    self.host.add_node(&node.id.0, &node.addresses);
                 }
                 let listed = topology.node(&self.shared.id).is_some();
                 info!(

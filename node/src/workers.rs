@@ -1,7 +1,7 @@
 //! Crypto workers: one thread per core takes frames from the ingress queue,
 //! processes the hop (epoch key, header MAC, replay filter, unwrap) and
 //! hands forward packets to the mixing stage, final-hop packets to the
-//! mailbox store (gateway) or the loop-cover counter.
+//! mailbox stage (gateway) or the loop-cover counter.
 //!
 //! While more frames are queued, a worker goes on with them and hands the
 //! forward packets on together, up to [`HANDOFF_BATCH`] at a time: one wake
@@ -14,13 +14,12 @@ use std::time::Instant;
 
 use aegis_mix_packet::{Body, Destination, Processed, open_delivery};
 use tokio::sync::mpsc;
-use tracing::warn;
 
-use crate::cover::LoopTracker;
+use crate::cover::Loops;
+use crate::mailbox::{Deposit, Mailboxes};
 use crate::metrics::DropReason;
 use crate::mixstage::MixItem;
-use crate::state::{Shared, now_ms};
-use crate::store::StoreError;
+use crate::state::Shared;
 
 /// The most frames a worker processes before handing on what it has.
 pub const HANDOFF_BATCH: usize = 8;
@@ -32,7 +31,9 @@ pub struct WorkerContext {
     /// Where forward packets go, a batch at a time.
     pub mix: mpsc::Sender<Vec<MixItem>>,
     /// Loop cover awaiting return.
-    pub loops: Arc<LoopTracker>,
+    pub loops: Arc<Loops>,
+    /// The mailbox stage (gateways only).
+    pub mailboxes: Option<Mailboxes>,
 }
 
 /// Starts `count` worker threads reading `ingress` until it closes.
@@ -140,8 +141,12 @@ impl WorkerContext {
         };
         if mailbox == shared.loop_mailbox {
             match open_delivery(&shared.geometry, &shared.loop_secret, payload) {
-                Ok(Body::Loop(id)) if self.loops.returned(&id) => {
-                    shared.metrics.cover_returned.inc();
+                Ok(Body::Loop(id)) => {
+                    // Only this node can seal a loop body to its loop key: an
+                    // unknown id is one of its own loops, back too late.
+                    if self.loops.returned(&id, shared.started.elapsed()) {
+                        shared.metrics.cover_returned.inc();
+                    }
                 }
                 _ => shared.metrics.drop(DropReason::bad_packet),
             }
@@ -151,18 +156,12 @@ impl WorkerContext {
             shared.metrics.drop(DropReason::final_at_mix);
             return;
         }
-        match shared
-            .store
-            .deliver(&mailbox, payload, now_ms(), shared.config.mailbox_limit)
-        {
-            Ok(()) => {
-                shared.metrics.stored.inc();
-            }
-            Err(StoreError::MailboxFull) => shared.metrics.drop(DropReason::mailbox_full),
-            Err(error) => {
-                warn!(%error, "storing a packet failed");
-                shared.metrics.drop(DropReason::store_error);
-            }
+        match &self.mailboxes {
+            Some(mailboxes) => mailboxes.deposit(Deposit {
+                mailbox,
+                payload: payload.to_vec(),
+            }),
+            None => shared.metrics.drop(DropReason::final_at_mix),
         }
     }
 }

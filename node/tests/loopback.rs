@@ -6,16 +6,16 @@
 
 use std::time::Duration;
 
+use aegis_link::{ACCESS_PROTOCOL, GatewaySession, Host, MIX_PROTOCOL};
+use aegis_mix_packet::access::mailbox_id_for;
 use aegis_mix_packet::{
     Body, Frame, Geometry, Hop, HopDelays, LoopId, NodeId, OutgoingPacket, Route, SphinxPublicKey,
     SphinxSecret, build_mailbox_packet, open_delivery,
 };
-use aegis_node::access::{ACCESS_PROTOCOL, GatewaySession, MIX_PROTOCOL, mailbox_id_for};
-use aegis_node::links::Host;
-use aegis_node::localnet::{LocalNet, LocalNetSpec};
 use aegis_node::metrics::DropReason;
-use aegis_node::topology::peer_id_of;
+use aegis_node::peer_id_of;
 use aegis_node::{RunningNode, Topology};
+use aegis_testkit::{LocalNet, LocalNetSpec};
 use ed25519_dalek::SigningKey;
 use futures::AsyncWriteExt as _;
 use rand::Rng as _;

@@ -8,8 +8,8 @@
 
 use rand::{Rng, RngExt};
 
+use crate::layout::{Layout, NodeRole};
 use crate::scenario::{AdversaryModel, AdversarySpec};
-use crate::topology::{NodeRole, Topology};
 
 /// The set of corrupt nodes.
 #[derive(Clone, Debug)]
@@ -21,7 +21,7 @@ impl Adversary {
     /// Chooses the corrupt nodes of `spec` in `topology`: for corrupt mixes,
     /// round(b·width) random mixes in each layer; for a corrupt gateway, the
     /// first `corrupt_gateways` gateways.
-    pub fn new<R: Rng + ?Sized>(rng: &mut R, spec: &AdversarySpec, topology: &Topology) -> Self {
+    pub fn new<R: Rng + ?Sized>(rng: &mut R, spec: &AdversarySpec, topology: &Layout) -> Self {
         let mut corrupt = vec![false; topology.nodes()];
         match spec.model {
             AdversaryModel::CorruptMixes => {

@@ -10,9 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use aegis_client::{Slot, TrafficShaper};
+use aegis_directory::MixingStrategy;
 use aegis_mix_packet::HopDelays;
-use aegis_node::{MixConfig, Mixer};
+use aegis_proto::Mixer;
+use aegis_proto::{Slot, TrafficShaper};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
@@ -23,10 +24,10 @@ use crate::anonymity::{GuessSummary, MixturePool, SenderDist};
 use crate::clock::EventQueue;
 use crate::disclosure::DisclosureAttack;
 use crate::latency::LatencyHistogram;
+use crate::layout::{Layout, MAX_ROUTE, NodeRole};
 use crate::report::{AnonymityReport, BandwidthReport, NetworkReport, TargetRecord};
 use crate::scenario::{AdversaryModel, NetworkScenario, secs};
 use crate::social::SocialGraph;
-use crate::topology::{MAX_ROUTE, NodeRole, Topology};
 use crate::{SimError, relay};
 
 /// How often (in events) the progress callback is called.
@@ -94,7 +95,7 @@ struct Sim<'a> {
     s: &'a NetworkScenario,
     rng: ChaCha8Rng,
     queue: EventQueue<Event>,
-    topo: Topology,
+    topo: Layout,
     graph: SocialGraph,
     nodes: Vec<Node>,
     shapers: Vec<Option<TrafficShaper<Message>>>,
@@ -176,7 +177,7 @@ pub(crate) fn target_stride(s: &NetworkScenario) -> u64 {
 impl<'a> Sim<'a> {
     fn new(s: &'a NetworkScenario) -> Result<Self, SimError> {
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-        let topo = Topology::new(&s.topology);
+        let topo = Layout::new(&s.topology);
         let graph = SocialGraph::zipf(
             &mut rng,
             s.clients.count,
@@ -238,7 +239,7 @@ impl<'a> Sim<'a> {
             packets: Vec::new(),
             free: Vec::new(),
             out: Vec::new(),
-            poisson: matches!(config, MixConfig::Poisson),
+            poisson: matches!(config, MixingStrategy::Poisson { .. }),
             mean_delay: s.mixing.mean_delay(),
             latency: secs(s.topology.link_latency_ms / 1000.0),
             jitter: s.topology.link_jitter_ms.max(0.0) / 1000.0,

@@ -2,9 +2,10 @@
 //! mixnet for measuring what an adversary learns about who talks to whom.
 //!
 //! The simulator owns only the clock, the wires and the adversary. The
-//! behaviour being measured is the project's own code: every node runs the
-//! node crate's [`aegis_node::Mixer`], every client runs the client crate's
-//! [`aegis_client::TrafficShaper`], and senders draw per-hop delays with
+//! behaviour being measured is the project's own protocol code from
+//! `aegis-proto`: every node runs [`aegis_proto::Mixer`] (the type the mix
+//! nodes run), every client runs [`aegis_proto::TrafficShaper`], routes come
+//! from [`aegis_proto::route`], and senders draw per-hop delays with
 //! [`aegis_mix_packet::HopDelays`]. Packets are opaque ids (no Sphinx
 //! cryptography is performed): the adversaries modelled here see only timing
 //! and links, which the ids reproduce exactly. One seeded RNG and a totally
@@ -30,8 +31,8 @@ pub use anonymity::{GuessSummary, InputTracker, MixturePool, SenderDist};
 mod clock;
 pub use clock::EventQueue;
 
-mod topology;
-pub use topology::{NodeRole, Topology};
+mod layout;
+pub use layout::{Layout, NodeRole};
 
 mod social;
 pub use social::SocialGraph;
@@ -64,6 +65,9 @@ pub mod output;
 pub mod plot;
 
 pub mod sweep;
+
+pub mod harness;
+pub use harness::{Harness, HarnessConfig, HarnessError, HarnessStats, TranscriptLine};
 
 /// Runs a scenario of either kind; `progress` is called with the fraction of
 /// simulated time done (for a progress bar; it never affects the result).

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aegis_client::ShapingConfig;
-use aegis_node::MixConfig;
+use aegis_directory::MixingStrategy;
+use aegis_proto::ShapingConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::SimError;
@@ -221,17 +221,30 @@ fn default_capacity() -> usize {
 }
 
 impl MixingSpec {
-    /// The node crate's configuration.
-    pub fn config(&self) -> Result<MixConfig, SimError> {
+    /// The strategy as a consensus would publish it, which the nodes' mixers run.
+    pub fn config(&self) -> Result<MixingStrategy, SimError> {
+        let whole = |value: f64, what: &str| {
+            if value.is_finite() && value >= 0.0 && value.fract() == 0.0 {
+                Ok(value as u64)
+            } else {
+                Err(SimError::Invalid(format!(
+                    "mixing.{what} must be a whole number of milliseconds"
+                )))
+            }
+        };
         match self.strategy.as_str() {
-            "poisson" => Ok(MixConfig::Poisson),
-            "timed-pool" => Ok(MixConfig::TimedPool {
-                interval: secs(self.interval_ms / 1000.0),
-                min_pool: self.min_pool,
+            "poisson" => Ok(MixingStrategy::Poisson {
+                mean_delay_ms: 1_000.0 / self.mu,
+            }),
+            "timed-pool" => Ok(MixingStrategy::TimedPool {
+                interval_ms: whole(self.interval_ms, "interval_ms")?,
+                min_pool: u32::try_from(self.min_pool)
+                    .map_err(|_| SimError::Invalid("mixing.min_pool too large".into()))?,
                 fraction: self.fraction,
             }),
-            "threshold-pool" => Ok(MixConfig::ThresholdPool {
-                threshold: self.threshold,
+            "threshold-pool" => Ok(MixingStrategy::ThresholdPool {
+                threshold: u32::try_from(self.threshold)
+                    .map_err(|_| SimError::Invalid("mixing.threshold too large".into()))?,
             }),
             other => Err(SimError::Invalid(format!(
                 "mixing.strategy {other:?}: expected poisson, timed-pool or threshold-pool"

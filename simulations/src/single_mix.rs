@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use aegis_mix_packet::HopDelays;
-use aegis_node::PoissonMix;
+use aegis_proto::PoissonMix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};

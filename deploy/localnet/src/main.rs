@@ -6,375 +6,38 @@
 //! would; the clients exchange real messages with cover traffic on, and a
 //! live summary shows what happens. Ctrl-C stops everything.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aegis_directory::Verifier;
+use aegis_directory::api::unix_now_ms as unix_ms;
 use aegis_directory::config::{Config as AuthorityConfig, PeerConfig};
-use aegis_node::localnet::free_port;
+use aegis_testkit::free_port;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{ChildStdin, Command};
 use tokio::sync::mpsc;
 
+mod args;
+mod flood;
 mod observer;
+mod processes;
+mod report;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "aegis-localnet",
-    version,
-    about = "Run a whole AegisLink network on loopback with two chatting clients"
-)]
-struct Args {
-    /// Directory authorities.
-    #[arg(long, default_value_t = 3)]
-    authorities: usize,
-    /// Mix nodes per layer (three layers).
-    #[arg(long, default_value_t = 2)]
-    mixes_per_layer: usize,
-    /// Gateways.
-    #[arg(long, default_value_t = 2)]
-    gateways: usize,
-    /// Epoch length in milliseconds.
-    #[arg(long, default_value_t = 6_000)]
-    epoch_ms: u64,
-    /// Mixing strategy the consensus publishes.
-    #[arg(long, value_enum, default_value_t = Mixing::Poisson)]
-    mixing: Mixing,
-    /// Mean per-hop delay 1/μ in milliseconds (Poisson mixing).
-    #[arg(long, default_value_t = 50.0)]
-    mean_delay_ms: f64,
-    /// Timed pool: milliseconds between flushes.
-    #[arg(long, default_value_t = 200)]
-    pool_interval_ms: u64,
-    /// Timed pool: packets always kept back.
-    #[arg(long, default_value_t = 2)]
-    pool_min: u32,
-    /// Timed pool: fraction of the excess sent per flush, in (0, 1].
-    #[arg(long, default_value_t = 0.7)]
-    pool_fraction: f64,
-    /// Threshold pool: pool size that triggers a flush.
-    #[arg(long, default_value_t = 4)]
-    pool_threshold: u32,
-    /// Client real-or-loop rate λP, packets/s.
-    #[arg(long, default_value_t = 10.0)]
-    lambda_p: f64,
-    /// Client loop cover rate λL, packets/s.
-    #[arg(long, default_value_t = 2.0)]
-    lambda_l: f64,
-    /// Client drop cover rate λD, packets/s.
-    #[arg(long, default_value_t = 2.0)]
-    lambda_d: f64,
-    /// Node loop cover rate λM, packets/s.
-    #[arg(long, default_value_t = 1.0)]
-    lambda_m: f64,
-    /// Seconds between messages (the clients take turns).
-    #[arg(long, default_value_t = 1.0)]
-    message_interval: f64,
-    /// Seconds between mailbox pulls.
-    #[arg(long, default_value_t = 0.5)]
-    pull_interval: f64,
-    /// Stop after this many seconds (default: run until Ctrl-C; 300 with --until).
-    #[arg(long)]
-    duration: Option<u64>,
-    /// Exit 0 as soon as this many messages were delivered exactly once
-    /// (non-zero if the duration passes first).
-    #[arg(long, value_name = "N-messages")]
-    until: Option<u64>,
-    /// Working directory (kept); by default a temporary one, removed at exit.
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Do not build the binaries first (use the ones next to this program).
-    #[arg(long)]
-    no_build: bool,
-    /// Fault: stop the first authority this many seconds into the traffic.
-    #[arg(long, value_name = "SECONDS")]
-    stop_authority_at: Option<f64>,
-    /// Fault: kill (SIGKILL) the first mix this many seconds into the traffic.
-    #[arg(long, value_name = "SECONDS")]
-    kill_mix_at: Option<f64>,
-    /// Fault: restart the first client's gateway this many seconds into
-    /// the traffic.
-    #[arg(long, value_name = "SECONDS")]
-    restart_gateway_at: Option<f64>,
-    /// Fault: for five seconds from this many seconds into the traffic, a
-    /// peer authenticated as the last gateway floods a layer-1 mix with
-    /// garbage frames and replays of one packet.
-    #[arg(long, value_name = "SECONDS")]
-    flood_at: Option<f64>,
-    /// Seconds the clients run with cover traffic only before the first
-    /// message.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
-    quiet_for: f64,
-    /// Put a wire observer in front of every node and client link and
-    /// write what it saw (sizes per link, client emission rates with and
-    /// without messages) to this JSON file.
-    #[arg(long, value_name = "FILE")]
-    observe: Option<PathBuf>,
-}
-
-/// Mixing strategies (see `MixingStrategy` in the directory crate).
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum Mixing {
-    /// Continuous-time mixing with sender-chosen exponential delays.
-    Poisson,
-    /// A timed dynamic pool.
-    TimedPool,
-    /// A threshold pool.
-    ThresholdPool,
-}
-
-impl Args {
-    fn mixing_strategy(&self) -> aegis_directory::MixingStrategy {
-        use aegis_directory::MixingStrategy;
-        match self.mixing {
-            Mixing::Poisson => MixingStrategy::Poisson {
-                mean_delay_ms: self.mean_delay_ms,
-            },
-            Mixing::TimedPool => MixingStrategy::TimedPool {
-                interval_ms: self.pool_interval_ms,
-                min_pool: self.pool_min,
-                fraction: self.pool_fraction,
-            },
-            Mixing::ThresholdPool => MixingStrategy::ThresholdPool {
-                threshold: self.pool_threshold,
-            },
-        }
-    }
-}
-
-struct Proc {
-    name: String,
-    child: Child,
-    /// How to start it again (logged processes only).
-    command: Option<(PathBuf, Vec<String>)>,
-}
-
-/// Every child process; stopped with SIGTERM, then killed.
-#[derive(Default)]
-struct Procs(Vec<Proc>);
-
-impl Procs {
-    /// Fails if a process that should be running has exited.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        for p in &mut self.0 {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                bail!("{} exited unexpectedly ({status})", p.name);
-            }
-        }
-        Ok(())
-    }
-
-    async fn stop_all(&mut self) {
-        for p in &self.0 {
-            if let Some(pid) = p.child.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
-        }
-        for p in &mut self.0 {
-            if tokio::time::timeout(Duration::from_secs(8), p.child.wait())
-                .await
-                .is_err()
-            {
-                eprintln!("{} did not stop in time; killing it", p.name);
-                let _ = p.child.kill().await;
-            }
-        }
-        self.0.clear();
-    }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn bin_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    exe.parent()
-        .map(Path::to_path_buf)
-        .context("no directory for this program")
-}
-
-fn build_binaries() -> anyhow::Result<()> {
-    let Ok(cargo) = std::env::var("CARGO") else {
-        return Ok(());
-    };
-    eprintln!("building aegis-dir, aegis-node and aegis…");
-    let mut command = std::process::Command::new(cargo);
-    command.args([
-        "build",
-        "--bin",
-        "aegis-dir",
-        "--bin",
-        "aegis-node",
-        "--bin",
-        "aegis",
-    ]);
-    // Build the programs with the profile this launcher was built with,
-    // so they land next to it.
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let status = command.status()?;
-    if !status.success() {
-        bail!("building the binaries failed");
-    }
-    Ok(())
-}
-
-async fn run_to_end(bin: &Path, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<String> {
-    let mut cmd = Command::new(bin);
-    cmd.args(args).stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .output()
-        .await
-        .with_context(|| format!("running {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} {} failed: {}",
-            bin.display(),
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The value of the first line of `out` that starts with `label`.
-fn printed(out: &str, label: &str) -> Option<String> {
-    out.lines()
-        .find_map(|l| l.strip_prefix(label))
-        .map(|v| v.trim().to_owned())
-}
-
-fn spawn_logged(
-    procs: &mut Procs,
-    name: &str,
-    bin: &Path,
-    args: &[String],
-    logs: &Path,
-) -> anyhow::Result<()> {
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-    let child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    procs.0.push(Proc {
-        name: name.to_owned(),
-        child,
-        command: Some((bin.to_path_buf(), args.to_vec())),
-    });
-    Ok(())
-}
-
-/// What a fault does to a process.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    Stop,
-    Kill,
-    Restart,
-}
-
-async fn inject(procs: &mut Procs, name: &str, fault: Fault, logs: &Path) -> anyhow::Result<()> {
-    let index = procs
-        .0
-        .iter()
-        .position(|p| p.name == name)
-        .with_context(|| format!("no process {name}"))?;
-    let mut proc = procs.0.remove(index);
-    match fault {
-        Fault::Kill => {
-            let _ = proc.child.kill().await;
-        }
-        Fault::Stop | Fault::Restart => {
-            if let Some(pid) = proc.child.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
-            if tokio::time::timeout(Duration::from_secs(8), proc.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = proc.child.kill().await;
-            }
-        }
-    }
-    eprintln!("fault: {fault:?} {name}");
-    if let (Fault::Restart, Some((bin, args))) = (fault, proc.command) {
-        let log_name = format!("{name}-restarted");
-        spawn_logged(procs, &log_name, &bin, &args, logs)?;
-        if let Some(p) = procs.0.last_mut() {
-            p.name = name.to_owned();
-        }
-    }
-    Ok(())
-}
+use args::Args;
+use processes::{
+    Fault, Proc, Procs, bin_dir, build_binaries, inject, printed, run_to_end, spawn_logged,
+};
+use report::{Tally, handle_event, node_drops, print_summary};
 
 struct ClientProc {
     name: &'static str,
     peer: &'static str,
     stdin: ChildStdin,
-}
-
-#[derive(Default)]
-struct Tally {
-    sent: u64,
-    delivered: u64,
-    failed: u64,
-    received: HashSet<String>,
-    duplicates: u64,
-    latencies: Vec<f64>,
-    queued_at: HashMap<(String, u64), Instant>,
-    texts: HashMap<(String, u64), String>,
-    cover: BTreeMap<String, (u64, u64, u64, u64)>,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied()
-}
-
-fn fmt_secs(v: Option<f64>) -> String {
-    v.map_or("-".into(), |s| format!("{s:.2}s"))
-}
-
-async fn node_drops(http: &reqwest::Client, metrics: &[String]) -> BTreeMap<String, u64> {
-    let mut drops = BTreeMap::new();
-    for url in metrics {
-        let Ok(r) = http.get(url).send().await else {
-            continue;
-        };
-        let Ok(text) = r.text().await else { continue };
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("aegis_node_dropped_total{reason=\"")
-                && let Some((reason, value)) = rest.split_once("\"} ")
-                && let Ok(v) = value.trim().parse::<f64>()
-            {
-                *drops.entry(reason.to_owned()).or_insert(0) += v as u64;
-            }
-        }
-    }
-    drops
 }
 
 #[tokio::main]
@@ -757,7 +420,7 @@ async fn run(
                 .context("no verified consensus to flood with")?;
             let stop = flood_stop_rx.clone();
             tokio::spawn(async move {
-                match flood(&flooder, document, stop).await {
+                match flood::flood(&flooder, document, stop).await {
                     Ok((target, frames)) => {
                         eprintln!("fault: Flood {target}: {frames} garbage and replayed frames")
                     }
@@ -793,15 +456,14 @@ async fn run(
                 c.stdin.write_all(b"\"stats\"\n").await?;
             }
             let drops = node_drops(&http, &metrics_urls).await;
-            print_summary(&tally, &drops, run_started.elapsed());
+            print_summary(&tally.report(&drops, run_started.elapsed()));
         }
         if let Some(n) = args.until
             && tally.received.len() as u64 >= n
             && tally.delivered >= n
         {
             write_observation(args, &taps, &client_taps, quiet_end, origin)?;
-            let drops = node_drops(&http, &metrics_urls).await;
-            print_summary(&tally, &drops, run_started.elapsed());
+            finish(args, &tally, &http, &metrics_urls, run_started.elapsed()).await?;
             if tally.duplicates > 0 {
                 bail!("{} messages were delivered twice", tally.duplicates);
             }
@@ -810,92 +472,33 @@ async fn run(
         }
         if duration.is_some_and(|d| run_started.elapsed() >= d) {
             write_observation(args, &taps, &client_taps, quiet_end, origin)?;
-            let drops = node_drops(&http, &metrics_urls).await;
-            print_summary(&tally, &drops, run_started.elapsed());
+            finish(args, &tally, &http, &metrics_urls, run_started.elapsed()).await?;
             return Ok(args.until.is_none());
         }
     }
 }
 
-/// Floods a layer-1 mix for five seconds from a link authenticated as the
-/// gateway whose configuration is at `flooder`: one good packet, then
-/// alternately a replay of it and a frame of random bytes (right length,
-/// right epoch), as fast as the link takes them. Returns the target's
-/// identity and the frames sent.
-async fn flood(
-    flooder: &Path,
-    document: aegis_directory::SignedConsensus,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(String, u64)> {
-    use aegis_mix_packet::{
-        Body, Frame, Geometry, HopDelays, LoopId, MailboxId, SphinxPublicKey, SphinxSecret,
-        build_mailbox_packet,
-    };
-    use futures::AsyncWriteExt as _;
-    use rand::{Rng as _, RngExt as _, SeedableRng as _};
-
-    const G: Geometry = Geometry::STANDARD;
-    let config = aegis_node::NodeConfig::load(flooder)?;
-    let key =
-        aegis_directory::config::load_key(&config.data_dir.join(aegis_node::config::KEY_FILE))?;
-    let topology = aegis_node::Topology::new(document);
-    let target = *topology.layers[0].first().context("no layer-1 mix")?;
-    let gateway = *topology.gateways.first().context("no gateway")?;
-    let route = topology.hops(
-        &G,
-        &[
-            target,
-            topology.layers[1][0],
-            topology.layers[2][0],
-            gateway,
-            gateway,
-        ],
-    )?;
-    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
-    let sealing = SphinxPublicKey::from(&SphinxSecret::from(rng.random::<[u8; 32]>()));
-    let (mailbox, loop_id) = (MailboxId(rng.random()), LoopId(rng.random()));
-    let good = build_mailbox_packet(
-        &mut rng,
-        &G,
-        topology.epoch,
-        &route,
-        &HopDelays::fixed(&[Duration::ZERO; 5]),
-        mailbox,
-        &sealing,
-        &Body::Loop(loop_id),
-    )?
-    .to_frame(&G)?;
-    let (host, _task) = aegis_node::links::Host::start(&key, None, stop)?;
-    let entry = topology.node(&target).context("target not listed")?;
-    host.add_addresses(entry.peer, entry.addresses.clone());
-    let mut stream = host
-        .open(entry.peer, aegis_node::access::MIX_PROTOCOL)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let started = Instant::now();
-    let mut frames = 0u64;
-    let mut noise = vec![0u8; G.packet_len()];
-    while started.elapsed() < Duration::from_secs(5) {
-        let frame = if frames.is_multiple_of(2) {
-            good.clone()
-        } else {
-            rng.fill_bytes(&mut noise);
-            Frame::encode(&G, topology.epoch, &noise)?
-        };
-        stream.write_all(&frame).await?;
-        frames += 1;
-        if frames.is_multiple_of(64) {
-            stream.flush().await?;
-        }
+/// The last summary, and the JSON report if one was asked for.
+async fn finish(
+    args: &Args,
+    tally: &Tally,
+    http: &reqwest::Client,
+    metrics_urls: &[String],
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let report = tally.report(&node_drops(http, metrics_urls).await, elapsed);
+    print_summary(&report);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    stream.flush().await?;
-    Ok((hex::encode(target.0), frames))
+    Ok(())
 }
 
 /// Bytes per write on links between nodes: one link frame.
 const FRAME_LEN: usize = aegis_mix_packet::Geometry::STANDARD.frame_len();
 /// Bytes per write on a client's link: a length-prefixed access cell.
-const ACCESS_UNIT: usize = 4 + aegis_node::access::cell_len(FRAME_LEN);
+const ACCESS_UNIT: usize = 4 + aegis_mix_packet::access::cell_len(FRAME_LEN);
 
 /// Writes what the wire observer saw, if one was asked for, and prints its
 /// gist.
@@ -942,86 +545,4 @@ fn write_observation(
     std::fs::write(path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-fn handle_event(tally: &mut Tally, who: &str, event: &serde_json::Value) {
-    let kind = event["event"].as_str().unwrap_or("");
-    match kind {
-        "queued" => {
-            if let Some(id) = event["id"].as_u64() {
-                tally.queued_at.insert((who.to_owned(), id), Instant::now());
-            }
-        }
-        "status" => {
-            let (Some(id), Some(status)) = (event["id"].as_u64(), event["status"].as_str()) else {
-                return;
-            };
-            match status {
-                "delivered" => {
-                    tally.delivered += 1;
-                    if let Some(at) = tally.queued_at.remove(&(who.to_owned(), id)) {
-                        tally.latencies.push(at.elapsed().as_secs_f64());
-                    }
-                }
-                "failed" => tally.failed += 1,
-                _ => {}
-            }
-        }
-        "message" => {
-            let text = event["text"].as_str().unwrap_or("").to_owned();
-            if !tally.received.insert(text) {
-                tally.duplicates += 1;
-            }
-        }
-        "stats" => {
-            let g = |k: &str| event[k].as_u64().unwrap_or(0);
-            tally.cover.insert(
-                who.to_owned(),
-                (
-                    g("real_sent"),
-                    g("loops_sent"),
-                    g("drops_sent"),
-                    g("loops_returned"),
-                ),
-            );
-        }
-        "error" => eprintln!("{who}: {}", event["message"]),
-        _ => {}
-    }
-}
-
-fn print_summary(tally: &Tally, drops: &BTreeMap<String, u64>, elapsed: Duration) {
-    let mut lat = tally.latencies.clone();
-    lat.sort_by(f64::total_cmp);
-    let (real, loops, dropc, returned) = tally.cover.values().fold((0, 0, 0, 0), |a, v| {
-        (a.0 + v.0, a.1 + v.1, a.2 + v.2, a.3 + v.3)
-    });
-    let ratio = if real > 0 {
-        format!("{:.1}", (loops + dropc) as f64 / real as f64)
-    } else {
-        "-".into()
-    };
-    let drops_text = if drops.is_empty() {
-        "none".to_owned()
-    } else {
-        drops
-            .iter()
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "[{:>4}s] messages sent {} delivered {} received {} failed {} duplicates {} | \
-         latency p50 {} p90 {} p99 {} | packets real {real} cover {} (cover/real {ratio}), loops back {returned}/{loops} | node drops: {drops_text}",
-        elapsed.as_secs(),
-        tally.sent,
-        tally.delivered,
-        tally.received.len(),
-        tally.failed,
-        tally.duplicates,
-        fmt_secs(percentile(&lat, 0.5)),
-        fmt_secs(percentile(&lat, 0.9)),
-        fmt_secs(percentile(&lat, 0.99)),
-        loops + dropc,
-    );
 }

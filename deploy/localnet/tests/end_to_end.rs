@@ -10,10 +10,14 @@ use std::sync::Mutex;
 /// side by side pick their loopback ports without knowing of each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Runs the launcher until 12 messages arrived; returns its last summary.
-fn launch(extra: &[&str], message_interval: &str) -> String {
+/// Runs the launcher until 12 messages arrived; returns its JSON report.
+fn launch(extra: &[&str], message_interval: &str) -> serde_json::Value {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
     let mut args = vec![
+        "--report",
+        report.to_str().unwrap(),
         "--no-build",
         "--authorities",
         "3",
@@ -47,9 +51,12 @@ fn launch(extra: &[&str], message_interval: &str) -> String {
             "the fault was injected: {stderr}"
         );
     }
-    let last = stdout.lines().last().unwrap_or("").to_owned();
-    assert!(last.contains("duplicates 0"), "{last}");
-    last
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert!(report["received"].as_u64().unwrap() >= 12, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    report
 }
 
 #[test]
@@ -74,18 +81,12 @@ fn a_gateway_restarted_during_traffic_keeps_its_messages() {
 
 #[test]
 fn a_flood_of_garbage_and_replays_at_a_mix_is_counted_while_messages_flow() {
-    let last = launch(&["--flood-at", "1"], "0.5");
-    let drops = last.split("node drops:").nth(1).unwrap_or("");
-    let count = |reason: &str| -> u64 {
-        drops
-            .split(',')
-            .filter_map(|d| d.trim().strip_prefix(reason)?.trim().parse::<u64>().ok())
-            .sum()
-    };
+    let report = launch(&["--flood-at", "1"], "0.5");
+    let count = |reason: &str| report["node_drops"][reason].as_u64().unwrap_or(0);
     // Replays are caught by the replay filter; random frames fail the
     // header MAC. Either may also meet a full ingress queue first.
-    assert!(count("replay ") > 100, "{last}");
-    assert!(count("bad_header ") > 100, "{last}");
+    assert!(count("replay") > 100, "{report}");
+    assert!(count("bad_header") > 100, "{report}");
 }
 
 #[test]

@@ -3,13 +3,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aegis_directory::config::{KEY_FILE, generate_key};
 use aegis_directory::server::spawn;
 use aegis_directory::{
     Config, DescriptorBody, EpochSphinxKey, PeerConfig, Role, RunningAuthority, Schedule,
-    SignedDescriptor,
+    SignedDescriptor, api,
 };
 use ed25519_dalek::SigningKey;
 use tempfile::TempDir;
@@ -17,12 +17,7 @@ use tokio::net::TcpListener;
 
 pub const EPOCH_MS: u64 = 2_000;
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+pub use aegis_directory::api::unix_now_ms as now_ms;
 
 /// One authority's setup: its directory, config and public key.
 pub struct Slot {
@@ -130,7 +125,7 @@ pub async fn upload_nodes(urls: &[String], epoch: u64) {
         let role = if seed == 7 { Role::Gateway } else { Role::Mix };
         let bytes = descriptor(&node_key(seed), epoch, role, 0).to_bytes();
         for url in urls {
-            let (status, text) = post(&format!("{url}/v1/descriptor"), bytes.clone()).await;
+            let (status, text) = post(&api::url(url, api::DESCRIPTOR), bytes.clone()).await;
             assert!(status == 200 || status == 409, "{status} {text}");
         }
     }
@@ -154,7 +149,7 @@ where
 
 /// Waits for the document of `epoch` at `url` and returns its bytes.
 pub async fn document(url: &str, epoch: u64) -> Vec<u8> {
-    let u = format!("{url}/v1/document/{epoch}");
+    let u = api::url(url, &api::document_path(Some(epoch)));
     wait_for(Duration::from_millis(3 * EPOCH_MS), &u.clone(), || {
         let u = u.clone();
         async move {

@@ -12,7 +12,7 @@
 //! All are sans-IO: `push` a packet with the time it arrived, `poll` with the
 //! current time for what is due, and ask `next_deadline` when to poll next.
 //! Every pool is bounded: a full pool refuses the packet (the caller drops
-//! and counts it) instead of growing. The consensus says which strategy runs.
+//! and counts it) instead of growing. The consensus says which strategy runs ([`MixingStrategy`]).
 
 mod poisson;
 mod pool;
@@ -22,32 +22,12 @@ pub use pool::{ThresholdPool, TimedPool};
 
 use std::time::Duration;
 
+use aegis_directory::MixingStrategy;
 use rand::Rng;
 
 /// A packet refused because the mix is at capacity; the packet is handed back.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PushError<P>(pub P);
-
-/// Which strategy a node runs, with its parameters, as the consensus publishes them.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MixConfig {
-    /// Sender-chosen exponential delays (Loopix).
-    Poisson,
-    /// Every `interval`, send a `fraction` of the packets above `min_pool`, at random.
-    TimedPool {
-        /// Time between rounds.
-        interval: Duration,
-        /// Packets always kept back.
-        min_pool: usize,
-        /// Share of the packets above `min_pool` sent per round, in (0, 1].
-        fraction: f64,
-    },
-    /// When `threshold` packets are held, send them all in random order.
-    ThresholdPool {
-        /// Pool size that triggers a flush.
-        threshold: usize,
-    },
-}
 
 /// The strategy a node runs, chosen at run time from the consensus.
 #[derive(Debug)]
@@ -61,17 +41,24 @@ pub enum Mixer<P> {
 }
 
 impl<P> Mixer<P> {
-    /// A mixer for `config` holding at most `capacity` packets, starting at `now`.
-    pub fn new(config: &MixConfig, capacity: usize, now: Duration) -> Self {
-        match *config {
-            MixConfig::Poisson => Mixer::Poisson(PoissonMix::new(capacity)),
-            MixConfig::TimedPool {
-                interval,
+    /// A mixer running `strategy` (as a consensus publishes it) holding at
+    /// most `capacity` packets, starting at `now`.
+    pub fn new(strategy: &MixingStrategy, capacity: usize, now: Duration) -> Self {
+        match *strategy {
+            MixingStrategy::Poisson { .. } => Mixer::Poisson(PoissonMix::new(capacity)),
+            MixingStrategy::TimedPool {
+                interval_ms,
                 min_pool,
                 fraction,
-            } => Mixer::TimedPool(TimedPool::new(interval, min_pool, fraction, capacity, now)),
-            MixConfig::ThresholdPool { threshold } => {
-                Mixer::ThresholdPool(ThresholdPool::new(threshold, capacity))
+            } => Mixer::TimedPool(TimedPool::new(
+                Duration::from_millis(interval_ms),
+                min_pool as usize,
+                fraction,
+                capacity,
+                now,
+            )),
+            MixingStrategy::ThresholdPool { threshold } => {
+                Mixer::ThresholdPool(ThresholdPool::new(threshold as usize, capacity))
             }
         }
     }

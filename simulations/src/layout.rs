@@ -4,7 +4,8 @@
 //! A route is entry gateway, one mix per layer chosen uniformly, exit
 //! gateway — the exit being the recipient's gateway, where its mailbox is.
 
-use rand::{Rng, RngExt};
+use aegis_proto::route::pick_per_layer;
+use rand::Rng;
 
 use crate::scenario::TopologySpec;
 
@@ -22,19 +23,29 @@ pub enum NodeRole {
 
 /// Node layout and routing.
 #[derive(Clone, Debug)]
-pub struct Topology {
+pub struct Layout {
     gateways: usize,
     layers: usize,
     width: usize,
+    /// Node ids of each mix layer, for the route chooser.
+    mixes: Vec<Vec<u32>>,
 }
 
-impl Topology {
+impl Layout {
     /// The layout of `spec`.
     pub fn new(spec: &TopologySpec) -> Self {
-        Topology {
+        let mixes = (0..spec.layers)
+            .map(|layer| {
+                (0..spec.width)
+                    .map(|index| (spec.gateways + layer * spec.width + index) as u32)
+                    .collect()
+            })
+            .collect();
+        Layout {
             gateways: spec.gateways,
             layers: spec.layers,
             width: spec.width,
+            mixes,
         }
     }
 
@@ -72,7 +83,8 @@ impl Topology {
         self.gateways
     }
 
-    /// A fresh route from `entry` to `exit` gateway through random mixes.
+    /// A fresh route from `entry` to `exit` gateway through one random mix
+    /// per layer, chosen by the protocol's route chooser.
     pub fn route<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
@@ -81,8 +93,11 @@ impl Topology {
     ) -> [u32; MAX_ROUTE] {
         let mut route = [0u32; MAX_ROUTE];
         route[0] = entry as u32;
-        for layer in 0..self.layers {
-            route[layer + 1] = self.mix(layer, rng.random_range(0..self.width)) as u32;
+        // Scenarios are validated to have at least one mix per layer.
+        let mixes =
+            pick_per_layer(rng, self.mixes.iter().map(Vec::as_slice), None).unwrap_or_default();
+        for (slot, mix) in route[1..].iter_mut().zip(mixes) {
+            *slot = mix;
         }
         route[self.layers + 1] = exit as u32;
         route
@@ -96,7 +111,7 @@ mod tests {
 
     #[test]
     fn routes_visit_one_mix_per_layer_between_gateways() {
-        let t = Topology::new(&TopologySpec {
+        let t = Layout::new(&TopologySpec {
             layers: 3,
             width: 4,
             gateways: 2,

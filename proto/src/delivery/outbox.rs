@@ -18,6 +18,8 @@ pub struct OutboxConfig {
     /// Most payload bytes queued at once.
     pub max_bytes: usize,
     /// Transmissions of one fragment before its message fails (at least 1).
+    /// With the doubling back-off, the default 12 keeps a message trying for
+    /// about 3.4 hours when the first timeout is 5 s.
     pub max_attempts: u32,
 }
 
@@ -26,7 +28,7 @@ impl Default for OutboxConfig {
         OutboxConfig {
             max_messages: 1000,
             max_bytes: 64 * 1024 * 1024,
-            max_attempts: 6,
+            max_attempts: 12,
         }
     }
 }
@@ -319,7 +321,9 @@ impl<R: Clone> Outbox<R> {
     }
 
     /// Records that fragment `index` of `local_id` was sent at `now` with a
-    /// SURB-ACK carrying `ack_id`, to be acknowledged within `ack_timeout`.
+    /// SURB-ACK carrying `ack_id`. `ack_timeout` is the wait for a first
+    /// transmission's acknowledgement; the n-th transmission waits
+    /// [`retransmission_timeout`](super::retransmission_timeout)`(ack_timeout, n)`.
     /// Returns the message's `Sent` event when this was its last unsent
     /// fragment. Fragments no longer waiting to be sent (their message was
     /// delivered or failed meanwhile) are ignored.
@@ -337,7 +341,10 @@ impl<R: Clone> Outbox<R> {
         if fragment.state != State::Handed {
             return None;
         }
-        let deadline = now.saturating_add(ack_timeout);
+        // Each retransmission waits twice as long as the one before, so a
+        // recipient who is offline costs its contacts few real slots.
+        let wait = super::retransmission_timeout(ack_timeout, fragment.attempts);
+        let deadline = now.saturating_add(wait);
         fragment.state = State::InFlight(deadline);
         fragment.ack_ids.push(ack_id);
         self.acks.insert(ack_id, (local_id, index));

@@ -3,17 +3,17 @@
 //! tests, benchmarks and experiments. (The `aegis-localnet` launcher runs
 //! the same network as separate processes.)
 
+use aegis_directory::api::unix_now_ms as now_ms;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aegis_directory::config::{Config as AuthorityFileConfig, PeerConfig, generate_key};
 use aegis_directory::server::{RunningAuthority, spawn};
 use aegis_directory::{Fetcher, Role, Schedule, Verifier};
 
-use crate::config::{AuthorityConfig, NodeConfig};
-use crate::node::RunningNode;
-use crate::topology::Topology;
+use aegis_node::{AuthorityConfig, NodeConfig, RunningNode};
+use aegis_proto::Topology;
 
 /// A free loopback TCP port (bound and released), never the same one twice
 /// in this process: libp2p listeners allow port sharing, so two nodes handed
@@ -92,13 +92,6 @@ pub struct LocalNet {
     pub nodes: Vec<NodeSlot>,
     /// The epoch clock.
     pub schedule: Schedule,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn loopback(port: u16) -> SocketAddr {

@@ -1,10 +1,10 @@
-//! libp2p links: TCP + Noise + yamux, authenticated by the Ed25519 identity
-//! the directory publishes.
+//! The libp2p host: TCP + Noise + yamux, authenticated by the Ed25519
+//! identity the directory publishes.
 //!
-//! [`Host`] runs the libp2p swarm in its own task and hands out stream
-//! controls. Mix traffic between nodes uses one long-lived stream per
-//! neighbour and direction ([`MIX_PROTOCOL`](crate::access::MIX_PROTOCOL)),
-//! carrying back-to-back fixed-size frames; clients use the access protocol.
+//! [`Host`] runs the libp2p swarm in its own task and hands out streams.
+//! Mix traffic between nodes uses one long-lived stream per neighbour and
+//! direction ([`MIX_PROTOCOL`](crate::MIX_PROTOCOL)), carrying back-to-back
+//! fixed-size frames; clients use the access protocol.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,6 +29,15 @@ pub enum LinkError {
     /// The listen address could not be used.
     #[error("listen: {0}")]
     Listen(String),
+    /// The swarm's task has stopped.
+    #[error("link layer stopped")]
+    Stopped,
+    /// The peer could not be reached.
+    #[error("dial: {0}")]
+    Dial(String),
+    /// A stream could not be opened or accepted.
+    #[error("stream: {0}")]
+    Stream(String),
 }
 
 enum Command {
@@ -44,6 +53,19 @@ pub struct Host {
     commands: mpsc::UnboundedSender<Command>,
     /// This host's peer id.
     pub peer_id: PeerId,
+}
+
+/// The libp2p peer id of a directory identity key.
+pub fn peer_id_of(identity: &[u8; 32]) -> Option<PeerId> {
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(identity).ok()?;
+    Some(PeerId::from_public_key(&libp2p::identity::PublicKey::from(
+        key,
+    )))
+}
+
+/// The published addresses that parse as multiaddresses; others are skipped.
+pub fn dial_addresses(published: &[String]) -> Vec<Multiaddr> {
+    published.iter().filter_map(|a| a.parse().ok()).collect()
 }
 
 /// The libp2p key pair of an Ed25519 identity.
@@ -170,6 +192,15 @@ impl Host {
         let _ = self.commands.send(Command::AddAddresses(peer, addresses));
     }
 
+    /// Tells the swarm where a directory node can be reached (the addresses
+    /// its descriptor published that parse as multiaddresses) and returns
+    /// its peer id; `None` if `identity` is not an Ed25519 key.
+    pub fn add_node(&self, identity: &[u8; 32], addresses: &[String]) -> Option<PeerId> {
+        let peer = peer_id_of(identity)?;
+        self.add_addresses(peer, dial_addresses(addresses));
+        Some(peer)
+    }
+
     /// The first address the swarm listens on (with the real port when the
     /// configured one was 0).
     pub async fn listen_address(&self) -> Option<Multiaddr> {
@@ -189,22 +220,27 @@ impl Host {
         &self,
         peer: PeerId,
         protocol: &'static str,
-    ) -> Result<libp2p::Stream, String> {
+    ) -> Result<libp2p::Stream, LinkError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Connect(peer, tx))
-            .map_err(|_| "link layer stopped".to_owned())?;
-        rx.await.map_err(|_| "link layer stopped".to_owned())??;
+            .map_err(|_| LinkError::Stopped)?;
+        rx.await
+            .map_err(|_| LinkError::Stopped)?
+            .map_err(LinkError::Dial)?;
         self.control()
             .open_stream(peer, StreamProtocol::new(protocol))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| LinkError::Stream(e.to_string()))
     }
 
     /// Incoming streams of `protocol`.
-    pub fn accept(&self, protocol: &'static str) -> Result<libp2p_stream::IncomingStreams, String> {
+    pub fn accept(
+        &self,
+        protocol: &'static str,
+    ) -> Result<libp2p_stream::IncomingStreams, LinkError> {
         self.control()
             .accept(StreamProtocol::new(protocol))
-            .map_err(|e| e.to_string())
+            .map_err(|e| LinkError::Stream(e.to_string()))
     }
 }

@@ -9,8 +9,7 @@
 //!
 //! Neither reads a clock: time is a [`Duration`] since any fixed origin,
 //! passed in by the caller, and randomness comes from an RNG the caller
-//! passes. The client drives them from tokio; the simulator from a virtual
-//! clock.
+//! passes. The client drives them from tokio.
 //!
 //! The rules, in short (the full statement is in `docs/client.md`):
 //! every transmission of a fragment carries a fresh SURB-ACK with a fresh
@@ -75,8 +74,7 @@ pub fn ack_timeout(expected_route_delay: Duration, mean_pull_interval: Duration)
 /// for every earlier attempt, at most [`MAX_ACK_TIMEOUT`]. Backing off keeps
 /// a recipient that is offline from costing its contacts' real slots.
 pub fn retransmission_timeout(base: Duration, attempt: u32) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(16);
-    base.saturating_mul(1 << doublings).min(MAX_ACK_TIMEOUT)
+    crate::backoff::nth_delay(base, MAX_ACK_TIMEOUT, attempt)
 }
 
 #[cfg(test)]

@@ -226,6 +226,12 @@ impl<Q> TrafficShaper<Q> {
         self.timers.iter().map(|t| t.next).min()
     }
 
+    /// Takes out every real item waiting for a slot, in order (to hand
+    /// them to a shaper with a new schedule).
+    pub fn drain_queued(&mut self) -> Vec<Q> {
+        self.queue.drain(..).collect()
+    }
+
     /// Real items waiting for a slot.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -1,7 +1,8 @@
-//! The network as one verified consensus document describes it: who may
-//! send mix traffic to whom, where to reach each node, and how to pick a
-//! route. Nodes use it for links and their own loop cover; clients use it
-//! to build routes.
+//! The routing view of one verified consensus document: which nodes form
+//! each layer, with which Sphinx keys, under which parameters, and the
+//! routes through them. Nodes use it for their links and their own loop
+//! cover, clients to build routes. Addresses stay the strings the
+//! descriptors published; the link layer parses them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,18 +10,17 @@ use std::sync::Arc;
 use aegis_directory::constants::MIX_LAYERS;
 use aegis_directory::{NetworkParameters, Role, SignedConsensus, SignedDescriptor};
 use aegis_mix_packet::{Geometry, Hop, NodeId, PacketError, Route, SphinxPublicKey};
-use libp2p::{Multiaddr, PeerId};
-use rand::{Rng, RngExt as _};
+use rand::Rng;
+
+use crate::route::{EmptyLayer, pick_one, pick_per_layer};
 
 /// A node as the consensus lists it.
 #[derive(Debug, Clone)]
 pub struct NodeEntry {
     /// Its identity (Ed25519 public key).
     pub id: NodeId,
-    /// Its libp2p peer id, derived from the identity.
-    pub peer: PeerId,
-    /// Where to reach it.
-    pub addresses: Vec<Multiaddr>,
+    /// Where to reach it, as its descriptor published them.
+    pub addresses: Vec<String>,
     /// Mix or gateway.
     pub role: Role,
     /// Mix layer (0-based), for mixes.
@@ -47,24 +47,13 @@ impl NodeEntry {
     }
 }
 
-/// The libp2p peer id of a directory identity key.
-pub fn peer_id_of(identity: &[u8; 32]) -> Option<PeerId> {
-    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(identity).ok()?;
-    Some(PeerId::from_public_key(&libp2p::identity::PublicKey::from(
-        key,
-    )))
-}
-
 fn entry(descriptor: &SignedDescriptor, layer: Option<u8>) -> Option<NodeEntry> {
     let body = &descriptor.body;
+    // The identity must be a valid Ed25519 key: links authenticate with it.
+    ed25519_dalek::VerifyingKey::from_bytes(&body.identity).ok()?;
     Some(NodeEntry {
         id: NodeId(body.identity),
-        peer: peer_id_of(&body.identity)?,
-        addresses: body
-            .addresses
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect(),
+        addresses: body.addresses.clone(),
         role: body.role,
         layer,
         sphinx_keys: body.sphinx_keys.iter().map(|k| (k.epoch, k.key)).collect(),
@@ -74,9 +63,12 @@ fn entry(descriptor: &SignedDescriptor, layer: Option<u8>) -> Option<NodeEntry> 
 /// Why no route could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    /// A layer or the gateway list is empty.
-    #[error("the consensus has no node in {0}")]
-    Empty(&'static str),
+    /// A mix layer (0-based) has no node.
+    #[error("the consensus has no node in mix layer {}", .0 + 1)]
+    EmptyLayer(usize),
+    /// The gateway list is empty.
+    #[error("the consensus lists no gateway")]
+    NoGateway,
     /// A node on the route has no key for the epoch.
     #[error("a node on the route publishes no key for epoch {0}")]
     NoKey(u64),
@@ -142,21 +134,20 @@ impl Topology {
         self.nodes.get(id)
     }
 
-    fn pick<R: Rng + ?Sized>(
-        &self,
-        rng: &mut R,
-        ids: &[NodeId],
-        what: &'static str,
-    ) -> Result<NodeId, RouteError> {
-        if ids.is_empty() {
-            return Err(RouteError::Empty(what));
-        }
-        Ok(ids[rng.random_range(0..ids.len())])
-    }
-
     /// A random gateway.
     pub fn random_gateway<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<NodeId, RouteError> {
-        self.pick(rng, &self.gateways, "the gateway list")
+        pick_one(rng, &self.gateways, None).ok_or(RouteError::NoGateway)
+    }
+
+    /// One random mix per layer, in order; with `avoid` set, not that node
+    /// where its layer has others.
+    fn mixes<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        avoid: Option<&NodeId>,
+    ) -> Result<Vec<NodeId>, RouteError> {
+        pick_per_layer(rng, self.layers.iter().map(Vec::as_slice), avoid)
+            .map_err(|EmptyLayer(layer)| RouteError::EmptyLayer(layer))
     }
 
     /// A route `entry → one random mix per layer → exit` for packets framed
@@ -169,15 +160,25 @@ impl Topology {
         exit: NodeId,
     ) -> Result<Route, RouteError> {
         let mut ids = vec![entry];
-        for (layer, name) in self
-            .layers
-            .iter()
-            .zip(["mix layer 1", "mix layer 2", "mix layer 3"])
-        {
-            ids.push(self.pick(rng, layer, name)?);
-        }
+        ids.extend(self.mixes(rng, None)?);
         ids.push(exit);
         self.hops(geometry, &ids)
+    }
+
+    /// The route of a node's loop cover: one mix per layer (other than the
+    /// node itself where its layer has others), a gateway (likewise), and
+    /// the node last — the last `geometry.hops` of that path.
+    pub fn loop_route<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        geometry: &Geometry,
+        node: NodeId,
+    ) -> Result<Route, RouteError> {
+        let mut ids = self.mixes(rng, Some(&node))?;
+        ids.push(pick_one(rng, &self.gateways, Some(&node)).ok_or(RouteError::NoGateway)?);
+        ids.push(node);
+        let start = ids.len().saturating_sub(geometry.hops);
+        self.hops(geometry, &ids[start..])
     }
 
     /// A route over exactly these nodes, with their keys for this epoch.

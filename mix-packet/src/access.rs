@@ -1,6 +1,7 @@
 //! The access protocol between a client and its gateway.
 //!
-//! A client opens one libp2p stream with [`ACCESS_PROTOCOL`] to its gateway.
+//! A client opens one stream of the access protocol to its gateway (the link
+//! layer, `aegis-link`, names it and carries the messages).
 //! The gateway speaks first with a [`ServerMessage::Challenge`]; the client
 //! answers with [`ClientMessage::Hello`], proving with an Ed25519 signature
 //! over the challenge that it holds the key its mailbox id is derived from.
@@ -22,19 +23,17 @@
 //! Messages are `length (4 bytes, big-endian) ‖ postcard encoding ‖ zero
 //! padding`, at most [`MAX_ACCESS_MESSAGE`] bytes, decoded strictly: the
 //! padding must be zeros and, after the welcome, the length must be the cell
-//! length.
+//! length. This module is the codec and the ownership proof, with no IO:
+//! [`encode`] gives the bytes to write, [`check_length`] judges a length
+//! prefix before its body is read, and [`decode`] the body.
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use rand::Rng;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest as _, Sha256};
 
-use aegis_mix_packet::MailboxId;
+use crate::route::MailboxId;
 
-/// libp2p protocol name of client access streams.
-pub const ACCESS_PROTOCOL: &str = "/aegis/access/1";
-/// libp2p protocol name of mix traffic streams between nodes.
-pub const MIX_PROTOCOL: &str = "/aegis/mix/1";
 /// Entries in every pull answer.
 pub const PULL_BATCH: usize = 8;
 /// Largest access message in bytes.
@@ -165,12 +164,9 @@ pub enum ServerMessage {
     Entry(Entry),
 }
 
-/// Failures of the access protocol.
-#[derive(Debug, thiserror::Error)]
+/// Failures of the access protocol's codec and ownership proof.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {
-    /// The stream failed or closed.
-    #[error("stream: {0}")]
-    Io(#[from] std::io::Error),
     /// A message was larger than [`MAX_ACCESS_MESSAGE`].
     #[error("message of {0} bytes is too large")]
     TooLarge(usize),
@@ -211,151 +207,61 @@ pub fn encode<T: Serialize>(message: &T, pad_to: usize) -> Result<Vec<u8>, Acces
     Ok(bytes)
 }
 
-/// Writes one message, zero-padded to `pad_to` bytes (0: unpadded), in a
-/// single write so it travels as one piece.
-pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
-    writer: &mut W,
-    message: &T,
-    pad_to: usize,
-) -> Result<(), AccessError> {
-    let bytes = encode(message, pad_to)?;
-    writer.write_all(&bytes).await?;
-    writer.flush().await?;
-    Ok(())
-}
-
-/// Reads one message, refusing oversized ones before reading them and,
-/// when `cell` is not 0, any whose length is not exactly `cell`.
-pub async fn read_message<R: AsyncRead + Unpin, T: DeserializeOwned>(
-    reader: &mut R,
-    cell: usize,
-) -> Result<T, AccessError> {
-    let mut len = [0u8; 4];
-    reader.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
+/// Judges a message's 4-byte length prefix before its body is read: the
+/// body length if it is at most [`MAX_ACCESS_MESSAGE`] and, when `cell` is
+/// not 0, exactly `cell`.
+pub fn check_length(prefix: [u8; 4], cell: usize) -> Result<usize, AccessError> {
+    let len = u32::from_be_bytes(prefix) as usize;
     if len > MAX_ACCESS_MESSAGE {
         return Err(AccessError::TooLarge(len));
     }
     if cell != 0 && len != cell {
         return Err(AccessError::Malformed);
     }
-    let mut bytes = vec![0u8; len];
-    reader.read_exact(&mut bytes).await?;
-    decode(&bytes)
+    Ok(len)
+}
+
+/// Decodes one whole message as written by [`encode`] (length prefix
+/// included), as a reader expecting `cell`-length messages would.
+pub fn decode_message<T: DeserializeOwned>(bytes: &[u8], cell: usize) -> Result<T, AccessError> {
+    let (prefix, body) = bytes
+        .split_first_chunk::<4>()
+        .ok_or(AccessError::Malformed)?;
+    let len = check_length(*prefix, cell)?;
+    if body.len() != len {
+        return Err(AccessError::Malformed);
+    }
+    decode(body)
 }
 
 /// [`PULL_BATCH`] acknowledgement ids: `ids` first, random ids after.
 /// More than [`PULL_BATCH`] ids is an error.
-pub fn padded_ack(ids: &[[u8; 8]]) -> Result<Vec<[u8; 8]>, AccessError> {
+pub fn padded_ack<R: Rng + ?Sized>(
+    rng: &mut R,
+    ids: &[[u8; 8]],
+) -> Result<Vec<[u8; 8]>, AccessError> {
     if ids.len() > PULL_BATCH {
         return Err(AccessError::Unexpected(
             "too many ids in one acknowledgement",
         ));
     }
     let mut padded = ids.to_vec();
-    let mut rng = rand::rng();
     while padded.len() < PULL_BATCH {
         let mut id = [0u8; 8];
-        rand::Rng::fill_bytes(&mut rng, &mut id);
+        rng.fill_bytes(&mut id);
         padded.push(id);
     }
     Ok(padded)
 }
 
-/// A client's attached session with its gateway.
-pub struct GatewaySession {
-    stream: libp2p::Stream,
-    /// The mailbox this session may read.
-    pub mailbox: MailboxId,
-    /// Packets per second the gateway accepts from this client.
-    pub send_rate: f64,
-    /// The length of every message after the welcome.
-    pub cell_len: usize,
-}
-
-impl GatewaySession {
-    /// Attaches over an opened access stream: answers the challenge with the
-    /// mailbox key. `gateway` is the identity the client expects;
-    /// `frame_len` the link frame length of the network.
-    pub async fn attach(
-        mut stream: libp2p::Stream,
-        gateway: &[u8; 32],
-        mailbox_key: &SigningKey,
-        frame_len: usize,
-    ) -> Result<Self, AccessError> {
-        let (nonce, claimed) = match read_message::<_, ServerMessage>(&mut stream, 0).await? {
-            ServerMessage::Challenge {
-                version: ACCESS_VERSION,
-                gateway,
-                nonce,
-            } => (nonce, gateway),
-            ServerMessage::Challenge { .. } => {
-                return Err(AccessError::Unexpected("gateway speaks another version"));
-            }
-            ServerMessage::Refused { .. } => return Err(AccessError::Unexpected("refused")),
-            _ => return Err(AccessError::Unexpected("expected a challenge")),
-        };
-        if &claimed != gateway {
-            return Err(AccessError::Unexpected("challenge from another gateway"));
-        }
-        write_message(&mut stream, &hello(mailbox_key, gateway, &nonce), 0).await?;
-        match read_message::<_, ServerMessage>(&mut stream, 0).await? {
-            ServerMessage::Welcome {
-                send_rate,
-                cell_len: announced,
-            } => {
-                if announced as usize != cell_len(frame_len) {
-                    return Err(AccessError::Unexpected(
-                        "gateway announced another cell length",
-                    ));
-                }
-                Ok(GatewaySession {
-                    stream,
-                    mailbox: mailbox_id_for(&mailbox_key.verifying_key().to_bytes()),
-                    send_rate,
-                    cell_len: cell_len(frame_len),
-                })
-            }
-            ServerMessage::Refused { .. } => Err(AccessError::BadSignature),
-            _ => Err(AccessError::Unexpected("expected welcome")),
-        }
-    }
-
-    /// Sends a frame whose first hop is the gateway.
-    pub async fn send(&mut self, frame: Vec<u8>) -> Result<(), AccessError> {
-        write_message(
-            &mut self.stream,
-            &ClientMessage::Send { frame },
-            self.cell_len,
-        )
-        .await
-    }
-
-    /// Acknowledges `ack` (ids from the previous answer, at most
-    /// [`PULL_BATCH`]) and pulls the next batch; returns its real entries.
-    pub async fn pull(&mut self, ack: &[[u8; 8]]) -> Result<Vec<Entry>, AccessError> {
-        let pull = ClientMessage::Pull {
-            ack: padded_ack(ack)?,
-        };
-        write_message(&mut self.stream, &pull, self.cell_len).await?;
-        let mut real = Vec::new();
-        for _ in 0..PULL_BATCH {
-            match read_message::<_, ServerMessage>(&mut self.stream, self.cell_len).await? {
-                ServerMessage::Entry(entry) => {
-                    if entry.real {
-                        real.push(entry);
-                    }
-                }
-                _ => return Err(AccessError::Unexpected("expected an entry")),
-            }
-        }
-        Ok(real)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+
+    fn rng() -> rand_chacha::ChaCha8Rng {
+        rand_chacha::ChaCha8Rng::seed_from_u64(9)
+    }
 
     #[test]
     fn hello_verifies_only_for_its_challenge() {
@@ -383,7 +289,7 @@ mod tests {
     #[test]
     fn decoding_is_strict() {
         let pull = ClientMessage::Pull {
-            ack: padded_ack(&[[5u8; 8]]).unwrap(),
+            ack: padded_ack(&mut rng(), &[[5u8; 8]]).unwrap(),
         };
         let bytes = postcard::to_stdvec(&pull).unwrap();
         assert_eq!(decode::<ClientMessage>(&bytes).unwrap(), pull);
@@ -395,7 +301,7 @@ mod tests {
         assert!(decode::<ClientMessage>(&dirty).is_err());
         assert!(decode::<ClientMessage>(&[0xFF]).is_err());
         assert!(decode::<ClientMessage>(&[]).is_err());
-        assert!(padded_ack(&[[0u8; 8]; PULL_BATCH + 1]).is_err());
+        assert!(padded_ack(&mut rng(), &[[0u8; 8]; PULL_BATCH + 1]).is_err());
     }
 
     #[test]
@@ -405,7 +311,7 @@ mod tests {
             frame: vec![0xAB; 2405],
         };
         let pull = ClientMessage::Pull {
-            ack: padded_ack(&[]).unwrap(),
+            ack: padded_ack(&mut rng(), &[]).unwrap(),
         };
         let entry = ServerMessage::Entry(Entry {
             real: false,
@@ -424,24 +330,15 @@ mod tests {
         assert!(encode(&too_big, cell).is_err());
         // A reader expecting cells refuses any other length.
         let short = encode(&pull, 0).unwrap();
-        let result = futures::executor::block_on(read_message::<_, ClientMessage>(
-            &mut short.as_slice(),
-            cell,
-        ));
-        assert!(matches!(result, Err(AccessError::Malformed)));
+        let result = decode_message::<ClientMessage>(&short, cell);
+        assert_eq!(result, Err(AccessError::Malformed));
         let whole = encode(&pull, cell).unwrap();
-        let read = futures::executor::block_on(read_message::<_, ClientMessage>(
-            &mut whole.as_slice(),
-            cell,
-        ))
-        .unwrap();
-        assert_eq!(read, pull);
+        assert_eq!(decode_message::<ClientMessage>(&whole, cell).unwrap(), pull);
     }
 
     #[test]
     fn oversized_messages_are_refused_before_reading() {
-        let mut input: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF];
-        let result = futures::executor::block_on(read_message::<_, ClientMessage>(&mut input, 0));
+        let result = check_length([0xFF, 0xFF, 0xFF, 0xFF], 0);
         assert!(matches!(result, Err(AccessError::TooLarge(_))));
     }
 
@@ -454,10 +351,7 @@ mod tests {
             let _ = decode::<ServerMessage>(&bytes);
             let cell = cell_len(2405);
             for expect in [0, cell] {
-                let mut input = bytes.as_slice();
-                let read = futures::executor::block_on(
-                    read_message::<_, ClientMessage>(&mut input, expect),
-                );
+                let read = decode_message::<ClientMessage>(&bytes, expect);
                 if read.is_ok() && expect != 0 {
                     proptest::prop_assert_eq!(
                         u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize,
@@ -476,14 +370,11 @@ mod tests {
             let cell = cell_len(2405);
             for message in [
                 ClientMessage::Send { frame: frame.clone() },
-                ClientMessage::Pull { ack: padded_ack(&ids).unwrap() },
+                ClientMessage::Pull { ack: padded_ack(&mut rng(), &ids).unwrap() },
             ] {
                 let bytes = encode(&message, cell).unwrap();
                 proptest::prop_assert_eq!(bytes.len(), 4 + cell);
-                let read = futures::executor::block_on(
-                    read_message::<_, ClientMessage>(&mut bytes.as_slice(), cell),
-                )
-                .unwrap();
+                let read = decode_message::<ClientMessage>(&bytes, cell).unwrap();
                 proptest::prop_assert_eq!(read, message);
             }
         }

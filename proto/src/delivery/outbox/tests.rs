@@ -78,7 +78,9 @@ fn run_lossy(
     let mut delivered = Vec::new();
     let mut max_attempt = 0;
     let mut now = Duration::ZERO;
-    while !outbox.is_empty() && now < secs(3600) {
+    // Retransmissions back off (10 s, 20 s, 40 s, …): a day is room for
+    // every attempt.
+    while !outbox.is_empty() && now < secs(24 * 3600) {
         now += SECOND;
         // Everything that arrives by now.
         while let Some(&(Reverse(at), id)) = network.peek() {
@@ -187,8 +189,9 @@ fn a_message_fails_after_its_last_attempt_times_out() {
             attempts.push((s, t.attempt));
         }
     }
-    // Sent at 0, timed out at 10 and 20 and retransmitted; failed at 30.
-    assert_eq!(attempts, [(0, 1), (10, 2), (20, 3)]);
+    // Sent at 0; each timeout twice the one before: retransmitted at 10
+    // (after 10 s) and 30 (after 20 s); failed at 70 (after 40 s).
+    assert_eq!(attempts, [(0, 1), (10, 2), (30, 3)]);
     assert_eq!(
         failed,
         [StatusEvent {

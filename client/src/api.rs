@@ -1,0 +1,262 @@
+//! The client library's API: start a [`Client`] with a profile, send
+//! messages to contacts, and read [`Event`]s. One tokio task (the
+//! [driver](crate::driver)) does the work behind it.
+
+use std::time::Duration;
+
+use aegis_directory::{Fetcher, Verifier};
+use aegis_link::Host;
+use aegis_mix_packet::NodeId;
+use aegis_proto::{ContactId, LocalId, MessageStatus, OutboxConfig, ShapingConfig, Topology};
+use ed25519_dalek::SigningKey;
+use rand::Rng as _;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::Driver;
+use crate::envelope::{Content, MAX_SIGNAL_LEN};
+use crate::profile::{Profile, ProfileError, TrustedAuthority};
+
+/// How the client runs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Time between mailbox pulls.
+    pub pull_interval: Duration,
+    /// The sending schedule; `None` follows the consensus's λ rates.
+    pub shaping: Option<ShapingConfig>,
+    /// Outbox bounds and retries.
+    pub outbox: OutboxConfig,
+    /// Reach the gateway at this address instead of the ones the consensus
+    /// publishes (a tunnel or port forward); the link still authenticates
+    /// the gateway's identity.
+    pub gateway_address: Option<aegis_link::Multiaddr>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            pull_interval: Duration::from_secs(1),
+            shaping: None,
+            outbox: OutboxConfig::default(),
+            gateway_address: None,
+        }
+    }
+}
+
+/// Why the client could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The profile failed.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// No verified consensus could be fetched.
+    #[error("directory: {0}")]
+    Directory(String),
+    /// The gateway could not be reached or refused the session.
+    #[error("gateway: {0}")]
+    Gateway(String),
+    /// The message cannot be queued.
+    #[error("cannot queue the message: {0}")]
+    Queue(String),
+    /// The client has stopped.
+    #[error("the client has stopped")]
+    Stopped,
+}
+
+/// Network figures from the client's own traffic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkStats {
+    /// Real packets sent (fragments and acknowledgements).
+    pub real_sent: u64,
+    /// Loop cover sent.
+    pub loops_sent: u64,
+    /// Drop cover sent.
+    pub drops_sent: u64,
+    /// Loop cover that came back.
+    pub loops_returned: u64,
+    /// Median round trip of returned loops, in milliseconds.
+    pub loop_rtt_p50_ms: Option<f64>,
+    /// Slots skipped (no consensus or no gateway at the time).
+    pub skipped: u64,
+}
+
+/// Something the application should know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Attached to the gateway with a verified consensus.
+    Connected {
+        /// The consensus epoch.
+        epoch: u64,
+    },
+    /// A message (or signalling message) arrived, exactly once.
+    Message {
+        /// From whom.
+        from: ContactId,
+        /// The contact's name.
+        name: String,
+        /// A signalling message (call set-up) rather than a message.
+        signal: bool,
+        /// The content.
+        body: Vec<u8>,
+    },
+    /// A queued message changed status.
+    Status {
+        /// The message.
+        local_id: LocalId,
+        /// To whom.
+        contact: ContactId,
+        /// Its new status.
+        status: MessageStatus,
+    },
+    /// Someone who was not a contact wrote; they are a contact now.
+    NewContact {
+        /// Their id.
+        id: ContactId,
+        /// The name given to them (a fingerprint until renamed).
+        name: String,
+    },
+}
+
+pub(crate) enum Command {
+    Send {
+        contact: ContactId,
+        content: Content,
+        reply: oneshot::Sender<Result<LocalId, ClientError>>,
+    },
+    Stats(oneshot::Sender<NetworkStats>),
+}
+
+/// A running client.
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Profile>,
+}
+
+/// A fetcher for pinned authorities.
+pub fn fetcher_for(authorities: &[TrustedAuthority]) -> Result<Fetcher, ClientError> {
+    let verifier = Verifier::new(authorities.iter().map(|a| a.key));
+    let urls = authorities.iter().map(|a| a.url.clone()).collect();
+    Fetcher::new(urls, verifier, Duration::from_secs(5))
+        .map_err(|e| ClientError::Directory(e.to_string()))
+}
+
+/// Fetches and verifies the current consensus.
+pub async fn current_topology(fetcher: &Fetcher) -> Result<Topology, ClientError> {
+    fetcher
+        .fetch(None, crate::driver::unix_ms())
+        .await
+        .map(Topology::new)
+        .map_err(|e| ClientError::Directory(e.to_string()))
+}
+
+impl Client {
+    /// Starts the client: fetches the consensus, attaches to the gateway,
+    /// and runs until [`Client::shutdown`]. Events arrive on the receiver.
+    pub async fn start(
+        profile: Profile,
+        config: ClientConfig,
+    ) -> Result<(Client, mpsc::Receiver<Event>), ClientError> {
+        let fetcher = fetcher_for(&profile.authorities)?;
+        let topology = current_topology(&fetcher).await?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        // A fresh link identity per run: the gateway cannot link sessions
+        // by it, and it is not the user's identity.
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        let (host, _swarm) = Host::start(&SigningKey::from_bytes(&seed), None, shutdown_rx.clone())
+            .map_err(|e| ClientError::Gateway(e.to_string()))?;
+        let (events_tx, events) = mpsc::channel(1_024);
+        let (commands, commands_rx) = mpsc::channel(64);
+        let mut driver = Driver::new(profile, config, fetcher, topology, host, events_tx)?;
+        driver.connect().await?;
+        let task = tokio::spawn(driver.run(commands_rx, shutdown_rx));
+        Ok((
+            Client {
+                commands,
+                shutdown,
+                task,
+            },
+            events,
+        ))
+    }
+
+    async fn send_content(
+        &self,
+        contact: ContactId,
+        content: Content,
+    ) -> Result<LocalId, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Send {
+                contact,
+                content,
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Queues a message; its status arrives as [`Event::Status`].
+    pub async fn send(&self, contact: ContactId, body: Vec<u8>) -> Result<LocalId, ClientError> {
+        self.send_content(
+            contact,
+            Content {
+                signal: false,
+                card: None,
+                body,
+            },
+        )
+        .await
+    }
+
+    /// Queues a small signalling message (call set-up data such as SDP or
+    /// ICE candidates, at most 8 KiB), sealed end to end like any message.
+    pub async fn send_signal(
+        &self,
+        contact: ContactId,
+        body: Vec<u8>,
+    ) -> Result<LocalId, ClientError> {
+        if body.len() > MAX_SIGNAL_LEN {
+            return Err(ClientError::Queue(format!(
+                "a signalling message holds at most {MAX_SIGNAL_LEN} bytes"
+            )));
+        }
+        self.send_content(
+            contact,
+            Content {
+                signal: true,
+                card: None,
+                body,
+            },
+        )
+        .await
+    }
+
+    /// The client's own traffic figures.
+    pub async fn stats(&self) -> Result<NetworkStats, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Stats(reply))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Stops the client (the outbox is saved) and hands the profile back.
+    pub async fn shutdown(self) -> Result<Profile, ClientError> {
+        let _ = self.shutdown.send(true);
+        self.task.await.map_err(|_| ClientError::Stopped)
+    }
+}
+
+/// A random gateway from the current consensus, for a new profile.
+pub async fn pick_gateway(fetcher: &Fetcher) -> Result<NodeId, ClientError> {
+    let topology = current_topology(fetcher).await?;
+    topology
+        .random_gateway(&mut rand::rng())
+        .map_err(|e| ClientError::Directory(e.to_string()))
+}

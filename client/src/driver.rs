@@ -1,0 +1,408 @@
+//! The client's tokio driver: one task that owns the profile and drives
+//! `aegis_proto`'s client [`Endpoint`] with the clock, the gateway session
+//! and the consensus, seals and opens messages ([`conversation`]) and keeps
+//! what must survive a restart in the encrypted store.
+//!
+//! Every protocol decision — which slot carries what, when to pull, what to
+//! acknowledge, when to retransmit — is the endpoint's; this module only
+//! moves bytes and records.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aegis_directory::{Fetcher, Schedule};
+use aegis_link::{ACCESS_PROTOCOL, GatewaySession, Host, dial_addresses, peer_id_of};
+use aegis_mix_packet::Geometry;
+use aegis_mix_packet::constants::ID_LEN;
+use aegis_proto::{
+    Backoff, ContactId, Endpoint, EndpointConfig, EndpointEvent, Inbox, InboxConfig, LocalId,
+    Outbox, Own, Topology,
+};
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::api::{ClientConfig, ClientError, Command, Event, NetworkStats};
+use crate::conversation;
+use crate::envelope::Content;
+use crate::profile::Profile;
+use crate::store::Namespace;
+
+/// Outbox record key.
+const OUTBOX_KEY: &[u8] = b"outbox";
+/// Inbox record key (ids of delivered messages, so that late copies are
+/// recognised after a restart too).
+const INBOX_KEY: &[u8] = b"inbox";
+/// Prefix of kept fragments of incomplete messages.
+const FRAGMENT_PREFIX: &[u8] = b"fragment/";
+/// How often the driver looks for the next epoch's consensus.
+const CONSENSUS_CHECK: Duration = Duration::from_millis(500);
+
+pub(crate) use aegis_directory::api::unix_now_ms as unix_ms;
+
+fn schedule_of(topology: &Topology) -> Schedule {
+    let length = topology.parameters.epoch_length_ms.max(1);
+    let start = topology.document.body.valid_after_ms;
+    Schedule {
+        genesis_ms: start.saturating_sub(topology.epoch.saturating_mul(length)),
+        epoch_length_ms: length,
+    }
+}
+
+pub(crate) struct Driver {
+    profile: Profile,
+    config: ClientConfig,
+    geometry: Geometry,
+    fetcher: Fetcher,
+    schedule: Schedule,
+    host: Host,
+    session: Option<GatewaySession>,
+    endpoint: Endpoint<ContactId>,
+    events: mpsc::Sender<Event>,
+    origin: Instant,
+    rng: StdRng,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        profile: Profile,
+        config: ClientConfig,
+        fetcher: Fetcher,
+        topology: Topology,
+        host: Host,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Driver, ClientError> {
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let outbox = match profile.store().get(Namespace::Outbox, OUTBOX_KEY)? {
+            Some(bytes) => Outbox::from_bytes(&bytes, config.outbox.clone(), Duration::ZERO)
+                .unwrap_or_else(|_| Outbox::new(config.outbox.clone())),
+            None => Outbox::new(config.outbox.clone()),
+        };
+        let inbox = match profile.store().get(Namespace::Meta, INBOX_KEY)? {
+            Some(bytes) => Inbox::from_bytes(&bytes, InboxConfig::default(), Duration::ZERO)
+                .unwrap_or_else(|_| Inbox::new(InboxConfig::default())),
+            None => Inbox::new(InboxConfig::default()),
+        };
+        let geometry = Geometry::STANDARD;
+        let own = Own {
+            gateway: profile.gateway,
+            mailbox: profile.mailbox(),
+            sealing: profile.mailbox_sealing.clone(),
+        };
+        let schedule = schedule_of(&topology);
+        let endpoint_config = EndpointConfig {
+            pull_interval: config.pull_interval,
+            shaping: config.shaping.clone(),
+        };
+        let mut endpoint = Endpoint::new(
+            &mut rng,
+            endpoint_config,
+            geometry.clone(),
+            own,
+            Arc::new(topology),
+            outbox,
+            inbox,
+            Duration::ZERO,
+        );
+        for (contact, address) in conversation::addresses(&profile) {
+            endpoint.set_address(contact, address);
+        }
+        Ok(Driver {
+            profile,
+            config,
+            geometry,
+            fetcher,
+            schedule,
+            host,
+            session: None,
+            endpoint,
+            events,
+            origin: Instant::now(),
+            rng,
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    pub(crate) async fn connect(&mut self) -> Result<(), ClientError> {
+        let gateway = self.profile.gateway;
+        let topology = Arc::clone(self.endpoint.topology());
+        let entry = topology
+            .node(&gateway)
+            .ok_or_else(|| ClientError::Gateway("your gateway is not in the consensus".into()))?;
+        let peer = peer_id_of(&gateway.0)
+            .ok_or_else(|| ClientError::Gateway("your gateway's identity is not a key".into()))?;
+        let addresses = match &self.config.gateway_address {
+            Some(address) => vec![address.clone()],
+            None => dial_addresses(&entry.addresses),
+        };
+        self.host.add_addresses(peer, addresses);
+        let stream = self
+            .host
+            .open(peer, ACCESS_PROTOCOL)
+            .await
+            .map_err(|e| ClientError::Gateway(e.to_string()))?;
+        let session = GatewaySession::attach(
+            stream,
+            &gateway.0,
+            &self.profile.mailbox_auth,
+            self.geometry.frame_len(),
+        )
+        .await
+        .map_err(|e| ClientError::Gateway(e.to_string()))?;
+        self.session = Some(session);
+        let _ = self
+            .events
+            .send(Event::Connected {
+                epoch: topology.epoch,
+            })
+            .await;
+        Ok(())
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Profile {
+        self.refeed().await;
+        let mut next_consensus_check = self.now();
+        let mut reconnect = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut next_reconnect = self.now();
+        loop {
+            let now = self.now();
+            let wake = self.endpoint.poll_timeout().min(next_consensus_check);
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(Command::Send { contact, content, reply }) => {
+                        let _ = reply.send(self.queue(contact, content));
+                    }
+                    Some(Command::Stats(reply)) => { let _ = reply.send(self.network_stats()); }
+                },
+                _ = tokio::time::sleep(wake.saturating_sub(now)) => {}
+            }
+            let now = self.now();
+            self.endpoint.handle_timeout(&mut self.rng, now);
+            self.transmit().await;
+            if let Some(ack) = self.endpoint.poll_pull(now) {
+                if self.session.is_none() && now >= next_reconnect {
+                    match self.connect().await {
+                        Ok(()) => reconnect.reset(),
+                        Err(error) => {
+                            debug!(%error, "gateway unreachable");
+                            next_reconnect = now + reconnect.next_delay();
+                        }
+                    }
+                }
+                self.pull(ack).await;
+            }
+            self.handle_events().await;
+            if now >= next_consensus_check {
+                next_consensus_check = now + CONSENSUS_CHECK;
+                self.refresh_topology().await;
+            }
+            self.save();
+        }
+        self.save();
+        self.profile
+    }
+
+    fn network_stats(&self) -> NetworkStats {
+        let stats = self.endpoint.stats();
+        NetworkStats {
+            real_sent: stats.real_sent,
+            loops_sent: stats.loops_sent,
+            drops_sent: stats.drops_sent,
+            loops_returned: stats.loops.returned,
+            loop_rtt_p50_ms: stats.loops.rtt_p50.map(|d| d.as_secs_f64() * 1_000.0),
+            skipped: stats.skipped,
+        }
+    }
+
+    fn queue(&mut self, contact: ContactId, content: Content) -> Result<LocalId, ClientError> {
+        let (envelope, address) =
+            conversation::seal(&mut self.rng, &self.profile, &contact, content)
+                .map_err(|e| ClientError::Queue(e.to_string()))?;
+        let now = self.now();
+        let local = self
+            .endpoint
+            .queue(&mut self.rng, contact, address, envelope, now)
+            .map_err(|e| ClientError::Queue(e.to_string()))?;
+        self.save();
+        Ok(local)
+    }
+
+    /// Sends the frames the endpoint produced; without a session they are
+    /// lost like packets on a broken link (retransmission covers fragments).
+    async fn transmit(&mut self) {
+        while let Some(frame) = self.endpoint.poll_transmit() {
+            if let Some(session) = self.session.as_mut()
+                && session.send(frame).await.is_err()
+            {
+                info!("gateway session lost; reconnecting");
+                self.session = None;
+            }
+        }
+    }
+
+    /// One pull: acknowledges what the previous one brought and takes in
+    /// the next batch.
+    async fn pull(&mut self, ack: Vec<[u8; 8]>) {
+        let Some(session) = self.session.as_mut() else {
+            self.endpoint.pull_failed(ack);
+            return;
+        };
+        match session.pull(&ack).await {
+            Ok(entries) => {
+                let entries = entries.into_iter().map(|e| (e.id, e.payload)).collect();
+                let now = self.now();
+                self.endpoint.handle_pulled(&mut self.rng, entries, now);
+            }
+            Err(_) => {
+                info!("gateway session lost; reconnecting");
+                self.session = None;
+                self.endpoint.pull_failed(ack);
+            }
+        }
+    }
+
+    async fn handle_events(&mut self) {
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                EndpointEvent::Status(status) => {
+                    let _ = self
+                        .events
+                        .send(Event::Status {
+                            local_id: status.local_id,
+                            contact: status.recipient,
+                            status: status.status,
+                        })
+                        .await;
+                }
+                EndpointEvent::Message(bytes) => self.deliver(&bytes).await,
+                EndpointEvent::KeepFragment {
+                    message_id,
+                    index,
+                    payload,
+                } => self.keep_fragment(&message_id, index, &payload),
+                EndpointEvent::ForgetFragments { message_id } => self.forget_fragments(&message_id),
+            }
+        }
+    }
+
+    /// Opens a complete message, stores it and tells the application.
+    async fn deliver(&mut self, bytes: &[u8]) {
+        let Some(opened) = conversation::open(&mut self.rng, &self.profile, bytes) else {
+            return;
+        };
+        if opened.new_contact {
+            let _ = self
+                .events
+                .send(Event::NewContact {
+                    id: opened.from,
+                    name: opened.name.clone(),
+                })
+                .await;
+        }
+        let content = opened.content;
+        match self.profile.store_message(
+            opened.from,
+            content.signal,
+            unix_ms(),
+            content.body.clone(),
+        ) {
+            Ok(_) => {
+                let _ = self
+                    .events
+                    .send(Event::Message {
+                        from: opened.from,
+                        name: opened.name,
+                        signal: content.signal,
+                        body: content.body,
+                    })
+                    .await;
+            }
+            Err(error) => warn!(%error, "storing a message failed"),
+        }
+    }
+
+    fn save(&mut self) {
+        let now = self.now();
+        if self.endpoint.take_outbox_changed() {
+            match self.endpoint.outbox().to_bytes(now) {
+                Ok(bytes) => {
+                    if let Err(error) =
+                        self.profile
+                            .store()
+                            .put(Namespace::Outbox, OUTBOX_KEY, &bytes)
+                    {
+                        warn!(%error, "saving the outbox failed");
+                    }
+                }
+                Err(error) => warn!(%error, "encoding the outbox failed"),
+            }
+        }
+        if self.endpoint.take_inbox_changed() {
+            let bytes = self.endpoint.inbox().to_bytes(now);
+            if let Err(error) = self.profile.store().put(Namespace::Meta, INBOX_KEY, &bytes) {
+                warn!(%error, "saving the inbox failed");
+            }
+        }
+    }
+
+    async fn refresh_topology(&mut self) {
+        let epoch = self.schedule.epoch_at(unix_ms());
+        if self.endpoint.topology().epoch >= epoch {
+            return;
+        }
+        match self.fetcher.fetch(Some(epoch), unix_ms()).await {
+            Ok(document) => {
+                let topology = Topology::new(document);
+                self.schedule = schedule_of(&topology);
+                let now = self.now();
+                self.endpoint.set_topology(Arc::new(topology), now);
+                debug!(epoch, "consensus refreshed");
+            }
+            Err(error) => debug!(%error, epoch, "consensus not available yet"),
+        }
+    }
+
+    fn keep_fragment(&self, message_id: &[u8; ID_LEN], index: u16, payload: &[u8]) {
+        let mut key = FRAGMENT_PREFIX.to_vec();
+        key.extend_from_slice(message_id);
+        key.extend_from_slice(&index.to_be_bytes());
+        if let Err(error) = self.profile.store().put(Namespace::Meta, &key, payload) {
+            warn!(%error, "keeping a fragment failed");
+        }
+    }
+
+    fn forget_fragments(&self, message_id: &[u8; ID_LEN]) {
+        let mut prefix = FRAGMENT_PREFIX.to_vec();
+        prefix.extend_from_slice(message_id);
+        if let Ok(records) = self.profile.store().list(Namespace::Meta) {
+            for (key, _) in records.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+                let _ = self.profile.store().delete(Namespace::Meta, key);
+            }
+        }
+    }
+
+    /// After a restart: the fragments of incomplete messages kept before
+    /// acknowledging them go through the inbox again.
+    async fn refeed(&mut self) {
+        let Ok(records) = self.profile.store().list(Namespace::Meta) else {
+            return;
+        };
+        let now = self.now();
+        for (key, payload) in records {
+            if key.starts_with(FRAGMENT_PREFIX) {
+                self.endpoint.refeed(&mut self.rng, &payload, now);
+            }
+        }
+        self.handle_events().await;
+    }
+}

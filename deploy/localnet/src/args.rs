@@ -1,0 +1,133 @@
+//! The launcher's command line.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aegis-localnet",
+    version,
+    about = "Run a whole AegisLink network on loopback with two chatting clients"
+)]
+pub struct Args {
+    /// Directory authorities.
+    #[arg(long, default_value_t = 3)]
+    pub authorities: usize,
+    /// Mix nodes per layer (three layers).
+    #[arg(long, default_value_t = 2)]
+    pub mixes_per_layer: usize,
+    /// Gateways.
+    #[arg(long, default_value_t = 2)]
+    pub gateways: usize,
+    /// Epoch length in milliseconds.
+    #[arg(long, default_value_t = 6_000)]
+    pub epoch_ms: u64,
+    /// Mixing strategy the consensus publishes.
+    #[arg(long, value_enum, default_value_t = Mixing::Poisson)]
+    pub mixing: Mixing,
+    /// Mean per-hop delay 1/μ in milliseconds (Poisson mixing).
+    #[arg(long, default_value_t = 50.0)]
+    pub mean_delay_ms: f64,
+    /// Timed pool: milliseconds between flushes.
+    #[arg(long, default_value_t = 200)]
+    pub pool_interval_ms: u64,
+    /// Timed pool: packets always kept back.
+    #[arg(long, default_value_t = 2)]
+    pub pool_min: u32,
+    /// Timed pool: fraction of the excess sent per flush, in (0, 1].
+    #[arg(long, default_value_t = 0.7)]
+    pub pool_fraction: f64,
+    /// Threshold pool: pool size that triggers a flush.
+    #[arg(long, default_value_t = 4)]
+    pub pool_threshold: u32,
+    /// Client real-or-loop rate λP, packets/s.
+    #[arg(long, default_value_t = 10.0)]
+    pub lambda_p: f64,
+    /// Client loop cover rate λL, packets/s.
+    #[arg(long, default_value_t = 2.0)]
+    pub lambda_l: f64,
+    /// Client drop cover rate λD, packets/s.
+    #[arg(long, default_value_t = 2.0)]
+    pub lambda_d: f64,
+    /// Node loop cover rate λM, packets/s.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda_m: f64,
+    /// Seconds between messages (the clients take turns).
+    #[arg(long, default_value_t = 1.0)]
+    pub message_interval: f64,
+    /// Seconds between mailbox pulls.
+    #[arg(long, default_value_t = 0.5)]
+    pub pull_interval: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C; 300 with --until).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Exit 0 as soon as this many messages were delivered exactly once
+    /// (non-zero if the duration passes first).
+    #[arg(long, value_name = "N-messages")]
+    pub until: Option<u64>,
+    /// Working directory (kept); by default a temporary one, removed at exit.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Do not build the binaries first (use the ones next to this program).
+    #[arg(long)]
+    pub no_build: bool,
+    /// Fault: stop the first authority this many seconds into the traffic.
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_authority_at: Option<f64>,
+    /// Fault: kill (SIGKILL) the first mix this many seconds into the traffic.
+    #[arg(long, value_name = "SECONDS")]
+    pub kill_mix_at: Option<f64>,
+    /// Fault: restart the first client's gateway this many seconds into
+    /// the traffic.
+    #[arg(long, value_name = "SECONDS")]
+    pub restart_gateway_at: Option<f64>,
+    /// Fault: for five seconds from this many seconds into the traffic, a
+    /// peer authenticated as the last gateway floods a layer-1 mix with
+    /// garbage frames and replays of one packet.
+    #[arg(long, value_name = "SECONDS")]
+    pub flood_at: Option<f64>,
+    /// Seconds the clients run with cover traffic only before the first
+    /// message.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub quiet_for: f64,
+    /// Put a wire observer in front of every node and client link and
+    /// write what it saw (sizes per link, client emission rates with and
+    /// without messages) to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub observe: Option<PathBuf>,
+    /// Write the run's final figures (messages, latencies, cover, node
+    /// drops by reason) as JSON to this file: what tests and tools read.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// Mixing strategies (see `MixingStrategy` in the directory crate).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Mixing {
+    /// Continuous-time mixing with sender-chosen exponential delays.
+    Poisson,
+    /// A timed dynamic pool.
+    TimedPool,
+    /// A threshold pool.
+    ThresholdPool,
+}
+
+impl Args {
+    pub fn mixing_strategy(&self) -> aegis_directory::MixingStrategy {
+        use aegis_directory::MixingStrategy;
+        match self.mixing {
+            Mixing::Poisson => MixingStrategy::Poisson {
+                mean_delay_ms: self.mean_delay_ms,
+            },
+            Mixing::TimedPool => MixingStrategy::TimedPool {
+                interval_ms: self.pool_interval_ms,
+                min_pool: self.pool_min,
+                fraction: self.pool_fraction,
+            },
+            Mixing::ThresholdPool => MixingStrategy::ThresholdPool {
+                threshold: self.pool_threshold,
+            },
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! What the launcher counts and reports: the live summary for people and
+//! the JSON report (`--report FILE`) for tests and tools.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub struct Tally {
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub received: HashSet<String>,
+    pub duplicates: u64,
+    pub latencies: Vec<f64>,
+    pub queued_at: HashMap<(String, u64), Instant>,
+    pub texts: HashMap<(String, u64), String>,
+    pub cover: BTreeMap<String, (u64, u64, u64, u64)>,
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied()
+}
+
+fn fmt_secs(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{s:.2}s"))
+}
+
+/// Drops by reason, summed over the nodes' `/metrics`.
+pub async fn node_drops(http: &reqwest::Client, metrics: &[String]) -> BTreeMap<String, u64> {
+    let mut drops = BTreeMap::new();
+    for url in metrics {
+        let Ok(r) = http.get(url).send().await else {
+            continue;
+        };
+        let Ok(text) = r.text().await else { continue };
+        for (reason, count) in aegis_node::metrics::MetricsText(text).dropped() {
+            *drops.entry(reason).or_insert(0) += count;
+        }
+    }
+    drops
+}
+
+pub fn handle_event(tally: &mut Tally, who: &str, event: &serde_json::Value) {
+    let kind = event["event"].as_str().unwrap_or("");
+    match kind {
+        "queued" => {
+            if let Some(id) = event["id"].as_u64() {
+                tally.queued_at.insert((who.to_owned(), id), Instant::now());
+            }
+        }
+        "status" => {
+            let (Some(id), Some(status)) = (event["id"].as_u64(), event["status"].as_str()) else {
+                return;
+            };
+            match status {
+                "delivered" => {
+                    tally.delivered += 1;
+                    if let Some(at) = tally.queued_at.remove(&(who.to_owned(), id)) {
+                        tally.latencies.push(at.elapsed().as_secs_f64());
+                    }
+                }
+                "failed" => tally.failed += 1,
+                _ => {}
+            }
+        }
+        "message" => {
+            let text = event["text"].as_str().unwrap_or("").to_owned();
+            if !tally.received.insert(text) {
+                tally.duplicates += 1;
+            }
+        }
+        "stats" => {
+            let g = |k: &str| event[k].as_u64().unwrap_or(0);
+            tally.cover.insert(
+                who.to_owned(),
+                (
+                    g("real_sent"),
+                    g("loops_sent"),
+                    g("drops_sent"),
+                    g("loops_returned"),
+                ),
+            );
+        }
+        "error" => eprintln!("{who}: {}", event["message"]),
+        _ => {}
+    }
+}
+
+/// The figures of a run, as the JSON report holds them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    /// Seconds since the messages started.
+    pub elapsed_s: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages whose sender saw them delivered.
+    pub delivered: u64,
+    /// Distinct messages received.
+    pub received: u64,
+    /// Messages whose sender saw them fail.
+    pub failed: u64,
+    /// Messages received more than once.
+    pub duplicates: u64,
+    /// End-to-end latency percentiles (queued to delivered), seconds.
+    pub latency_p50_s: Option<f64>,
+    /// 90th percentile.
+    pub latency_p90_s: Option<f64>,
+    /// 99th percentile.
+    pub latency_p99_s: Option<f64>,
+    /// Real packets the clients sent.
+    pub real_packets: u64,
+    /// Cover packets (loops and drops) the clients sent.
+    pub cover_packets: u64,
+    /// The clients' loops sent and back.
+    pub loops_sent: u64,
+    /// Loops back.
+    pub loops_returned: u64,
+    /// Packets the nodes dropped, by reason.
+    pub node_drops: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    /// The run's figures.
+    pub fn report(&self, drops: &BTreeMap<String, u64>, elapsed: Duration) -> Report {
+        let mut lat = self.latencies.clone();
+        lat.sort_by(f64::total_cmp);
+        let (real, loops, dropc, returned) = self.cover.values().fold((0, 0, 0, 0), |a, v| {
+            (a.0 + v.0, a.1 + v.1, a.2 + v.2, a.3 + v.3)
+        });
+        Report {
+            elapsed_s: elapsed.as_secs(),
+            sent: self.sent,
+            delivered: self.delivered,
+            received: self.received.len() as u64,
+            failed: self.failed,
+            duplicates: self.duplicates,
+            latency_p50_s: percentile(&lat, 0.5),
+            latency_p90_s: percentile(&lat, 0.9),
+            latency_p99_s: percentile(&lat, 0.99),
+            real_packets: real,
+            cover_packets: loops + dropc,
+            loops_sent: loops,
+            loops_returned: returned,
+            node_drops: drops.clone(),
+        }
+    }
+}
+
+/// The one-line summary for people.
+pub fn print_summary(report: &Report) {
+    let ratio = if report.real_packets > 0 {
+        format!(
+            "{:.1}",
+            report.cover_packets as f64 / report.real_packets as f64
+        )
+    } else {
+        "-".into()
+    };
+    let drops_text = if report.node_drops.is_empty() {
+        "none".to_owned()
+    } else {
+        report
+            .node_drops
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "[{:>4}s] messages sent {} delivered {} received {} failed {} duplicates {} | \
+         latency p50 {} p90 {} p99 {} | packets real {} cover {} (cover/real {ratio}), loops back {}/{} | node drops: {drops_text}",
+        report.elapsed_s,
+        report.sent,
+        report.delivered,
+        report.received,
+        report.failed,
+        report.duplicates,
+        fmt_secs(report.latency_p50_s),
+        fmt_secs(report.latency_p90_s),
+        fmt_secs(report.latency_p99_s),
+        report.real_packets,
+        report.cover_packets,
+        report.loops_returned,
+        report.loops_sent,
+    );
+}

@@ -1,0 +1,732 @@
+//! The client endpoint: every decision a client makes about its traffic,
+//! sans-IO.
+//!
+//! The endpoint owns the traffic shaper, the outbox, the inbox, the client's
+//! loops and the pull grid. Its driver feeds it the time, the consensus and
+//! what the gateway's pulls bring, and asks it for frames to send to the
+//! gateway and for the acknowledgement ids of the next pull:
+//!
+//! * [`Endpoint::handle_timeout`] — the shaper's slots that are due become
+//!   packets: a real slot carries a pending acknowledgement first, then the
+//!   outbox's next (re)transmission, else loop cover; loop and drop slots
+//!   carry cover. [`Endpoint::poll_transmit`] hands out the frames.
+//! * [`Endpoint::poll_pull`] — pulls leave on a fixed grid whose interval
+//!   follows from the published rates alone ([`Endpoint::pull_interval`]);
+//!   each carries the ids of what the previous pull brought.
+//! * [`Endpoint::handle_pulled`] — what a pull brought: loops come home,
+//!   acknowledgements settle the outbox, fragments go through the inbox and
+//!   are acknowledged through their SURB-ACKs.
+//! * [`Endpoint::poll_event`] — status changes, complete messages (still
+//!   end-to-end encrypted: the conversation layer opens them) and which
+//!   fragments to keep across a restart.
+//!
+//! What goes out depends on the schedule alone, never on whether anything is
+//! queued, so the gateway link looks the same for an idle and a busy client.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_mix_packet::access::PULL_BATCH;
+use aegis_mix_packet::constants::ID_LEN;
+use aegis_mix_packet::{
+    Body, Geometry, HopDelays, LoopId, MailboxId, NodeId, OutgoingPacket, SphinxPublicKey,
+    SphinxSecret, SurbAck, build_ack, build_drop_cover, build_mailbox_packet, open_delivery,
+};
+use rand::rngs::StdRng;
+use rand::{CryptoRng, SeedableRng as _};
+
+use crate::delivery::{
+    Inbox, LocalId, Outbox, OutboxError, Received, StatusEvent, Transmission, ack_timeout,
+};
+use crate::loop_cover::{LoopStats, LoopTracker};
+use crate::shaping::{ShapingConfig, Slot, TrafficShaper};
+use crate::topology::Topology;
+
+/// Pending acknowledgements kept at most (each waits for a real slot).
+pub const MAX_PENDING_ACKS: usize = 4_096;
+/// Shortest time between pulls (gateways refuse more than 20 a second).
+pub const MIN_PULL_INTERVAL: Duration = Duration::from_millis(60);
+/// A client loop not back within this time counts as lost.
+pub const LOOP_TIMEOUT: Duration = Duration::from_secs(300);
+/// Real items the shaper holds at most; the rest wait in the outbox.
+const SHAPER_QUEUE: usize = 64;
+
+/// Where a recipient's packets go: its gateway, its mailbox there, and the
+/// key its mailbox packets are sealed to (all from its contact card).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// The recipient's gateway.
+    pub gateway: NodeId,
+    /// Its mailbox at that gateway.
+    pub mailbox: MailboxId,
+    /// The key packets to that mailbox are sealed to.
+    pub mailbox_key: SphinxPublicKey,
+}
+
+/// The client's own attachment: its gateway, mailbox and sealing key.
+pub struct Own {
+    /// The gateway the client attaches to.
+    pub gateway: NodeId,
+    /// Its mailbox there.
+    pub mailbox: MailboxId,
+    /// The secret its mailbox packets are sealed to.
+    pub sealing: SphinxSecret,
+}
+
+/// How an endpoint runs.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// The longest time between pulls; shortened when the published rates need it.
+    pub pull_interval: Duration,
+    /// The sending schedule; `None` follows the consensus's λ rates.
+    pub shaping: Option<ShapingConfig>,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            pull_interval: Duration::from_secs(1),
+            shaping: None,
+        }
+    }
+}
+
+/// Something the driver should act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointEvent<C> {
+    /// A queued message changed status.
+    Status(StatusEvent<C>),
+    /// A message arrived complete, exactly once; its bytes are still sealed
+    /// end to end.
+    Message(Vec<u8>),
+    /// Keep this mailbox payload (a fragment of an incomplete message) so a
+    /// restart can feed it again: the gateway deletes it once acknowledged.
+    KeepFragment {
+        /// The message it belongs to.
+        message_id: [u8; ID_LEN],
+        /// Its index.
+        index: u16,
+        /// The payload as pulled.
+        payload: Vec<u8>,
+    },
+    /// The message is complete: its kept fragments can go.
+    ForgetFragments {
+        /// The message.
+        message_id: [u8; ID_LEN],
+    },
+}
+
+/// The endpoint's own traffic figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Real packets sent (fragments and acknowledgements).
+    pub real_sent: u64,
+    /// Loop cover sent.
+    pub loops_sent: u64,
+    /// Drop cover sent.
+    pub drops_sent: u64,
+    /// Slots that carried nothing (no route or no key at the time).
+    pub skipped: u64,
+    /// The loops' counts.
+    pub loops: LoopStats,
+}
+
+/// What waits for a real slot.
+#[derive(Debug)]
+enum Pending<C> {
+    Ack(OutgoingPacket),
+    Fragment(Transmission<C>),
+}
+
+/// A client's protocol state machine.
+pub struct Endpoint<C> {
+    config: EndpointConfig,
+    geometry: Geometry,
+    own: Own,
+    own_key: SphinxPublicKey,
+    topology: Arc<Topology>,
+    shaper: TrafficShaper<Pending<C>>,
+    shaping: ShapingConfig,
+    /// The schedule's own randomness, seeded once from the caller's RNG:
+    /// building a packet of one kind or another draws differently from the
+    /// caller's RNG, and must not move the slots that follow.
+    schedule: StdRng,
+    outbox: Outbox<C>,
+    inbox: Inbox,
+    addresses: HashMap<C, Address>,
+    acks: VecDeque<OutgoingPacket>,
+    loops: LoopTracker<LoopId>,
+    unacknowledged: Vec<[u8; 8]>,
+    next_pull: Duration,
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<EndpointEvent<C>>,
+    stats: EndpointStats,
+    outbox_changed: bool,
+    inbox_changed: bool,
+}
+
+fn shaping_of(topology: &Topology) -> ShapingConfig {
+    ShapingConfig::Poisson {
+        payload_rate: topology.parameters.lambda_p,
+        loop_rate: topology.parameters.lambda_l,
+        drop_rate: topology.parameters.lambda_d,
+    }
+}
+
+impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
+    /// An endpoint starting at `now` under `topology`, with the outbox and
+    /// inbox it had (new ones for a new profile).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        config: EndpointConfig,
+        geometry: Geometry,
+        own: Own,
+        topology: Arc<Topology>,
+        outbox: Outbox<C>,
+        inbox: Inbox,
+        now: Duration,
+    ) -> Self {
+        let shaping = config
+            .shaping
+            .clone()
+            .unwrap_or_else(|| shaping_of(&topology));
+        let mut schedule = StdRng::from_rng(rng);
+        let shaper = TrafficShaper::new(&shaping, now, SHAPER_QUEUE, &mut schedule);
+        let own_key = SphinxPublicKey::from(&own.sealing);
+        Endpoint {
+            config,
+            geometry,
+            own,
+            own_key,
+            topology,
+            shaper,
+            shaping,
+            schedule,
+            outbox,
+            inbox,
+            addresses: HashMap::new(),
+            acks: VecDeque::new(),
+            loops: LoopTracker::new(LOOP_TIMEOUT),
+            unacknowledged: Vec::new(),
+            next_pull: now,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+            outbox_changed: false,
+            inbox_changed: false,
+        }
+    }
+
+    /// The consensus routes are built from.
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    /// A newer consensus: later packets use its nodes, keys and rates. A
+    /// change of the published rates restarts the schedule at `now`.
+    pub fn set_topology(&mut self, topology: Arc<Topology>, now: Duration) {
+        if self.config.shaping.is_none() {
+            let wanted = shaping_of(&topology);
+            if wanted != self.shaping {
+                let mut shaper = TrafficShaper::new(&wanted, now, SHAPER_QUEUE, &mut self.schedule);
+                // Whatever waited for a real slot keeps its place.
+                for emission in self.shaper.drain_queued() {
+                    let _ = shaper.enqueue(emission);
+                }
+                self.shaper = shaper;
+                self.shaping = wanted;
+            }
+        }
+        self.topology = topology;
+    }
+
+    /// Where `recipient`'s packets go (from its card); needed before its
+    /// fragments can be sent, also for messages restored from a saved outbox.
+    pub fn set_address(&mut self, recipient: C, address: Address) {
+        self.addresses.insert(recipient, address);
+    }
+
+    /// Queues a message (already sealed end to end) for `recipient` at `address`.
+    pub fn queue<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        recipient: C,
+        address: Address,
+        message: Vec<u8>,
+        now: Duration,
+    ) -> Result<LocalId, OutboxError> {
+        self.addresses.insert(recipient.clone(), address);
+        let local = self.outbox.queue(rng, recipient, message, now)?;
+        self.outbox_changed = true;
+        Ok(local)
+    }
+
+    /// When the endpoint next has something to do.
+    pub fn poll_timeout(&self) -> Duration {
+        let mut wake = self.next_pull;
+        if let Some(d) = self.shaper.next_deadline() {
+            wake = wake.min(d);
+        }
+        if let Some(d) = self.outbox.next_deadline() {
+            wake = wake.min(d);
+        }
+        wake
+    }
+
+    /// Does what is due by `now`: acknowledgement timeouts, and the
+    /// schedule's slots, each turned into a frame for the gateway.
+    pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Duration) {
+        for event in self.outbox.poll(now) {
+            self.outbox_changed = true;
+            self.events.push_back(EndpointEvent::Status(event));
+        }
+        self.loops.expire(now);
+        self.refill(now);
+        for emission in self.shaper.poll(now, &mut self.schedule) {
+            self.emit(rng, emission.slot, now);
+            self.refill(now);
+        }
+    }
+
+    /// The next frame to send to the gateway.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    /// When a pull is due at `now` (on the fixed grid), the acknowledgement
+    /// ids it carries; the grid moves on whether or not the pull goes out.
+    /// A pull that could not be made is reported with [`Endpoint::pull_failed`].
+    pub fn poll_pull(&mut self, now: Duration) -> Option<Vec<[u8; 8]>> {
+        if now < self.next_pull {
+            return None;
+        }
+        let interval = self.pull_interval();
+        self.next_pull += interval;
+        if self.next_pull <= now {
+            self.next_pull = now + interval;
+        }
+        Some(std::mem::take(&mut self.unacknowledged))
+    }
+
+    /// The pull carrying `ack` did not reach the gateway: acknowledge them
+    /// with the next one.
+    pub fn pull_failed(&mut self, ack: Vec<[u8; 8]>) {
+        self.unacknowledged = ack;
+    }
+
+    /// What a pull brought: `(id, payload)` of each real entry. Each is
+    /// acknowledged by the next pull.
+    pub fn handle_pulled<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        entries: Vec<([u8; 8], Vec<u8>)>,
+        now: Duration,
+    ) {
+        for (id, payload) in entries {
+            self.receive(rng, &payload, now, true);
+            if self.unacknowledged.len() < PULL_BATCH {
+                self.unacknowledged.push(id);
+            }
+        }
+    }
+
+    /// After a restart: a kept fragment goes through the inbox again. It
+    /// was acknowledged to its sender before, so no acknowledgement is sent.
+    pub fn refeed<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, payload: &[u8], now: Duration) {
+        self.receive(rng, payload, now, false);
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<EndpointEvent<C>> {
+        self.events.pop_front()
+    }
+
+    /// Time between pulls: the configured interval, shortened when the
+    /// consensus rates need it. A client's mailbox fills at about λP + λL
+    /// packets a second (its own loops and what its contacts send in their
+    /// payload slots), and each pull takes [`PULL_BATCH`] of them, so pulls
+    /// come at least twice as often as that inflow needs. The interval
+    /// depends only on the published rates, the same for every client.
+    pub fn pull_interval(&self) -> Duration {
+        let p = &self.topology.parameters;
+        let inflow = (p.lambda_p + p.lambda_l).max(0.0);
+        if inflow <= 0.0 || !inflow.is_finite() {
+            return self.config.pull_interval;
+        }
+        let needed = Duration::from_secs_f64(PULL_BATCH as f64 / (2.0 * inflow));
+        self.config.pull_interval.min(needed).max(MIN_PULL_INTERVAL)
+    }
+
+    /// The outbox, to save it; see [`Endpoint::take_outbox_changed`].
+    pub fn outbox(&self) -> &Outbox<C> {
+        &self.outbox
+    }
+
+    /// The inbox, to save it; see [`Endpoint::take_inbox_changed`].
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
+    }
+
+    /// Whether the outbox changed since the last call.
+    pub fn take_outbox_changed(&mut self) -> bool {
+        std::mem::take(&mut self.outbox_changed)
+    }
+
+    /// Whether the inbox changed since the last call.
+    pub fn take_inbox_changed(&mut self) -> bool {
+        std::mem::take(&mut self.inbox_changed)
+    }
+
+    /// The endpoint's traffic figures.
+    pub fn stats(&self) -> EndpointStats {
+        EndpointStats {
+            loops: self.loops.stats(),
+            ..self.stats
+        }
+    }
+
+    /// Keeps one real item waiting in the shaper: acknowledgements first,
+    /// then the outbox's next (re)transmission.
+    fn refill(&mut self, now: Duration) {
+        if self.shaper.queued() > 0 {
+            return;
+        }
+        if let Some(ack) = self.acks.pop_front() {
+            if let Err(Pending::Ack(ack)) = self.shaper.enqueue(Pending::Ack(ack)) {
+                self.acks.push_front(ack);
+            }
+            return;
+        }
+        if let Some(t) = self.outbox.next_transmission(now) {
+            self.outbox_changed = true;
+            if let Err(Pending::Fragment(t)) = self.shaper.enqueue(Pending::Fragment(t)) {
+                self.outbox.not_sent(t.local_id, t.fragment.index);
+            }
+        }
+    }
+
+    fn emit<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, slot: Slot<Pending<C>>, now: Duration) {
+        let packet = match slot {
+            Slot::Real(Pending::Ack(packet)) => {
+                self.stats.real_sent += 1;
+                Some(packet)
+            }
+            Slot::Real(Pending::Fragment(t)) => match self.fragment_packet(rng, &t, now) {
+                Some(p) => {
+                    self.stats.real_sent += 1;
+                    Some(p)
+                }
+                None => {
+                    self.outbox.not_sent(t.local_id, t.fragment.index);
+                    None
+                }
+            },
+            Slot::Loop => {
+                self.stats.loops_sent += 1;
+                self.loop_packet(rng, now)
+            }
+            Slot::Drop => {
+                self.stats.drops_sent += 1;
+                self.drop_packet(rng)
+            }
+        };
+        match packet.and_then(|p| p.to_frame(&self.geometry).ok()) {
+            Some(frame) => self.transmits.push_back(frame),
+            None => self.stats.skipped += 1,
+        }
+    }
+
+    fn delays<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> HopDelays {
+        HopDelays::sample_exponential(rng, self.geometry.hops, self.topology.mean_hop_delay())
+    }
+
+    fn loop_packet<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Duration,
+    ) -> Option<OutgoingPacket> {
+        let gateway = self.own.gateway;
+        let route = self
+            .topology
+            .route(rng, &self.geometry, gateway, gateway)
+            .ok()?;
+        let delays = self.delays(rng);
+        let mut id = [0u8; ID_LEN];
+        rng.fill_bytes(&mut id);
+        let id = LoopId(id);
+        let packet = build_mailbox_packet(
+            rng,
+            &self.geometry,
+            self.topology.epoch,
+            &route,
+            &delays,
+            self.own.mailbox,
+            &self.own_key,
+            &Body::Loop(id),
+        )
+        .ok()?;
+        self.loops.sent(id, now);
+        Some(packet)
+    }
+
+    fn drop_packet<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Option<OutgoingPacket> {
+        let exit = self.topology.random_gateway(rng).ok()?;
+        let route = self
+            .topology
+            .route(rng, &self.geometry, self.own.gateway, exit)
+            .ok()?;
+        let delays = self.delays(rng);
+        build_drop_cover(rng, &self.geometry, self.topology.epoch, &route, &delays).ok()
+    }
+
+    fn fragment_packet<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        t: &Transmission<C>,
+        now: Duration,
+    ) -> Option<OutgoingPacket> {
+        let address = self.addresses.get(&t.recipient)?.clone();
+        let geometry = &self.geometry;
+        let route = self
+            .topology
+            .route(rng, geometry, self.own.gateway, address.gateway)
+            .ok()?;
+        let back = self
+            .topology
+            .route(rng, geometry, address.gateway, self.own.gateway)
+            .ok()?;
+        let delays = self.delays(rng);
+        let back_delays = self.delays(rng);
+        let surb_ack = SurbAck::new(
+            rng,
+            geometry,
+            self.topology.epoch,
+            &back,
+            &back_delays,
+            self.own.mailbox,
+            self.own_key,
+        )
+        .ok()?;
+        let ack_id = surb_ack.ack_id;
+        let packet = build_mailbox_packet(
+            rng,
+            geometry,
+            self.topology.epoch,
+            &route,
+            &delays,
+            address.mailbox,
+            &address.mailbox_key,
+            &Body::Fragment {
+                fragment: t.fragment.clone(),
+                surb_ack,
+            },
+        )
+        .ok()?;
+        let expected = self.topology.mean_hop_delay() * geometry.hops as u32;
+        let timeout = ack_timeout(expected, self.pull_interval());
+        if let Some(event) =
+            self.outbox
+                .record_sent(t.local_id, t.fragment.index, ack_id, now, timeout)
+        {
+            self.events.push_back(EndpointEvent::Status(event));
+        }
+        self.outbox_changed = true;
+        Some(packet)
+    }
+
+    fn receive<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        payload: &[u8],
+        now: Duration,
+        acknowledge: bool,
+    ) {
+        let Ok(body) = open_delivery(&self.geometry, &self.own.sealing, payload) else {
+            // Not sealed to this mailbox: a dummy or garbage.
+            return;
+        };
+        match body {
+            Body::Loop(id) => {
+                self.loops.returned(&id, now);
+            }
+            Body::Ack(id) => {
+                if let Some(event) = self.outbox.acknowledged(id, now) {
+                    self.outbox_changed = true;
+                    self.events.push_back(EndpointEvent::Status(event));
+                }
+            }
+            Body::Fragment { fragment, surb_ack } => {
+                let message_id = fragment.message_id.0;
+                let index = fragment.index;
+                let received = self.inbox.receive(fragment, now);
+                match &received {
+                    Received::Rejected(_) => return,
+                    Received::Partial if acknowledge => {
+                        self.events.push_back(EndpointEvent::KeepFragment {
+                            message_id,
+                            index,
+                            payload: payload.to_vec(),
+                        })
+                    }
+                    _ => {}
+                }
+                if acknowledge
+                    && self.acks.len() < MAX_PENDING_ACKS
+                    && let Ok(ack) = build_ack(rng, &self.geometry, surb_ack)
+                {
+                    self.acks.push_back(ack);
+                }
+                if let Received::Complete(bytes) = received {
+                    self.inbox_changed = true;
+                    self.events.push_back(EndpointEvent::Message(bytes));
+                    self.events
+                        .push_back(EndpointEvent::ForgetFragments { message_id });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::{InboxConfig, MessageStatus, OutboxConfig};
+    use crate::testnet;
+    use aegis_directory::{NetworkParameters, Role};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    /// An endpoint on a one-mix-per-layer test network, and a recipient
+    /// address whose acknowledgements never come back.
+    fn endpoint(rng: &mut ChaCha20Rng, shaping: Option<ShapingConfig>) -> (Endpoint<u8>, Address) {
+        let parameters = NetworkParameters::standard(3_600_000);
+        let nodes: Vec<_> = (0..4)
+            .map(|i| {
+                let role = if i == 0 { Role::Gateway } else { Role::Mix };
+                testnet::node(rng, role, 1, i, 1_000)
+            })
+            .collect();
+        let mixes = std::array::from_fn(|l| vec![nodes[l + 1].descriptor(1)]);
+        let document = testnet::consensus(rng, 1, parameters, mixes, vec![nodes[0].descriptor(1)]);
+        let topology = Arc::new(Topology::new(document));
+        let gateway = nodes[0].id();
+        let own = Own {
+            gateway,
+            mailbox: MailboxId([1; 32]),
+            sealing: SphinxSecret::from([2; 32]),
+        };
+        let address = Address {
+            gateway,
+            mailbox: MailboxId([3; 32]),
+            mailbox_key: SphinxPublicKey::from(&SphinxSecret::from([4; 32])),
+        };
+        let endpoint = Endpoint::new(
+            rng,
+            EndpointConfig {
+                shaping,
+                ..EndpointConfig::default()
+            },
+            Geometry::STANDARD,
+            own,
+            topology,
+            Outbox::new(OutboxConfig::default()),
+            Inbox::new(InboxConfig::default()),
+            Duration::ZERO,
+        );
+        (endpoint, address)
+    }
+
+    /// Runs the endpoint from `from` to `to` as its driver would, pulling
+    /// empty mailboxes; returns the frames it sent and when it pulled.
+    fn drive(
+        rng: &mut ChaCha20Rng,
+        endpoint: &mut Endpoint<u8>,
+        from: Duration,
+        to: Duration,
+    ) -> (usize, Vec<Duration>) {
+        let (mut frames, mut pulls) = (0, Vec::new());
+        let mut now = from;
+        while now < to {
+            endpoint.handle_timeout(rng, now);
+            while endpoint.poll_transmit().is_some() {
+                frames += 1;
+            }
+            if let Some(ack) = endpoint.poll_pull(now) {
+                pulls.push(now);
+                endpoint.handle_pulled(rng, Vec::new(), now);
+                assert!(ack.is_empty(), "nothing arrived, nothing to acknowledge");
+            }
+            now = endpoint.poll_timeout().max(now + Duration::from_micros(1));
+        }
+        (frames, pulls)
+    }
+
+    #[test]
+    fn the_schedule_and_the_pulls_do_not_depend_on_what_is_queued() {
+        let run = |queue: bool| {
+            let mut rng = ChaCha20Rng::seed_from_u64(5);
+            let (mut endpoint, address) = endpoint(&mut rng, None);
+            if queue {
+                let mut other = ChaCha20Rng::seed_from_u64(99);
+                endpoint
+                    .queue(&mut other, 1, address, vec![7; 5_000], Duration::ZERO)
+                    .unwrap();
+            }
+            drive(
+                &mut rng,
+                &mut endpoint,
+                Duration::ZERO,
+                Duration::from_secs(60),
+            )
+        };
+        let (idle_frames, idle_pulls) = run(false);
+        let (busy_frames, busy_pulls) = run(true);
+        assert_eq!(idle_frames, busy_frames, "one frame per slot either way");
+        assert_eq!(idle_pulls, busy_pulls, "pulls on the same grid");
+        // λP + λL + λD = 14 packets a second for a minute.
+        assert!((700..=980).contains(&idle_frames), "{idle_frames}");
+        // The grid: 8 / (2 (λP + λL)) = 0.33 s apart, exactly.
+        let gaps: Vec<Duration> = idle_pulls.windows(2).map(|w| w[1] - w[0]).collect();
+        let interval = Duration::from_secs_f64(8.0 / 24.0);
+        assert!(gaps.iter().all(|g| *g == interval), "{gaps:?}");
+    }
+
+    #[test]
+    fn retransmissions_back_off_and_a_silent_recipient_fails_only_after_hours() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        // One slot every 10 s keeps five hours to a few thousand packets.
+        let slow = ShapingConfig::ConstantRate {
+            interval: Duration::from_secs(10),
+        };
+        let (mut endpoint, address) = endpoint(&mut rng, Some(slow));
+        let local = endpoint
+            .queue(&mut rng, 1, address, vec![9; 100], Duration::ZERO)
+            .unwrap();
+        let hour = Duration::from_secs(3_600);
+        // An hour without an acknowledgement: a handful of transmissions,
+        // not one per timeout of the first attempt's length.
+        drive(&mut rng, &mut endpoint, Duration::ZERO, hour);
+        let sent_in_an_hour = endpoint.stats().real_sent;
+        assert!((8..=11).contains(&sent_in_an_hour), "{sent_in_an_hour}");
+        let mut statuses = Vec::new();
+        while let Some(event) = endpoint.poll_event() {
+            if let EndpointEvent::Status(s) = event {
+                statuses.push(s.status);
+            }
+        }
+        assert_eq!(statuses, [MessageStatus::Sent], "not failed after an hour");
+        // It gives up once its attempts are used up, hours later.
+        drive(&mut rng, &mut endpoint, hour, 5 * hour);
+        let last = std::iter::from_fn(|| endpoint.poll_event())
+            .filter_map(|e| match e {
+                EndpointEvent::Status(s) if s.local_id == local => Some(s.status),
+                _ => None,
+            })
+            .last();
+        assert_eq!(last, Some(MessageStatus::Failed));
+        assert_eq!(endpoint.stats().real_sent, 12);
+    }
+}
