@@ -13,7 +13,10 @@
 //! exactly-once delivery in seconds. This is quinn-proto's `Pair` idea for
 //! a whole mixnet.
 
+mod config;
 mod node;
+
+pub use config::{HarnessConfig, HarnessError};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,60 +42,6 @@ use node::{Arrival, SimNode};
 const EPOCH: u64 = 1;
 /// Packets each replay filter is sized for: hours of the test network's traffic.
 const FILTER_CAPACITY: u64 = 200_000;
-
-/// The network a harness runs.
-#[derive(Clone, Debug)]
-pub struct HarnessConfig {
-    /// Seed of the one RNG every choice draws from.
-    pub seed: u64,
-    /// Mixes per layer.
-    pub width: usize,
-    /// Gateways.
-    pub gateways: usize,
-    /// Clients, attached to gateways in turn.
-    pub clients: usize,
-    /// The consensus's parameters (rates, mixing, epoch length).
-    pub parameters: NetworkParameters,
-    /// One-way latency of every link.
-    pub link_latency: Duration,
-    /// Each client's outbox bounds and retries.
-    pub outbox: OutboxConfig,
-}
-
-impl Default for HarnessConfig {
-    fn default() -> Self {
-        let mut parameters = NetworkParameters::standard(7 * 24 * 3_600 * 1_000);
-        parameters.mixing = MixingStrategy::Poisson {
-            mean_delay_ms: 50.0,
-        };
-        // Low rates keep hours of virtual time to seconds of real time; the
-        // schedule's shape, not its rate, is what the tests exercise.
-        parameters.lambda_p = 0.5;
-        parameters.lambda_l = 0.1;
-        parameters.lambda_d = 0.1;
-        parameters.lambda_m = 0.02;
-        HarnessConfig {
-            seed: 1,
-            width: 2,
-            gateways: 2,
-            clients: 2,
-            parameters,
-            link_latency: Duration::from_millis(20),
-            outbox: OutboxConfig::default(),
-        }
-    }
-}
-
-/// Why a harness could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum HarnessError {
-    /// A layer or the gateway list would be empty.
-    #[error("every layer needs a mix and the network a gateway and a client")]
-    Empty,
-    /// The parameters are out of range.
-    #[error(transparent)]
-    Parameters(#[from] aegis_directory::ParameterError),
-}
 
 /// One line of a run's transcript: what happened, when.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,139 @@
+//! Endpoint tests on a test network, without sockets.
+
+use super::*;
+use crate::delivery::{InboxConfig, MessageStatus, OutboxConfig};
+use crate::testnet;
+use aegis_directory::{NetworkParameters, Role};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// An endpoint on a one-mix-per-layer test network, and a recipient
+/// address whose acknowledgements never come back.
+fn endpoint(rng: &mut ChaCha20Rng, shaping: Option<ShapingConfig>) -> (Endpoint<u8>, Address) {
+    let parameters = NetworkParameters::standard(3_600_000);
+    let nodes: Vec<_> = (0..4)
+        .map(|i| {
+            let role = if i == 0 { Role::Gateway } else { Role::Mix };
+            testnet::node(rng, role, 1, i, 1_000)
+        })
+        .collect();
+    let mixes = std::array::from_fn(|l| vec![nodes[l + 1].descriptor(1)]);
+    let document = testnet::consensus(rng, 1, parameters, mixes, vec![nodes[0].descriptor(1)]);
+    let topology = Arc::new(Topology::new(document));
+    let gateway = nodes[0].id();
+    let own = Own {
+        gateway,
+        mailbox: MailboxId([1; 32]),
+        sealing: SphinxSecret::from([2; 32]),
+    };
+    let address = Address {
+        gateway,
+        mailbox: MailboxId([3; 32]),
+        mailbox_key: SphinxPublicKey::from(&SphinxSecret::from([4; 32])),
+    };
+    let endpoint = Endpoint::new(
+        rng,
+        EndpointConfig {
+            shaping,
+            ..EndpointConfig::default()
+        },
+        Geometry::STANDARD,
+        own,
+        topology,
+        Outbox::new(OutboxConfig::default()),
+        Inbox::new(InboxConfig::default()),
+        Duration::ZERO,
+    );
+    (endpoint, address)
+}
+
+/// Runs the endpoint from `from` to `to` as its driver would, pulling
+/// empty mailboxes; returns the frames it sent and when it pulled.
+fn drive(
+    rng: &mut ChaCha20Rng,
+    endpoint: &mut Endpoint<u8>,
+    from: Duration,
+    to: Duration,
+) -> (usize, Vec<Duration>) {
+    let (mut frames, mut pulls) = (0, Vec::new());
+    let mut now = from;
+    while now < to {
+        endpoint.handle_timeout(rng, now);
+        while endpoint.poll_transmit().is_some() {
+            frames += 1;
+        }
+        if let Some(ack) = endpoint.poll_pull(now) {
+            pulls.push(now);
+            endpoint.handle_pulled(rng, Vec::new(), now);
+            assert!(ack.is_empty(), "nothing arrived, nothing to acknowledge");
+        }
+        now = endpoint.poll_timeout().max(now + Duration::from_micros(1));
+    }
+    (frames, pulls)
+}
+
+#[test]
+fn the_schedule_and_the_pulls_do_not_depend_on_what_is_queued() {
+    let run = |queue: bool| {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let (mut endpoint, address) = endpoint(&mut rng, None);
+        if queue {
+            let mut other = ChaCha20Rng::seed_from_u64(99);
+            endpoint
+                .queue(&mut other, 1, address, vec![7; 5_000], Duration::ZERO)
+                .unwrap();
+        }
+        drive(
+            &mut rng,
+            &mut endpoint,
+            Duration::ZERO,
+            Duration::from_secs(60),
+        )
+    };
+    let (idle_frames, idle_pulls) = run(false);
+    let (busy_frames, busy_pulls) = run(true);
+    assert_eq!(idle_frames, busy_frames, "one frame per slot either way");
+    assert_eq!(idle_pulls, busy_pulls, "pulls on the same grid");
+    // λP + λL + λD = 14 packets a second for a minute.
+    assert!((700..=980).contains(&idle_frames), "{idle_frames}");
+    // The grid: 8 / (2 (λP + λL)) = 0.33 s apart, exactly.
+    let gaps: Vec<Duration> = idle_pulls.windows(2).map(|w| w[1] - w[0]).collect();
+    let interval = Duration::from_secs_f64(8.0 / 24.0);
+    assert!(gaps.iter().all(|g| *g == interval), "{gaps:?}");
+}
+
+#[test]
+fn retransmissions_back_off_and_a_silent_recipient_fails_only_after_hours() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    // One slot every 10 s keeps five hours to a few thousand packets.
+    let slow = ShapingConfig::ConstantRate {
+        interval: Duration::from_secs(10),
+    };
+    let (mut endpoint, address) = endpoint(&mut rng, Some(slow));
+    let local = endpoint
+        .queue(&mut rng, 1, address, vec![9; 100], Duration::ZERO)
+        .unwrap();
+    let hour = Duration::from_secs(3_600);
+    // An hour without an acknowledgement: a handful of transmissions,
+    // not one per timeout of the first attempt's length.
+    drive(&mut rng, &mut endpoint, Duration::ZERO, hour);
+    let sent_in_an_hour = endpoint.stats().real_sent;
+    assert!((8..=11).contains(&sent_in_an_hour), "{sent_in_an_hour}");
+    let mut statuses = Vec::new();
+    while let Some(event) = endpoint.poll_event() {
+        if let EndpointEvent::Status(s) = event {
+            statuses.push(s.status);
+        }
+    }
+    assert_eq!(statuses, [MessageStatus::Sent], "not failed after an hour");
+    // It gives up once its attempts are used up, hours later.
+    drive(&mut rng, &mut endpoint, hour, 5 * hour);
+    let last = std::iter::from_fn(|| endpoint.poll_event())
+        .filter_map(|e| match e {
+            EndpointEvent::Status(s) if s.local_id == local => Some(s.status),
+            _ => None,
+        })
+        .last();
+    assert_eq!(last, Some(MessageStatus::Failed));
+    assert_eq!(endpoint.stats().real_sent, 12);
+}
