@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_directory::constants::MIX_LAYERS;
-use aegis_directory::{MixingStrategy, NetworkParameters, Role};
+use aegis_directory::{NetworkParameters, Role};
 use aegis_mix_packet::{Geometry, MailboxId, NodeId, SphinxPublicKey, SphinxSecret};
 use aegis_proto::delivery::OutboxError;
 use aegis_proto::testnet;
