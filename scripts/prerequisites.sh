@@ -46,7 +46,7 @@ aegis_prerequisites() {
     # machine share them (RocksDB's C++ alone takes ~10 minutes on 2 cores).
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/aegislink-target}"
     if [ ! -d "$CARGO_TARGET_DIR/debug/build" ] || ! ls "$CARGO_TARGET_DIR"/debug/build | grep -q '^librocksdb-sys'; then
-        echo "First build: compiling RocksDB's C++ and the workspace takes 20-30 minutes on 2 cores;"
+        echo "First build: compiling RocksDB's C++ and the workspace takes about half an hour on 2 cores;"
         echo "later builds reuse $CARGO_TARGET_DIR."
     fi
 }
