@@ -1,10 +1,9 @@
 //! Retry back-off: the wait before each new attempt doubles from a first
 //! value up to a cap, and a success starts it over.
 //!
-//! Every driver that retries (a link re-dialled after a failed write, a
-//! client reconnecting to its gateway, a node reaching an authority) uses
-//! this one type, so their behaviour under failure is the same and is
-//! described once.
+//! A link re-dialled after a failed write, a client reconnecting to its
+//! gateway and the outbox's retransmissions all use it, so their behaviour
+//! under failure is the same and is described once.
 
 use std::time::Duration;
 

@@ -20,7 +20,10 @@
 //! * [`loop_cover`] — loops in flight and the share that came back;
 //! * [`client`] — the client [`Endpoint`]: slot to packet, the pull grid,
 //!   acknowledgements, what pulls bring;
-//! * [`backoff`] — the one retry back-off every driver uses.
+//! * [`backoff`] — the retry back-off of the outbox and of the node's and
+//!   client's links;
+//! * `testnet` (feature `testnet`) — node keys and a signed consensus
+//!   without authorities, for tests and the simulator's harness.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
