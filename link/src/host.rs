@@ -63,6 +63,18 @@ pub fn peer_id_of(identity: &[u8; 32]) -> Option<PeerId> {
     )))
 }
 
+/// The directory identity key behind a libp2p peer id: the inverse of
+/// [`peer_id_of`] (Ed25519 peer ids carry the key itself).
+pub fn identity_of(peer: &PeerId) -> Option<[u8; 32]> {
+    let hash: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    // 0x00: the identity multihash, whose digest is the encoded key.
+    if hash.code() != 0 {
+        return None;
+    }
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(hash.digest()).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
+}
+
 /// The published addresses that parse as multiaddresses; others are skipped.
 pub fn dial_addresses(published: &[String]) -> Vec<Multiaddr> {
     published.iter().filter_map(|a| a.parse().ok()).collect()
@@ -242,5 +254,18 @@ impl Host {
         self.control()
             .accept(StreamProtocol::new(protocol))
             .map_err(|e| LinkError::Stream(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_id_gives_back_the_identity_it_was_made_from() {
+        let identity = SigningKey::from_bytes(&[5; 32]).verifying_key().to_bytes();
+        let peer = peer_id_of(&identity).unwrap();
+        assert_eq!(identity_of(&peer), Some(identity));
+        assert_eq!(identity_of(&PeerId::random()), None);
     }
 }

@@ -10,7 +10,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod host;
-pub use host::{Host, LinkError, dial_addresses, libp2p_keypair, peer_id_of};
+pub use host::{Host, LinkError, dial_addresses, identity_of, libp2p_keypair, peer_id_of};
 
 pub mod access;
 pub use access::{GatewaySession, SessionError};

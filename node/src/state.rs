@@ -50,11 +50,7 @@ impl Topologies {
 
     /// Whether any held document lists the libp2p peer.
     pub fn knows_peer(&self, peer: &aegis_link::PeerId) -> bool {
-        self.by_epoch.values().any(|t| {
-            t.nodes
-                .values()
-                .any(|n| aegis_link::peer_id_of(&n.id.0).as_ref() == Some(peer))
-        })
+        aegis_link::identity_of(peer).is_some_and(|id| self.knows(&NodeId(id)))
     }
 
     /// The newest entry for `node`.
