@@ -81,14 +81,11 @@ pub fn seal<R: CryptoRng + ?Sized>(
     }
     let message = sessions[0].encrypt(rng, &content.encode())?;
     let envelope = match (&record.initial_header, record.confirmed) {
-        (Some(header), false) => Envelope::Initial {
-            header: InitialHeader::decode(header)?,
-            message,
-        },
-        _ => Envelope::Ratchet { message },
+        (Some(header), false) => Envelope::encode_initial(header, &message),
+        _ => Envelope::Ratchet { message }.encode(),
     };
     profile.put_sessions(contact, &record, &sessions)?;
-    Ok((envelope.encode(), address_of(&card)))
+    Ok((envelope, address_of(&card)))
 }
 
 /// Every contact's address, for messages restored from a saved outbox.

@@ -40,11 +40,9 @@ impl Envelope {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Envelope::Initial { header, message } => {
-                let mut out = Vec::with_capacity(1 + InitialHeader::LEN + message.len());
-                out.push(INITIAL);
-                header.encode(&mut out);
-                out.extend_from_slice(message);
-                out
+                let mut encoded = Vec::with_capacity(InitialHeader::LEN);
+                header.encode(&mut encoded);
+                Envelope::encode_initial(&encoded, message)
             }
             Envelope::Ratchet { message } => {
                 let mut out = Vec::with_capacity(1 + message.len());
@@ -53,6 +51,17 @@ impl Envelope {
                 out
             }
         }
+    }
+
+    /// The encoding of an `Initial` envelope from a header already encoded
+    /// (as the sender keeps it until the contact answers), without decoding
+    /// and verifying that header again for every message.
+    pub fn encode_initial(encoded_header: &[u8], message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + encoded_header.len() + message.len());
+        out.push(INITIAL);
+        out.extend_from_slice(encoded_header);
+        out.extend_from_slice(message);
+        out
     }
 
     /// Strict decoding (the header's identity signature is verified).
