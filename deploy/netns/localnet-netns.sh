@@ -171,7 +171,8 @@ initialise() {
             --name "authority-${host}" \
             --listen "${ip}:${AUTHORITY_PORT}" \
             --epoch-length-ms "${EPOCH_MS}" \
-            --genesis-unix-ms "${genesis}")"
+            --genesis-unix-ms "${genesis}" \
+            --admission open)"
         key="$(sed -n 's/^public key:[[:space:]]*\([0-9a-f]\{64\}\)[[:space:]]*$/\1/p' <<<"${out}")"
         [[ -n "${key}" ]] || die "aegis-dir init printed no public key for ${host}"
         printf '%s %s http://%s:%s\n' "${host}" "${key}" "${ip}" "${AUTHORITY_PORT}" \

@@ -8,7 +8,8 @@
 //! | [`SIGNATURE`] | POST | a document signature (authority to authority) |
 //! | [`ROUND_SIGNATURES`] | GET | the signatures an authority holds for a round |
 //! | [`DOCUMENT_CURRENT`], [`DOCUMENT`] | GET | a signed consensus |
-//! | [`STATUS`] | GET | JSON: epoch, phase, counts |
+//! | [`CLOCK`] | GET | the authority's signed epoch clock |
+//! | [`STATUS`] | GET | JSON: epoch, phase, counts (for people; unsigned) |
 //! | [`METRICS`] | GET | Prometheus text (authorities and nodes) |
 //! | [`HEALTH`] | GET | 200 when a node is up |
 
@@ -24,6 +25,8 @@ pub const ROUND_SIGNATURES: &str = "/v1/round/{epoch}/signatures";
 pub const DOCUMENT_CURRENT: &str = "/v1/document/current";
 /// The document of one epoch (the server's route pattern).
 pub const DOCUMENT: &str = "/v1/document/{epoch}";
+/// The authority's signed epoch clock (`SignedClock`).
+pub const CLOCK: &str = "/v1/clock";
 /// The authority's status as JSON.
 pub const STATUS: &str = "/status";
 /// Prometheus metrics.

@@ -9,10 +9,11 @@
 //! deterministic), so tests drive it with virtual time and the simulator can
 //! run the very same code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::SigningKey;
 
+use crate::admission::Admission;
 use crate::consensus::{ConsensusBody, DocumentSignature, NetworkParameters, SignedConsensus};
 use crate::constants::{DOCUMENTS_KEPT, MAX_NODES};
 use crate::descriptor::SignedDescriptor;
@@ -34,11 +35,15 @@ pub struct AuthorityConfig {
     pub schedule: Schedule,
     /// The parameters this authority votes for.
     pub parameters: NetworkParameters,
+    /// Which nodes it takes descriptors from.
+    pub admission: Admission,
 }
 
 #[derive(Default)]
 struct Round {
     descriptors: BTreeMap<[u8; 32], SignedDescriptor>,
+    /// Descriptors held of nodes not in the previous document.
+    newcomers: usize,
     votes: BTreeMap<[u8; 32], SignedVote>,
     voted: bool,
     tallied: Option<Result<ConsensusBody, String>>,
@@ -55,6 +60,7 @@ pub struct Authority {
     verifier: Verifier,
     schedule: Schedule,
     parameters: NetworkParameters,
+    admission: Admission,
     rounds: BTreeMap<u64, Round>,
     documents: BTreeMap<u64, SignedConsensus>,
 }
@@ -71,9 +77,40 @@ impl Authority {
             verifier: Verifier::new(authorities),
             schedule: config.schedule,
             parameters: config.parameters,
+            admission: config.admission,
             rounds: BTreeMap::new(),
             documents: BTreeMap::new(),
         }
+    }
+
+    /// The nodes listed in the newest held document before `epoch`: the
+    /// incumbents of that round.
+    fn incumbents(&self, epoch: u64) -> BTreeSet<[u8; 32]> {
+        self.documents
+            .range(..epoch)
+            .next_back()
+            .map(|(_, d)| {
+                d.body
+                    .mixes()
+                    .map(|(_, m)| m)
+                    .chain(&d.body.gateways)
+                    .map(SignedDescriptor::identity)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn is_incumbent(&self, epoch: u64, identity: &[u8; 32]) -> bool {
+        self.documents
+            .range(..epoch)
+            .next_back()
+            .is_some_and(|(_, d)| {
+                d.body
+                    .mixes()
+                    .map(|(_, m)| m)
+                    .chain(&d.body.gateways)
+                    .any(|n| n.identity() == *identity)
+            })
     }
 
     /// This authority's public key.
@@ -156,7 +193,11 @@ impl Authority {
         match record {
             Record::Descriptor(d) => {
                 d.verify()?;
+                let incumbent = self.is_incumbent(d.body.epoch, &d.identity());
                 let round = self.rounds.entry(d.body.epoch).or_default();
+                if !incumbent && !round.descriptors.contains_key(&d.identity()) {
+                    round.newcomers += 1;
+                }
                 let newer = round
                     .descriptors
                     .get(&d.identity())
@@ -210,11 +251,19 @@ impl Authority {
                 last: target + 1,
             });
         }
-        d.verify()?;
+        let incumbent = self.is_incumbent(epoch, &d.identity());
         let round = self.rounds.entry(epoch).or_default();
         if round.voted {
             return Err(Rejection::RoundClosed(epoch));
         }
+        let known = round.descriptors.contains_key(&d.identity());
+        // Admission first: under a flood, refusing a newcomer past the quota
+        // costs no signature check.
+        if !known {
+            self.admission
+                .admit(&d.identity(), incumbent, round.newcomers)?;
+        }
+        d.verify()?;
         match round.descriptors.get(&d.identity()) {
             Some(old) if *old == d => return Err(Rejection::Duplicate),
             Some(old) if old.body.revision > d.body.revision => {
@@ -228,6 +277,9 @@ impl Authority {
             }
             None if round.descriptors.len() >= MAX_NODES => return Err(Rejection::Full),
             _ => {}
+        }
+        if !known && !incumbent {
+            round.newcomers += 1;
         }
         round.descriptors.insert(d.identity(), d.clone());
         out.push(Output::Store(Record::Descriptor(d)));
@@ -395,18 +447,22 @@ impl Authority {
             .range(..epoch)
             .next_back()
             .map(|(_, d)| d.body.hash());
+        if self.rounds.get(&epoch).is_none_or(|r| r.voted) {
+            return;
+        }
+        let incumbents = self.incumbents(epoch);
         let Some(round) = self.rounds.get_mut(&epoch) else {
             return;
         };
-        if round.voted {
-            return;
-        }
+        let descriptors = self
+            .admission
+            .select(round.descriptors.values(), |id| incumbents.contains(id));
         let vote = VoteBody {
             authority: self.me,
             epoch,
             parameters: self.parameters,
             previous,
-            descriptors: round.descriptors.values().cloned().collect(),
+            descriptors,
         }
         .sign(&self.key);
         round.voted = true;

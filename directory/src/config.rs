@@ -11,8 +11,10 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::admission::Admission;
 use crate::consensus::{MixingStrategy, NetworkParameters, ParameterError};
 use crate::schedule::Schedule;
+use crate::trust::TrustedAuthority;
 
 /// Why the configuration or key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +45,15 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
     }
 }
 
-/// Another authority this one talks to.
+/// Another authority this one talks to: a name for logs beside the one
+/// description of a trusted authority (`url`, `public_key` in hex).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerConfig {
     /// A name for logs.
     pub name: String,
-    /// Its Ed25519 public key, 64 hex digits.
-    pub public_key: String,
-    /// Base URL of its HTTP API, e.g. `http://192.0.2.7:7900`.
-    pub url: String,
+    /// Where it is and the key it signs with.
+    #[serde(flatten)]
+    pub authority: TrustedAuthority,
 }
 
 /// The network parameters as written in the file.
@@ -88,6 +90,10 @@ pub struct Config {
     pub genesis_unix_ms: u64,
     /// Network parameters this authority votes for.
     pub parameters: ParametersConfig,
+    /// Which nodes this authority lists: `mode = "allowlist"` with
+    /// `nodes = [hex keys]`, or `mode = "open"` with limits.
+    #[serde(default)]
+    pub admission: Admission,
     /// The other authorities.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
@@ -100,11 +106,7 @@ pub const DB_DIR: &str = "db";
 
 /// Parses a 32-byte key from hex.
 pub fn parse_key(hex_key: &str) -> Result<[u8; 32], ConfigError> {
-    let bytes = hex::decode(hex_key.trim())
-        .map_err(|e| ConfigError::Invalid(format!("key {hex_key:?}: {e}")))?;
-    bytes
-        .try_into()
-        .map_err(|_| ConfigError::Invalid(format!("key {hex_key:?} is not 32 bytes")))
+    crate::parse_key(hex_key).map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
 impl ParametersConfig {
@@ -138,6 +140,7 @@ impl Config {
             epoch_length_ms,
             genesis_unix_ms,
             parameters: ParametersConfig::standard(),
+            admission: Admission::default(),
             peers: Vec::new(),
         }
     }
@@ -153,14 +156,12 @@ impl Config {
     /// Checks values that TOML's types do not.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.network_parameters()?.validate()?;
+        crate::check_epoch_length(self.epoch_length_ms)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for peer in &self.peers {
-            parse_key(&peer.public_key)?;
-            if !(peer.url.starts_with("http://") || peer.url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!(
-                    "peer {} url must start with http:// or https://",
-                    peer.name
-                )));
-            }
+            peer.authority
+                .check()
+                .map_err(|e| ConfigError::Invalid(format!("peer {}: {e}", peer.name)))?;
         }
         Ok(())
     }
@@ -192,11 +193,8 @@ impl Config {
     }
 
     /// Peer public keys.
-    pub fn peer_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
-        self.peers
-            .iter()
-            .map(|p| parse_key(&p.public_key))
-            .collect()
+    pub fn peer_keys(&self) -> Vec<[u8; 32]> {
+        self.peers.iter().map(|p| p.authority.public_key).collect()
     }
 
     /// The file text, with a comment on every setting.
@@ -224,6 +222,13 @@ const CONFIG_HEADER: &str = "\
 #   lambda_p/l/d   client real-or-loop, loop and drop cover rates (packets/s)
 #   lambda_m       node loop cover rate (packets/s)
 #   geometry_hash  optional hex; defaults to the standard packet geometry
+#
+# [admission]      which nodes this authority lists:
+#   mode = \"allowlist\", nodes = [\"<node identity, 64 hex digits>\", ...]
+#                  only those nodes (what a production network runs), or
+#   mode = \"open\", newcomers_per_round, mixes_per_layer, gateways
+#                  anyone; nodes listed in the previous document always keep
+#                  their place, newcomers only up to the quota per round
 #
 # [[peers]]        one block per other authority:
 #   name, public_key (64 hex digits, printed by `aegis-dir init`),
@@ -273,8 +278,10 @@ mod tests {
         );
         config.peers.push(PeerConfig {
             name: "a2".into(),
-            public_key: "11".repeat(32),
-            url: "http://127.0.0.1:7901".into(),
+            authority: TrustedAuthority {
+                url: "http://127.0.0.1:7901".into(),
+                public_key: [0x11; 32],
+            },
         });
         config.parameters.mixing = MixingStrategy::TimedPool {
             interval_ms: 100,

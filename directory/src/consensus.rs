@@ -11,6 +11,7 @@ use crate::constants::{
     MAX_DOCUMENT_BYTES, MAX_NODES, MAX_SIGNATURE_BYTES, MIX_LAYERS,
 };
 use crate::descriptor::{Role, SignedDescriptor};
+use crate::schedule::Schedule;
 
 /// How mix nodes delay packets.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -254,6 +255,19 @@ impl ConsensusBody {
         (0u8..)
             .zip(self.layers.iter())
             .flat_map(|(layer, nodes)| nodes.iter().map(move |d| (layer, d)))
+    }
+
+    /// The epoch clock this document implies: its epoch starts at
+    /// `valid_after_ms` and lasts the published epoch length.
+    pub fn schedule(&self) -> Option<Schedule> {
+        let length = self.parameters.epoch_length_ms;
+        let genesis_ms = self
+            .valid_after_ms
+            .checked_sub(self.epoch.checked_mul(length)?)?;
+        Some(Schedule {
+            genesis_ms,
+            epoch_length_ms: length,
+        })
     }
 
     /// Checks format, parameters and the shape of the node lists. Descriptor

@@ -40,6 +40,9 @@ pub const DOCUMENT_HASH_DOMAIN: &[u8] = b"aegislink/directory/document/v1\0";
 /// Domain label prepended to (epoch, document hash) before an authority
 /// signs a document.
 pub const DOCUMENT_SIGNATURE_DOMAIN: &[u8] = b"aegislink/directory/document-signature/v1\0";
+/// Domain label prepended to (genesis, epoch length) before an authority
+/// signs its clock.
+pub const CLOCK_DOMAIN: &[u8] = b"aegislink/directory/clock/v1\0";
 /// Domain label of the per-epoch node hash used for layer tie-breaking.
 pub const LAYER_HASH_DOMAIN: &[u8] = b"aegislink/directory/layer/v1\0";
 

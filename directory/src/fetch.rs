@@ -28,7 +28,7 @@ pub struct Fetcher {
 }
 
 /// Reads a response body, refusing more than `limit` bytes.
-pub(crate) async fn read_limited(
+pub async fn read_limited(
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, String> {
@@ -63,6 +63,18 @@ impl Fetcher {
             verifier,
             client,
         })
+    }
+
+    /// A fetcher over trusted authorities, checking against their keys.
+    pub fn for_authorities(
+        authorities: &[crate::TrustedAuthority],
+        timeout: Duration,
+    ) -> Result<Self, FetchError> {
+        Fetcher::new(
+            crate::TrustedAuthority::urls(authorities),
+            crate::TrustedAuthority::verifier(authorities),
+            timeout,
+        )
     }
 
     /// The verifier documents are checked with.

@@ -49,6 +49,18 @@ pub use tally::{TallyError, TallyInput, tally};
 mod verify;
 pub use verify::{Verifier, VerifyError, majority};
 
+mod admission;
+pub use admission::{Admission, AdmissionError, OpenLimits, SourceQuota};
+
+mod clock;
+pub use clock::{
+    ClockError, MAX_CLOCK_BYTES, MAX_EPOCH_LENGTH_MS, MIN_EPOCH_LENGTH_MS, SignedClock,
+    agreed_schedule, check_epoch_length,
+};
+
+mod trust;
+pub use trust::{TrustError, TrustedAuthority, parse_key};
+
 mod authority;
 pub use authority::{
     Authority, AuthorityConfig, Input, Output, Record, Rejection, RoundOutcome, RoundStatus,
@@ -57,7 +69,7 @@ pub use authority::{
 #[cfg(feature = "fetch")]
 mod fetch;
 #[cfg(feature = "fetch")]
-pub use fetch::{FetchError, Fetcher};
+pub use fetch::{FetchError, Fetcher, read_limited};
 
 #[cfg(feature = "server")]
 mod store;

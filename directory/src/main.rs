@@ -17,6 +17,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum AdmissionArg {
+    Allowlist,
+    Open,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Generate the authority key and write a configuration file.
@@ -37,6 +43,11 @@ enum Command {
         /// share it.
         #[arg(long)]
         genesis_unix_ms: Option<u64>,
+        /// Which nodes to list: `allowlist` (only node keys added under
+        /// [admission] nodes; for production) or `open` (anyone, incumbents
+        /// first, newcomers up to a quota per round).
+        #[arg(long, value_enum, default_value = "allowlist")]
+        admission: AdmissionArg,
     },
     /// Run the authority.
     Run {
@@ -60,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             listen,
             epoch_length_ms,
             genesis_unix_ms,
+            admission,
         } => {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -73,7 +85,13 @@ fn main() -> anyhow::Result<()> {
                 Some(g) => g,
                 None => aegis_directory::api::unix_now_ms(),
             };
-            let config = Config::new(&name, listen, &data_dir, epoch_length_ms, genesis);
+            let mut config = Config::new(&name, listen, &data_dir, epoch_length_ms, genesis);
+            config.admission = match admission {
+                AdmissionArg::Allowlist => aegis_directory::Admission::Allowlist {
+                    nodes: Default::default(),
+                },
+                AdmissionArg::Open => aegis_directory::Admission::default(),
+            };
             config.check()?;
             std::fs::write(&config_path, config.to_documented_toml()?)
                 .with_context(|| format!("writing {}", config_path.display()))?;
@@ -83,6 +101,11 @@ fn main() -> anyhow::Result<()> {
                 hex::encode(key.verifying_key().to_bytes())
             );
             println!("Add the other authorities under [[peers]] before `aegis-dir run`.");
+            if matches!(admission, AdmissionArg::Allowlist) {
+                println!(
+                    "Admission is an allowlist: add each node's identity key under [admission] nodes."
+                );
+            }
             Ok(())
         }
         Command::Run { config } => {

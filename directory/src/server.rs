@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,10 +26,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, SourceQuota};
 use crate::api;
 use crate::authority::{
     Authority, AuthorityConfig, Input, Output, Rejection, RoundOutcome, RoundStatus,
 };
+use crate::clock::SignedClock;
 use crate::codec;
 use crate::config::{Config, ConfigError, DB_DIR, KEY_FILE, load_key};
 use crate::consensus::{DocumentSignature, SignedConsensus};
@@ -73,8 +75,16 @@ struct Shared {
     store: Store,
     metrics: Metrics,
     peers: Vec<Peer>,
+    /// The pinned keys of the other authorities: the only voters.
+    peer_keys: Vec<[u8; 32]>,
     client: reqwest::Client,
     fetcher: Fetcher,
+    /// This authority's signed epoch clock, as served.
+    clock: Vec<u8>,
+    /// The admission policy (for the per-source upload limit).
+    admission: Admission,
+    /// Descriptor uploads per source address this epoch.
+    sources: Mutex<SourceQuota<std::net::IpAddr>>,
     stopped: AtomicBool,
 }
 
@@ -263,13 +273,15 @@ impl RunningAuthority {
 pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAuthority, ServerError> {
     config.check()?;
     let key = load_key(&config.data_dir.join(KEY_FILE))?;
-    let peer_keys = config.peer_keys()?;
+    let peer_keys = config.peer_keys();
     let store = Store::open(&config.data_dir.join(DB_DIR))?;
+    let clock = SignedClock::create(&key, config.schedule()).to_bytes();
     let mut authority = Authority::new(AuthorityConfig {
         key,
         authorities: peer_keys.clone(),
         schedule: config.schedule(),
         parameters: config.network_parameters()?,
+        admission: config.admission.clone(),
     });
     let (records, undecodable) = store.load()?;
     let total = records.len();
@@ -283,7 +295,11 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAutho
 
     let mut verifier_keys = peer_keys;
     verifier_keys.push(authority.public_key());
-    let peer_urls: Vec<String> = config.peers.iter().map(|p| p.url.clone()).collect();
+    let peer_urls: Vec<String> = config
+        .peers
+        .iter()
+        .map(|p| p.authority.url.clone())
+        .collect();
     let fetcher = Fetcher::new(
         peer_urls,
         Verifier::new(verifier_keys),
@@ -306,11 +322,15 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAutho
             .iter()
             .map(|p| Peer {
                 name: p.name.clone(),
-                url: p.url.clone(),
+                url: p.authority.url.clone(),
             })
             .collect(),
+        peer_keys: config.peer_keys(),
         client,
         fetcher,
+        clock,
+        admission: config.admission.clone(),
+        sources: Mutex::new(SourceQuota::default()),
         stopped: AtomicBool::new(false),
     });
 
@@ -318,6 +338,7 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAutho
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = router(Arc::clone(&shared));
     let http = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
@@ -386,7 +407,7 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             api::VOTE,
-            post(post_vote).layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES)),
+            post(post_vote).layer(DefaultBodyLimit::disable()),
         )
         .route(
             api::SIGNATURE,
@@ -395,6 +416,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(api::ROUND_SIGNATURES, get(get_signatures))
         .route(api::DOCUMENT_CURRENT, get(get_current))
         .route(api::DOCUMENT, get(get_document))
+        .route(api::CLOCK, get(get_clock))
         .route(api::STATUS, get(get_status))
         .route(api::METRICS, get(get_metrics))
         .with_state(shared)
@@ -404,7 +426,7 @@ fn refusal(rejection: &Rejection) -> Response {
     let status = match rejection.label() {
         "replay" | "equivocation" => StatusCode::CONFLICT,
         "wrong_epoch" | "out_of_window" | "unknown_round" => StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_authority" => StatusCode::FORBIDDEN,
+        "unknown_authority" | "not_allowed" => StatusCode::FORBIDDEN,
         "full" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
@@ -459,9 +481,26 @@ fn accept_upload(
 
 async fn post_descriptor(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let metrics = &shared.metrics;
+    if let Admission::Open(limits) = &shared.admission {
+        let epoch = shared.authority().schedule().epoch_at(now_ms());
+        let allowed = shared
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(epoch, source.ip(), limits.uploads_per_source);
+        if !allowed {
+            Metrics::reject(&metrics.descriptors_rejected, "source_limit");
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many uploads from this address this epoch\n",
+            )
+                .into_response();
+        }
+    }
     accept_upload(
         &shared,
         body,
@@ -479,21 +518,49 @@ async fn post_descriptor(
     })
 }
 
-async fn post_vote(
-    State(shared): State<Arc<Shared>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// Reads a vote upload: the first 32 bytes must name a pinned peer before
+/// more is read, at most [`MAX_DOCUMENT_BYTES`] are read, and the signature
+/// over the raw bytes must verify before anything is decoded.
+async fn read_vote(
+    shared: &Shared,
+    body: axum::body::Body,
+) -> Result<Vec<u8>, (&'static str, Response)> {
+    use futures::StreamExt as _;
+    let refuse = |status: StatusCode, reason: &'static str| {
+        (reason, (status, format!("{reason}\n")).into_response())
+    };
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut voter_checked = false;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| refuse(StatusCode::BAD_REQUEST, "malformed"))?;
+        if bytes.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+        }
+        bytes.extend_from_slice(&chunk);
+        if !voter_checked && let Some(voter) = SignedVote::claimed_voter(&bytes) {
+            if !shared.peer_keys.contains(&voter) {
+                return Err(refuse(StatusCode::FORBIDDEN, "unknown_authority"));
+            }
+            voter_checked = true;
+        }
+    }
+    Ok(bytes)
+}
+
+async fn post_vote(State(shared): State<Arc<Shared>>, body: axum::body::Body) -> Response {
     let metrics = &shared.metrics;
-    let result = match body {
-        Err(e) => {
-            let (reason, response) = body_refusal(e);
+    let body = match read_vote(&shared, body).await {
+        Ok(body) => body,
+        Err((reason, response)) => {
             Metrics::reject(&metrics.votes_rejected, reason);
             return response;
         }
-        Ok(body) => SignedVote::from_bytes(&body)
-            .map_err(Rejection::from)
-            .map(Input::Vote),
     };
+    let result = SignedVote::authenticate(&body)
+        .and_then(|_| SignedVote::from_bytes(&body))
+        .map_err(Rejection::from)
+        .map(Input::Vote);
     // Checking a vote verifies every descriptor in it: do it off the async
     // workers.
     let feeding = Arc::clone(&shared);
@@ -552,6 +619,10 @@ async fn get_document(State(shared): State<Arc<Shared>>, Path(epoch): Path<u64>)
         )
             .into_response(),
     }
+}
+
+async fn get_clock(State(shared): State<Arc<Shared>>) -> Response {
+    binary(shared.clock.clone())
 }
 
 /// The body of `GET /status`.

@@ -91,6 +91,11 @@ impl Verifier {
         self.threshold
     }
 
+    /// Whether `key` is one of the pinned authority keys.
+    pub fn trusts(&self, key: &[u8; 32]) -> bool {
+        self.authorities.contains(key)
+    }
+
     /// The pinned authority keys.
     pub fn authorities(&self) -> &BTreeSet<[u8; 32]> {
         &self.authorities

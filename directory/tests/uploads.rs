@@ -117,3 +117,76 @@ async fn bad_uploads_are_refused_with_reasons() {
     assert_eq!(status, 400);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_are_authenticated_before_they_are_read_whole_or_decoded() {
+    let (slots, _) = cluster(2).await;
+    let running = slots[0].start().await;
+    let base = slots[0].url();
+    let url = api::url(&base, api::VOTE);
+
+    // A stranger's 8 MB "vote" is refused on its first 32 bytes.
+    let mut stranger = node_key(9).verifying_key().to_bytes().to_vec();
+    stranger.resize(8 << 20, 0xAB);
+    let (status, text) = post(&url, stranger).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_votes_rejected_total{reason=\"unknown_authority\"} 1"
+        )
+        .await
+    );
+
+    // The pinned peer's key with a body it did not sign: refused on the
+    // signature, before any decoding.
+    let mut forged = slots[1].public.to_vec();
+    forged.extend_from_slice(&[0x11; 500]);
+    let (status, text) = post(&url, forged).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("signature"), "{text}");
+
+    // Longer than any real vote may be: refused while reading.
+    let mut huge = slots[1].public.to_vec();
+    huge.resize(aegis_directory::constants::MAX_DOCUMENT_BYTES + 1, 0);
+    let (status, _) = post(&url, huge).await;
+    assert_eq!(status, 413);
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_votes_rejected_total{reason=\"too_large\"} 1"
+        )
+        .await
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_address_has_an_upload_quota_per_epoch() {
+    let (mut slots, _) = cluster(1).await;
+    slots[0].config.admission = aegis_directory::Admission::Open(aegis_directory::OpenLimits {
+        uploads_per_source: 3,
+        ..aegis_directory::OpenLimits::default()
+    });
+    let running = slots[0].start().await;
+    let base = slots[0].url();
+    let url = api::url(&base, api::DESCRIPTOR);
+    for seed in 10..13u8 {
+        let (status, text) = post(
+            &url,
+            descriptor(&node_key(seed), 1, Role::Mix, 0).to_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let (status, _) = post(&url, descriptor(&node_key(13), 1, Role::Mix, 0).to_bytes()).await;
+    assert_eq!(status, 429);
+    assert!(
+        metric(
+            &base,
+            "aegis_dir_descriptors_rejected_total{reason=\"source_limit\"} 1"
+        )
+        .await
+    );
+    running.shutdown().await;
+}

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::admission::AdmissionError;
 use crate::codec::DecodeError;
 use crate::consensus::{DocumentSignature, SignedConsensus};
 use crate::descriptor::{DescriptorError, SignedDescriptor};
@@ -106,6 +107,9 @@ pub enum Rejection {
     /// The round already holds the maximum number of descriptors.
     #[error("round is full")]
     Full,
+    /// The admission policy does not take this node (now).
+    #[error(transparent)]
+    NotAdmitted(#[from] AdmissionError),
     /// Signed by a key that is not a pinned authority.
     #[error("not signed by a known authority")]
     UnknownAuthority,
@@ -147,7 +151,8 @@ impl Rejection {
             Rejection::Duplicate
             | Rejection::StaleRevision { .. }
             | Rejection::RevisionConflict(_) => "replay",
-            Rejection::Full => "full",
+            Rejection::Full | Rejection::NotAdmitted(AdmissionError::NewcomersFull) => "full",
+            Rejection::NotAdmitted(AdmissionError::NotAllowed) => "not_allowed",
             Rejection::UnknownAuthority => "unknown_authority",
             Rejection::Vote(_) => "invalid_vote",
             Rejection::Equivocation(_) => "equivocation",

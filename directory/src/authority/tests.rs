@@ -1,6 +1,7 @@
 //! The voting round driven with virtual time and an in-memory network.
 
 use super::*;
+use crate::admission::OpenLimits;
 use crate::descriptor::DescriptorError;
 use crate::descriptor::Role;
 use crate::descriptor::tests::{sample, sample_with_key};
@@ -41,6 +42,7 @@ impl Net {
                     authorities: publics.clone(),
                     schedule: SCHEDULE,
                     parameters,
+                    admission: Admission::default(),
                 })
             })
             .collect();
@@ -353,6 +355,7 @@ fn restored_state_resumes_the_round() {
         authorities: publics,
         schedule: SCHEDULE,
         parameters: NetworkParameters::standard(P),
+        admission: Admission::default(),
     });
     for d in mixes_and_gateway(1) {
         restored.restore(Record::Descriptor(d)).unwrap();
@@ -365,4 +368,87 @@ fn restored_state_resumes_the_round() {
     // The restored authority does not vote twice.
     let out = restored.handle(now, Input::Tick).unwrap();
     assert!(!out.iter().any(|o| matches!(o, Output::SendVote(_))));
+}
+
+#[test]
+fn a_descriptor_flood_does_not_push_out_a_listed_node() {
+    let mut net = Net::new(3);
+    for d in mixes_and_gateway(1) {
+        net.upload_all(0, &d);
+    }
+    net.run_until(0, P - 1);
+    assert_eq!(net.nodes[0].document(1).unwrap().body.mixes().count(), 6);
+
+    // Epoch 2's round: 100,000 descriptors from fresh keys reach every
+    // authority before the listed nodes upload.
+    let start = SCHEDULE.epoch_start(1);
+    let mut refused = 0;
+    for i in 0..100_000u32 {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        seed[31] = 0xF1;
+        let role = if i % 10 == 0 {
+            Role::Gateway
+        } else {
+            Role::Mix
+        };
+        let flood = sample_with_key(&SigningKey::from_bytes(&seed), 2, role, 0);
+        for node in &mut net.nodes {
+            if let Err(rejection) = node.handle(start, Input::Descriptor(flood.clone())) {
+                assert_eq!(rejection.label(), "full");
+                refused += 1;
+            }
+        }
+    }
+    let quota = OpenLimits::default().newcomers_per_round;
+    assert_eq!(refused, 3 * (100_000 - quota));
+    // The listed nodes still get in, and into the document.
+    for d in mixes_and_gateway(2) {
+        net.upload_all(start, &d);
+    }
+    net.run_until(start, start + P - 1);
+    let listed: BTreeSet<[u8; 32]> = net.nodes[0]
+        .document(2)
+        .unwrap()
+        .body
+        .mixes()
+        .map(|(_, d)| d.identity())
+        .chain(
+            net.nodes[0]
+                .document(2)
+                .unwrap()
+                .body
+                .gateways
+                .iter()
+                .map(SignedDescriptor::identity),
+        )
+        .collect();
+    for d in mixes_and_gateway(2) {
+        assert!(
+            listed.contains(&d.identity()),
+            "a listed node was pushed out"
+        );
+    }
+}
+
+#[test]
+fn an_allowlist_admits_only_pinned_nodes() {
+    let key = keys(1).remove(0);
+    let allowed = sample(1, 1, Role::Mix);
+    let mut authority = Authority::new(AuthorityConfig {
+        authorities: Vec::new(),
+        schedule: SCHEDULE,
+        parameters: NetworkParameters::standard(P),
+        admission: Admission::Allowlist {
+            nodes: [allowed.identity()].into_iter().collect(),
+        },
+        key,
+    });
+    assert!(authority.handle(0, Input::Descriptor(allowed)).is_ok());
+    let stranger = sample(2, 1, Role::Mix);
+    let refused = authority.handle(0, Input::Descriptor(stranger));
+    assert!(
+        matches!(refused, Err(ref r) if r.label() == "not_allowed"),
+        "{refused:?}"
+    );
 }

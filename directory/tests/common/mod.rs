@@ -9,7 +9,7 @@ use aegis_directory::config::{KEY_FILE, generate_key};
 use aegis_directory::server::spawn;
 use aegis_directory::{
     Config, DescriptorBody, EpochSphinxKey, PeerConfig, Role, RunningAuthority, Schedule,
-    SignedDescriptor, api,
+    SignedDescriptor, TrustedAuthority, api,
 };
 use ed25519_dalek::SigningKey;
 use tempfile::TempDir;
@@ -63,8 +63,10 @@ pub async fn cluster(n: usize) -> (Vec<Slot>, Schedule) {
         .iter()
         .map(|s| PeerConfig {
             name: s.config.name.clone(),
-            public_key: hex::encode(s.public),
-            url: s.url(),
+            authority: TrustedAuthority {
+                url: s.url(),
+                public_key: s.public,
+            },
         })
         .collect();
     for (i, slot) in slots.iter_mut().enumerate() {
