@@ -108,6 +108,20 @@ impl Route {
         Ok(Route { hops })
     }
 
+    /// A route that goes once around the stratified cycle back to its
+    /// sender (a node's loop cover): at least two hops and at most the
+    /// geometry's. The header is padded to the geometry's size whatever the
+    /// number of hops, so on the wire it looks like every other packet.
+    pub fn cycle(hops: Vec<Hop>, geometry: &Geometry) -> Result<Self, PacketError> {
+        if hops.len() < 2 || hops.len() > geometry.hops {
+            return Err(PacketError::RouteLength {
+                expected: geometry.hops,
+                got: hops.len(),
+            });
+        }
+        Ok(Route { hops })
+    }
+
     /// The hops in order.
     pub fn hops(&self) -> &[Hop] {
         &self.hops

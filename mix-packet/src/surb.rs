@@ -57,7 +57,10 @@ impl ReplyBlock {
         delays: &HopDelays,
         destination: Destination,
     ) -> Result<Self, PacketError> {
-        if route.hops().len() != geometry.hops {
+        // A route shorter than the geometry's is a node's loop (see
+        // `Route::cycle`); reply blocks that travel inside payloads are
+        // always full length (`SurbAck::new` checks).
+        if route.hops().is_empty() || route.hops().len() > geometry.hops {
             return Err(PacketError::RouteLength {
                 expected: geometry.hops,
                 got: route.hops().len(),
@@ -79,7 +82,7 @@ impl ReplyBlock {
         );
         let surb = SURB::new(StaticSecret::random_from_rng(rng), material)
             .map_err(|e| PacketError::Construction(e.to_string()))?;
-        Self::decode(geometry, &surb.to_bytes())
+        Self::decode_hops(&surb.to_bytes(), route.hops().len())
     }
 
     /// Encoded length for `geometry`.
@@ -98,11 +101,16 @@ impl ReplyBlock {
 
     /// Strict decoding: exactly the geometry's length and number of seeds.
     pub fn decode(geometry: &Geometry, bytes: &[u8]) -> Result<Self, PacketError> {
-        if bytes.len() != geometry.reply_block_len() {
+        Self::decode_hops(bytes, geometry.hops)
+    }
+
+    /// Strict decoding of a block over `hops` hops.
+    fn decode_hops(bytes: &[u8], hops: usize) -> Result<Self, PacketError> {
+        let expected = HEADER_SIZE + NODE_ID_LEN + hops * PAYLOAD_KEY_SEED_LEN;
+        if bytes.len() != expected {
             return Err(PacketError::MalformedReplyBlock(format!(
-                "{} bytes, expected {}",
+                "{} bytes, expected {expected}",
                 bytes.len(),
-                geometry.reply_block_len()
             )));
         }
         let (header, rest) = bytes.split_at(HEADER_SIZE);
@@ -189,6 +197,12 @@ impl SurbAck {
         mailbox: MailboxId,
         mailbox_key: PublicKey,
     ) -> Result<Self, PacketError> {
+        if route.hops().len() != geometry.hops {
+            return Err(PacketError::RouteLength {
+                expected: geometry.hops,
+                got: route.hops().len(),
+            });
+        }
         let block = ReplyBlock::new(rng, geometry, route, delays, Destination::Mailbox(mailbox))?;
         let mut ack_id = [0u8; ID_LEN];
         rng.fill_bytes(&mut ack_id);

@@ -5,8 +5,8 @@
 mod common;
 
 use aegis_mix_packet::{
-    Body, Destination, Fragment, Frame, Geometry, LoopId, MessageId, PacketError, Processed,
-    Reassembled, Reassembler, ReassemblyLimits, SurbAck, build_ack, build_drop_cover,
+    Body, Destination, Fragment, Frame, Geometry, HopDelays, LoopId, MessageId, PacketError,
+    Processed, Reassembled, Reassembler, ReassemblyLimits, SurbAck, build_ack, build_drop_cover,
     build_mailbox_packet, open_delivery, peel, split,
 };
 use common::{EPOCH, TestMailbox, TestNet};
@@ -170,6 +170,48 @@ fn loop_and_drop_cover_arrive_as_their_kind() {
         .deliver(drop.first_hop, drop.to_frame(&geometry).unwrap())
         .unwrap();
     final_payload(trace.last, Destination::Drop);
+}
+
+#[test]
+fn a_cycle_route_of_fewer_hops_arrives_and_looks_like_any_packet() {
+    let mut net = TestNet::new(3, 5);
+    let owner = TestMailbox::new(&mut net.rng);
+    let geometry = net.geometry.clone();
+    // A node loop: four hops, the last being the sender itself.
+    let hops: Vec<_> = [1, 2, 3, 0]
+        .iter()
+        .map(|&i| net.nodes[i].hop(EPOCH))
+        .collect();
+    let route = aegis_mix_packet::Route::cycle(hops, &geometry).unwrap();
+    let delays = HopDelays::sample_exponential(&mut net.rng, 4, Duration::from_millis(1));
+    let out = build_mailbox_packet(
+        &mut net.rng,
+        &geometry,
+        EPOCH,
+        &route,
+        &delays,
+        owner.id,
+        &owner.public(),
+        &Body::Loop(LoopId([4; 16])),
+    )
+    .unwrap();
+    let full = net.loop_packet(&FORWARD, &owner, 5);
+    assert_eq!(out.packet.len(), full.packet.len());
+    let trace = net
+        .deliver(out.first_hop, out.to_frame(&geometry).unwrap())
+        .unwrap();
+    assert_eq!(trace.hops_visited.len(), 4);
+    assert!(trace.frame_lens.iter().all(|&l| l == geometry.frame_len()));
+    let payload = final_payload(trace.last, Destination::Mailbox(owner.id));
+    assert!(matches!(
+        open_delivery(&geometry, &owner.secret, &payload).unwrap(),
+        Body::Loop(LoopId([4, ..]))
+    ));
+    // Too short or too long is refused.
+    let one = vec![net.nodes[0].hop(EPOCH)];
+    assert!(aegis_mix_packet::Route::cycle(one, &geometry).is_err());
+    let six: Vec<_> = (0..6).map(|i| net.nodes[i % 5].hop(EPOCH)).collect();
+    assert!(aegis_mix_packet::Route::cycle(six, &geometry).is_err());
 }
 
 #[test]

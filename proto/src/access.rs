@@ -111,6 +111,165 @@ impl Session {
     }
 }
 
+/// How long the limits of a detached mailbox are remembered: longer than a
+/// send burst takes to refill, so reconnecting does not reset them.
+pub const REMEMBER_DETACHED: Duration = Duration::from_secs(60);
+
+/// Why a client could not attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// As many mailboxes are attached as the gateway serves.
+    #[error("gateway full")]
+    Full,
+}
+
+/// A client's session in the [`Registry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attached {
+    /// This session's number; a later session of the same mailbox ends it.
+    pub generation: u64,
+    /// The earlier session of the same mailbox, which must now end.
+    pub replaced: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    session: Session,
+    live: Option<u64>,
+    detached_at: Duration,
+}
+
+/// The gateway's attached clients, by mailbox (sans-IO). Limits belong to
+/// the mailbox, not the connection: a second session of one mailbox takes
+/// over the first (which must end) with the same token buckets, and a
+/// mailbox that detaches and comes back within [`REMEMBER_DETACHED`] finds
+/// them as it left them. At most `max_clients` mailboxes are attached at
+/// once; handshakes before a valid hello take no slot here.
+#[derive(Debug)]
+pub struct Registry<K> {
+    max_clients: usize,
+    slots: std::collections::HashMap<K, Slot>,
+    attached: usize,
+    next_generation: u64,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Registry<K> {
+    /// An empty registry serving up to `max_clients` mailboxes at once.
+    pub fn new(max_clients: usize) -> Self {
+        Registry {
+            max_clients,
+            slots: std::collections::HashMap::new(),
+            attached: 0,
+            next_generation: 1,
+        }
+    }
+
+    /// Mailboxes attached now.
+    pub fn attached(&self) -> usize {
+        self.attached
+    }
+
+    /// A client proved it holds mailbox `key` at `now`.
+    pub fn attach(
+        &mut self,
+        key: K,
+        send_rate: f64,
+        now: Duration,
+    ) -> Result<Attached, AttachError> {
+        let generation = self.next_generation;
+        if let Some(slot) = self.slots.get_mut(&key) {
+            let replaced = slot.live.replace(generation);
+            if replaced.is_none() {
+                if self.attached >= self.max_clients {
+                    slot.live = None;
+                    return Err(AttachError::Full);
+                }
+                self.attached += 1;
+            }
+            self.next_generation += 1;
+            return Ok(Attached {
+                generation,
+                replaced,
+            });
+        }
+        if self.attached >= self.max_clients {
+            return Err(AttachError::Full);
+        }
+        self.forget_detached(now);
+        self.slots.insert(
+            key,
+            Slot {
+                session: Session::new(send_rate, now),
+                live: Some(generation),
+                detached_at: now,
+            },
+        );
+        self.attached += 1;
+        self.next_generation += 1;
+        Ok(Attached {
+            generation,
+            replaced: None,
+        })
+    }
+
+    fn live_slot(&mut self, key: &K, generation: u64) -> Option<&mut Session> {
+        self.slots
+            .get_mut(key)
+            .filter(|slot| slot.live == Some(generation))
+            .map(|slot| &mut slot.session)
+    }
+
+    /// A packet from session `generation` of `key` arrived at `now`.
+    pub fn on_send(&mut self, key: &K, generation: u64, now: Duration) -> Verdict {
+        match self.live_slot(key, generation) {
+            Some(session) => session.on_send(now),
+            None => Verdict::Detach("replaced by a newer session"),
+        }
+    }
+
+    /// A pull from session `generation` of `key` acknowledging
+    /// `acknowledged` ids arrived at `now`.
+    pub fn on_pull(
+        &mut self,
+        key: &K,
+        generation: u64,
+        now: Duration,
+        acknowledged: usize,
+    ) -> Verdict {
+        match self.live_slot(key, generation) {
+            Some(session) => session.on_pull(now, acknowledged),
+            None => Verdict::Detach("replaced by a newer session"),
+        }
+    }
+
+    /// Session `generation` of `key` ended at `now` (a replaced session's
+    /// end changes nothing).
+    pub fn detach(&mut self, key: &K, generation: u64, now: Duration) {
+        if let Some(slot) = self.slots.get_mut(key)
+            && slot.live == Some(generation)
+        {
+            slot.live = None;
+            slot.detached_at = now;
+            self.attached -= 1;
+        }
+    }
+
+    /// Keeps the map within twice the client cap: detached mailboxes are
+    /// forgotten after [`REMEMBER_DETACHED`], and sooner if many come and go.
+    fn forget_detached(&mut self, now: Duration) {
+        let cap = self.max_clients.saturating_mul(2).max(64);
+        if self.slots.len() < cap {
+            return;
+        }
+        self.slots.retain(|_, slot| {
+            slot.live.is_some() || now.saturating_sub(slot.detached_at) < REMEMBER_DETACHED
+        });
+        if self.slots.len() >= cap {
+            self.slots.retain(|_, slot| slot.live.is_some());
+        }
+    }
+}
+
 /// A pull answer: `stored` (id and payload, at most [`PULL_BATCH`] of them)
 /// followed by dummies of `payload_len` random bytes and random ids, exactly
 /// [`PULL_BATCH`] entries in all.
@@ -178,6 +337,65 @@ mod tests {
             session.on_pull(t(0), PULL_BATCH),
             Verdict::Detach(_)
         ));
+    }
+
+    #[test]
+    fn limits_belong_to_the_mailbox_not_the_connection() {
+        let t = Duration::from_millis;
+        let mut registry = Registry::new(2);
+        let first = registry.attach(1u8, 1.0, t(0)).unwrap();
+        let sent = (0..8)
+            .filter(|_| registry.on_send(&1, first.generation, t(0)) == Verdict::Accept)
+            .count();
+        assert_eq!(sent, 8);
+        // A second connection for the same mailbox takes over, with the
+        // same bucket: two more of the ten-second burst, not ten more.
+        let second = registry.attach(1, 1.0, t(0)).unwrap();
+        assert_eq!(second.replaced, Some(first.generation));
+        assert_eq!(registry.attached(), 1);
+        let more = (0..20)
+            .filter(|_| registry.on_send(&1, second.generation, t(0)) == Verdict::Accept)
+            .count();
+        assert_eq!(more, 2);
+        // The replaced session is told to go.
+        assert!(matches!(
+            registry.on_send(&1, first.generation, t(0)),
+            Verdict::Detach(_)
+        ));
+        // Its end changes nothing; the live one's end frees the slot, and
+        // coming back soon finds the bucket as it was left.
+        registry.detach(&1, first.generation, t(0));
+        assert_eq!(registry.attached(), 1);
+        registry.detach(&1, second.generation, t(0));
+        assert_eq!(registry.attached(), 0);
+        let third = registry.attach(1, 1.0, t(500)).unwrap();
+        assert_eq!(third.replaced, None);
+        assert_eq!(
+            registry.on_send(&1, third.generation, t(500)),
+            Verdict::RateLimited
+        );
+    }
+
+    #[test]
+    fn attached_mailboxes_are_capped_and_slots_come_back() {
+        let t = Duration::from_millis;
+        let mut registry = Registry::new(2);
+        let a = registry.attach(1u32, 1.0, t(0)).unwrap();
+        registry.attach(2, 1.0, t(0)).unwrap();
+        assert_eq!(registry.attach(3, 1.0, t(0)), Err(AttachError::Full));
+        // An attached mailbox may still reconnect when the gateway is full.
+        assert!(registry.attach(2, 1.0, t(0)).is_ok());
+        registry.detach(&1, a.generation, t(0));
+        assert!(registry.attach(3, 1.0, t(0)).is_ok());
+        assert_eq!(registry.attach(1, 1.0, t(0)), Err(AttachError::Full));
+        assert_eq!(registry.attached(), 2);
+        // Many mailboxes coming and going do not grow the map past its cap.
+        let mut big = Registry::new(4);
+        for key in 0..10_000u32 {
+            let s = big.attach(key, 1.0, t(u64::from(key))).unwrap();
+            big.detach(&key, s.generation, t(u64::from(key)));
+        }
+        assert!(big.slots.len() <= 64);
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub mod route;
 pub use route::{EmptyLayer, pick_one, pick_per_layer};
 
 pub mod topology;
-pub use topology::{NodeEntry, RouteError, Topology};
+pub use topology::{GeometryMismatch, NodeEntry, RouteError, Topology};
+
+pub mod position;
+pub use position::{HopOrderError, Next, Position, Source};
 
 pub mod mixing;
 pub use mixing::{Mixer, PoissonMix, PushError, ThresholdPool, TimedPool};

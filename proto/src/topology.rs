@@ -80,6 +80,21 @@ pub enum RouteError {
     Packet(#[from] PacketError),
 }
 
+/// A verified document for another packet geometry than the one this
+/// program builds: its packets would not fit, so it is refused whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the consensus is for packet geometry {}, this program runs {}", hex8(.published), hex8(.ours))]
+pub struct GeometryMismatch {
+    /// The geometry hash the document publishes.
+    pub published: [u8; 32],
+    /// This program's.
+    pub ours: [u8; 32],
+}
+
+fn hex8(hash: &[u8; 32]) -> String {
+    hash[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One epoch's network.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -129,6 +144,21 @@ impl Topology {
         }
     }
 
+    /// The topology of a verified document, if it publishes `geometry`'s
+    /// hash: what nodes and clients use, so that a document for another
+    /// geometry is refused rather than routed on.
+    pub fn for_geometry(
+        document: SignedConsensus,
+        geometry: &Geometry,
+    ) -> Result<Self, GeometryMismatch> {
+        let ours = geometry.hash();
+        let published = document.body.parameters.geometry_hash;
+        if published != ours {
+            return Err(GeometryMismatch { published, ours });
+        }
+        Ok(Topology::new(document))
+    }
+
     /// A node by identity.
     pub fn node(&self, id: &NodeId) -> Option<&NodeEntry> {
         self.nodes.get(id)
@@ -165,34 +195,51 @@ impl Topology {
         self.hops(geometry, &ids)
     }
 
-    /// The route of a node's loop cover: one mix per layer (other than the
-    /// node itself where its layer has others), a gateway (likewise), and
-    /// the node last — the last `geometry.hops` of that path.
+    /// The route of a node's loop cover: once around the cycle
+    /// `gateway → layer 1 → … → layer L → gateway` from the node's own
+    /// position back to the node, so that every link it crosses is one
+    /// client traffic uses too ([`crate::position`]): for a mix in layer i,
+    /// one random mix of each later layer, a random gateway, one mix of each
+    /// earlier layer, then the node; for a gateway, one mix per layer, then
+    /// the gateway. That is `L + 1` hops, one fewer than a client route.
     pub fn loop_route<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
         geometry: &Geometry,
         node: NodeId,
     ) -> Result<Route, RouteError> {
-        let mut ids = self.mixes(rng, Some(&node))?;
-        ids.push(pick_one(rng, &self.gateways, Some(&node)).ok_or(RouteError::NoGateway)?);
+        let here = self.position(&node).ok_or(RouteError::UnknownNode)?;
+        let mixes = self.mixes(rng, None)?;
+        let mut ids = Vec::with_capacity(MIX_LAYERS + 1);
+        let mut at = here.after();
+        while at != here {
+            ids.push(match at {
+                crate::Position::Layer(i) => mixes[i],
+                crate::Position::Gateway => {
+                    pick_one(rng, &self.gateways, None).ok_or(RouteError::NoGateway)?
+                }
+            });
+            at = at.after();
+        }
         ids.push(node);
-        let start = ids.len().saturating_sub(geometry.hops);
-        self.hops(geometry, &ids[start..])
+        let hops = self.hop_list(&ids)?;
+        Ok(Route::cycle(hops, geometry)?)
     }
 
-    /// A route over exactly these nodes, with their keys for this epoch.
-    pub fn hops(&self, geometry: &Geometry, ids: &[NodeId]) -> Result<Route, RouteError> {
-        let hops = ids
-            .iter()
+    fn hop_list(&self, ids: &[NodeId]) -> Result<Vec<Hop>, RouteError> {
+        ids.iter()
             .map(|id| {
                 self.node(id)
                     .ok_or(RouteError::UnknownNode)?
                     .hop(self.epoch)
                     .ok_or(RouteError::NoKey(self.epoch))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Route::new(hops, geometry)?)
+            .collect()
+    }
+
+    /// A route over exactly these nodes, with their keys for this epoch.
+    pub fn hops(&self, geometry: &Geometry, ids: &[NodeId]) -> Result<Route, RouteError> {
+        Ok(Route::new(self.hop_list(ids)?, geometry)?)
     }
 
     /// The mean per-hop delay the senders draw, if the network mixes by
@@ -204,5 +251,34 @@ impl Topology {
             }
             _ => std::time::Duration::ZERO,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testnet;
+    use rand::SeedableRng as _;
+
+    #[test]
+    fn a_document_for_another_geometry_is_refused() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let mut node = |role, i| testnet::node(&mut rng, role, 1, i, 1_000).descriptor(1);
+        let mixes: [Vec<_>; MIX_LAYERS] = std::array::from_fn(|l| vec![node(Role::Mix, l)]);
+        let gateways = vec![node(Role::Gateway, 3)];
+        let mut parameters = NetworkParameters::standard(3_600_000);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let ours = Geometry::STANDARD;
+        let document = testnet::consensus(&mut rng, 1, parameters, mixes.clone(), gateways.clone());
+        assert!(Topology::for_geometry(document, &ours).is_ok());
+        parameters.geometry_hash = [7; 32];
+        let other = testnet::consensus(&mut rng, 1, parameters, mixes, gateways);
+        assert_eq!(
+            Topology::for_geometry(other, &ours).err(),
+            Some(GeometryMismatch {
+                published: [7; 32],
+                ours: ours.hash(),
+            })
+        );
     }
 }

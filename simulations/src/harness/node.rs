@@ -245,7 +245,8 @@ impl SimNode {
             return None;
         }
         let route = topology.loop_route(rng, geometry, self.id).ok()?;
-        let delays = HopDelays::sample_exponential(rng, geometry.hops, topology.mean_hop_delay());
+        let delays =
+            HopDelays::sample_exponential(rng, route.hops().len(), topology.mean_hop_delay());
         let mut id = [0u8; aegis_mix_packet::constants::ID_LEN];
         rng.fill_bytes(&mut id);
         let id = LoopId(id);
