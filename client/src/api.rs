@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use aegis_directory::{Fetcher, Verifier};
+use aegis_directory::Fetcher;
 use aegis_link::Host;
-use aegis_mix_packet::NodeId;
+use aegis_mix_packet::{Geometry, NodeId};
 use aegis_proto::{ContactId, LocalId, MessageStatus, OutboxConfig, ShapingConfig, Topology};
 use ed25519_dalek::SigningKey;
 use rand::Rng as _;
@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::Driver;
 use crate::envelope::{Content, MAX_SIGNAL_LEN};
-use crate::profile::{Profile, ProfileError, TrustedAuthority};
+use crate::profile::{Profile, ProfileError};
+use aegis_directory::TrustedAuthority;
 
 /// How the client runs.
 #[derive(Debug, Clone)]
@@ -137,9 +138,7 @@ pub struct Client {
 
 /// A fetcher for pinned authorities.
 pub fn fetcher_for(authorities: &[TrustedAuthority]) -> Result<Fetcher, ClientError> {
-    let verifier = Verifier::new(authorities.iter().map(|a| a.key));
-    let urls = authorities.iter().map(|a| a.url.clone()).collect();
-    Fetcher::new(urls, verifier, Duration::from_secs(5))
+    Fetcher::for_authorities(authorities, Duration::from_secs(5))
         .map_err(|e| ClientError::Directory(e.to_string()))
 }
 
@@ -148,8 +147,11 @@ pub async fn current_topology(fetcher: &Fetcher) -> Result<Topology, ClientError
     fetcher
         .fetch(None, crate::driver::unix_ms())
         .await
-        .map(Topology::new)
         .map_err(|e| ClientError::Directory(e.to_string()))
+        .and_then(|document| {
+            Topology::for_geometry(document, &Geometry::STANDARD)
+                .map_err(|e| ClientError::Directory(e.to_string()))
+        })
 }
 
 impl Client {

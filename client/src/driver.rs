@@ -41,13 +41,14 @@ const CONSENSUS_CHECK: Duration = Duration::from_millis(500);
 
 pub(crate) use aegis_directory::api::unix_now_ms as unix_ms;
 
+/// The epoch clock a document implies (its epoch starts at
+/// `valid_after_ms`); a document whose numbers cannot hold one keeps the
+/// clock at its own epoch's start.
 fn schedule_of(topology: &Topology) -> Schedule {
-    let length = topology.parameters.epoch_length_ms.max(1);
-    let start = topology.document.body.valid_after_ms;
-    Schedule {
-        genesis_ms: start.saturating_sub(topology.epoch.saturating_mul(length)),
-        epoch_length_ms: length,
-    }
+    topology.document.body.schedule().unwrap_or(Schedule {
+        genesis_ms: topology.document.body.valid_after_ms,
+        epoch_length_ms: topology.parameters.epoch_length_ms.max(1),
+    })
 }
 
 pub(crate) struct Driver {
@@ -362,7 +363,13 @@ impl Driver {
         }
         match self.fetcher.fetch(Some(epoch), unix_ms()).await {
             Ok(document) => {
-                let topology = Topology::new(document);
+                let topology = match Topology::for_geometry(document, &self.geometry) {
+                    Ok(topology) => topology,
+                    Err(error) => {
+                        warn!(%error, epoch, "consensus refused");
+                        return;
+                    }
+                };
                 self.schedule = schedule_of(&topology);
                 let now = self.now();
                 self.endpoint.set_topology(Arc::new(topology), now);

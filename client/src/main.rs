@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aegis_client::api::{Client, ClientConfig, Event, fetcher_for, pick_gateway};
-use aegis_client::profile::{Profile, TrustedAuthority};
+use aegis_client::profile::Profile;
 use aegis_client::store::{Argon2Params, Store};
 use aegis_client::{ContactId, MessageStatus};
+use aegis_directory::TrustedAuthority;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -219,18 +220,8 @@ fn main() -> anyhow::Result<()> {
             }
             let authorities = authorities
                 .iter()
-                .map(|a| {
-                    let (url, key) = a.rsplit_once('=').context("--authority takes URL=HEXKEY")?;
-                    let key: [u8; 32] = hex::decode(key)
-                        .ok()
-                        .and_then(|k| k.try_into().ok())
-                        .context("an authority key is 64 hex digits")?;
-                    Ok(TrustedAuthority {
-                        url: url.to_owned(),
-                        key,
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .map(|a| TrustedAuthority::parse(a))
+                .collect::<Result<Vec<_>, _>>()?;
             let pass = passphrase("new passphrase")?;
             if pass.len() < 8 && !insecure_fast_kdf {
                 bail!("use a passphrase of at least 8 characters");

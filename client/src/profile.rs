@@ -56,14 +56,9 @@ pub enum ProfileError {
     OwnCard,
 }
 
-/// A directory authority the profile trusts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrustedAuthority {
-    /// Base URL of its HTTP API.
-    pub url: String,
-    /// Its Ed25519 public key.
-    pub key: [u8; 32],
-}
+/// A directory authority the profile trusts (kept in the profile as its
+/// URL and the 32 key bytes).
+pub use aegis_directory::TrustedAuthority;
 
 /// What the profile keeps about a contact.
 #[derive(Debug, Clone, Serialize, Deserialize)]

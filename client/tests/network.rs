@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aegis_client::api::{Client, ClientConfig, Event};
-use aegis_client::profile::{Profile, TrustedAuthority};
+use aegis_client::profile::Profile;
 use aegis_client::store::Argon2Params;
 use aegis_client::{ContactId, LocalId, MessageStatus};
+use aegis_directory::TrustedAuthority;
 use aegis_testkit::{LocalNet, LocalNetSpec};
 use tokio::sync::mpsc;
 
@@ -63,14 +64,7 @@ async fn two_clients_talk_through_the_mixnet() {
     };
     let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();
     let topology = net.wait_ready(Duration::from_secs(40)).await.unwrap();
-    let authorities: Vec<TrustedAuthority> = net
-        .authorities
-        .iter()
-        .map(|a| TrustedAuthority {
-            url: a.url.clone(),
-            key: a.public_key,
-        })
-        .collect();
+    let authorities: Vec<TrustedAuthority> = net.trusted();
     let mut rng = rand::rng();
     let alice = Profile::create(
         &mut rng,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use aegis_directory::Role;
+use aegis_directory::{Role, TrustedAuthority};
 use serde::{Deserialize, Serialize};
 
 /// Name of the identity key file inside the data directory.
@@ -31,15 +31,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// A directory authority the node trusts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthorityConfig {
-    /// Base URL of its HTTP API, e.g. `http://192.0.2.7:7900`.
-    pub url: String,
-    /// Its Ed25519 public key, 64 hex digits (pinned).
-    pub public_key: String,
-}
-
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +48,7 @@ pub struct NodeConfig {
     /// Address of the `/metrics` and `/health` HTTP endpoint.
     pub metrics_listen: SocketAddr,
     /// The directory authorities, all of them (threshold ⌊n/2⌋+1).
-    pub authorities: Vec<AuthorityConfig>,
+    pub authorities: Vec<TrustedAuthority>,
     /// Crypto worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -73,6 +64,10 @@ pub struct NodeConfig {
     /// Packets per second the replay filter is sized for (line rate).
     #[serde(default = "default_line_rate")]
     pub line_rate: u64,
+    /// MiB all replay filters together may take, whatever the epoch length
+    /// (the node holds one filter for each of six epochs).
+    #[serde(default = "default_replay_filter_max_mb")]
+    pub replay_filter_max_mb: u64,
     /// Seconds between replay-filter snapshots to disk.
     #[serde(default = "default_filter_snapshot_secs")]
     pub filter_snapshot_secs: u64,
@@ -103,6 +98,9 @@ fn default_mix_capacity() -> usize {
 fn default_line_rate() -> u64 {
     2_000
 }
+fn default_replay_filter_max_mb() -> u64 {
+    512
+}
 fn default_filter_snapshot_secs() -> u64 {
     60
 }
@@ -126,7 +124,7 @@ impl NodeConfig {
         data_dir: &Path,
         listen: &str,
         metrics_listen: SocketAddr,
-        authorities: Vec<AuthorityConfig>,
+        authorities: Vec<TrustedAuthority>,
     ) -> Self {
         NodeConfig {
             role,
@@ -140,6 +138,7 @@ impl NodeConfig {
             egress_queue: default_egress_queue(),
             mix_capacity: default_mix_capacity(),
             line_rate: default_line_rate(),
+            replay_filter_max_mb: default_replay_filter_max_mb(),
             filter_snapshot_secs: default_filter_snapshot_secs(),
             mailbox_retention_hours: default_retention_hours(),
             mailbox_limit: default_mailbox_limit(),
@@ -177,13 +176,15 @@ impl NodeConfig {
             return invalid("authorities: at least one is needed");
         }
         for a in &self.authorities {
-            self.authority_key(a)?;
+            a.check().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if self.ingress_queue == 0 || self.egress_queue == 0 || self.mix_capacity == 0 {
             return invalid("queue sizes must be positive");
         }
-        if self.line_rate == 0 || self.filter_snapshot_secs == 0 {
-            return invalid("line_rate and filter_snapshot_secs must be positive");
+        if self.line_rate == 0 || self.filter_snapshot_secs == 0 || self.replay_filter_max_mb == 0 {
+            return invalid(
+                "line_rate, filter_snapshot_secs and replay_filter_max_mb must be positive",
+            );
         }
         if !(self.mailbox_retention_hours.is_finite() && self.mailbox_retention_hours > 0.0) {
             return invalid("mailbox_retention_hours must be positive");
@@ -192,22 +193,6 @@ impl NodeConfig {
             return invalid("client_rate_slack must be at least 1");
         }
         Ok(())
-    }
-
-    fn authority_key(&self, a: &AuthorityConfig) -> Result<[u8; 32], ConfigError> {
-        let bytes = hex::decode(&a.public_key)
-            .map_err(|_| ConfigError::Invalid(format!("authority key {}", a.public_key)))?;
-        bytes
-            .try_into()
-            .map_err(|_| ConfigError::Invalid(format!("authority key {}", a.public_key)))
-    }
-
-    /// The pinned authority keys.
-    pub fn authority_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
-        self.authorities
-            .iter()
-            .map(|a| self.authority_key(a))
-            .collect()
     }
 
     /// The addresses to publish.
@@ -256,6 +241,9 @@ fn help_for(key: &str) -> Option<&'static str> {
         "egress_queue" => "Frames waiting per neighbour before drops (egress_full).",
         "mix_capacity" => "Packets held for mixing before drops (mix_full).",
         "line_rate" => "Packets/s the replay filter of one epoch is sized for.",
+        "replay_filter_max_mb" => {
+            "MiB all replay filters together may take, whatever the epoch length."
+        }
         "filter_snapshot_secs" => "Seconds between replay-filter snapshots to disk.",
         "mailbox_retention_hours" => "Gateway: hours an unacknowledged packet is kept.",
         "mailbox_limit" => "Gateway: packets one mailbox may hold (then mailbox_full).",
@@ -277,9 +265,9 @@ mod tests {
             Path::new("/var/lib/aegis-node"),
             "/ip4/127.0.0.1/tcp/4100",
             "127.0.0.1:9100".parse().unwrap(),
-            vec![AuthorityConfig {
+            vec![TrustedAuthority {
                 url: "http://127.0.0.1:7900".into(),
-                public_key: "11".repeat(32),
+                public_key: [0x11; 32],
             }],
         );
         let text = config.to_documented_toml().unwrap();
@@ -291,7 +279,9 @@ mod tests {
         bad.listen = "127.0.0.1:4100".into();
         assert!(bad.check().is_err());
         let mut bad = config;
-        bad.authorities[0].public_key = "zz".into();
+        bad.authorities[0].url = "127.0.0.1:7900".into();
         assert!(bad.check().is_err());
+        let text = text.replace(&"11".repeat(32), "zz");
+        assert!(toml::from_str::<NodeConfig>(&text).is_err());
     }
 }

@@ -71,11 +71,8 @@ pub async fn run(
         let Ok(route) = topology.loop_route(&mut rng, &shared.geometry, shared.id) else {
             continue;
         };
-        let delays = HopDelays::sample_exponential(
-            &mut rng,
-            shared.geometry.hops,
-            topology.mean_hop_delay(),
-        );
+        let delays =
+            HopDelays::sample_exponential(&mut rng, route.hops().len(), topology.mean_hop_delay());
         let mut id = [0u8; aegis_mix_packet::constants::ID_LEN];
         rng.fill_bytes(&mut id);
         let id = LoopId(id);

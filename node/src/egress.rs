@@ -22,24 +22,17 @@ pub struct Egress {
     shared: Arc<Shared>,
     host: Host,
     queues: Mutex<HashMap<NodeId, mpsc::Sender<Vec<u8>>>>,
-    local: crossbeam_channel::Sender<Vec<u8>>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Egress {
-    /// Queues over `host`'s links; frames for this node itself go straight
-    /// to `local`, the workers' queue.
-    pub fn new(
-        shared: Arc<Shared>,
-        host: Host,
-        local: crossbeam_channel::Sender<Vec<u8>>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    /// Queues over `host`'s links. No packet is ever for this node itself:
+    /// every hop goes one position on around the cycle of layers.
+    pub fn new(shared: Arc<Shared>, host: Host, shutdown: watch::Receiver<bool>) -> Self {
         Egress {
             shared,
             host,
             queues: Mutex::new(HashMap::new()),
-            local,
             shutdown,
         }
     }
@@ -48,7 +41,7 @@ impl Egress {
     pub fn send(&self, next_hop: NodeId, frame: Vec<u8>) {
         let metrics = &self.shared.metrics;
         if next_hop == self.shared.id {
-            crate::ingress::enqueue(&self.shared, &self.local, frame);
+            metrics.drop(DropReason::hop_order);
             return;
         }
         let sender = {

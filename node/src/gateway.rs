@@ -1,9 +1,15 @@
 //! The gateway role: clients attach with the access protocol, prove that
 //! they own their mailbox, send their packets in (rate limited), and pull
 //! what their mailbox holds, acknowledging the previous pull with each.
+//!
+//! A client takes a slot only once its hello verifies; handshakes before
+//! that are capped apart ([`max_pending_hellos`]). Limits belong to the
+//! mailbox (`aegis_proto::access::Registry`): a second connection for one
+//! mailbox replaces the first and inherits its token buckets.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aegis_link::access::{SessionError, read_message, write_message};
@@ -13,15 +19,16 @@ use aegis_mix_packet::access::{
     ACCESS_VERSION, AccessError, ClientMessage, Entry, PULL_BATCH, ServerMessage, cell_len,
     verify_hello,
 };
-use aegis_proto::access::{self, Verdict};
+use aegis_proto::access::{self, Registry, Verdict};
 use futures::StreamExt as _;
 use rand::Rng as _;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::debug;
 
-use crate::ingress::enqueue;
-use crate::metrics::DropReason;
+use crate::ingress::{IngressQueue, enqueue};
+use crate::metrics::{AccessRefusal, DropReason};
 use crate::state::Shared;
+use aegis_proto::Source;
 
 /// A client must say hello within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,56 +45,139 @@ pub fn client_send_rate(shared: &Shared) -> f64 {
     access::client_send_rate(&parameters, shared.config.client_rate_slack)
 }
 
+/// Handshakes (streams that have not yet proved a mailbox) in progress at
+/// once: at least 16, else an eighth of `max_clients`. They take no client
+/// slot, so strangers who never say hello cannot fill the gateway.
+pub fn max_pending_hellos(max_clients: usize) -> usize {
+    (max_clients / 8).max(16)
+}
+
+/// What all sessions of one gateway share.
+struct Gate {
+    registry: Mutex<Registry<MailboxId>>,
+    /// How to end each live session early (when its mailbox reconnects).
+    kicks: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    pending: AtomicUsize,
+    origin: Instant,
+}
+
+impl Gate {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<MailboxId>> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn kicks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+        self.kicks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Serves access streams until `shutdown` turns true.
 pub async fn run(
     shared: Arc<Shared>,
     host: Host,
-    ingress: crossbeam_channel::Sender<Vec<u8>>,
+    ingress: IngressQueue,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), aegis_link::LinkError> {
     let mut incoming = host.accept(ACCESS_PROTOCOL)?;
-    let attached = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Gate {
+        registry: Mutex::new(Registry::new(shared.config.max_clients)),
+        kicks: Mutex::new(HashMap::new()),
+        pending: AtomicUsize::new(0),
+        origin: Instant::now(),
+    });
+    let pending_cap = max_pending_hellos(shared.config.max_clients);
     loop {
-        let (_peer, stream) = tokio::select! {
+        let (_peer, mut stream) = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
             next = incoming.next() => match next {
                 Some(s) => s,
                 None => return Ok(()),
             },
         };
+        if gate.pending.fetch_add(1, Ordering::SeqCst) >= pending_cap {
+            gate.pending.fetch_sub(1, Ordering::SeqCst);
+            shared.metrics.refuse(AccessRefusal::handshake_limit);
+            continue;
+        }
         let shared = shared.clone();
         let ingress = ingress.clone();
-        let attached = attached.clone();
+        let gate = gate.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut stream = stream;
-            if attached.fetch_add(1, Ordering::SeqCst) >= shared.config.max_clients {
-                let refusal = ServerMessage::Refused {
-                    reason: "gateway full".into(),
-                };
-                let _ = write_message(&mut stream, &refusal, 0).await;
-            } else {
-                shared.metrics.clients.inc();
-                tokio::select! {
-                    _ = shutdown.changed() => {}
-                    result = serve(&shared, &mut stream, &ingress) => {
-                        if let Err(error) = result {
-                            debug!(%error, "client session ended");
-                        }
+            let hello = tokio::select! {
+                _ = shutdown.changed() => None,
+                hello = handshake(&shared, &mut stream) => Some(hello),
+            };
+            gate.pending.fetch_sub(1, Ordering::SeqCst);
+            let mailbox = match hello {
+                Some(Ok(mailbox)) => mailbox,
+                Some(Err(error)) => {
+                    shared.metrics.refuse(AccessRefusal::bad_hello);
+                    debug!(%error, "client handshake failed");
+                    return;
+                }
+                None => return,
+            };
+            let send_rate = client_send_rate(&shared);
+            let attached = gate.registry().attach(mailbox, send_rate, gate.now());
+            let attached = match attached {
+                Ok(attached) => attached,
+                Err(error) => {
+                    shared.metrics.refuse(AccessRefusal::gateway_full);
+                    let refusal = ServerMessage::Refused {
+                        reason: error.to_string(),
+                    };
+                    let _ = write_message(&mut stream, &refusal, 0).await;
+                    return;
+                }
+            };
+            let (kick_tx, kick) = oneshot::channel();
+            {
+                let mut kicks = gate.kicks();
+                if let Some(previous) = attached.replaced.and_then(|g| kicks.remove(&g)) {
+                    shared.metrics.refuse(AccessRefusal::replaced);
+                    let _ = previous.send(());
+                }
+                kicks.insert(attached.generation, kick_tx);
+            }
+            shared
+                .metrics
+                .clients
+                .set(gate.registry().attached() as i64);
+            let session = Attachment {
+                gate: &gate,
+                mailbox,
+                generation: attached.generation,
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = kick => {}
+                result = serve(&shared, &mut stream, &ingress, &session, send_rate) => {
+                    if let Err(error) = result {
+                        debug!(%error, "client session ended");
                     }
                 }
-                shared.metrics.clients.dec();
             }
-            attached.fetch_sub(1, Ordering::SeqCst);
+            gate.kicks().remove(&attached.generation);
+            gate.registry()
+                .detach(&mailbox, attached.generation, gate.now());
+            shared
+                .metrics
+                .clients
+                .set(gate.registry().attached() as i64);
         });
     }
 }
 
-async fn serve(
+/// The challenge and the hello: which mailbox the client proves it holds.
+async fn handshake(
     shared: &Shared,
     stream: &mut aegis_link::Stream,
-    ingress: &crossbeam_channel::Sender<Vec<u8>>,
-) -> Result<(), SessionError> {
+) -> Result<MailboxId, SessionError> {
     let mut nonce = [0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
     let gateway = shared.id.0;
@@ -104,31 +194,46 @@ async fn serve(
     let hello = tokio::time::timeout(HELLO_TIMEOUT, read_message::<_, ClientMessage>(stream, 0))
         .await
         .map_err(|_| AccessError::Unexpected("no hello in time"))??;
-    let mailbox = match hello {
+    match hello {
         ClientMessage::Hello {
             mailbox_key,
             signature,
         } => match verify_hello(&gateway, &nonce, &mailbox_key, &signature) {
-            Ok(mailbox) => mailbox,
+            Ok(mailbox) => Ok(mailbox),
             Err(error) => {
                 let refusal = ServerMessage::Refused {
                     reason: error.to_string(),
                 };
                 let _ = write_message(stream, &refusal, 0).await;
-                return Err(error.into());
+                Err(error.into())
             }
         },
-        _ => return Err(AccessError::Unexpected("expected hello").into()),
-    };
-    let send_rate = client_send_rate(shared);
+        _ => Err(AccessError::Unexpected("expected hello").into()),
+    }
+}
+
+/// One attached session's place in the registry.
+struct Attachment<'a> {
+    gate: &'a Gate,
+    mailbox: MailboxId,
+    generation: u64,
+}
+
+async fn serve(
+    shared: &Shared,
+    stream: &mut aegis_link::Stream,
+    ingress: &IngressQueue,
+    session: &Attachment<'_>,
+    send_rate: f64,
+) -> Result<(), SessionError> {
     let cell = cell_len(shared.geometry.frame_len());
     let welcome = ServerMessage::Welcome {
         send_rate,
         cell_len: cell as u32,
     };
     write_message(stream, &welcome, 0).await?;
-    let origin = Instant::now();
-    let mut session = access::Session::new(send_rate, origin.elapsed());
+    let gate = session.gate;
+    let mailbox = session.mailbox;
     loop {
         let message =
             tokio::time::timeout(IDLE_TIMEOUT, read_message::<_, ClientMessage>(stream, cell))
@@ -136,16 +241,24 @@ async fn serve(
                 .map_err(|_| AccessError::Unexpected("idle"))??;
         match message {
             ClientMessage::Send { frame } => {
+                let verdict = gate
+                    .registry()
+                    .on_send(&mailbox, session.generation, gate.now());
                 if frame.len() != shared.geometry.frame_len() {
                     shared.metrics.drop(DropReason::malformed_frame);
-                } else if session.on_send(origin.elapsed()) == Verdict::Accept {
-                    enqueue(shared, ingress, frame);
                 } else {
-                    shared.metrics.drop(DropReason::rate_limited);
+                    match verdict {
+                        Verdict::Accept => enqueue(shared, ingress, Source::Client, frame),
+                        Verdict::RateLimited => shared.metrics.drop(DropReason::rate_limited),
+                        Verdict::Detach(why) => return Err(AccessError::Unexpected(why).into()),
+                    }
                 }
             }
             ClientMessage::Pull { ack } => {
-                if let Verdict::Detach(why) = session.on_pull(origin.elapsed(), ack.len()) {
+                let verdict =
+                    gate.registry()
+                        .on_pull(&mailbox, session.generation, gate.now(), ack.len());
+                if let Verdict::Detach(why) = verdict {
                     shared.metrics.drop(DropReason::rate_limited);
                     return Err(AccessError::Unexpected(why).into());
                 }

@@ -1,21 +1,36 @@
 //! Ingress: accepts mix streams from neighbours in the consensus and reads
 //! back-to-back fixed-size frames into the bounded queue of the crypto
-//! workers. A full queue drops the frame and counts it.
+//! workers, each with the neighbour it came from (the workers check that it
+//! stands just before this node). A full queue drops the frame and counts it.
 
 use std::sync::Arc;
 
 use futures::{AsyncReadExt as _, StreamExt as _};
 use tokio::sync::watch;
 
+use aegis_mix_packet::NodeId;
+use aegis_proto::Source;
+
 use crate::metrics::DropReason;
 use crate::state::Shared;
 use aegis_link::Host;
 use aegis_link::MIX_PROTOCOL;
 
+/// A frame for the crypto workers and where it came from.
+pub struct Inbound {
+    /// A client of this gateway, or the neighbour the link authenticated.
+    pub source: Source,
+    /// The frame as read.
+    pub frame: Vec<u8>,
+}
+
+/// The crypto workers' input queue.
+pub type IngressQueue = crossbeam_channel::Sender<Inbound>;
+
 /// Hands a frame to the workers, or drops and counts it.
-pub fn enqueue(shared: &Shared, queue: &crossbeam_channel::Sender<Vec<u8>>, frame: Vec<u8>) {
+pub fn enqueue(shared: &Shared, queue: &IngressQueue, source: Source, frame: Vec<u8>) {
     shared.metrics.received.inc();
-    if queue.try_send(frame).is_err() {
+    if queue.try_send(Inbound { source, frame }).is_err() {
         shared.metrics.drop(DropReason::ingress_full);
     } else {
         shared.metrics.ingress_depth.set(queue.len() as i64);
@@ -26,7 +41,7 @@ pub fn enqueue(shared: &Shared, queue: &crossbeam_channel::Sender<Vec<u8>>, fram
 pub async fn run(
     shared: Arc<Shared>,
     host: Host,
-    queue: crossbeam_channel::Sender<Vec<u8>>,
+    queue: IngressQueue,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), aegis_link::LinkError> {
     let mut incoming = host.accept(MIX_PROTOCOL)?;
@@ -38,10 +53,13 @@ pub async fn run(
                 None => return Ok(()),
             },
         };
-        if !shared.topologies().knows_peer(&peer) {
+        let Some(neighbour) = aegis_link::identity_of(&peer)
+            .map(NodeId)
+            .filter(|id| shared.topologies().knows(id))
+        else {
             shared.metrics.drop(DropReason::unknown_peer);
             continue;
-        }
+        };
         let shared = shared.clone();
         let queue = queue.clone();
         let mut shutdown = shutdown.clone();
@@ -58,7 +76,7 @@ pub async fn run(
                         }
                     }
                 }
-                enqueue(&shared, &queue, frame);
+                enqueue(&shared, &queue, Source::Node(neighbour), frame);
             }
             shared.metrics.links.dec();
         });

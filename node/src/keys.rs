@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use aegis_directory::EpochSphinxKey;
 use aegis_directory::constants::SPHINX_KEYS_PER_DESCRIPTOR;
+use aegis_mix_packet::constants::REPLAY_TAG_LEN;
 use aegis_mix_packet::{
     Frame, Geometry, PacketError, Processed, ReplayFilter, ReplayLedger, ReplayTag,
     SphinxPublicKey, SphinxSecret, process_hop,
@@ -40,6 +41,41 @@ pub struct FilterSizing {
     pub capacity: u64,
     /// False-positive rate at that capacity.
     pub fp_rate: f64,
+}
+
+/// Epochs whose keys and filters a node holds at once: the previous one
+/// (packets in flight), the current one and [`KEYS_AHEAD`] to come.
+pub const EPOCHS_HELD: u64 = KEYS_AHEAD + 2;
+/// Epochs ahead for which keys exist (descriptors for epoch + 2 publish
+/// keys up to epoch + 4).
+pub const KEYS_AHEAD: u64 = 4;
+
+impl FilterSizing {
+    /// The false-positive rate every filter is built for.
+    pub const FP_RATE: f64 = 1e-6;
+
+    /// Filters for `line_rate` packets/s over two epochs of `epoch_secs`
+    /// (a key is used for its own epoch and, for packets in flight, a little
+    /// beyond), shrunk if [`EPOCHS_HELD`] of them would need more than
+    /// `max_mb` MiB together: the memory a node commits stays under its
+    /// operator's cap whatever epoch length it is told.
+    pub fn for_epoch(line_rate: u64, epoch_secs: f64, max_mb: u64) -> Self {
+        let wanted = (line_rate as f64 * epoch_secs * 2.0).ceil();
+        let ln2 = std::f64::consts::LN_2;
+        let bytes_per_entry = -Self::FP_RATE.ln() / (ln2 * ln2) / 8.0;
+        let budget = (max_mb as f64 * 1_048_576.0) / EPOCHS_HELD as f64;
+        let affordable = (budget / bytes_per_entry).floor();
+        FilterSizing {
+            capacity: wanted.min(affordable).max(1.0) as u64,
+            fp_rate: Self::FP_RATE,
+        }
+    }
+
+    /// Bytes one filter of this sizing takes.
+    pub fn bytes(&self) -> u64 {
+        let ln2 = std::f64::consts::LN_2;
+        (self.capacity as f64 * -self.fp_rate.ln() / (ln2 * ln2) / 8.0).ceil() as u64
+    }
 }
 
 /// The keys a node holds, by epoch.
@@ -72,6 +108,13 @@ impl KeyRing {
                     (filter, true)
                 }
             };
+            // Tags journaled since the filter was last written whole.
+            let mut filter = filter;
+            let journaled = store.journaled_tags(epoch)?;
+            for tag in &journaled {
+                filter.check_and_insert(&ReplayTag(*tag));
+            }
+            let dirty = dirty || !journaled.is_empty();
             ring.insert(epoch, SphinxSecret::from(*secret), filter, dirty);
         }
         Ok((ring, fresh_filters))
@@ -158,6 +201,10 @@ impl KeyRing {
             if !slot.dirty.swap(false, Ordering::AcqRel) {
                 continue;
             }
+            // Every tag journaled before this mark is already in the filter
+            // (tags are recorded before they are journaled), so the
+            // snapshot makes those journal entries redundant.
+            let mark = store.journal_mark();
             let bytes = slot
                 .filter
                 .lock()
@@ -167,6 +214,7 @@ impl KeyRing {
                 slot.dirty.store(true, Ordering::Release);
                 return Err(error);
             }
+            store.trim_journal(epoch, mark)?;
             written += 1;
         }
         Ok(written)
@@ -180,6 +228,32 @@ impl KeyRing {
     /// The held epochs, oldest first.
     pub fn epochs(&self) -> Vec<u64> {
         self.read().keys().copied().collect()
+    }
+
+    /// Held epochs whose replay filter is past its sized capacity.
+    pub fn saturated_filters(&self) -> usize {
+        self.read()
+            .values()
+            .filter(|s| {
+                s.filter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_saturated()
+            })
+            .count()
+    }
+
+    /// Bytes the replay filters of all held epochs take together.
+    pub fn filter_bytes(&self) -> u64 {
+        self.read()
+            .values()
+            .map(|s| {
+                s.filter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .size_bytes() as u64
+            })
+            .sum()
     }
 
     /// The public keys a descriptor for `epoch` publishes (`epoch`,
@@ -199,27 +273,40 @@ impl KeyRing {
     /// [`process_hop`] with that epoch's replay filter (locked for each look
     /// up and record, not across the unwrap, so workers processing packets
     /// of the same epoch contend only for the filter update).
+    /// A newly recorded tag is appended to `recorded` with its epoch: the
+    /// caller journals it before the packet goes on.
     pub fn process(
         &self,
         geometry: &Geometry,
         frame: &[u8],
+        recorded: &mut Vec<(u64, [u8; REPLAY_TAG_LEN])>,
     ) -> Result<(u64, Processed), PacketError> {
         let frame = Frame::decode(geometry, frame)?;
         let slot = self
             .get(frame.epoch)
             .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
-        let processed = process_hop(geometry, frame.packet, &slot.secret, &mut SlotLedger(&slot))?;
+        let mut ledger = SlotLedger {
+            slot: &slot,
+            epoch: frame.epoch,
+            recorded,
+        };
+        let processed = process_hop(geometry, frame.packet, &slot.secret, &mut ledger)?;
         Ok((frame.epoch, processed))
     }
 }
 
 /// An epoch slot's filter as a hop's replay ledger: locked for each call;
-/// a new tag marks the filter for the next snapshot.
-struct SlotLedger<'a>(&'a EpochSlot);
+/// a new tag marks the filter for the next snapshot and is handed out for
+/// the journal.
+struct SlotLedger<'a> {
+    slot: &'a EpochSlot,
+    epoch: u64,
+    recorded: &'a mut Vec<(u64, [u8; REPLAY_TAG_LEN])>,
+}
 
 impl SlotLedger<'_> {
     fn filter(&self) -> std::sync::MutexGuard<'_, ReplayFilter> {
-        self.0.filter.lock().unwrap_or_else(|p| p.into_inner())
+        self.slot.filter.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -231,7 +318,8 @@ impl ReplayLedger for SlotLedger<'_> {
     fn record(&mut self, tag: &ReplayTag) -> bool {
         let fresh = self.filter().check_and_insert(tag);
         if fresh {
-            self.0.dirty.store(true, Ordering::Release);
+            self.slot.dirty.store(true, Ordering::Release);
+            self.recorded.push((self.epoch, tag.0));
         }
         fresh
     }
@@ -279,11 +367,28 @@ mod tests {
     }
 
     #[test]
+    fn filters_stay_under_the_memory_cap_whatever_the_epoch_length() {
+        // Defaults and 20-minute epochs: 2000 × 1200 × 2 entries, uncapped
+        // (about 17 MB each, the operator guide's figure).
+        let normal = FilterSizing::for_epoch(2_000, 1_200.0, 512);
+        assert_eq!(normal.capacity, 4_800_000);
+        assert!((16_000_000..18_000_000).contains(&normal.bytes()));
+        // A day-long epoch would want 1.2 GB per filter: capped so that all
+        // filters held fit in 512 MiB.
+        let long = FilterSizing::for_epoch(2_000, 86_400.0, 512);
+        assert!(long.capacity < 2_000 * 86_400 * 2);
+        assert!(long.bytes() * EPOCHS_HELD <= 512 * 1_048_576);
+        let mut rng = rand::rng();
+        let filter = ReplayFilter::with_capacity(&mut rng, long.capacity, long.fp_rate);
+        assert!(filter.size_bytes() as u64 <= long.bytes() + 8);
+    }
+
+    #[test]
     fn only_filters_that_saw_packets_are_written_and_they_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let frame;
         {
-            let store = NodeStore::open(dir.path(), 0).unwrap();
+            let store = NodeStore::open(dir.path()).unwrap();
             let ring = KeyRing::default();
             assert_eq!(
                 ring.ensure(&store, &mut rand::rng(), 7, 9, SIZING).unwrap(),
@@ -292,21 +397,60 @@ mod tests {
             // Generated filters are stored with their keys.
             assert_eq!(ring.persist_filters(&store).unwrap(), 0);
             frame = frame_for(&ring, 8, 1);
-            ring.process(&G, &frame).unwrap();
+            ring.process(&G, &frame, &mut Vec::new()).unwrap();
             assert!(matches!(
-                ring.process(&G, &frame),
+                ring.process(&G, &frame, &mut Vec::new()),
                 Err(PacketError::Replayed)
             ));
             assert_eq!(ring.persist_filters(&store).unwrap(), 1);
             assert_eq!(ring.persist_filters(&store).unwrap(), 0);
         }
-        let store = NodeStore::open(dir.path(), 0).unwrap();
+        let store = NodeStore::open(dir.path()).unwrap();
         let (ring, fresh) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
         assert_eq!((ring.epochs(), fresh), (vec![7, 8, 9], 0));
         assert!(matches!(
-            ring.process(&G, &frame),
+            ring.process(&G, &frame, &mut Vec::new()),
             Err(PacketError::Replayed)
         ));
         assert_eq!(ring.persist_filters(&store).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_replay_after_a_crash_between_snapshots_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame;
+        {
+            let store = NodeStore::open(dir.path()).unwrap();
+            let ring = KeyRing::default();
+            ring.ensure(&store, &mut rand::rng(), 1, 1, SIZING).unwrap();
+            frame = frame_for(&ring, 1, 7);
+            let mut recorded = Vec::new();
+            ring.process(&G, &frame, &mut recorded).unwrap();
+            assert_eq!(recorded.len(), 1);
+            // What a worker does before the packet goes on.
+            store.journal_tags(&recorded).unwrap();
+            // The process dies here: no filter snapshot was taken.
+        }
+        let store = NodeStore::open(dir.path()).unwrap();
+        let (ring, _) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
+        assert!(matches!(
+            ring.process(&G, &frame, &mut Vec::new()),
+            Err(PacketError::Replayed)
+        ));
+        // A snapshot holds the tag; the journal entry goes, and the replay
+        // is still refused after another restart.
+        assert_eq!(ring.persist_filters(&store).unwrap(), 1);
+        assert!(store.journaled_tags(1).unwrap().is_empty());
+        drop((ring, store));
+        let store = NodeStore::open(dir.path()).unwrap();
+        let (ring, _) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
+        assert!(matches!(
+            ring.process(&G, &frame, &mut Vec::new()),
+            Err(PacketError::Replayed)
+        ));
+        // Erasing the epoch takes its journal with it.
+        store.journal_tags(&[(1, [3; REPLAY_TAG_LEN])]).unwrap();
+        ring.retire_before(&store, 2).unwrap();
+        assert!(store.journaled_tags(1).unwrap().is_empty());
     }
 }

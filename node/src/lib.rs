@@ -43,5 +43,5 @@ pub mod workers;
 
 pub use aegis_link::peer_id_of;
 pub use aegis_proto::{RouteError, Topology};
-pub use config::{AuthorityConfig, NodeConfig};
+pub use config::NodeConfig;
 pub use node::{NodeError, RunningNode};

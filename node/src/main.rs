@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use aegis_directory::Role;
-use aegis_node::config::{AuthorityConfig, KEY_FILE, NodeConfig};
+use aegis_directory::TrustedAuthority;
+use aegis_node::config::{KEY_FILE, NodeConfig};
 use aegis_node::node::load_or_create_identity;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -85,14 +86,8 @@ fn main() -> anyhow::Result<()> {
             }
             let authorities = authorities
                 .iter()
-                .map(|a| {
-                    let (url, key) = a.rsplit_once('=').context("--authority takes URL=HEXKEY")?;
-                    Ok(AuthorityConfig {
-                        url: url.to_owned(),
-                        public_key: key.to_owned(),
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .map(|a| TrustedAuthority::parse(a))
+                .collect::<Result<Vec<_>, _>>()?;
             let role = match role {
                 RoleArg::Mix => Role::Mix,
                 RoleArg::Gateway => Role::Gateway,

@@ -1,7 +1,8 @@
 //! Prometheus metrics of a node: aggregate counters, gauges and histograms.
 //!
 //! No label ever names a peer, a client, a mailbox or an address. The only
-//! label is the drop reason, a small fixed set ([`DropReason`]).
+//! labels are the drop reason and the access refusal, small fixed sets
+//! ([`DropReason`], [`AccessRefusal`]).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +30,9 @@ pub enum DropReason {
     replay,
     /// The next hop is not in any consensus this node holds.
     unknown_next_hop,
+    /// The packet came from, or would go to, a node that does not stand
+    /// just before (after) this one in the packet epoch's layers.
+    hop_order,
     /// The mixing pool is full.
     mix_full,
     /// The crypto workers' input queue is full.
@@ -72,6 +76,28 @@ impl DropReason {
     }
 }
 
+/// Why a gateway turned a client connection away or ended it. Every reason
+/// is explained in `docs/operator-guide.md`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AccessRefusal {
+    /// Too many handshakes were in progress.
+    handshake_limit,
+    /// No valid hello in time, or a hello that did not verify.
+    bad_hello,
+    /// As many mailboxes were attached as `max_clients`.
+    gateway_full,
+    /// A newer connection for the same mailbox took over.
+    replaced,
+}
+
+/// The access-refusal label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// The reason.
+    pub reason: AccessRefusal,
+}
+
 /// The drop-reason label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -88,6 +114,8 @@ pub struct NodeMetrics {
     pub forwarded: Counter,
     /// Packets dropped, by reason.
     pub dropped: Family<ReasonLabel, Counter>,
+    /// Client connections refused or ended by the gateway, by reason.
+    pub access_refused: Family<RefusalLabel, Counter>,
     /// Packets stored in a mailbox.
     pub stored: Counter,
     /// Stored packets acknowledged and deleted.
@@ -112,6 +140,18 @@ pub struct NodeMetrics {
     pub links: Gauge,
     /// The epoch of the newest consensus held.
     pub consensus_epoch: Gauge,
+    /// Authority clock statements that could not be fetched, decoded or
+    /// verified.
+    pub clock_refused: Counter,
+    /// Verified documents refused because they publish another packet
+    /// geometry.
+    pub consensus_refused: Counter,
+    /// Packets whose sender asked for a hop delay above the cap (held for
+    /// the cap instead).
+    pub delay_capped: Counter,
+    /// Held epochs whose replay filter holds more tags than it was sized
+    /// for (its false-positive rate is then above the design's).
+    pub replay_filters_saturated: Gauge,
     /// Seconds of crypto work per packet.
     pub processing_seconds: Histogram,
     /// Packets returned per pull answer (excluding dummies).
@@ -135,6 +175,12 @@ impl NodeMetrics {
                 r,
                 "dropped",
                 "Packets dropped, by reason",
+                Family::default(),
+            ),
+            access_refused: register(
+                r,
+                "access_refused",
+                "Client connections refused or ended, by reason",
                 Family::default(),
             ),
             stored: register(
@@ -179,6 +225,30 @@ impl NodeMetrics {
                 "Epoch of the newest consensus",
                 Gauge::default(),
             ),
+            clock_refused: register(
+                r,
+                "clock_refused",
+                "Authority clock statements unreachable, undecodable or badly signed",
+                Counter::default(),
+            ),
+            consensus_refused: register(
+                r,
+                "consensus_refused",
+                "Verified documents refused: they publish another packet geometry",
+                Counter::default(),
+            ),
+            delay_capped: register(
+                r,
+                "delay_capped",
+                "Packets whose requested hop delay exceeded the cap",
+                Counter::default(),
+            ),
+            replay_filters_saturated: register(
+                r,
+                "replay_filters_saturated",
+                "Held epochs whose replay filter is past its sized capacity",
+                Gauge::default(),
+            ),
             processing_seconds: register(
                 r,
                 "processing_seconds",
@@ -200,6 +270,20 @@ impl NodeMetrics {
     /// Counts a dropped packet.
     pub fn drop(&self, reason: DropReason) {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a refused or ended client connection.
+    pub fn refuse(&self, reason: AccessRefusal) {
+        self.access_refused
+            .get_or_create(&RefusalLabel { reason })
+            .inc();
+    }
+
+    /// Client connections refused for `reason` so far.
+    pub fn refused_for(&self, reason: AccessRefusal) -> u64 {
+        self.access_refused
+            .get_or_create(&RefusalLabel { reason })
+            .get()
     }
 
     /// Counts `count` packets dropped together.

@@ -57,7 +57,7 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    ingress: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    ingress: Option<crate::ingress::IngressQueue>,
     /// Where libp2p listens (with the real port).
     pub listen: Multiaddr,
     /// Where `/metrics` and `/health` are served.
@@ -82,7 +82,7 @@ impl RunningNode {
     /// authorities answer.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         let identity = load_or_create_identity(&config)?;
-        let store = NodeStore::open(&config.data_dir.join(DB_DIR), now_ms())?;
+        let store = NodeStore::open(&config.data_dir.join(DB_DIR))?;
         let mut rng = rand::rng();
         let mut loop_bytes = [0u8; 32];
         rand::Rng::fill_bytes(&mut rng, &mut loop_bytes);
@@ -143,7 +143,6 @@ impl RunningNode {
         let egress = Arc::new(Egress::new(
             shared.clone(),
             host.clone(),
-            ingress_tx.clone(),
             shutdown_rx.clone(),
         ));
         let loops = Arc::new(Loops::default());
@@ -263,6 +262,21 @@ impl RunningNode {
         &self.shared.metrics
     }
 
+    /// The epoch clock the node runs, once learnt from signed statements.
+    pub fn schedule(&self) -> Option<aegis_directory::Schedule> {
+        self.shared.schedule()
+    }
+
+    /// The epochs whose Sphinx keys the node holds, oldest first.
+    pub fn key_epochs(&self) -> Vec<u64> {
+        self.shared.keys.epochs()
+    }
+
+    /// Bytes the node's replay filters take together.
+    pub fn replay_filter_bytes(&self) -> u64 {
+        self.shared.keys.filter_bytes()
+    }
+
     /// The newest consensus epoch held, if any.
     pub fn consensus_epoch(&self) -> Option<u64> {
         self.shared.topologies().latest().map(|t| t.epoch)
@@ -298,7 +312,12 @@ fn persist(shared: &Shared) {
     }
 }
 
-/// Periodic work: replay-filter snapshots, mailbox expiry, queue gauges.
+/// How often a gateway compacts away the deletion markers of delivered and
+/// expired mailbox entries.
+const PURGE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Periodic work: replay-filter snapshots, mailbox expiry and purge, queue
+/// gauges.
 async fn housekeeping(
     shared: Arc<Shared>,
     egress: Arc<Egress>,
@@ -306,6 +325,7 @@ async fn housekeeping(
 ) {
     let snapshot_every = Duration::from_secs(shared.config.filter_snapshot_secs);
     let mut last_snapshot = Instant::now();
+    let mut last_purge = Instant::now();
     let retention_ms = (shared.config.mailbox_retention_hours * 3_600_000.0) as u64;
     loop {
         tokio::select! {
@@ -315,6 +335,10 @@ async fn housekeeping(
         shared.metrics.egress_depth.set(egress.depth() as i64);
         if last_snapshot.elapsed() >= snapshot_every {
             last_snapshot = Instant::now();
+            let purge = last_purge.elapsed() >= PURGE_EVERY;
+            if purge {
+                last_purge = Instant::now();
+            }
             let shared = shared.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 if let Err(error) = shared.keys.persist_filters(&shared.store) {
@@ -332,6 +356,9 @@ async fn housekeeping(
                                 .inc_by(n as u64);
                         }
                         Err(error) => warn!(%error, "mailbox expiry failed"),
+                    }
+                    if purge && let Err(error) = shared.store.purge_deleted() {
+                        warn!(%error, "purging deleted mailbox entries failed");
                     }
                 }
             })

@@ -121,11 +121,10 @@ impl Shared {
             .schedule()
             .map(|s| s.epoch_length_ms as f64 / 1_000.0)
             .unwrap_or(1_200.0);
-        // Two epochs' worth: a key is used for its own epoch and, for
-        // packets in flight, a little beyond.
-        FilterSizing {
-            capacity: ((self.config.line_rate as f64) * epoch_secs * 2.0).ceil() as u64,
-            fp_rate: 1e-6,
-        }
+        FilterSizing::for_epoch(
+            self.config.line_rate,
+            epoch_secs,
+            self.config.replay_filter_max_mb,
+        )
     }
 }

@@ -4,11 +4,26 @@
 //! Column families:
 //! * `keys` — epoch (8 bytes, big-endian) → X25519 secret (32 bytes);
 //! * `filters` — epoch → serialized replay filter;
-//! * `mailbox` — mailbox id (32) ‖ entry id (8, big-endian) → stored-at
-//!   Unix ms (8, big-endian) ‖ packet payload.
+//! * `mailbox` — mailbox id (32) ‖ sequence number (8, big-endian) →
+//!   stored-at Unix *hour* (8, big-endian) ‖ packet payload;
+//! * `meta` — the next sequence number and the secret of the entry-id
+//!   permutation;
+//! * `tags` — epoch (8) ‖ journal sequence number (8) → replay tag: every
+//!   tag recorded since the epoch's filter was last written whole, written
+//!   before the packet goes on, so a node killed between snapshots still
+//!   refuses replays of what it forwarded.
+//!
+//! What a gateway keeps about a stored packet is as coarse as its job
+//! allows: the hour it arrived (expiry needs no more), and a sequence number
+//! that only orders packets. Clients never see that number: the entry id a
+//! pull hands out is an 8-round Feistel permutation of it under a secret
+//! of this database ([`EntryIds`]), so consecutive ids in one mailbox say
+//! nothing about how many packets arrived for others in between.
 //!
 //! Deleting a key also compacts its column family, so the secret does not
-//! linger in an SST file after its epoch ends.
+//! linger in an SST file after its epoch ends; [`NodeStore::purge_deleted`]
+//! does the same for acknowledged and expired mailbox entries, whose
+//! deletion markers would otherwise keep their mailbox ids on disk.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,11 +31,58 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aegis_mix_packet::MailboxId;
+use aegis_mix_packet::constants::REPLAY_TAG_LEN;
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch};
 
 const CF_KEYS: &str = "keys";
 const CF_FILTERS: &str = "filters";
 const CF_MAILBOX: &str = "mailbox";
+const CF_META: &str = "meta";
+const CF_TAGS: &str = "tags";
+const META_NEXT_SEQ: &[u8] = b"next-seq";
+const META_ENTRY_KEY: &[u8] = b"entry-id-key";
+const HOUR_MS: u64 = 3_600_000;
+const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// Stored times below this are hours; above, the Unix milliseconds older
+/// databases kept (read as their hour).
+const MS_THRESHOLD: u64 = 1_000_000_000;
+
+/// The permutation between internal sequence numbers and the entry ids
+/// clients see: 8 Feistel rounds on 32-bit halves, each round function
+/// SHA-256(secret ‖ round ‖ half) truncated.
+struct EntryIds {
+    secret: [u8; 32],
+}
+
+impl EntryIds {
+    const ROUNDS: u8 = 8;
+
+    fn round(&self, round: u8, half: u32) -> u32 {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::new()
+            .chain_update(self.secret)
+            .chain_update([round])
+            .chain_update(half.to_be_bytes())
+            .finalize();
+        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    }
+
+    fn hide(&self, seq: u64) -> u64 {
+        let (mut left, mut right) = ((seq >> 32) as u32, seq as u32);
+        for i in 0..Self::ROUNDS {
+            (left, right) = (right, left ^ self.round(i, right));
+        }
+        (u64::from(left) << 32) | u64::from(right)
+    }
+
+    fn reveal(&self, id: u64) -> u64 {
+        let (mut left, mut right) = ((id >> 32) as u32, id as u32);
+        for i in (0..Self::ROUNDS).rev() {
+            (left, right) = (right ^ self.round(i, left), left);
+        }
+        (u64::from(left) << 32) | u64::from(right)
+    }
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +115,9 @@ pub struct StoredPacket {
 pub struct NodeStore {
     db: DB,
     next_entry: AtomicU64,
+    entry_ids: EntryIds,
+    /// The next replay-journal sequence number.
+    next_tag: AtomicU64,
     /// Packets held per mailbox; rebuilt from the database on open.
     counts: Mutex<HashMap<MailboxId, u32>>,
 }
@@ -75,25 +140,62 @@ fn split_mailbox_key(key: &[u8]) -> Option<(MailboxId, u64)> {
     Some((MailboxId(m), u64::from_be_bytes(id)))
 }
 
-fn stored_at(value: &[u8]) -> Option<u64> {
+fn tag_key(epoch: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&epoch.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn split_tag_key(key: &[u8]) -> Option<(u64, u64)> {
+    let epoch = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
+    Some((epoch, seq))
+}
+
+/// The hour a stored packet arrived.
+fn stored_hour(value: &[u8]) -> Option<u64> {
     let head: [u8; 8] = value.get(..8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(head))
+    let at = u64::from_be_bytes(head);
+    Some(if at >= MS_THRESHOLD { at / HOUR_MS } else { at })
+}
+
+fn read_u64(bytes: Option<Vec<u8>>) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes?.as_slice().try_into().ok()?))
 }
 
 impl NodeStore {
-    /// Opens (or creates) the database at `path`. `now_ms` seeds entry ids so
-    /// they keep growing across restarts.
-    pub fn open(path: &Path, now_ms: u64) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database at `path`. Sequence numbers go on
+    /// from the highest ever handed out, so an entry id is never reused.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let cfs = [CF_KEYS, CF_FILTERS, CF_MAILBOX]
+        // The manifest logs each table file's first and last key (mailbox
+        // ids, for the mailbox column) until it is rewritten: keep it small
+        // so it is, at the latest after this many bytes or at a restart.
+        options.set_max_manifest_file_size(MAX_MANIFEST_BYTES);
+        let cfs = [CF_KEYS, CF_FILTERS, CF_MAILBOX, CF_META, CF_TAGS]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, cfs)?;
+        let meta = db.cf_handle(CF_META).ok_or(StoreError::Corrupt(CF_META))?;
+        let secret = match db.get_cf(meta, META_ENTRY_KEY)? {
+            Some(bytes) => {
+                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt(CF_META))?
+            }
+            None => {
+                let secret: [u8; 32] = rand::random();
+                db.put_cf(meta, META_ENTRY_KEY, secret)?;
+                secret
+            }
+        };
+        let next_seq = read_u64(db.get_cf(meta, META_NEXT_SEQ)?).unwrap_or(1);
         let store = NodeStore {
             db,
-            next_entry: AtomicU64::new(now_ms.saturating_mul(1_000)),
+            next_entry: AtomicU64::new(next_seq),
+            entry_ids: EntryIds { secret },
+            next_tag: AtomicU64::new(0),
             counts: Mutex::new(HashMap::new()),
         };
         let mut counts = HashMap::new();
@@ -112,6 +214,19 @@ impl NodeStore {
             .next_entry
             .fetch_max(highest.saturating_add(1), Ordering::Relaxed);
         *store.lock_counts() = counts;
+        let last_tag = store
+            .db
+            .iterator_cf(store.cf(CF_TAGS)?, IteratorMode::End)
+            .filter_map(Result::ok)
+            .filter_map(|(key, _)| split_tag_key(&key).map(|(_, seq)| seq))
+            .max();
+        // Journal keys sort by epoch first: the highest sequence number may
+        // be under any epoch, but few epochs are held.
+        if let Some(last) = last_tag {
+            store
+                .next_tag
+                .store(last.saturating_add(1), Ordering::Relaxed);
+        }
         Ok(store)
     }
 
@@ -156,15 +271,73 @@ impl NodeStore {
         Ok(self.db.get_cf(self.cf(CF_FILTERS)?, epoch.to_be_bytes())?)
     }
 
-    /// Erases an epoch's key and filter, and compacts them away.
+    /// Journals replay tags of `epoch` (one write, not synced: it survives
+    /// the process being killed, which is what replay safety needs; a
+    /// machine crash may lose the last moments, as with the filter
+    /// snapshots).
+    pub fn journal_tags(&self, tags: &[(u64, [u8; REPLAY_TAG_LEN])]) -> Result<(), StoreError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let cf = self.cf(CF_TAGS)?;
+        let first = self
+            .next_tag
+            .fetch_add(tags.len() as u64, Ordering::Relaxed);
+        let mut batch = WriteBatch::default();
+        for (i, (epoch, tag)) in tags.iter().enumerate() {
+            batch.put_cf(cf, tag_key(*epoch, first + i as u64), tag);
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// The journal's next sequence number: every tag journaled before this
+    /// call has a smaller one.
+    pub fn journal_mark(&self) -> u64 {
+        self.next_tag.load(Ordering::Acquire)
+    }
+
+    /// The journaled tags of `epoch`.
+    pub fn journaled_tags(&self, epoch: u64) -> Result<Vec<[u8; REPLAY_TAG_LEN]>, StoreError> {
+        let cf = self.cf(CF_TAGS)?;
+        let start = tag_key(epoch, 0);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item?;
+            match split_tag_key(&key) {
+                Some((e, _)) if e == epoch => {}
+                _ => break,
+            }
+            let tag = <[u8; REPLAY_TAG_LEN]>::try_from(&*value)
+                .map_err(|_| StoreError::Corrupt(CF_TAGS))?;
+            out.push(tag);
+        }
+        Ok(out)
+    }
+
+    /// Drops `epoch`'s journaled tags numbered below `mark` (its filter,
+    /// written whole since, holds them).
+    pub fn trim_journal(&self, epoch: u64, mark: u64) -> Result<(), StoreError> {
+        self.db
+            .delete_range_cf(self.cf(CF_TAGS)?, tag_key(epoch, 0), tag_key(epoch, mark))?;
+        Ok(())
+    }
+
+    /// Erases an epoch's key, filter and journal, and compacts them away.
     pub fn erase_epoch(&self, epoch: u64) -> Result<(), StoreError> {
         let key = epoch.to_be_bytes();
         self.db.delete_cf(self.cf(CF_KEYS)?, key)?;
         self.db.delete_cf(self.cf(CF_FILTERS)?, key)?;
-        self.db
-            .compact_range_cf(self.cf(CF_KEYS)?, None::<&[u8]>, None::<&[u8]>);
-        self.db
-            .compact_range_cf(self.cf(CF_FILTERS)?, None::<&[u8]>, None::<&[u8]>);
+        self.db.delete_range_cf(
+            self.cf(CF_TAGS)?,
+            tag_key(epoch, 0),
+            tag_key(epoch.saturating_add(1), 0),
+        )?;
+        self.compact_away(CF_KEYS)?;
+        self.compact_away(CF_FILTERS)?;
         Ok(())
     }
 
@@ -181,12 +354,18 @@ impl NodeStore {
         if *count >= limit {
             return Err(StoreError::MailboxFull);
         }
-        let id = self.next_entry.fetch_add(1, Ordering::Relaxed);
+        let seq = self.next_entry.fetch_add(1, Ordering::Relaxed);
         let mut value = Vec::with_capacity(8 + payload.len());
-        value.extend_from_slice(&now_ms.to_be_bytes());
+        value.extend_from_slice(&(now_ms / HOUR_MS).to_be_bytes());
         value.extend_from_slice(payload);
-        self.db
-            .put_cf(self.cf(CF_MAILBOX)?, mailbox_key(mailbox, id), value)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_MAILBOX)?, mailbox_key(mailbox, seq), value);
+        batch.put_cf(
+            self.cf(CF_META)?,
+            META_NEXT_SEQ,
+            seq.saturating_add(1).to_be_bytes(),
+        );
+        self.db.write(batch)?;
         *count += 1;
         Ok(())
     }
@@ -218,7 +397,7 @@ impl NodeStore {
                 continue;
             }
             out.push(StoredPacket {
-                id,
+                id: self.entry_ids.hide(id),
                 payload: value[8..].to_vec(),
             });
         }
@@ -233,7 +412,7 @@ impl NodeStore {
         let mut batch = WriteBatch::default();
         let mut deleted = 0;
         for &id in ids {
-            let key = mailbox_key(mailbox, id);
+            let key = mailbox_key(mailbox, self.entry_ids.reveal(id));
             if self.db.get_pinned_cf(cf, key)?.is_some() {
                 batch.delete_cf(cf, key);
                 deleted += 1;
@@ -249,13 +428,15 @@ impl NodeStore {
         Ok(deleted)
     }
 
-    /// Deletes packets stored before `cutoff_ms`; returns how many.
+    /// Deletes packets stored in an hour wholly before `cutoff_ms` (so a
+    /// packet is kept up to an hour past the cutoff); returns how many.
     pub fn expire(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let cf = self.cf(CF_MAILBOX)?;
+        let cutoff_hour = cutoff_ms / HOUR_MS;
         let mut doomed = Vec::new();
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = item?;
-            if stored_at(&value).is_none_or(|at| at < cutoff_ms) {
+            if stored_hour(&value).is_none_or(|hour| hour < cutoff_hour) {
                 doomed.push(key);
             }
         }
@@ -276,6 +457,25 @@ impl NodeStore {
         Ok(doomed.len())
     }
 
+    /// Compacts the mailbox column family, which drops the deletion markers
+    /// of acknowledged and expired entries and with them their mailbox ids.
+    pub fn purge_deleted(&self) -> Result<(), StoreError> {
+        self.compact_away(CF_MAILBOX)
+    }
+
+    /// Flushes and compacts a whole column family so that deleted records
+    /// and their deletion markers leave its files. Forced: by default a
+    /// range already at the bottom level is left alone, markers and all.
+    fn compact_away(&self, name: &'static str) -> Result<(), StoreError> {
+        let cf = self.cf(name)?;
+        self.db.flush_cf(cf)?;
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db
+            .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
+        Ok(())
+    }
+
     /// Packets stored in all mailboxes, and the number of non-empty mailboxes.
     pub fn mailbox_totals(&self) -> (u64, u64) {
         let counts = self.lock_counts();
@@ -288,7 +488,7 @@ impl NodeStore {
     /// Flushes memtables to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        for name in [CF_KEYS, CF_FILTERS, CF_MAILBOX] {
+        for name in [CF_KEYS, CF_FILTERS, CF_MAILBOX, CF_META, CF_TAGS] {
             self.db.flush_cf(self.cf(name)?)?;
         }
         Ok(())
@@ -305,7 +505,7 @@ mod tests {
         let a = MailboxId([1; 32]);
         let b = MailboxId([2; 32]);
         {
-            let store = NodeStore::open(dir.path(), 1_000).unwrap();
+            let store = NodeStore::open(dir.path()).unwrap();
             for i in 0..5u8 {
                 store.deliver(&a, &[i; 10], 1_000, 100).unwrap();
             }
@@ -319,14 +519,14 @@ mod tests {
             assert_eq!(store.acknowledge(&a, &[first[0].id]).unwrap(), 1);
             assert_eq!(store.mailbox_totals(), (5, 2));
         }
-        let store = NodeStore::open(dir.path(), 500).unwrap();
+        let store = NodeStore::open(dir.path()).unwrap();
         assert_eq!(store.mailbox_totals(), (5, 2));
         let (rest, more) = store.pull(&a, 8).unwrap();
         assert_eq!(rest.len(), 4);
         assert!(!more);
         assert_eq!(rest[0].payload, vec![1; 10]);
         // New entries after a restart with an earlier clock still sort last.
-        store.deliver(&a, &[7; 10], 2_000, 100).unwrap();
+        store.deliver(&a, &[7; 10], 0, 100).unwrap();
         let (all, _) = store.pull(&a, 8).unwrap();
         assert_eq!(all.last().unwrap().payload, vec![7; 10]);
     }
@@ -334,15 +534,17 @@ mod tests {
     #[test]
     fn limits_and_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let store = NodeStore::open(dir.path(), 0).unwrap();
+        let store = NodeStore::open(dir.path()).unwrap();
         let a = MailboxId([1; 32]);
         store.deliver(&a, b"old", 100, 2).unwrap();
-        store.deliver(&a, b"new", 900, 2).unwrap();
+        store.deliver(&a, b"new", 2 * HOUR_MS + 900, 2).unwrap();
         assert!(matches!(
-            store.deliver(&a, b"x", 900, 2),
+            store.deliver(&a, b"x", 2 * HOUR_MS + 900, 2),
             Err(StoreError::MailboxFull)
         ));
-        assert_eq!(store.expire(500).unwrap(), 1);
+        // Within the arrival hour nothing expires; the hour after, it does.
+        assert_eq!(store.expire(HOUR_MS - 1).unwrap(), 0);
+        assert_eq!(store.expire(HOUR_MS).unwrap(), 1);
         let (left, _) = store.pull(&a, 8).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].payload, b"new");
@@ -352,7 +554,7 @@ mod tests {
     #[test]
     fn keys_and_filters_are_erased_with_their_epoch() {
         let dir = tempfile::tempdir().unwrap();
-        let store = NodeStore::open(dir.path(), 0).unwrap();
+        let store = NodeStore::open(dir.path()).unwrap();
         store.put_key(4, &[4; 32]).unwrap();
         store.put_key(5, &[5; 32]).unwrap();
         store.put_filter(4, b"filter").unwrap();
@@ -361,5 +563,104 @@ mod tests {
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].0, 5);
         assert!(store.filter(4).unwrap().is_none());
+        // The erased secret is in no file of the database.
+        store.flush().unwrap();
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let path = file.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(32).any(|w| w == [4; 32]),
+                "{} still holds the erased key",
+                path.display()
+            );
+        }
+    }
+    #[test]
+    fn entry_ids_hide_the_sequence_and_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = MailboxId([1; 32]);
+        let first = {
+            let store = NodeStore::open(dir.path()).unwrap();
+            for i in 0..4u8 {
+                store.deliver(&a, &[i], 0, 100).unwrap();
+            }
+            let (entries, _) = store.pull(&a, 8).unwrap();
+            let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
+            // Consecutive arrivals do not get consecutive (or ordered) ids.
+            assert!(
+                ids.windows(2).all(|w| w[1].abs_diff(w[0]) > 1 << 16),
+                "{ids:?}"
+            );
+            for id in &ids {
+                assert_eq!(store.entry_ids.hide(store.entry_ids.reveal(*id)), *id);
+            }
+            assert_eq!(store.acknowledge(&a, &ids).unwrap(), 4);
+            ids
+        };
+        // Emptied and reopened: the next packet gets an id never seen.
+        let store = NodeStore::open(dir.path()).unwrap();
+        store.deliver(&a, b"later", 0, 100).unwrap();
+        let (entries, _) = store.pull(&a, 8).unwrap();
+        assert!(!first.contains(&entries[0].id));
+        // A stale acknowledgement of the old ids deletes nothing.
+        assert_eq!(store.acknowledge(&a, &first).unwrap(), 0);
+        assert_eq!(store.mailbox_totals(), (1, 1));
+    }
+
+    #[test]
+    fn arrival_is_kept_to_the_hour_and_old_millisecond_records_still_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path()).unwrap();
+        let a = MailboxId([1; 32]);
+        let at_ms = 1_700_000_123_456;
+        store.deliver(&a, b"new", at_ms, 100).unwrap();
+        let (key, value) = store
+            .db
+            .iterator_cf(store.cf(CF_MAILBOX).unwrap(), IteratorMode::Start)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(value[..8], (at_ms / HOUR_MS).to_be_bytes());
+        // A record as older versions wrote it: Unix milliseconds.
+        let mut legacy = at_ms.to_be_bytes().to_vec();
+        legacy.extend_from_slice(b"old");
+        let mut legacy_key = key.to_vec();
+        legacy_key[39] ^= 0x80;
+        store
+            .db
+            .put_cf(store.cf(CF_MAILBOX).unwrap(), &legacy_key, legacy)
+            .unwrap();
+        assert_eq!(store.expire(at_ms).unwrap(), 0);
+        assert_eq!(store.expire(at_ms + HOUR_MS).unwrap(), 2);
+    }
+
+    #[test]
+    fn purged_entries_leave_no_mailbox_id_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path()).unwrap();
+        let gone = MailboxId([0x5a; 32]);
+        store.deliver(&gone, b"bye", 0, 100).unwrap();
+        store.flush().unwrap();
+        let (entries, _) = store.pull(&gone, 8).unwrap();
+        store.acknowledge(&gone, &[entries[0].id]).unwrap();
+        store.flush().unwrap();
+        store.purge_deleted().unwrap();
+        // Reopening rewrites the manifest, which named the purged table
+        // file's first and last keys.
+        drop(store);
+        drop(NodeStore::open(dir.path()).unwrap());
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // RocksDB's own text logs name no keys.
+            if name.starts_with("LOG") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(32).any(|w| w == gone.0),
+                "{name} still holds the mailbox id"
+            );
+        }
     }
 }

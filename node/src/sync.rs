@@ -1,12 +1,21 @@
 //! The node's side of the directory: learn the epoch clock, keep Sphinx
 //! keys generated ahead and old ones erased, upload the signed descriptor
 //! for the coming epochs, and fetch and verify each epoch's consensus.
+//!
+//! The clock decides which keys are erased and how large replay filters
+//! are, so it comes only from signed statements: a majority of the pinned
+//! authorities' signed clocks ([`aegis_directory::agreed_schedule`]), and
+//! after that from each threshold-signed consensus. Nothing unsigned (an
+//! authority's `/status`, a lone authority's clock) moves it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_directory::{DescriptorBody, Fetcher, Phase, Schedule, Verifier};
+use aegis_directory::{
+    DescriptorBody, Fetcher, MAX_CLOCK_BYTES, Phase, Schedule, SignedClock, agreed_schedule, api,
+    read_limited,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -26,23 +35,10 @@ pub struct DirectorySync {
     uploaded: BTreeSet<u64>,
 }
 
-#[derive(serde::Deserialize)]
-struct StatusClock {
-    genesis_ms: u64,
-    epoch_length_ms: u64,
-}
-
 impl DirectorySync {
     /// A directory client with the configured authorities.
     pub fn new(shared: Arc<Shared>, host: Host) -> Result<Self, String> {
-        let keys = shared.config.authority_keys().map_err(|e| e.to_string())?;
-        let sources: Vec<String> = shared
-            .config
-            .authorities
-            .iter()
-            .map(|a| a.url.clone())
-            .collect();
-        let fetcher = Fetcher::new(sources, Verifier::new(keys), Duration::from_secs(5))
+        let fetcher = Fetcher::for_authorities(&shared.config.authorities, Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -57,25 +53,46 @@ impl DirectorySync {
         })
     }
 
+    /// Asks every authority for its signed clock; a schedule is learnt once
+    /// a majority of the pinned authorities signed the same one.
     async fn learn_schedule(&self) -> Option<Schedule> {
+        let mut statements = Vec::new();
         for authority in &self.shared.config.authorities {
-            let url = aegis_directory::api::url(&authority.url, aegis_directory::api::STATUS);
-            let Ok(response) = self.http.get(url).send().await else {
-                continue;
+            let url = api::url(&authority.url, api::CLOCK);
+            let body = match self.http.get(url).send().await {
+                Ok(r) if r.status().is_success() => read_limited(r, MAX_CLOCK_BYTES).await,
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(e.to_string()),
             };
-            let Ok(bytes) = response.bytes().await else {
-                continue;
-            };
-            if let Ok(clock) = serde_json::from_slice::<StatusClock>(&bytes)
-                && clock.epoch_length_ms > 0
-            {
-                return Some(Schedule {
-                    genesis_ms: clock.genesis_ms,
-                    epoch_length_ms: clock.epoch_length_ms,
-                });
+            match body.map(|b| SignedClock::from_bytes(&b).map_err(|e| e.to_string())) {
+                Ok(Ok(clock)) => statements.push(clock),
+                Ok(Err(error)) | Err(error) => {
+                    self.shared.metrics.clock_refused.inc();
+                    tracing::debug!(%error, "no usable clock from an authority");
+                }
             }
         }
-        None
+        agreed_schedule(self.fetcher.verifier(), &statements)
+    }
+
+    /// Takes the clock a threshold-signed consensus implies, if it differs
+    /// from the one held.
+    fn follow_consensus_clock(&self, topology: &Topology) {
+        let Some(schedule) = topology.document.body.schedule() else {
+            return;
+        };
+        let mut held = self
+            .shared
+            .schedule
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if *held != Some(schedule) {
+            warn!(
+                epoch_length_ms = schedule.epoch_length_ms,
+                "the consensus sets a different epoch clock; following it"
+            );
+            *held = Some(schedule);
+        }
     }
 
     /// One step: run it every tick. Returns the time to wait before the next.
@@ -128,12 +145,11 @@ impl DirectorySync {
     fn rotate_keys(&self, epoch: u64) {
         let shared = &self.shared;
         let mut rng = rand::rng();
-        // Descriptors for epoch + 2 publish keys up to epoch + 4.
         if let Err(error) = shared.keys.ensure(
             &shared.store,
             &mut rng,
             epoch,
-            epoch + 4,
+            epoch + crate::keys::KEYS_AHEAD,
             shared.filter_sizing(),
         ) {
             warn!(%error, "generating epoch keys failed");
@@ -180,10 +196,18 @@ impl DirectorySync {
     async fn fetch(&self, epoch: u64) {
         match self.fetcher.fetch(Some(epoch), now_ms()).await {
             Ok(document) => {
-                let topology = Topology::new(document);
+                let topology = match Topology::for_geometry(document, &self.shared.geometry) {
+                    Ok(topology) => topology,
+                    Err(error) => {
+                        self.shared.metrics.consensus_refused.inc();
+                        warn!(%error, epoch, "consensus refused");
+                        return;
+                    }
+                };
                 for node in topology.nodes.values() {
                     self.host.add_node(&node.id.0, &node.addresses);
                 }
+                self.follow_consensus_clock(&topology);
                 let listed = topology.node(&self.shared.id).is_some();
                 info!(
                     epoch,
@@ -202,6 +226,8 @@ impl DirectorySync {
         if let Some(latest) = self.shared.topologies().latest() {
             m.consensus_epoch.set(latest.epoch as i64);
         }
+        m.replay_filters_saturated
+            .set(self.shared.keys.saturated_filters() as i64);
         let (packets, mailboxes) = self.shared.store.mailbox_totals();
         m.mailbox_packets.set(packets as i64);
         m.mailboxes.set(mailboxes as i64);

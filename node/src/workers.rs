@@ -12,10 +12,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use aegis_mix_packet::constants::REPLAY_TAG_LEN;
 use aegis_mix_packet::{Body, Destination, Processed, open_delivery};
 use tokio::sync::mpsc;
 
+use aegis_proto::{Next, Source};
+
 use crate::cover::Loops;
+use crate::ingress::Inbound;
 use crate::mailbox::{Deposit, Mailboxes};
 use crate::metrics::DropReason;
 use crate::mixstage::MixItem;
@@ -23,6 +27,22 @@ use crate::state::Shared;
 
 /// The most frames a worker processes before handing on what it has.
 pub const HANDOFF_BATCH: usize = 8;
+
+/// What a worker's frames produced, held until their replay tags are
+/// journaled: no packet leaves the worker before the tag that would refuse
+/// its replay is on disk.
+#[derive(Default)]
+pub struct Batch {
+    forward: Vec<MixItem>,
+    finals: Vec<(Destination, Vec<u8>)>,
+    tags: Vec<(u64, [u8; REPLAY_TAG_LEN])>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.forward.is_empty() && self.finals.is_empty() && self.tags.is_empty()
+    }
+}
 
 /// What the workers need.
 pub struct WorkerContext {
@@ -39,7 +59,7 @@ pub struct WorkerContext {
 /// Starts `count` worker threads reading `ingress` until it closes.
 pub fn spawn(
     count: usize,
-    ingress: crossbeam_channel::Receiver<Vec<u8>>,
+    ingress: crossbeam_channel::Receiver<Inbound>,
     context: Arc<WorkerContext>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     (0..count.max(1))
@@ -49,14 +69,14 @@ pub fn spawn(
             std::thread::Builder::new()
                 .name(format!("aegis-crypto-{i}"))
                 .spawn(move || {
-                    let mut batch = Vec::with_capacity(HANDOFF_BATCH);
-                    while let Ok(frame) = ingress.recv() {
-                        context.handle(&frame, &mut batch);
+                    let mut batch = Batch::default();
+                    while let Ok(inbound) = ingress.recv() {
+                        context.handle(&inbound, &mut batch);
                         for _ in 1..HANDOFF_BATCH {
-                            let Ok(frame) = ingress.try_recv() else {
+                            let Ok(inbound) = ingress.try_recv() else {
                                 break;
                             };
-                            context.handle(&frame, &mut batch);
+                            context.handle(&inbound, &mut batch);
                         }
                         context.hand_on(&mut batch);
                         context
@@ -71,11 +91,29 @@ pub fn spawn(
 }
 
 impl WorkerContext {
-    /// Processes one frame; a forward packet joins `batch`.
-    pub fn handle(&self, frame: &[u8], batch: &mut Vec<MixItem>) {
+    /// Whether the hop keeps its place in the packet epoch's layers (the
+    /// newest held document stands in for one not fetched yet); counts a
+    /// drop if not.
+    fn in_order(&self, epoch: u64, source: Source, next: Next) -> bool {
+        let shared = &self.shared;
+        let topology = {
+            let held = shared.topologies();
+            held.get(epoch).or_else(|| held.latest())
+        };
+        let ok = topology.is_some_and(|t| t.check_hop(&shared.id, source, next).is_ok());
+        if !ok {
+            shared.metrics.drop(DropReason::hop_order);
+        }
+        ok
+    }
+
+    /// Processes one frame; what it produces joins `batch`.
+    pub fn handle(&self, inbound: &Inbound, batch: &mut Batch) {
         let shared = &self.shared;
         let started = Instant::now();
-        let result = shared.keys.process(&shared.geometry, frame);
+        let result = shared
+            .keys
+            .process(&shared.geometry, &inbound.frame, &mut batch.tags);
         shared
             .metrics
             .processing_seconds
@@ -87,15 +125,21 @@ impl WorkerContext {
                 Processed::Forward {
                     next_hop,
                     delay,
+                    delay_capped,
                     packet,
-                    ..
                 },
             )) => {
+                if delay_capped {
+                    shared.metrics.delay_capped.inc();
+                }
                 if !shared.topologies().knows(&next_hop) {
                     shared.metrics.drop(DropReason::unknown_next_hop);
                     return;
                 }
-                batch.push(MixItem {
+                if !self.in_order(epoch, inbound.source, Next::Forward(next_hop)) {
+                    return;
+                }
+                batch.forward.push(MixItem {
                     next_hop,
                     epoch,
                     delay,
@@ -103,22 +147,49 @@ impl WorkerContext {
                 });
             }
             Ok((
-                _,
+                epoch,
                 Processed::Final {
                     destination,
                     payload,
                     ..
                 },
-            )) => self.final_hop(destination, &payload),
+            )) => {
+                if self.in_order(epoch, inbound.source, Next::Final) {
+                    batch.finals.push((destination, payload));
+                }
+            }
         }
     }
 
-    /// Hands the batch to the mixing stage, or drops and counts it.
-    pub fn hand_on(&self, batch: &mut Vec<MixItem>) {
+    /// Journals the batch's replay tags, then delivers its final-hop
+    /// packets and hands its forward packets to the mixing stage. If the
+    /// journal cannot be written, nothing of the batch goes on (it is
+    /// dropped and counted): forwarding it would let it be replayed after
+    /// a crash.
+    pub fn hand_on(&self, batch: &mut Batch) {
         if batch.is_empty() {
             return;
         }
-        let items = std::mem::replace(batch, Vec::with_capacity(HANDOFF_BATCH));
+        let Batch {
+            forward,
+            finals,
+            tags,
+        } = std::mem::take(batch);
+        if let Err(error) = self.shared.store.journal_tags(&tags) {
+            tracing::warn!(%error, "journaling replay tags failed");
+            self.shared.metrics.drop_many(
+                DropReason::store_error,
+                (forward.len() + finals.len()) as u64,
+            );
+            return;
+        }
+        for (destination, payload) in finals {
+            self.final_hop(destination, &payload);
+        }
+        if forward.is_empty() {
+            return;
+        }
+        let items = forward;
         if let Err(refused) = self.mix.try_send(items) {
             let count = match refused {
                 mpsc::error::TrySendError::Full(items)

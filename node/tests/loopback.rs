@@ -44,7 +44,7 @@ impl Owner {
     }
 
     fn packet(&self, topology: &Topology, route: &Route, id: u8) -> OutgoingPacket {
-        let delays = HopDelays::fixed(&[Duration::from_millis(5); 5]);
+        let delays = HopDelays::fixed(&vec![Duration::from_millis(5); route.hops().len()]);
         build_mailbox_packet(
             &mut rand::rng(),
             &G,
@@ -195,6 +195,39 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     assert_eq!(m.dropped_for(DropReason::bad_header), 1);
     assert_eq!(m.dropped_for(DropReason::malformed_frame), 1);
 
+    // 2b. Hops keep their place: a route that visits the layer-1 mix twice
+    // is dropped (at the layer-2 mix, which may only forward to layer 3)
+    // and counted; good packets keep flowing.
+    let layer = |i: usize| topology.layers[i][0];
+    let twice = topology
+        .hops(&G, &[gateway_id, layer(0), layer(1), layer(0), gateway_id])
+        .unwrap();
+    let looping = owner.packet(&topology, &twice, 3);
+    session.send(looping.to_frame(&G).unwrap()).await.unwrap();
+    let fourth = owner.packet(&topology, &route, 4);
+    session.send(fourth.to_frame(&G).unwrap()).await.unwrap();
+    assert_eq!(
+        pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
+        vec![4]
+    );
+    let out_of_order = || {
+        (0..GATEWAY)
+            .map(|i| {
+                net.node(i)
+                    .unwrap()
+                    .metrics()
+                    .dropped_for(DropReason::hop_order)
+            })
+            .sum::<u64>()
+    };
+    eventually(
+        "the out-of-order hop is counted",
+        Duration::from_secs(5),
+        || out_of_order() == 1,
+    )
+    .await;
+    let gateway = net.node(GATEWAY).unwrap();
+
     // 3. /metrics: aggregate only.
     let text = reqwest::get(format!("http://{}/metrics", gateway.metrics_addr))
         .await
@@ -202,7 +235,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("aegis_node_stored_total 2"), "{text}");
+    assert!(text.contains("aegis_node_stored_total 3"), "{text}");
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         if let Some(labels) = line.split_once('{').map(|(_, l)| l) {
             assert!(
@@ -234,14 +267,17 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     .unwrap();
     let (_stop2, stop_rx2) = watch::channel(false);
     let (as_gateway, _task2) = Host::start(&gateway_key, None, stop_rx2).unwrap();
-    let mix_hops = [
+    // Entering at layer 1, the route is one hop shorter than a client's.
+    let mix_hops: Vec<Hop> = [
         topology.layers[0][0],
         topology.layers[1][0],
         topology.layers[2][0],
         gateway_id,
-        gateway_id,
-    ];
-    let direct = owner.packet(&topology, &topology.hops(&G, &mix_hops).unwrap(), 3);
+    ]
+    .iter()
+    .map(|id| topology.node(id).unwrap().hop(topology.epoch).unwrap())
+    .collect();
+    let direct = owner.packet(&topology, &Route::cycle(mix_hops, &G).unwrap(), 3);
     let direct_frame = direct.to_frame(&G).unwrap();
     // Fixed ports: the address stays the same across the restart.
     let mix1_addr = net.node(mix1_index).unwrap().listen.clone();

@@ -87,6 +87,13 @@ pub struct Args {
     /// garbage frames and replays of one packet.
     #[arg(long, value_name = "SECONDS")]
     pub flood_at: Option<f64>,
+    /// Fault: this many seconds into the traffic, send one packet to a
+    /// layer-1 mix from a link authenticated as the last gateway, kill the
+    /// mix with SIGKILL before its replay filter is saved, restart it, and
+    /// send the same packet again: the replay must be refused (counted as
+    /// a `replay` drop).
+    #[arg(long, value_name = "SECONDS")]
+    pub replay_after_kill_at: Option<f64>,
     /// Seconds the clients run with cover traffic only before the first
     /// message.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]

@@ -1,9 +1,106 @@
-//! The flood fault: garbage and replayed frames at a layer-1 mix.
+//! Faults at a layer-1 mix from a link authenticated as a gateway: a flood
+//! of garbage and replayed frames, and a replay across a `kill -9`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+
+/// A link to a layer-1 mix, authenticated as a gateway, and one good
+/// packet for it (routed layer 1 → 2 → 3 → gateway).
+pub struct Probe {
+    host: aegis_link::Host,
+    peer: aegis_link::PeerId,
+    /// The good packet's frame.
+    pub good: Vec<u8>,
+    /// The layer-1 mix.
+    pub target: aegis_mix_packet::NodeId,
+    epoch: u64,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Probe {
+    /// Builds the packet and a host with the key of the gateway whose
+    /// configuration is at `flooder`.
+    pub fn new(
+        flooder: &Path,
+        document: aegis_directory::SignedConsensus,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Probe> {
+        use aegis_mix_packet::{
+            Body, Geometry, HopDelays, LoopId, MailboxId, SphinxPublicKey, SphinxSecret,
+            build_mailbox_packet,
+        };
+        use rand::{RngExt as _, SeedableRng as _};
+
+        const G: Geometry = Geometry::STANDARD;
+        let config = aegis_node::NodeConfig::load(flooder)?;
+        let key =
+            aegis_directory::config::load_key(&config.data_dir.join(aegis_node::config::KEY_FILE))?;
+        let topology = aegis_proto::Topology::new(document);
+        let target = *topology.layers[0].first().context("no layer-1 mix")?;
+        let gateway = *topology.gateways.first().context("no gateway")?;
+        // Entering at layer 1: one hop shorter than a client's route.
+        let hops = [
+            target,
+            topology.layers[1][0],
+            topology.layers[2][0],
+            gateway,
+        ]
+        .iter()
+        .map(|id| {
+            topology
+                .node(id)
+                .and_then(|n| n.hop(topology.epoch))
+                .context("a node on the route has no key")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+        let route = aegis_mix_packet::Route::cycle(hops, &G)?;
+        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        let sealing = SphinxPublicKey::from(&SphinxSecret::from(rng.random::<[u8; 32]>()));
+        let (mailbox, loop_id) = (MailboxId(rng.random()), LoopId(rng.random()));
+        let good = build_mailbox_packet(
+            &mut rng,
+            &G,
+            topology.epoch,
+            &route,
+            &HopDelays::fixed(&[Duration::ZERO; 4]),
+            mailbox,
+            &sealing,
+            &Body::Loop(loop_id),
+        )?
+        .to_frame(&G)?;
+        let (host, task) = aegis_link::Host::start(&key, None, stop)?;
+        let entry = topology.node(&target).context("target not listed")?;
+        let peer = host
+            .add_node(&entry.id.0, &entry.addresses)
+            .context("target identity is not a key")?;
+        Ok(Probe {
+            host,
+            peer,
+            good,
+            target,
+            epoch: topology.epoch,
+            _task: task,
+        })
+    }
+
+    /// A fresh mix stream to the target.
+    pub async fn stream(&self) -> anyhow::Result<aegis_link::Stream> {
+        Ok(self.host.open(self.peer, aegis_link::MIX_PROTOCOL).await?)
+    }
+
+    /// Sends the good packet once, on a fresh stream.
+    pub async fn send_good(&self) -> anyhow::Result<()> {
+        use futures::AsyncWriteExt as _;
+        let mut stream = self.stream().await?;
+        stream.write_all(&self.good).await?;
+        stream.flush().await?;
+        // Give the frame time to leave before the stream is dropped.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(())
+    }
+}
 
 /// Floods a layer-1 mix for five seconds from a link authenticated as the
 /// gateway whose configuration is at `flooder`: one good packet, then
@@ -15,59 +112,26 @@ pub async fn flood(
     document: aegis_directory::SignedConsensus,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(String, u64)> {
-    use aegis_mix_packet::{
-        Body, Frame, Geometry, HopDelays, LoopId, MailboxId, SphinxPublicKey, SphinxSecret,
-        build_mailbox_packet,
-    };
+    use aegis_mix_packet::{Frame, Geometry};
     use futures::AsyncWriteExt as _;
-    use rand::{Rng as _, RngExt as _, SeedableRng as _};
+    use rand::Rng as _;
 
     const G: Geometry = Geometry::STANDARD;
-    let config = aegis_node::NodeConfig::load(flooder)?;
-    let key =
-        aegis_directory::config::load_key(&config.data_dir.join(aegis_node::config::KEY_FILE))?;
-    let topology = aegis_proto::Topology::new(document);
-    let target = *topology.layers[0].first().context("no layer-1 mix")?;
-    let gateway = *topology.gateways.first().context("no gateway")?;
-    let route = topology.hops(
-        &G,
-        &[
-            target,
-            topology.layers[1][0],
-            topology.layers[2][0],
-            gateway,
-            gateway,
-        ],
-    )?;
-    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
-    let sealing = SphinxPublicKey::from(&SphinxSecret::from(rng.random::<[u8; 32]>()));
-    let (mailbox, loop_id) = (MailboxId(rng.random()), LoopId(rng.random()));
-    let good = build_mailbox_packet(
-        &mut rng,
-        &G,
-        topology.epoch,
-        &route,
-        &HopDelays::fixed(&[Duration::ZERO; 5]),
-        mailbox,
-        &sealing,
-        &Body::Loop(loop_id),
-    )?
-    .to_frame(&G)?;
-    let (host, _task) = aegis_link::Host::start(&key, None, stop)?;
-    let entry = topology.node(&target).context("target not listed")?;
-    let peer = host
-        .add_node(&entry.id.0, &entry.addresses)
-        .context("target identity is not a key")?;
-    let mut stream = host.open(peer, aegis_link::MIX_PROTOCOL).await?;
+    let probe = Probe::new(flooder, document, stop)?;
+    let mut rng = {
+        use rand::SeedableRng as _;
+        rand::rngs::StdRng::from_rng(&mut rand::rng())
+    };
+    let mut stream = probe.stream().await?;
     let started = Instant::now();
     let mut frames = 0u64;
     let mut noise = vec![0u8; G.packet_len()];
     while started.elapsed() < Duration::from_secs(5) {
         let frame = if frames.is_multiple_of(2) {
-            good.clone()
+            probe.good.clone()
         } else {
             rng.fill_bytes(&mut noise);
-            Frame::encode(&G, topology.epoch, &noise)?
+            Frame::encode(&G, probe.epoch, &noise)?
         };
         stream.write_all(&frame).await?;
         frames += 1;
@@ -76,5 +140,5 @@ pub async fn flood(
         }
     }
     stream.flush().await?;
-    Ok((hex::encode(target.0), frames))
+    Ok((hex::encode(probe.target.0), frames))
 }

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aegis_directory::Verifier;
-use aegis_directory::api::unix_now_ms as unix_ms;
+use aegis_directory::api::{self, unix_now_ms as unix_ms};
 use aegis_directory::config::{Config as AuthorityConfig, PeerConfig};
+use aegis_directory::{TrustedAuthority, Verifier};
 use aegis_testkit::free_port;
 use anyhow::{Context as _, bail};
 use clap::Parser;
@@ -120,6 +120,10 @@ async fn run(
                 args.epoch_ms.to_string(),
                 "--genesis-unix-ms".into(),
                 genesis.to_string(),
+                // Node keys are made after the authorities; a test network
+                // lists whoever comes.
+                "--admission".into(),
+                "open".into(),
             ],
             &[],
         )
@@ -127,20 +131,21 @@ async fn run(
         let key = printed(&out, "public key: ").context("aegis-dir init printed no key")?;
         authorities.push((
             format!("authority-{i}"),
-            key,
-            format!("http://127.0.0.1:{port}"),
+            TrustedAuthority {
+                url: format!("http://127.0.0.1:{port}"),
+                public_key: aegis_directory::parse_key(&key)?,
+            },
             data.join("aegis-dir.toml"),
         ));
     }
-    for (name, _, _, path) in &authorities {
+    for (name, _, path) in &authorities {
         let mut config = AuthorityConfig::load(path)?;
         config.peers = authorities
             .iter()
             .filter(|(n, ..)| n != name)
-            .map(|(n, k, u, _)| PeerConfig {
+            .map(|(n, authority, _)| PeerConfig {
                 name: n.clone(),
-                public_key: k.clone(),
-                url: u.clone(),
+                authority: authority.clone(),
             })
             .collect();
         config.parameters.mixing = args.mixing_strategy();
@@ -152,7 +157,7 @@ async fn run(
         std::fs::write(path, config.to_documented_toml()?)?;
     }
     spinner.set_message("starting authorities");
-    for (name, _, _, path) in &authorities {
+    for (name, _, path) in &authorities {
         spawn_logged(
             procs,
             name,
@@ -163,7 +168,7 @@ async fn run(
     }
     let authority_flags: Vec<String> = authorities
         .iter()
-        .flat_map(|(_, k, u, _)| ["--authority".to_owned(), format!("{u}={k}")])
+        .flat_map(|(_, authority, _)| ["--authority".to_owned(), authority.to_string()])
         .collect();
 
     // Nodes.
@@ -229,17 +234,13 @@ async fn run(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()?;
-    let verifier = Verifier::new(
-        authorities
-            .iter()
-            .filter_map(|(_, k, ..)| hex::decode(k).ok()?.try_into().ok()),
-    );
+    let verifier = Verifier::new(authorities.iter().map(|(_, a, _)| a.public_key));
     let started = Instant::now();
     let ready_deadline = started + Duration::from_secs(60 + 4 * args.epoch_ms / 1_000);
     loop {
         let mut listed = 0;
         if let Ok(r) = http
-            .get(format!("{}/v1/document/current", authorities[0].2))
+            .get(api::url(&authorities[0].1.url, api::DOCUMENT_CURRENT))
             .send()
             .await
             && let Ok(bytes) = r.bytes().await
@@ -391,6 +392,7 @@ async fn run(
     .filter_map(|(at, name, fault)| at.map(|at| (at, name, fault)))
     .collect();
     let mut flood_at = args.flood_at;
+    let mut replay_at = args.replay_after_kill_at;
     let (_flood_stop, flood_stop_rx) = tokio::sync::watch::channel(false);
     loop {
         let elapsed = run_started.elapsed().as_secs_f64();
@@ -400,24 +402,9 @@ async fn run(
         }
         if flood_at.is_some_and(|at| at <= elapsed) {
             flood_at = None;
-            let flooder = node_configs
-                .iter()
-                .rev()
-                .find(|(name, ..)| name.starts_with("gateway-"))
-                .map(|(_, path, _)| path.clone())
-                .context("no gateway to flood as")?;
-            let document = http
-                .get(format!(
-                    "{}/v1/document/current",
-                    authorities[1 % authorities.len()].2
-                ))
-                .send()
-                .await?
-                .bytes()
-                .await?;
-            let document = verifier
-                .verify_bytes(&document, None, unix_ms())
-                .context("no verified consensus to flood with")?;
+            let flooder = last_gateway(&node_configs)?;
+            let document =
+                current_document(&http, &authorities[1 % authorities.len()].1, &verifier).await?;
             let stop = flood_stop_rx.clone();
             tokio::spawn(async move {
                 match flood::flood(&flooder, document, stop).await {
@@ -427,6 +414,40 @@ async fn run(
                     Err(error) => eprintln!("flood failed: {error:#}"),
                 }
             });
+        }
+        if replay_at.is_some_and(|at| at <= elapsed) {
+            replay_at = None;
+            let sender = last_gateway(&node_configs)?;
+            let document = current_document(&http, &authorities[0].1, &verifier).await?;
+            let probe = flood::Probe::new(&sender, document, flood_stop_rx.clone())?;
+            let (name, _) = node_ids
+                .get(&hex::encode(probe.target.0))
+                .cloned()
+                .context("the layer-1 mix is not one of ours")?;
+            let health = node_configs
+                .iter()
+                .find(|(n, ..)| *n == name)
+                .map(|(_, _, port)| format!("http://127.0.0.1:{port}/health"))
+                .context("no metrics port for the mix")?;
+            probe.send_good().await?;
+            inject(procs, &name, Fault::KillRestart, logs).await?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let up = http
+                    .get(&health)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if up {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{name} did not come back after the kill");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            probe.send_good().await?;
+            eprintln!("fault: replayed a packet {name} forwarded before it was killed");
         }
         let wake = next_message.min(next_summary);
         tokio::select! {
@@ -479,6 +500,36 @@ async fn run(
 }
 
 /// The last summary, and the JSON report if one was asked for.
+/// The configuration file of the last gateway started: the node whose
+/// identity the launcher's faults speak with.
+fn last_gateway(
+    node_configs: &[(String, std::path::PathBuf, u16)],
+) -> anyhow::Result<std::path::PathBuf> {
+    node_configs
+        .iter()
+        .rev()
+        .find(|(name, ..)| name.starts_with("gateway-"))
+        .map(|(_, path, _)| path.clone())
+        .context("no gateway")
+}
+
+/// The current consensus from `authority`, verified.
+async fn current_document(
+    http: &reqwest::Client,
+    authority: &TrustedAuthority,
+    verifier: &Verifier,
+) -> anyhow::Result<aegis_directory::SignedConsensus> {
+    let bytes = http
+        .get(api::url(&authority.url, api::DOCUMENT_CURRENT))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    verifier
+        .verify_bytes(&bytes, None, unix_ms())
+        .context("no verified consensus")
+}
+
 async fn finish(
     args: &Args,
     tally: &Tally,

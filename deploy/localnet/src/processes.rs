@@ -148,6 +148,8 @@ pub enum Fault {
     Stop,
     Kill,
     Restart,
+    /// SIGKILL, then start again (a crash and a supervisor's restart).
+    KillRestart,
 }
 
 pub async fn inject(
@@ -163,7 +165,7 @@ pub async fn inject(
         .with_context(|| format!("no process {name}"))?;
     let mut proc = procs.0.remove(index);
     match fault {
-        Fault::Kill => {
+        Fault::Kill | Fault::KillRestart => {
             let _ = proc.child.kill().await;
         }
         Fault::Stop | Fault::Restart => {
@@ -181,7 +183,7 @@ pub async fn inject(
         }
     }
     eprintln!("fault: {fault:?} {name}");
-    if let (Fault::Restart, Some((bin, args))) = (fault, proc.command) {
+    if let (Fault::Restart | Fault::KillRestart, Some((bin, args))) = (fault, proc.command) {
         let log_name = format!("{name}-restarted");
         spawn_logged(procs, &log_name, &bin, &args, logs)?;
         if let Some(p) = procs.0.last_mut() {

@@ -17,13 +17,7 @@ pub struct Tally {
     pub cover: BTreeMap<String, (u64, u64, u64, u64)>,
 }
 
-pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied()
-}
+pub use aegis_testkit::percentile;
 
 fn fmt_secs(v: Option<f64>) -> String {
     v.map_or("-".into(), |s| format!("{s:.2}s"))

@@ -75,6 +75,16 @@ fn a_mix_killed_during_traffic_loses_nothing() {
 }
 
 #[test]
+fn a_packet_replayed_after_its_mix_was_killed_is_refused() {
+    // The mix saves its replay filter only once a minute; the packet is
+    // replayed a few seconds after the kill, so only the tag journal can
+    // refuse it.
+    let report = launch(&["--replay-after-kill-at", "2"], "0.5");
+    let replays = report["node_drops"]["replay"].as_u64().unwrap_or(0);
+    assert!(replays >= 1, "{report}");
+}
+
+#[test]
 fn a_gateway_restarted_during_traffic_keeps_its_messages() {
     launch(&["--restart-gateway-at", "2"], "0.5");
 }

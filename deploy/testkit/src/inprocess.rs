@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use aegis_directory::config::{Config as AuthorityFileConfig, PeerConfig, generate_key};
 use aegis_directory::server::{RunningAuthority, spawn};
-use aegis_directory::{Fetcher, Role, Schedule, Verifier};
+use aegis_directory::{Fetcher, Role, Schedule, TrustedAuthority};
 
-use aegis_node::{AuthorityConfig, NodeConfig, RunningNode};
+use aegis_node::{NodeConfig, RunningNode};
 use aegis_proto::Topology;
 
 /// A free loopback TCP port (bound and released), never the same one twice
@@ -123,34 +123,25 @@ impl LocalNet {
                 running: None,
             });
         }
-        let peer_list: Vec<(String, String, String)> = authorities
+        let trusted: Vec<TrustedAuthority> = authorities
             .iter()
-            .map(|a| {
-                (
-                    a.config.name.clone(),
-                    hex::encode(a.public_key),
-                    a.url.clone(),
-                )
+            .map(|a| TrustedAuthority {
+                url: a.url.clone(),
+                public_key: a.public_key,
             })
             .collect();
+        let names: Vec<String> = authorities.iter().map(|a| a.config.name.clone()).collect();
         for a in &mut authorities {
-            a.config.peers = peer_list
+            a.config.peers = names
                 .iter()
-                .filter(|(name, _, _)| *name != a.config.name)
-                .map(|(name, key, url)| PeerConfig {
+                .zip(&trusted)
+                .filter(|(name, _)| **name != a.config.name)
+                .map(|(name, authority)| PeerConfig {
                     name: name.clone(),
-                    public_key: key.clone(),
-                    url: url.clone(),
+                    authority: authority.clone(),
                 })
                 .collect();
         }
-        let trusted: Vec<AuthorityConfig> = authorities
-            .iter()
-            .map(|a| AuthorityConfig {
-                url: a.url.clone(),
-                public_key: hex::encode(a.public_key),
-            })
-            .collect();
         let mut nodes = Vec::new();
         for i in 0..spec.mixes + spec.gateways {
             let (role, name) = if i < spec.mixes {
@@ -230,7 +221,7 @@ impl LocalNet {
     }
 
     /// The configured authorities, as clients and nodes pin them.
-    pub fn trusted(&self) -> Vec<AuthorityConfig> {
+    pub fn trusted(&self) -> Vec<TrustedAuthority> {
         self.nodes
             .first()
             .map(|n| n.config.authorities.clone())
@@ -239,9 +230,10 @@ impl LocalNet {
 
     /// A fetcher verifying against this network's authorities.
     pub fn fetcher(&self) -> anyhow::Result<Fetcher> {
-        let verifier = Verifier::new(self.authorities.iter().map(|a| a.public_key));
-        let urls = self.authorities.iter().map(|a| a.url.clone()).collect();
-        Ok(Fetcher::new(urls, verifier, Duration::from_secs(5))?)
+        Ok(Fetcher::for_authorities(
+            &self.trusted(),
+            Duration::from_secs(5),
+        )?)
     }
 
     /// Waits until the current epoch's consensus lists every running node

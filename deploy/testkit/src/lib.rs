@@ -9,3 +9,13 @@
 
 pub mod inprocess;
 pub use inprocess::{LocalNet, LocalNetSpec, free_port};
+
+/// The `p`-quantile (0 ≤ p ≤ 1) of `sorted` by the nearest rank, or `None`
+/// for no values: what the launcher's report and the benchmarks print.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p.clamp(0.0, 1.0)).round() as usize;
+    sorted.get(i).copied()
+}

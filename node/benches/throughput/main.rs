@@ -58,7 +58,8 @@ use tokio::sync::{mpsc, watch};
 
 mod process;
 
-use process::{NodeProcess, Prober, cpu_seconds, median, percentile, place};
+use aegis_testkit::percentile;
+use process::{NodeProcess, Prober, cpu_seconds, median, place};
 
 const G: Geometry = Geometry::STANDARD;
 /// Packets per placement for the saturated rounds (`AEGIS_BENCH_PACKETS`

@@ -78,10 +78,6 @@ pub(crate) fn cpu_seconds(pid: u32, prefix: &str) -> f64 {
     nanos as f64 / 1e9
 }
 
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
