@@ -330,10 +330,17 @@ impl MetricsText {
 
     /// `aegis_node_dropped_total` by reason.
     pub fn dropped(&self) -> std::collections::BTreeMap<String, u64> {
+        self.by_reason("aegis_node_dropped_total")
+    }
+
+    /// The samples of a counter family with one `reason` label, by reason
+    /// (nodes' and authorities' alike).
+    pub fn by_reason(&self, family: &str) -> std::collections::BTreeMap<String, u64> {
+        let prefix = format!("{family}{{reason=\"");
         self.0
             .lines()
             .filter_map(|line| {
-                let rest = line.strip_prefix("aegis_node_dropped_total{reason=\"")?;
+                let rest = line.strip_prefix(prefix.as_str())?;
                 let (reason, value) = rest.split_once("\"} ")?;
                 Some((reason.to_owned(), value.parse::<f64>().ok()? as u64))
             })

@@ -94,6 +94,11 @@ pub struct Args {
     /// a `replay` drop).
     #[arg(long, value_name = "SECONDS")]
     pub replay_after_kill_at: Option<f64>,
+    /// Fault: this many seconds into the traffic, upload 500 descriptors
+    /// signed by fresh node keys to every authority (which list only the
+    /// launcher's own nodes); the refusals are in the report.
+    #[arg(long, value_name = "SECONDS")]
+    pub descriptor_flood_at: Option<f64>,
     /// Seconds the clients run with cover traffic only before the first
     /// message.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]

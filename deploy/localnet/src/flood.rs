@@ -1,5 +1,6 @@
-//! Faults at a layer-1 mix from a link authenticated as a gateway: a flood
-//! of garbage and replayed frames, and a replay across a `kill -9`.
+//! Faults at a layer-1 mix from a link authenticated as a gateway (a flood
+//! of garbage and replayed frames, a replay across a `kill -9`), and a flood
+//! of descriptors from strangers at the authorities.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -141,4 +142,54 @@ pub async fn flood(
     }
     stream.flush().await?;
     Ok((hex::encode(probe.target.0), frames))
+}
+
+/// Uploads `count` descriptors, each signed by a fresh node key, for the
+/// epoch after next, to every authority. Returns the uploads
+/// made and how many were refused.
+pub async fn descriptor_flood(
+    authorities: Vec<aegis_directory::TrustedAuthority>,
+    schedule: aegis_directory::Schedule,
+    count: usize,
+) -> anyhow::Result<(u64, u64)> {
+    use aegis_directory::{DescriptorBody, EpochSphinxKey, Role, api};
+    use ed25519_dalek::SigningKey;
+    use rand::{RngExt as _, SeedableRng as _};
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    let (mut sent, mut refused) = (0u64, 0u64);
+    for _ in 0..count {
+        // The epoch after next: its uploads are open all through this one.
+        let epoch = schedule.target_at(api::unix_now_ms()) + 1;
+        let key = SigningKey::from_bytes(&rng.random());
+        let descriptor = DescriptorBody {
+            identity: key.verifying_key().to_bytes(),
+            epoch,
+            revision: 1,
+            role: Role::Mix,
+            addresses: vec!["/ip4/127.0.0.1/tcp/9".into()],
+            sphinx_keys: std::array::from_fn(|i| EpochSphinxKey {
+                epoch: epoch + i as u64,
+                key: rng.random(),
+            }),
+            version: "flood".into(),
+        }
+        .sign(&key)
+        .to_bytes();
+        for authority in &authorities {
+            sent += 1;
+            let response = http
+                .post(api::url(&authority.url, api::DESCRIPTOR))
+                .body(descriptor.clone())
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                refused += 1;
+            }
+        }
+    }
+    Ok((sent, refused))
 }

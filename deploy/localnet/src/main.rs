@@ -32,7 +32,7 @@ use args::Args;
 use processes::{
     Fault, Proc, Procs, bin_dir, build_binaries, inject, printed, run_to_end, spawn_logged,
 };
-use report::{Tally, handle_event, node_drops, print_summary};
+use report::{Tally, handle_event, node_drops, print_summary, summed_by_reason};
 
 struct ClientProc {
     name: &'static str,
@@ -120,10 +120,6 @@ async fn run(
                 args.epoch_ms.to_string(),
                 "--genesis-unix-ms".into(),
                 genesis.to_string(),
-                // Node keys are made after the authorities; a test network
-                // lists whoever comes.
-                "--admission".into(),
-                "open".into(),
             ],
             &[],
         )
@@ -138,34 +134,10 @@ async fn run(
             data.join("aegis-dir.toml"),
         ));
     }
-    for (name, _, path) in &authorities {
-        let mut config = AuthorityConfig::load(path)?;
-        config.peers = authorities
-            .iter()
-            .filter(|(n, ..)| n != name)
-            .map(|(n, authority, _)| PeerConfig {
-                name: n.clone(),
-                authority: authority.clone(),
-            })
-            .collect();
-        config.parameters.mixing = args.mixing_strategy();
-        config.parameters.lambda_p = args.lambda_p;
-        config.parameters.lambda_l = args.lambda_l;
-        config.parameters.lambda_d = args.lambda_d;
-        config.parameters.lambda_m = args.lambda_m;
-        config.check()?;
-        std::fs::write(path, config.to_documented_toml()?)?;
-    }
-    spinner.set_message("starting authorities");
-    for (name, _, path) in &authorities {
-        spawn_logged(
-            procs,
-            name,
-            &aegis_dir,
-            &["run".into(), "--config".into(), path.display().to_string()],
-            logs,
-        )?;
-    }
+    let authority_metrics: Vec<String> = authorities
+        .iter()
+        .map(|(_, a, _)| api::url(&a.url, api::METRICS))
+        .collect();
     let authority_flags: Vec<String> = authorities
         .iter()
         .flat_map(|(_, authority, _)| ["--authority".to_owned(), authority.to_string()])
@@ -218,6 +190,41 @@ async fn run(
         node_ids.insert(identity, (name.clone(), listen_port));
         metrics_urls.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
         node_configs.push((name, data.join("aegis-node.toml"), metrics_port));
+    }
+    for (name, _, path) in &authorities {
+        let mut config = AuthorityConfig::load(path)?;
+        config.peers = authorities
+            .iter()
+            .filter(|(n, ..)| n != name)
+            .map(|(n, authority, _)| PeerConfig {
+                name: n.clone(),
+                authority: authority.clone(),
+            })
+            .collect();
+        config.parameters.mixing = args.mixing_strategy();
+        config.parameters.lambda_p = args.lambda_p;
+        config.parameters.lambda_l = args.lambda_l;
+        config.parameters.lambda_d = args.lambda_d;
+        config.parameters.lambda_m = args.lambda_m;
+        // As in production: only the network's own nodes are listed.
+        config.admission = aegis_directory::Admission::Allowlist {
+            nodes: node_ids
+                .keys()
+                .map(|id| aegis_directory::parse_key(id))
+                .collect::<Result<_, _>>()?,
+        };
+        config.check()?;
+        std::fs::write(path, config.to_documented_toml()?)?;
+    }
+    spinner.set_message("starting authorities");
+    for (name, _, path) in &authorities {
+        spawn_logged(
+            procs,
+            name,
+            &aegis_dir,
+            &["run".into(), "--config".into(), path.display().to_string()],
+            logs,
+        )?;
     }
     spinner.set_message("starting nodes");
     for (name, path, _) in &node_configs {
@@ -393,6 +400,8 @@ async fn run(
     .collect();
     let mut flood_at = args.flood_at;
     let mut replay_at = args.replay_after_kill_at;
+    let mut descriptor_flood_at = args.descriptor_flood_at;
+    let mut descriptor_flood = None;
     let (_flood_stop, flood_stop_rx) = tokio::sync::watch::channel(false);
     loop {
         let elapsed = run_started.elapsed().as_secs_f64();
@@ -449,6 +458,23 @@ async fn run(
             probe.send_good().await?;
             eprintln!("fault: replayed a packet {name} forwarded before it was killed");
         }
+        if descriptor_flood_at.is_some_and(|at| at <= elapsed) {
+            descriptor_flood_at = None;
+            let trusted: Vec<TrustedAuthority> =
+                authorities.iter().map(|(_, a, _)| a.clone()).collect();
+            let schedule = aegis_directory::Schedule {
+                genesis_ms: genesis,
+                epoch_length_ms: args.epoch_ms,
+            };
+            descriptor_flood = Some(tokio::spawn(async move {
+                match flood::descriptor_flood(trusted, schedule, 500).await {
+                    Ok((sent, refused)) => eprintln!(
+                        "fault: descriptor flood: {refused} of {sent} uploads from strangers refused"
+                    ),
+                    Err(error) => eprintln!("descriptor flood failed: {error:#}"),
+                }
+            }));
+        }
         let wake = next_message.min(next_summary);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(args.until.is_none()),
@@ -483,8 +509,20 @@ async fn run(
             && tally.received.len() as u64 >= n
             && tally.delivered >= n
         {
+            // The report counts the authorities' refusals: let the flood end.
+            if let Some(flood) = descriptor_flood.take() {
+                let _ = flood.await;
+            }
             write_observation(args, &taps, &client_taps, quiet_end, origin)?;
-            finish(args, &tally, &http, &metrics_urls, run_started.elapsed()).await?;
+            finish(
+                args,
+                &tally,
+                &http,
+                &metrics_urls,
+                &authority_metrics,
+                run_started.elapsed(),
+            )
+            .await?;
             if tally.duplicates > 0 {
                 bail!("{} messages were delivered twice", tally.duplicates);
             }
@@ -493,7 +531,15 @@ async fn run(
         }
         if duration.is_some_and(|d| run_started.elapsed() >= d) {
             write_observation(args, &taps, &client_taps, quiet_end, origin)?;
-            finish(args, &tally, &http, &metrics_urls, run_started.elapsed()).await?;
+            finish(
+                args,
+                &tally,
+                &http,
+                &metrics_urls,
+                &authority_metrics,
+                run_started.elapsed(),
+            )
+            .await?;
             return Ok(args.until.is_none());
         }
     }
@@ -535,9 +581,16 @@ async fn finish(
     tally: &Tally,
     http: &reqwest::Client,
     metrics_urls: &[String],
+    authority_metrics: &[String],
     elapsed: Duration,
 ) -> anyhow::Result<()> {
-    let report = tally.report(&node_drops(http, metrics_urls).await, elapsed);
+    let mut report = tally.report(&node_drops(http, metrics_urls).await, elapsed);
+    report.descriptors_refused = summed_by_reason(
+        http,
+        authority_metrics,
+        "aegis_dir_descriptors_rejected_total",
+    )
+    .await;
     print_summary(&report);
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)

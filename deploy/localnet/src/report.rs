@@ -23,19 +23,28 @@ fn fmt_secs(v: Option<f64>) -> String {
     v.map_or("-".into(), |s| format!("{s:.2}s"))
 }
 
-/// Drops by reason, summed over the nodes' `/metrics`.
-pub async fn node_drops(http: &reqwest::Client, metrics: &[String]) -> BTreeMap<String, u64> {
-    let mut drops = BTreeMap::new();
+/// A counter family by reason, summed over several `/metrics` endpoints.
+pub async fn summed_by_reason(
+    http: &reqwest::Client,
+    metrics: &[String],
+    family: &str,
+) -> BTreeMap<String, u64> {
+    let mut sums = BTreeMap::new();
     for url in metrics {
         let Ok(r) = http.get(url).send().await else {
             continue;
         };
         let Ok(text) = r.text().await else { continue };
-        for (reason, count) in aegis_node::metrics::MetricsText(text).dropped() {
-            *drops.entry(reason).or_insert(0) += count;
+        for (reason, count) in aegis_node::metrics::MetricsText(text).by_reason(family) {
+            *sums.entry(reason).or_insert(0) += count;
         }
     }
-    drops
+    sums
+}
+
+/// Drops by reason, summed over the nodes' `/metrics`.
+pub async fn node_drops(http: &reqwest::Client, metrics: &[String]) -> BTreeMap<String, u64> {
+    summed_by_reason(http, metrics, "aegis_node_dropped_total").await
 }
 
 pub fn handle_event(tally: &mut Tally, who: &str, event: &serde_json::Value) {
@@ -115,6 +124,9 @@ pub struct Report {
     pub loops_returned: u64,
     /// Packets the nodes dropped, by reason.
     pub node_drops: BTreeMap<String, u64>,
+    /// Descriptor uploads the authorities refused, by reason.
+    #[serde(default)]
+    pub descriptors_refused: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -140,6 +152,7 @@ impl Tally {
             loops_sent: loops,
             loops_returned: returned,
             node_drops: drops.clone(),
+            descriptors_refused: BTreeMap::new(),
         }
     }
 }

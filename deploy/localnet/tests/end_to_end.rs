@@ -85,6 +85,19 @@ fn a_packet_replayed_after_its_mix_was_killed_is_refused() {
 }
 
 #[test]
+fn a_descriptor_flood_from_strangers_changes_nothing() {
+    // The authorities list only the launcher's nodes: every stranger's
+    // descriptor is refused before its signature is checked, and the
+    // messages flow as before.
+    let report = launch(&["--descriptor-flood-at", "1"], "0.5");
+    let not_allowed = report["descriptors_refused"]["not_allowed"]
+        .as_u64()
+        .unwrap_or(0);
+    // 500 descriptors to each of the three authorities.
+    assert_eq!(not_allowed, 1_500, "{report}");
+}
+
+#[test]
 fn a_gateway_restarted_during_traffic_keeps_its_messages() {
     launch(&["--restart-gateway-at", "2"], "0.5");
 }
