@@ -129,6 +129,9 @@ pub(crate) enum Command {
     Stats(oneshot::Sender<NetworkStats>),
 }
 
+/// Attempts at attaching to the gateway when a client starts.
+const FIRST_CONNECT_TRIES: u32 = 4;
+
 /// A running client.
 pub struct Client {
     commands: mpsc::Sender<Command>,
@@ -173,7 +176,22 @@ impl Client {
         let (events_tx, events) = mpsc::channel(1_024);
         let (commands, commands_rx) = mpsc::channel(64);
         let mut driver = Driver::new(profile, config, fetcher, topology, host, events_tx)?;
-        driver.connect().await?;
+        // A first attempt can meet a link that is being set up or replaced
+        // (the stream then ends early); a few tries, backing off, before
+        // reporting the gateway unreachable.
+        let mut backoff =
+            aegis_proto::Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
+        let mut tries = 1;
+        loop {
+            match driver.connect().await {
+                Ok(()) => break,
+                Err(ClientError::Gateway(_)) if tries < FIRST_CONNECT_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         let task = tokio::spawn(driver.run(commands_rx, shutdown_rx));
         Ok((
             Client {

@@ -7,6 +7,7 @@
 //! | [`VOTE`] | POST | a signed vote (authority to authority) |
 //! | [`SIGNATURE`] | POST | a document signature (authority to authority) |
 //! | [`ROUND_SIGNATURES`] | GET | the signatures an authority holds for a round |
+//! | [`ROUND_EQUIVOCATIONS`] | GET | proofs that authorities sent two different votes in a round |
 //! | [`DOCUMENT_CURRENT`], [`DOCUMENT`] | GET | a signed consensus |
 //! | [`CLOCK`] | GET | the authority's signed epoch clock |
 //! | [`STATUS`] | GET | JSON: epoch, phase, counts (for people; unsigned) |
@@ -21,6 +22,8 @@ pub const VOTE: &str = "/v1/vote";
 pub const SIGNATURE: &str = "/v1/signature";
 /// The signatures held for one round (the server's route pattern).
 pub const ROUND_SIGNATURES: &str = "/v1/round/{epoch}/signatures";
+/// The equivocation proofs held for one round (the server's route pattern).
+pub const ROUND_EQUIVOCATIONS: &str = "/v1/round/{epoch}/equivocations";
 /// The newest published document.
 pub const DOCUMENT_CURRENT: &str = "/v1/document/current";
 /// The document of one epoch (the server's route pattern).
@@ -62,6 +65,11 @@ pub fn document_path(epoch: Option<u64>) -> String {
 /// The path of the signatures held for round `epoch`.
 pub fn round_signatures_path(epoch: u64) -> String {
     ROUND_SIGNATURES.replace("{epoch}", &epoch.to_string())
+}
+
+/// The path of one round's equivocation proofs.
+pub fn round_equivocations_path(epoch: u64) -> String {
+    ROUND_EQUIVOCATIONS.replace("{epoch}", &epoch.to_string())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::verify::Verifier;
 use crate::vote::{SignedVote, VoteBody};
 
 mod events;
-pub use events::{Input, Output, Record, Rejection, RoundOutcome, RoundStatus};
+pub use events::{Equivocation, Input, Output, Record, Rejection, RoundOutcome, RoundStatus};
 
 /// The static setup of an authority.
 pub struct AuthorityConfig {
@@ -48,6 +48,8 @@ struct Round {
     voted: bool,
     tallied: Option<Result<ConsensusBody, String>>,
     signatures: BTreeMap<[u8; 32], DocumentSignature>,
+    /// Authorities caught equivocating this round, with the proof.
+    equivocations: BTreeMap<[u8; 32], Equivocation>,
     fetch_requested_for: Option<[u8; 32]>,
     last_fetch_ms: Option<u64>,
     outcome: Option<RoundOutcome>,
@@ -210,7 +212,15 @@ impl Authority {
                 self.check_vote(&v)?;
                 let round = self.rounds.entry(v.body.epoch).or_default();
                 round.voted |= v.body.authority == self.me;
-                round.votes.entry(v.body.authority).or_insert(v);
+                if !round.equivocations.contains_key(&v.body.authority) {
+                    round.votes.entry(v.body.authority).or_insert(v);
+                }
+            }
+            Record::Equivocation(proof) => {
+                if !proof.verify() || !self.verifier.authorities().contains(&proof.authority()) {
+                    return Err(Rejection::Equivocation("proof"));
+                }
+                self.convict(*proof);
             }
             Record::Signature(s) => {
                 self.check_signature(&s)?;
@@ -307,25 +317,63 @@ impl Authority {
         if !open {
             return Err(Rejection::VoteOutOfWindow(epoch));
         }
-        if let Some(old) = self
+        let voter = v.body.authority;
+        if self
             .rounds
             .get(&epoch)
-            .and_then(|r| r.votes.get(&v.body.authority))
+            .is_some_and(|r| r.equivocations.contains_key(&voter))
         {
-            return if *old == v {
-                Ok(())
-            } else {
-                Err(Rejection::Equivocation("vote"))
+            return Err(Rejection::Equivocation("vote"));
+        }
+        if let Some(old) = self.rounds.get(&epoch).and_then(|r| r.votes.get(&voter)) {
+            if *old == v {
+                return Ok(());
+            }
+            // A second, different vote: if it is validly signed too, the
+            // pair proves the authority equivocated. It is left out of the
+            // round, and the proof is kept, stored and published (so the
+            // input is handled, not refused: its outputs must reach the
+            // driver).
+            self.check_vote(&v)?;
+            let proof = Equivocation {
+                first: old.clone(),
+                second: v,
             };
+            self.convict(proof.clone());
+            // Peers that saw only one of the two votes get the other.
+            out.push(Output::SendVote(proof.second.clone()));
+            out.push(Output::Store(Record::Equivocation(Box::new(proof.clone()))));
+            out.push(Output::Equivocated(Box::new(proof)));
+            return Ok(());
         }
         self.check_vote(&v)?;
         self.rounds
             .entry(epoch)
             .or_default()
             .votes
-            .insert(v.body.authority, v.clone());
-        out.push(Output::Store(Record::Vote(v)));
+            .insert(voter, v.clone());
+        out.push(Output::Store(Record::Vote(v.clone())));
+        // Relay a peer's vote once, so that an authority sending different
+        // votes to different peers is caught before the tally.
+        if voter != self.me {
+            out.push(Output::SendVote(v));
+        }
         Ok(())
+    }
+
+    /// Leaves an equivocating authority out of its round and keeps the proof.
+    fn convict(&mut self, proof: Equivocation) {
+        let round = self.rounds.entry(proof.epoch()).or_default();
+        round.votes.remove(&proof.authority());
+        round.equivocations.insert(proof.authority(), proof);
+    }
+
+    /// The equivocation proofs held for a round.
+    pub fn equivocations(&self, epoch: u64) -> Vec<Equivocation> {
+        self.rounds
+            .get(&epoch)
+            .map(|r| r.equivocations.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn check_signature(&self, s: &DocumentSignature) -> Result<(), Rejection> {

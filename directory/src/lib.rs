@@ -63,7 +63,8 @@ pub use trust::{TrustError, TrustedAuthority, parse_key};
 
 mod authority;
 pub use authority::{
-    Authority, AuthorityConfig, Input, Output, Record, Rejection, RoundOutcome, RoundStatus,
+    Authority, AuthorityConfig, Equivocation, Input, Output, Record, Rejection, RoundOutcome,
+    RoundStatus,
 };
 
 #[cfg(feature = "fetch")]

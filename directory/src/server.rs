@@ -123,6 +123,11 @@ impl Shared {
                     }
                 }
                 Output::SendVote(vote) => self.push(api::VOTE, vote.to_bytes()),
+                Output::Equivocated(proof) => warn!(
+                    authority = %hex::encode(proof.authority()),
+                    epoch = proof.epoch(),
+                    "an authority sent two different votes; it is left out of the round and the proof is published"
+                ),
                 Output::SendSignature(signature) => self.push(api::SIGNATURE, signature.to_bytes()),
                 Output::Publish(doc) => self.on_publish(&doc),
                 Output::FetchSignatures { epoch } => self.pull_signatures(epoch),
@@ -414,6 +419,7 @@ fn router(shared: Arc<Shared>) -> Router {
             post(post_signature).layer(DefaultBodyLimit::max(MAX_SIGNATURE_BYTES)),
         )
         .route(api::ROUND_SIGNATURES, get(get_signatures))
+        .route(api::ROUND_EQUIVOCATIONS, get(get_equivocations))
         .route(api::DOCUMENT_CURRENT, get(get_current))
         .route(api::DOCUMENT, get(get_document))
         .route(api::CLOCK, get(get_clock))
@@ -601,6 +607,10 @@ async fn post_signature(
 
 async fn get_signatures(State(shared): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
     binary(codec::encode(&shared.authority().signatures(epoch)))
+}
+
+async fn get_equivocations(State(shared): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
+    binary(codec::encode(&shared.authority().equivocations(epoch)))
 }
 
 async fn get_current(State(shared): State<Arc<Shared>>) -> Response {

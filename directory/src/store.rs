@@ -19,6 +19,9 @@ const DESCRIPTOR: u8 = b'd';
 const VOTE: u8 = b'v';
 const SIGNATURE: u8 = b's';
 const DOCUMENT: u8 = b'c';
+const EQUIVOCATION: u8 = b'e';
+/// Upper bound on an encoded equivocation proof: two votes.
+const MAX_PROOF_BYTES: usize = 2 * crate::constants::MAX_DOCUMENT_BYTES + 16;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,10 @@ impl Store {
             ),
             Record::Signature(s) => (key(SIGNATURE, s.epoch, Some(&s.authority)), s.to_bytes()),
             Record::Document(d) => (key(DOCUMENT, d.body.epoch, None), d.to_bytes()),
+            Record::Equivocation(p) => (
+                key(EQUIVOCATION, p.epoch(), Some(&p.authority())),
+                crate::codec::encode(p),
+            ),
         };
         self.with_db(|db| Ok(db.put(k, v)?))
     }
@@ -91,7 +98,9 @@ impl Store {
         self.with_db(|db| {
             let mut records = Vec::new();
             let mut undecodable = 0;
-            for kind in [DOCUMENT, DESCRIPTOR, VOTE, SIGNATURE] {
+            // Proofs after votes: restoring one leaves its authority's vote
+            // out of the round.
+            for kind in [DOCUMENT, DESCRIPTOR, VOTE, SIGNATURE, EQUIVOCATION] {
                 for item in db.prefix_iterator([kind]) {
                     let (k, v) = item?;
                     if k.first() != Some(&kind) {
@@ -101,6 +110,9 @@ impl Store {
                         DOCUMENT => SignedConsensus::from_bytes(&v).ok().map(Record::Document),
                         DESCRIPTOR => SignedDescriptor::decode(&v).ok().map(Record::Descriptor),
                         VOTE => SignedVote::from_bytes(&v).ok().map(Record::Vote),
+                        EQUIVOCATION => crate::codec::decode(&v, MAX_PROOF_BYTES)
+                            .ok()
+                            .map(|p| Record::Equivocation(Box::new(p))),
                         _ => DocumentSignature::from_bytes(&v)
                             .ok()
                             .map(Record::Signature),

@@ -36,6 +36,41 @@ pub enum Record {
     Signature(DocumentSignature),
     /// A threshold-signed document (again whenever it gains signatures).
     Document(SignedConsensus),
+    /// Two different signed votes of one authority for one round.
+    Equivocation(Box<Equivocation>),
+}
+
+/// The proof that an authority equivocated: two different votes for the
+/// same round, each with its valid signature. Anyone holding the pinned
+/// keys can check it ([`Equivocation::verify`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Equivocation {
+    /// One vote.
+    pub first: SignedVote,
+    /// A different vote of the same authority for the same round.
+    pub second: SignedVote,
+}
+
+impl Equivocation {
+    /// Whether this is a proof: same authority, same epoch, different
+    /// bodies, both signatures valid.
+    pub fn verify(&self) -> bool {
+        self.first.body.authority == self.second.body.authority
+            && self.first.body.epoch == self.second.body.epoch
+            && self.first != self.second
+            && self.first.verify().is_ok()
+            && self.second.verify().is_ok()
+    }
+
+    /// The authority that equivocated.
+    pub fn authority(&self) -> [u8; 32] {
+        self.first.body.authority
+    }
+
+    /// The round.
+    pub fn epoch(&self) -> u64 {
+        self.first.body.epoch
+    }
 }
 
 /// What the driver must do.
@@ -43,8 +78,12 @@ pub enum Record {
 pub enum Output {
     /// Persist this record before acting on anything else.
     Store(Record),
-    /// Send this vote to every peer.
+    /// Send this vote to every peer (this authority's own, or a peer's vote
+    /// relayed once so that every authority sees what every other was sent).
     SendVote(SignedVote),
+    /// An authority was caught sending two different votes for a round: it
+    /// is left out of that round, and the proof is kept and published.
+    Equivocated(Box<Equivocation>),
     /// Send this signature to every peer.
     SendSignature(DocumentSignature),
     /// A threshold-signed document is now available for its epoch.

@@ -101,7 +101,7 @@ impl Net {
                     self.failures[from].push((epoch, reason));
                     vec![]
                 }
-                Output::Store(_) => vec![],
+                Output::Store(_) | Output::Equivocated(_) => vec![],
             };
             for (to, input) in inputs {
                 // Refusals (duplicates, late votes) are normal on a network.
@@ -451,4 +451,73 @@ fn an_allowlist_admits_only_pinned_nodes() {
         matches!(refused, Err(ref r) if r.label() == "not_allowed"),
         "{refused:?}"
     );
+}
+
+#[test]
+fn an_authority_sending_different_votes_is_caught_and_left_out() {
+    let mut net = Net::new(5);
+    for d in mixes_and_gateway(1) {
+        net.upload_all(0, &d);
+    }
+    // Authority 0 does not vote itself: it sends vote A to authorities 1
+    // and 2 and a different vote B to 3 and 4.
+    net.up[0] = false;
+    let key = keys(5).remove(0);
+    let vote = |descriptors: Vec<SignedDescriptor>| {
+        VoteBody {
+            authority: key.verifying_key().to_bytes(),
+            epoch: 1,
+            parameters: NetworkParameters::standard(P),
+            previous: None,
+            descriptors,
+        }
+        .sign(&key)
+    };
+    let mut all = mixes_and_gateway(1);
+    all.sort_by_key(SignedDescriptor::identity);
+    let a = vote(all.clone());
+    let b = vote(all[..all.len() - 1].to_vec());
+    let at = SCHEDULE.phase_at(1, Phase::Vote);
+    net.run_until(0, at - 1);
+    for (to, v) in [(1, &a), (2, &a), (3, &b), (4, &b)] {
+        // Relayed copies may have got there first (and convicted already).
+        if let Ok(out) = net.nodes[to].handle(at, Input::Vote(v.clone())) {
+            net.deliver(at, to, out);
+        }
+    }
+    net.run_until(at, P - 1);
+    for i in 1..5 {
+        let proofs = net.nodes[i].equivocations(1);
+        assert_eq!(proofs.len(), 1, "authority {i} holds no proof");
+        assert!(proofs[0].verify());
+        assert_eq!(proofs[0].authority(), key.verifying_key().to_bytes());
+        assert!(
+            net.nodes[i].document(1).is_some(),
+            "authority {i} has no document"
+        );
+    }
+    // The four honest authorities agree, without the equivocator's vote.
+    let doc = net.nodes[1].document(1).unwrap().to_bytes();
+    assert!((2..5).all(|i| net.nodes[i].document(1).unwrap().to_bytes() == doc));
+    // A restored authority keeps the proof and leaves the vote out.
+    let proof = net.nodes[1].equivocations(1).remove(0);
+    let mut restored = Authority::new(AuthorityConfig {
+        key: keys(5).remove(1),
+        authorities: keys(5)
+            .iter()
+            .map(|k| k.verifying_key().to_bytes())
+            .collect(),
+        schedule: SCHEDULE,
+        parameters: NetworkParameters::standard(P),
+        admission: Admission::default(),
+    });
+    restored.restore(Record::Vote(a.clone())).unwrap();
+    restored
+        .restore(Record::Equivocation(Box::new(proof)))
+        .unwrap();
+    assert_eq!(restored.equivocations(1).len(), 1);
+    assert!(matches!(
+        restored.handle(at, Input::Vote(a)),
+        Err(Rejection::Equivocation(_))
+    ));
 }
