@@ -101,6 +101,14 @@ pub async fn run(
         if gate.pending.fetch_add(1, Ordering::SeqCst) >= pending_cap {
             gate.pending.fetch_sub(1, Ordering::SeqCst);
             shared.metrics.refuse(AccessRefusal::handshake_limit);
+            // Say why, briefly, off the accept loop.
+            tokio::spawn(async move {
+                let refusal = ServerMessage::Refused {
+                    reason: "gateway busy".into(),
+                };
+                let write = write_message(&mut stream, &refusal, 0);
+                let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+            });
             continue;
         }
         let shared = shared.clone();

@@ -81,6 +81,9 @@ impl DirectorySync {
         let Some(schedule) = topology.document.body.schedule() else {
             return;
         };
+        if aegis_directory::check_epoch_length(schedule.epoch_length_ms).is_err() {
+            return;
+        }
         let mut held = self
             .shared
             .schedule
