@@ -125,11 +125,13 @@ async fn votes_are_authenticated_before_they_are_read_whole_or_decoded() {
     let base = slots[0].url();
     let url = api::url(&base, api::VOTE);
 
-    // A stranger's 8 MB "vote" is refused on its first 32 bytes.
+    // A stranger's 8 MB "vote" is refused on its first 32 bytes. The server
+    // stops reading there, so the sender may see its connection closed
+    // before it has sent the rest, rather than the 403.
     let mut stranger = node_key(9).verifying_key().to_bytes().to_vec();
     stranger.resize(8 << 20, 0xAB);
-    let (status, text) = post(&url, stranger).await;
-    assert_eq!(status, 403, "{text}");
+    let status = post_early_refused(&url, stranger).await;
+    assert!(matches!(status, None | Some(403)), "{status:?}");
     assert!(
         metric(
             &base,
@@ -149,8 +151,8 @@ async fn votes_are_authenticated_before_they_are_read_whole_or_decoded() {
     // Longer than any real vote may be: refused while reading.
     let mut huge = slots[1].public.to_vec();
     huge.resize(aegis_directory::constants::MAX_DOCUMENT_BYTES + 1, 0);
-    let (status, _) = post(&url, huge).await;
-    assert_eq!(status, 413);
+    let status = post_early_refused(&url, huge).await;
+    assert!(matches!(status, None | Some(413)), "{status:?}");
     assert!(
         metric(
             &base,
@@ -189,4 +191,16 @@ async fn one_source_address_has_an_upload_quota_per_epoch() {
         .await
     );
     running.shutdown().await;
+}
+
+/// Posts a body the server may refuse before reading it whole: the status,
+/// or `None` if the server closed the connection while it was being sent.
+async fn post_early_refused(url: &str, body: Vec<u8>) -> Option<u16> {
+    reqwest::Client::new()
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
 }
