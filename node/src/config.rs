@@ -77,6 +77,9 @@ pub struct NodeConfig {
     /// Gateway: packets one mailbox may hold.
     #[serde(default = "default_mailbox_limit")]
     pub mailbox_limit: u32,
+    /// Gateway: mailboxes that may hold packets at once.
+    #[serde(default = "default_max_mailboxes")]
+    pub max_mailboxes: usize,
     /// Gateway: clients attached at once.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
@@ -110,6 +113,9 @@ fn default_retention_hours() -> f64 {
 fn default_mailbox_limit() -> u32 {
     10_000
 }
+fn default_max_mailboxes() -> usize {
+    1_000_000
+}
 fn default_max_clients() -> usize {
     10_000
 }
@@ -142,6 +148,7 @@ impl NodeConfig {
             filter_snapshot_secs: default_filter_snapshot_secs(),
             mailbox_retention_hours: default_retention_hours(),
             mailbox_limit: default_mailbox_limit(),
+            max_mailboxes: default_max_mailboxes(),
             max_clients: default_max_clients(),
             client_rate_slack: default_rate_slack(),
         }
@@ -247,6 +254,7 @@ fn help_for(key: &str) -> Option<&'static str> {
         "filter_snapshot_secs" => "Seconds between replay-filter snapshots to disk.",
         "mailbox_retention_hours" => "Gateway: hours an unacknowledged packet is kept.",
         "mailbox_limit" => "Gateway: packets one mailbox may hold (then mailbox_full).",
+        "max_mailboxes" => "Gateway: mailboxes holding packets at once (then mailboxes_full).",
         "max_clients" => "Gateway: clients attached at once.",
         "client_rate_slack" => "Gateway: multiple of the published client rate a client may send.",
         "[[authorities]]" => "A directory authority: base URL and pinned Ed25519 key (hex).",

@@ -13,7 +13,7 @@ use tracing::warn;
 
 use crate::metrics::DropReason;
 use crate::state::{Shared, now_ms};
-use crate::store::StoreError;
+use crate::store::{MailboxLimits, StoreError};
 
 /// Deposits waiting for the mailbox thread at most.
 pub const DEPOSIT_QUEUE: usize = 4_096;
@@ -61,12 +61,16 @@ fn store(shared: &Shared, deposit: &Deposit) {
         &deposit.mailbox,
         &deposit.payload,
         now_ms(),
-        shared.config.mailbox_limit,
+        MailboxLimits {
+            per_mailbox: shared.config.mailbox_limit,
+            mailboxes: shared.config.max_mailboxes,
+        },
     ) {
         Ok(()) => {
             shared.metrics.stored.inc();
         }
         Err(StoreError::MailboxFull) => shared.metrics.drop(DropReason::mailbox_full),
+        Err(StoreError::TooManyMailboxes) => shared.metrics.drop(DropReason::mailboxes_full),
         Err(error) => {
             warn!(%error, "storing a packet failed");
             shared.metrics.drop(DropReason::store_error);

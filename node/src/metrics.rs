@@ -47,6 +47,8 @@ pub enum DropReason {
     final_at_mix,
     /// The mailbox holds as many packets as it may.
     mailbox_full,
+    /// Gateway: as many mailboxes hold packets as `max_mailboxes`.
+    mailboxes_full,
     /// Gateway: the mailbox stage's queue is full (the disk is behind).
     mailbox_queue_full,
     /// Storing the packet failed.

@@ -97,10 +97,22 @@ pub enum StoreError {
     /// A mailbox holds as many packets as it may.
     #[error("mailbox full")]
     MailboxFull,
+    /// As many mailboxes hold packets as the gateway keeps.
+    #[error("too many mailboxes")]
+    TooManyMailboxes,
 }
 
 /// An epoch and its stored Sphinx secret.
 pub type EpochSecret = (u64, zeroize::Zeroizing<[u8; 32]>);
+
+/// How much a gateway's mailboxes may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxLimits {
+    /// Packets one mailbox may hold.
+    pub per_mailbox: u32,
+    /// Non-empty mailboxes at once.
+    pub mailboxes: usize,
+}
 
 /// A stored packet handed to its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,18 +353,22 @@ impl NodeStore {
         Ok(())
     }
 
-    /// Appends a packet to a mailbox, unless it holds `limit` packets already.
+    /// Appends a packet to a mailbox, unless it holds `limits.per_mailbox`
+    /// packets already, or it is empty and `limits.mailboxes` others are not.
     pub fn deliver(
         &self,
         mailbox: &MailboxId,
         payload: &[u8],
         now_ms: u64,
-        limit: u32,
+        limits: MailboxLimits,
     ) -> Result<(), StoreError> {
         let mut counts = self.lock_counts();
-        let count = counts.entry(*mailbox).or_insert(0);
-        if *count >= limit {
-            return Err(StoreError::MailboxFull);
+        match counts.get(mailbox) {
+            Some(&held) if held >= limits.per_mailbox => return Err(StoreError::MailboxFull),
+            None if counts.len() >= limits.mailboxes => {
+                return Err(StoreError::TooManyMailboxes);
+            }
+            _ => {}
         }
         let seq = self.next_entry.fetch_add(1, Ordering::Relaxed);
         let mut value = Vec::with_capacity(8 + payload.len());
@@ -366,7 +382,7 @@ impl NodeStore {
             seq.saturating_add(1).to_be_bytes(),
         );
         self.db.write(batch)?;
-        *count += 1;
+        *counts.entry(*mailbox).or_insert(0) += 1;
         Ok(())
     }
 
@@ -499,6 +515,38 @@ impl NodeStore {
 mod tests {
     use super::*;
 
+    fn limits(per_mailbox: u32) -> MailboxLimits {
+        MailboxLimits {
+            per_mailbox,
+            mailboxes: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_new_mailbox_past_the_cap_is_refused_and_the_others_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(dir.path()).unwrap();
+        let two = MailboxLimits {
+            per_mailbox: 10,
+            mailboxes: 2,
+        };
+        let (a, b, c) = (MailboxId([1; 32]), MailboxId([2; 32]), MailboxId([3; 32]));
+        store.deliver(&a, b"a", 0, two).unwrap();
+        store.deliver(&b, b"b", 0, two).unwrap();
+        assert!(matches!(
+            store.deliver(&c, b"c", 0, two),
+            Err(StoreError::TooManyMailboxes)
+        ));
+        // Mailboxes already holding packets still take more.
+        store.deliver(&a, b"a2", 0, two).unwrap();
+        assert_eq!(store.mailbox_totals(), (3, 2));
+        // Once one is emptied, a new one fits.
+        let (entries, _) = store.pull(&b, 8).unwrap();
+        store.acknowledge(&b, &[entries[0].id]).unwrap();
+        store.deliver(&c, b"c", 0, two).unwrap();
+        assert_eq!(store.mailbox_totals(), (3, 2));
+    }
+
     #[test]
     fn mailboxes_survive_reopen_and_delete_only_on_ack() {
         let dir = tempfile::tempdir().unwrap();
@@ -507,9 +555,9 @@ mod tests {
         {
             let store = NodeStore::open(dir.path()).unwrap();
             for i in 0..5u8 {
-                store.deliver(&a, &[i; 10], 1_000, 100).unwrap();
+                store.deliver(&a, &[i; 10], 1_000, limits(100)).unwrap();
             }
-            store.deliver(&b, &[9; 10], 1_000, 100).unwrap();
+            store.deliver(&b, &[9; 10], 1_000, limits(100)).unwrap();
             let (first, more) = store.pull(&a, 3).unwrap();
             assert_eq!(first.len(), 3);
             assert!(more);
@@ -526,7 +574,7 @@ mod tests {
         assert!(!more);
         assert_eq!(rest[0].payload, vec![1; 10]);
         // New entries after a restart with an earlier clock still sort last.
-        store.deliver(&a, &[7; 10], 0, 100).unwrap();
+        store.deliver(&a, &[7; 10], 0, limits(100)).unwrap();
         let (all, _) = store.pull(&a, 8).unwrap();
         assert_eq!(all.last().unwrap().payload, vec![7; 10]);
     }
@@ -536,10 +584,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = NodeStore::open(dir.path()).unwrap();
         let a = MailboxId([1; 32]);
-        store.deliver(&a, b"old", 100, 2).unwrap();
-        store.deliver(&a, b"new", 2 * HOUR_MS + 900, 2).unwrap();
+        store.deliver(&a, b"old", 100, limits(2)).unwrap();
+        store
+            .deliver(&a, b"new", 2 * HOUR_MS + 900, limits(2))
+            .unwrap();
         assert!(matches!(
-            store.deliver(&a, b"x", 2 * HOUR_MS + 900, 2),
+            store.deliver(&a, b"x", 2 * HOUR_MS + 900, limits(2)),
             Err(StoreError::MailboxFull)
         ));
         // Within the arrival hour nothing expires; the hour after, it does.
@@ -548,7 +598,7 @@ mod tests {
         let (left, _) = store.pull(&a, 8).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].payload, b"new");
-        store.deliver(&a, b"again", 900, 2).unwrap();
+        store.deliver(&a, b"again", 900, limits(2)).unwrap();
     }
 
     #[test]
@@ -582,7 +632,7 @@ mod tests {
         let first = {
             let store = NodeStore::open(dir.path()).unwrap();
             for i in 0..4u8 {
-                store.deliver(&a, &[i], 0, 100).unwrap();
+                store.deliver(&a, &[i], 0, limits(100)).unwrap();
             }
             let (entries, _) = store.pull(&a, 8).unwrap();
             let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
@@ -599,7 +649,7 @@ mod tests {
         };
         // Emptied and reopened: the next packet gets an id never seen.
         let store = NodeStore::open(dir.path()).unwrap();
-        store.deliver(&a, b"later", 0, 100).unwrap();
+        store.deliver(&a, b"later", 0, limits(100)).unwrap();
         let (entries, _) = store.pull(&a, 8).unwrap();
         assert!(!first.contains(&entries[0].id));
         // A stale acknowledgement of the old ids deletes nothing.
@@ -613,7 +663,7 @@ mod tests {
         let store = NodeStore::open(dir.path()).unwrap();
         let a = MailboxId([1; 32]);
         let at_ms = 1_700_000_123_456;
-        store.deliver(&a, b"new", at_ms, 100).unwrap();
+        store.deliver(&a, b"new", at_ms, limits(100)).unwrap();
         let (key, value) = store
             .db
             .iterator_cf(store.cf(CF_MAILBOX).unwrap(), IteratorMode::Start)
@@ -639,7 +689,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = NodeStore::open(dir.path()).unwrap();
         let gone = MailboxId([0x5a; 32]);
-        store.deliver(&gone, b"bye", 0, 100).unwrap();
+        store.deliver(&gone, b"bye", 0, limits(100)).unwrap();
         store.flush().unwrap();
         let (entries, _) = store.pull(&gone, 8).unwrap();
         store.acknowledge(&gone, &[entries[0].id]).unwrap();
