@@ -65,6 +65,9 @@ pub struct Authority {
     admission: Admission,
     rounds: BTreeMap<u64, Round>,
     documents: BTreeMap<u64, SignedConsensus>,
+    /// The nodes the previous document of a round lists, keyed by that
+    /// document's epoch.
+    incumbents: Option<(Option<u64>, BTreeSet<[u8; 32]>)>,
 }
 
 impl Authority {
@@ -82,37 +85,39 @@ impl Authority {
             admission: config.admission,
             rounds: BTreeMap::new(),
             documents: BTreeMap::new(),
+            incumbents: None,
         }
     }
 
     /// The nodes listed in the newest held document before `epoch`: the
     /// incumbents of that round.
-    fn incumbents(&self, epoch: u64) -> BTreeSet<[u8; 32]> {
-        self.documents
-            .range(..epoch)
-            .next_back()
-            .map(|(_, d)| {
-                d.body
-                    .mixes()
-                    .map(|(_, m)| m)
-                    .chain(&d.body.gateways)
-                    .map(SignedDescriptor::identity)
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Computed once per previous document and kept, since every
+    /// descriptor upload asks (a flood asks a hundred thousand times). A
+    /// held document's body never changes (a conflicting one is refused),
+    /// so its epoch names it.
+    fn incumbents(&mut self, epoch: u64) -> &BTreeSet<[u8; 32]> {
+        let previous = self.documents.range(..epoch).next_back();
+        let key = previous.map(|(e, _)| *e);
+        if self
+            .incumbents
+            .as_ref()
+            .is_none_or(|(held, _)| *held != key)
+        {
+            let listed = previous
+                .into_iter()
+                .flat_map(|(_, d)| d.body.mixes().map(|(_, m)| m).chain(&d.body.gateways))
+                .map(SignedDescriptor::identity)
+                .collect();
+            self.incumbents = Some((key, listed));
+        }
+        &self
+            .incumbents
+            .get_or_insert_with(|| (key, BTreeSet::new()))
+            .1
     }
 
-    fn is_incumbent(&self, epoch: u64, identity: &[u8; 32]) -> bool {
-        self.documents
-            .range(..epoch)
-            .next_back()
-            .is_some_and(|(_, d)| {
-                d.body
-                    .mixes()
-                    .map(|(_, m)| m)
-                    .chain(&d.body.gateways)
-                    .any(|n| n.identity() == *identity)
-            })
+    fn is_incumbent(&mut self, epoch: u64, identity: &[u8; 32]) -> bool {
+        self.incumbents(epoch).contains(identity)
     }
 
     /// This authority's public key.
@@ -498,7 +503,7 @@ impl Authority {
         if self.rounds.get(&epoch).is_none_or(|r| r.voted) {
             return;
         }
-        let incumbents = self.incumbents(epoch);
+        let incumbents = self.incumbents(epoch).clone();
         let Some(round) = self.rounds.get_mut(&epoch) else {
             return;
         };
