@@ -505,10 +505,11 @@ async fn run(
             let drops = node_drops(&http, &metrics_urls).await;
             print_summary(&tally.report(&drops, run_started.elapsed()));
         }
-        if let Some(n) = args.until
-            && tally.received.len() as u64 >= n
-            && tally.delivered >= n
-        {
+        let reached = args
+            .until
+            .is_some_and(|n| tally.received.len() as u64 >= n && tally.delivered >= n);
+        let timed_out = duration.is_some_and(|d| run_started.elapsed() >= d);
+        if reached || timed_out {
             // The report counts the authorities' refusals: let the flood end.
             if let Some(flood) = descriptor_flood.take() {
                 let _ = flood.await;
@@ -523,24 +524,14 @@ async fn run(
                 run_started.elapsed(),
             )
             .await?;
+            if !reached {
+                return Ok(args.until.is_none());
+            }
             if tally.duplicates > 0 {
                 bail!("{} messages were delivered twice", tally.duplicates);
             }
             procs.check_alive()?;
             return Ok(true);
-        }
-        if duration.is_some_and(|d| run_started.elapsed() >= d) {
-            write_observation(args, &taps, &client_taps, quiet_end, origin)?;
-            finish(
-                args,
-                &tally,
-                &http,
-                &metrics_urls,
-                &authority_metrics,
-                run_started.elapsed(),
-            )
-            .await?;
-            return Ok(args.until.is_none());
         }
     }
 }
