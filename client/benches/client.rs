@@ -36,7 +36,6 @@ use sphinx_packet::header::delays::Delay;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddressBytes};
 use sphinx_packet::{SphinxPacket, SphinxPacketBuilder};
 
-const EPOCH: u64 = 7;
 const HOPS: usize = 5;
 
 struct Mailbox {
@@ -152,10 +151,9 @@ impl Sender {
         let mut packets = Vec::new();
         let mut acks = Vec::new();
         while let Some(t) = self.outbox.next_transmission(Duration::ZERO) {
-            let surb_ack = SurbAck::new(
+            let (surb_ack, reply_key) = SurbAck::new(
                 &mut self.rng,
                 &self.geometry,
-                EPOCH,
                 &self.back,
                 &self.delays,
                 self.own.id,
@@ -172,7 +170,6 @@ impl Sender {
                 build_mailbox_packet(
                     &mut self.rng,
                     &self.geometry,
-                    EPOCH,
                     &self.forward,
                     &self.delays,
                     self.peer.id,
@@ -185,6 +182,7 @@ impl Sender {
                 t.local_id,
                 index,
                 ack_id,
+                reply_key,
                 Duration::ZERO,
                 Duration::from_secs(30),
             );

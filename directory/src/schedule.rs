@@ -69,6 +69,24 @@ impl Schedule {
         round_epoch_start.saturating_add(self.epoch_length_ms / 8 * phase.eighths())
     }
 
+    /// The key epochs a hop tries, in order, on a packet arriving at
+    /// `now_ms` (packets do not say which epoch they were built for):
+    /// the current epoch; the next one once its document can have been
+    /// published (clients switch to a document as soon as they fetch it);
+    /// and the previous one, whose document stays valid through the current
+    /// epoch (a client that missed one round, or a packet still in flight).
+    pub fn key_epochs_at(&self, now_ms: u64) -> Vec<u64> {
+        let current = self.epoch_at(now_ms);
+        let mut epochs = vec![current];
+        if now_ms >= self.phase_at(current.saturating_add(1), Phase::Publish) {
+            epochs.push(current.saturating_add(1));
+        }
+        if current > 0 {
+            epochs.push(current - 1);
+        }
+        epochs
+    }
+
     /// The validity window of the document for `epoch`: from its start until
     /// one epoch after its end, so a failed next round leaves a valid document.
     pub fn validity(&self, epoch: u64) -> (u64, u64) {
@@ -95,5 +113,20 @@ mod tests {
         assert_eq!(s.phase_at(2, Phase::Vote), 9_000 + 2_000);
         assert_eq!(s.phase_at(2, Phase::Deadline), 9_000 + 7_000);
         assert_eq!(s.validity(2), (17_000, 33_000));
+    }
+
+    #[test]
+    fn the_next_key_is_tried_only_once_its_document_can_exist() {
+        let s = Schedule {
+            genesis_ms: 1_000,
+            epoch_length_ms: 8_000,
+        };
+        // Epoch 1 runs 9,000..17,000; the document of epoch 2 is published
+        // at 6/8 of it, 15,000.
+        assert_eq!(s.key_epochs_at(9_000), vec![1, 0]);
+        assert_eq!(s.key_epochs_at(14_999), vec![1, 0]);
+        assert_eq!(s.key_epochs_at(15_000), vec![1, 2, 0]);
+        assert_eq!(s.key_epochs_at(17_000), vec![2, 1]);
+        assert_eq!(s.key_epochs_at(0), vec![0]);
     }
 }

@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_reader_expecting_cells_reads_a_cell_and_refuses_other_lengths() {
-        let cell = cell_len(2405);
+        let cell = cell_len(aegis_mix_packet::Geometry::STANDARD.frame_len());
         let pull = ClientMessage::Pull {
             ack: padded_ack(&mut rand::rng(), &[]).unwrap(),
         };

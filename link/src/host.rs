@@ -7,6 +7,7 @@
 //! fixed-size frames; clients use the access protocol.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -16,6 +17,8 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
+
+use crate::limits::{ConnectionLimits, Refusals, SourceLimited};
 
 /// Why the link layer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -91,12 +94,27 @@ pub fn libp2p_keypair(identity: &SigningKey) -> Result<libp2p::identity::Keypair
 
 impl Host {
     /// Starts a swarm with `identity`, listening on `listen` if given (a
-    /// client does not listen). The swarm stops when `shutdown` turns true.
+    /// client does not listen), with no cap on inbound connections. The
+    /// swarm stops when `shutdown` turns true.
     pub fn start(
         identity: &SigningKey,
         listen: Option<Multiaddr>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Host, tokio::task::JoinHandle<()>), LinkError> {
+        let refusals = Arc::new(Refusals::default());
+        Self::start_limited(identity, listen, ConnectionLimits::NONE, refusals, shutdown)
+    }
+
+    /// [`Host::start`] that refuses inbound connections past `limits`,
+    /// counting them in `refusals`.
+    pub fn start_limited(
+        identity: &SigningKey,
+        listen: Option<Multiaddr>,
+        limits: ConnectionLimits,
+        refusals: Arc<Refusals>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(Host, tokio::task::JoinHandle<()>), LinkError> {
+        let counted = refusals;
         let keypair = libp2p_keypair(identity)?;
         let peer_id = keypair.public().to_peer_id();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -107,7 +125,9 @@ impl Host {
                 libp2p::yamux::Config::default,
             )
             .map_err(|e| LinkError::Transport(e.to_string()))?
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .with_behaviour(|_| {
+                SourceLimited::new(libp2p_stream::Behaviour::new(), limits, counted)
+            })
             .map_err(|e| LinkError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
             .build();
@@ -116,7 +136,7 @@ impl Host {
                 .listen_on(addr)
                 .map_err(|e| LinkError::Listen(e.to_string()))?;
         }
-        let control = swarm.behaviour().new_control();
+        let control = swarm.behaviour().inner().new_control();
         let (commands, mut rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             let mut listening: Option<Multiaddr> = None;
@@ -267,5 +287,66 @@ mod tests {
         let peer = peer_id_of(&identity).unwrap();
         assert_eq!(identity_of(&peer), Some(identity));
         assert_eq!(identity_of(&PeerId::random()), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_address_holds_at_most_its_share_of_connections() {
+        let (_stop, stop_rx) = watch::channel(false);
+        let refusals = Arc::new(Refusals::default());
+        let limits = ConnectionLimits {
+            per_source: 2,
+            total: 100,
+        };
+        let (server, _task) = Host::start_limited(
+            &SigningKey::from_bytes(&[1; 32]),
+            Some("/ip4/127.0.0.1/tcp/0".parse().unwrap()),
+            limits,
+            refusals.clone(),
+            stop_rx,
+        )
+        .unwrap();
+        let address = server.listen_address().await.unwrap();
+        let _incoming = server.accept(crate::MIX_PROTOCOL).unwrap();
+        // Each client is a host of its own: one connection each, all from
+        // 127.0.0.1.
+        let mut clients = Vec::new();
+        let mut opened = Vec::new();
+        for n in 0..3u8 {
+            let (stop, stop_rx) = watch::channel(false);
+            let (client, _task) =
+                Host::start(&SigningKey::from_bytes(&[10 + n; 32]), None, stop_rx).unwrap();
+            client.add_addresses(server.peer_id, vec![address.clone()]);
+            opened.push(
+                client
+                    .open(server.peer_id, crate::MIX_PROTOCOL)
+                    .await
+                    .is_ok(),
+            );
+            clients.push((stop, client));
+        }
+        assert_eq!(opened, vec![true, true, false]);
+        assert_eq!(
+            refusals
+                .per_source
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // One leaves: its share is free again.
+        let (stop, _) = clients.remove(0);
+        stop.send(true).unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+        let (late, _task) = Host::start(&SigningKey::from_bytes(&[20; 32]), None, stop_rx).unwrap();
+        late.add_addresses(server.peer_id, vec![address]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if late.open(server.peer_id, crate::MIX_PROTOCOL).await.is_ok() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the freed share was not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }

@@ -12,6 +12,9 @@
 mod host;
 pub use host::{Host, LinkError, dial_addresses, identity_of, libp2p_keypair, peer_id_of};
 
+pub mod limits;
+pub use limits::{ConnectionLimits, Refusals};
+
 pub mod access;
 pub use access::{GatewaySession, SessionError};
 

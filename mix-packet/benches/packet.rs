@@ -50,7 +50,6 @@ fn setup() -> Setup {
             build_mailbox_packet(
                 &mut net.rng,
                 &geometry,
-                EPOCH,
                 &route,
                 &delays,
                 bob.id,
@@ -82,7 +81,11 @@ fn bare_build(route: &[Node], destination: &Destination) -> SphinxPacket {
         .unwrap()
 }
 
-fn fresh_keys(s: &mut Setup) -> EpochKeys {
+/// The hop's keys with a fresh filter for the packets' epoch, and the order
+/// the hop tries them in: `decoys` other live epochs first (as at an epoch
+/// boundary, when the packet was built under the previous consensus), then
+/// the packets' epoch.
+fn fresh_keys(s: &mut Setup, decoys: usize) -> (EpochKeys, Vec<u64>) {
     let secret = s.net.nodes[0].keys.get(EPOCH).unwrap().secret.clone();
     let mut keys = EpochKeys::new();
     // sized like a node's filter: a 20-minute epoch at ~12k packets/s
@@ -93,7 +96,15 @@ fn fresh_keys(s: &mut Setup) -> EpochKeys {
             ReplayFilter::with_capacity(&mut s.net.rng, 15_000_000, 1e-5),
         ),
     );
-    keys
+    let mut order = Vec::new();
+    for d in 0..decoys as u64 {
+        let decoy = SphinxSecret::random_from_rng(&mut s.net.rng);
+        let filter = ReplayFilter::with_capacity(&mut s.net.rng, 1_000, 1e-5);
+        keys.insert(EPOCH + 1 + d, EpochKey::new(decoy, filter));
+        order.push(EPOCH + 1 + d);
+    }
+    order.push(EPOCH);
+    (keys, order)
 }
 
 fn bare_hop(bytes: &[u8], key: &SphinxSecret) -> Vec<u8> {
@@ -106,8 +117,8 @@ fn bare_hop(bytes: &[u8], key: &SphinxSecret) -> Vec<u8> {
     }
 }
 
-fn our_hop(geometry: &Geometry, frame: &[u8], keys: &mut EpochKeys) -> Vec<u8> {
-    match process_frame(geometry, frame, keys).unwrap().1 {
+fn our_hop(geometry: &Geometry, frame: &[u8], keys: &mut EpochKeys, order: &[u64]) -> Vec<u8> {
+    match process_frame(geometry, frame, keys, order).unwrap().1 {
         aegis_mix_packet::Processed::Forward { packet, .. } => packet,
         _ => unreachable!(),
     }
@@ -131,7 +142,6 @@ fn benches(c: &mut Criterion) {
             build_mailbox_packet(
                 &mut s.net.rng,
                 &geometry,
-                EPOCH,
                 &route,
                 &delays,
                 bob_id,
@@ -154,13 +164,14 @@ fn benches(c: &mut Criterion) {
     hop.bench_function("aegis_frame", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
-            let mut keys = fresh_keys(&mut s);
+            let (mut keys, mut order) = fresh_keys(&mut s, 0);
             for i in 0..iters as usize {
                 if i > 0 && i % POOL == 0 {
-                    keys = fresh_keys(&mut s); // new filter: the pool's tags are fresh again
+                    // new filter: the pool's tags are fresh again
+                    (keys, order) = fresh_keys(&mut s, 0);
                 }
                 let start = Instant::now();
-                std::hint::black_box(our_hop(&geometry, &s.frames[i % POOL], &mut keys));
+                std::hint::black_box(our_hop(&geometry, &s.frames[i % POOL], &mut keys, &order));
                 total += start.elapsed();
             }
             total
@@ -169,27 +180,66 @@ fn benches(c: &mut Criterion) {
     hop.finish();
 }
 
-/// Alternates rounds of bare and AegisLink hops; returns medians in µs.
-fn paired(s: &mut Setup) -> (f64, f64) {
+/// Medians in µs of one round-robin run: the bare hop, and the AegisLink
+/// hop with the packet's key tried first, second and third; and random
+/// packets refused after one and after three keys.
+struct Paired {
+    bare: f64,
+    first: f64,
+    second: f64,
+    third: f64,
+    garbage_one: f64,
+    garbage_three: f64,
+}
+
+/// Alternates bare and AegisLink hops packet by packet, over rounds of
+/// fresh filters, so machine noise hits every case alike.
+fn paired(s: &mut Setup) -> Paired {
     let geometry = s.net.geometry.clone();
     let key = s.net.nodes[0].keys.get(EPOCH).unwrap().secret.clone();
-    let (mut bare, mut ours) = (vec![], vec![]);
+    let mut samples: [Vec<f64>; 6] = Default::default();
+    let mut noise = vec![0u8; geometry.frame_len()];
+    noise[0] = aegis_mix_packet::constants::FRAME_VERSION;
+    let time = |v: &mut Vec<f64>, f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        v.push(t.elapsed().as_secs_f64() * 1e6);
+    };
     for _round in 0..8 {
-        let mut keys = fresh_keys(s);
+        let mut rings: Vec<(EpochKeys, Vec<u64>)> = (0..3).map(|d| fresh_keys(s, d)).collect();
         for i in 0..POOL {
-            let t = Instant::now();
-            std::hint::black_box(bare_hop(&s.bare_packets[i], &key));
-            bare.push(t.elapsed().as_secs_f64() * 1e6);
-            let t = Instant::now();
-            std::hint::black_box(our_hop(&geometry, &s.frames[i], &mut keys));
-            ours.push(t.elapsed().as_secs_f64() * 1e6);
+            time(&mut samples[0], &mut || {
+                std::hint::black_box(bare_hop(&s.bare_packets[i], &key));
+            });
+            for (d, (keys, order)) in rings.iter_mut().enumerate() {
+                time(&mut samples[1 + d], &mut || {
+                    std::hint::black_box(our_hop(&geometry, &s.frames[i], keys, order));
+                });
+            }
+            rand::Rng::fill_bytes(&mut s.net.rng, &mut noise[1..]);
+            noise[32] &= 0x7F;
+            for (slot, d) in [(4, 0), (5, 2)] {
+                let (keys, order) = &mut rings[d];
+                time(&mut samples[slot], &mut || {
+                    let refused = process_frame(&geometry, &noise, keys, order);
+                    assert!(refused.is_err());
+                });
+            }
         }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    (median(&mut bare), median(&mut ours))
+    let [bare, first, second, third, garbage_one, garbage_three] = &mut samples;
+    Paired {
+        bare: median(bare),
+        first: median(first),
+        second: median(second),
+        third: median(third),
+        garbage_one: median(garbage_one),
+        garbage_three: median(garbage_three),
+    }
 }
 
 criterion_group!(group, benches);
@@ -198,9 +248,20 @@ fn main() {
     group();
     Criterion::default().configure_from_args().final_summary();
     let mut s = setup();
-    let (bare, ours) = paired(&mut s);
+    let p = paired(&mut s);
     println!(
-        "{{\"bench\":\"process_hop_paired\",\"bare_sphinx_us\":{bare:.2},\"aegis_us\":{ours:.2},\"ratio\":{:.3},\"target_ratio\":1.10}}",
-        ours / bare
+        "{{\"bench\":\"process_hop_paired\",\"bare_sphinx_us\":{:.2},\"aegis_us\":{:.2},\"ratio\":{:.3},\"target_ratio\":1.10,\
+\"second_key_us\":{:.2},\"second_key_ratio\":{:.3},\"third_key_us\":{:.2},\"third_key_ratio\":{:.3},\
+\"refused_one_key_us\":{:.2},\"refused_three_keys_us\":{:.2},\"refused_three_keys_ratio\":{:.3}}}",
+        p.bare,
+        p.first,
+        p.first / p.bare,
+        p.second,
+        p.second / p.bare,
+        p.third,
+        p.third / p.bare,
+        p.garbage_one,
+        p.garbage_three,
+        p.garbage_three / p.bare,
     );
 }

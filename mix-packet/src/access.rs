@@ -38,8 +38,9 @@ use crate::route::MailboxId;
 pub const PULL_BATCH: usize = 8;
 /// Largest access message in bytes.
 pub const MAX_ACCESS_MESSAGE: usize = 64 * 1024;
-/// Version of this protocol, sent in the challenge.
-pub const ACCESS_VERSION: u16 = 2;
+/// Version of this protocol, sent in the challenge. Version 3: an entry
+/// carries the delivery tag before the payload.
+pub const ACCESS_VERSION: u16 = 3;
 /// Room in a cell beyond the frame: the message tag and length varints.
 const CELL_OVERHEAD: usize = 16;
 
@@ -131,7 +132,8 @@ pub struct Entry {
     /// The id (big-endian) to acknowledge a real entry with; fixed size so
     /// real and dummy entries encode to the same length.
     pub id: [u8; 8],
-    /// The packet payload as the exit hop received it (random for dummies).
+    /// The delivery tag and payload as the exit hop received them
+    /// (`Geometry::delivery_len` bytes; random for dummies).
     pub payload: Vec<u8>,
 }
 
@@ -306,9 +308,9 @@ mod tests {
 
     #[test]
     fn every_message_after_the_welcome_is_one_cell() {
-        let cell = cell_len(2405);
+        let cell = cell_len(crate::Geometry::STANDARD.frame_len());
         let frame = ClientMessage::Send {
-            frame: vec![0xAB; 2405],
+            frame: vec![0xAB; crate::Geometry::STANDARD.frame_len()],
         };
         let pull = ClientMessage::Pull {
             ack: padded_ack(&mut rng(), &[]).unwrap(),
@@ -316,7 +318,7 @@ mod tests {
         let entry = ServerMessage::Entry(Entry {
             real: false,
             id: [1; 8],
-            payload: vec![7; 2048],
+            payload: vec![7; crate::Geometry::STANDARD.delivery_len()],
         });
         let lens = [
             encode(&frame, cell).unwrap().len(),
@@ -349,7 +351,7 @@ mod tests {
         fn decoders_survive_any_input(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..3_000)) {
             let _ = decode::<ClientMessage>(&bytes);
             let _ = decode::<ServerMessage>(&bytes);
-            let cell = cell_len(2405);
+            let cell = cell_len(crate::Geometry::STANDARD.frame_len());
             for expect in [0, cell] {
                 let read = decode_message::<ClientMessage>(&bytes, expect);
                 if read.is_ok() && expect != 0 {
@@ -364,10 +366,10 @@ mod tests {
         /// Every message a client can send survives a cell round trip.
         #[test]
         fn client_messages_round_trip_as_cells(
-            frame in proptest::collection::vec(proptest::num::u8::ANY, 2405),
+            frame in proptest::collection::vec(proptest::num::u8::ANY, crate::Geometry::STANDARD.frame_len()),
             ids in proptest::collection::vec(proptest::array::uniform8(proptest::num::u8::ANY), 0..=PULL_BATCH),
         ) {
-            let cell = cell_len(2405);
+            let cell = cell_len(crate::Geometry::STANDARD.frame_len());
             for message in [
                 ClientMessage::Send { frame: frame.clone() },
                 ClientMessage::Pull { ack: padded_ack(&mut rng(), &ids).unwrap() },

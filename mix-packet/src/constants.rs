@@ -43,11 +43,16 @@ pub const SEALED_OVERHEAD: usize = X25519_KEY_LEN + AEAD_TAG_LEN;
 /// Length of random identifiers at this layer: message ids, ack ids, loop ids.
 pub const ID_LEN: usize = 16;
 
-/// Version byte of the link frame format.
-pub const FRAME_VERSION: u8 = 1;
+/// Version byte of the link frame format. Version 1 carried the packet's
+/// key epoch in the clear; version 2 carries none.
+pub const FRAME_VERSION: u8 = 2;
 
-/// Link frame header: version (1) and key epoch (8, big-endian).
-pub const FRAME_HEADER_LEN: usize = 1 + 8;
+/// Link frame header: the version byte only.
+pub const FRAME_HEADER_LEN: usize = 1;
+
+/// Most Sphinx keys a hop tries on one packet (previous, current and next
+/// epoch).
+pub const MAX_KEYS_TRIED: usize = 3;
 
 /// Largest per-hop delay a sender may ask for. A larger request is treated as
 /// this value: nodes would otherwise hold packets (and memory) for as long as
@@ -57,10 +62,12 @@ pub const MAX_HOP_DELAY_NANOS: u64 = 10_000_000_000;
 /// Most fragments one message may be split into.
 pub const MAX_FRAGMENTS: usize = 1024;
 
-/// The Sphinx packet version every AegisLink packet is built with: each hop's
-/// payload key is derived from a seed, and reply blocks carry every hop's seed.
+/// The Sphinx packet version every AegisLink packet is built with (260):
+/// each hop's payload key is derived from a seed, and a reply block given
+/// away carries only the last hop's seed. Forward packets use it too, so a
+/// hop cannot tell replies from other packets by the version.
 pub const SPHINX_VERSION: sphinx_packet::version::Version =
-    sphinx_packet::version::PAYLOAD_KEYS_SEEDS_VERSION;
+    sphinx_packet::version::SINGLE_SEED_SURB_VERSION;
 
 /// Domain separation for the sealed box key derivation.
 pub const SEALED_BOX_INFO: &[u8] = b"aegislink/v1/sealed-box";

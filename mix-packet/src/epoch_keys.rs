@@ -1,7 +1,8 @@
 //! A node's Sphinx keys by epoch, each with its own replay filter.
 //!
-//! Keys are generated ahead and published for epochs e..e+2; the frame's
-//! epoch picks the key. Removing an epoch drops its private key (zeroised)
+//! Keys are generated ahead and published for epochs e..e+2. Nothing on
+//! the wire names a packet's epoch: the hop tries the keys of the epochs its
+//! clock says can be live (see [`crate::process::open_with_any`]). Removing an epoch drops its private key (zeroised)
 //! together with its filter: once the key is gone, a replay of its packets
 //! cannot be processed anyway, and deleting old keys is what gives forward
 //! secrecy.

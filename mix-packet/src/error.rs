@@ -36,9 +36,9 @@ pub enum PacketError {
     /// A frame whose format version this implementation does not speak.
     #[error("unsupported frame version {0}")]
     UnsupportedFrameVersion(u8),
-    /// The frame names a key epoch for which this node has no key.
-    #[error("no Sphinx key for epoch {0}")]
-    UnknownEpoch(u64),
+    /// The hop holds no key of an epoch its clock says can be live.
+    #[error("no live Sphinx key")]
+    NoLiveKey,
     /// The packet's replay tag was seen before under this key.
     #[error("replayed packet")]
     Replayed,
@@ -105,7 +105,7 @@ impl PacketError {
             PacketError::DelayCount { .. } => "delay_count",
             PacketError::FrameLength { .. } => "frame_length",
             PacketError::UnsupportedFrameVersion(_) => "frame_version",
-            PacketError::UnknownEpoch(_) => "unknown_epoch",
+            PacketError::NoLiveKey => "no_live_key",
             PacketError::Replayed => "replay",
             PacketError::HeaderAuthentication => "header_mac",
             PacketError::NonCanonicalGroupElement => "non_canonical_element",

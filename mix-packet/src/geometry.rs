@@ -5,8 +5,9 @@
 use sha2::{Digest, Sha256};
 
 use crate::constants::{
-    AEAD_TAG_LEN, FRAME_HEADER_LEN, FRAME_VERSION, GEOMETRY_HASH_DOMAIN, ID_LEN, MAX_HOPS,
-    NODE_ID_LEN, PAYLOAD_KEY_SEED_LEN, SEALED_OVERHEAD, SPHINX_HEADER_LEN, SPHINX_VERSION,
+    AEAD_TAG_LEN, DELIVERY_TAG_LEN, FRAME_HEADER_LEN, FRAME_VERSION, GEOMETRY_HASH_DOMAIN, ID_LEN,
+    MAX_HOPS, NODE_ID_LEN, PAYLOAD_KEY_SEED_LEN, SEALED_OVERHEAD, SPHINX_HEADER_LEN,
+    SPHINX_VERSION,
 };
 use crate::error::PacketError;
 
@@ -74,15 +75,22 @@ impl Geometry {
         self.payload_len - SEALED_OVERHEAD
     }
 
-    /// Length of an encoded reply block for this many hops.
+    /// Length of an encoded reply block given away: header, first hop and
+    /// the last hop's payload key seed.
     pub const fn reply_block_len(&self) -> usize {
-        SPHINX_HEADER_LEN + NODE_ID_LEN + self.hops * PAYLOAD_KEY_SEED_LEN
+        SPHINX_HEADER_LEN + NODE_ID_LEN + PAYLOAD_KEY_SEED_LEN
     }
 
-    /// Length of an encoded SURB-ACK: key epoch (8), ack id, the key the ack
-    /// is sealed to (32), and the reply block.
+    /// Length of what a gateway hands a mailbox owner for one stored packet:
+    /// the delivery tag the last hop saw, then the payload.
+    pub const fn delivery_len(&self) -> usize {
+        DELIVERY_TAG_LEN + self.payload_len
+    }
+
+    /// Length of an encoded SURB-ACK: ack id, the key the ack is sealed to
+    /// (32), and the reply block.
     pub const fn surb_ack_len(&self) -> usize {
-        8 + ID_LEN + 32 + self.reply_block_len()
+        ID_LEN + 32 + self.reply_block_len()
     }
 
     /// How many message bytes one fragment carries.
@@ -132,10 +140,10 @@ mod tests {
         let g = Geometry::STANDARD;
         g.validate().unwrap();
         assert_eq!(g.packet_len(), 348 + 2048);
-        assert_eq!(g.frame_len(), 9 + 348 + 2048);
-        assert_eq!(g.reply_block_len(), 348 + 32 + 80);
-        assert_eq!(g.surb_ack_len(), 516);
-        assert_eq!(g.fragment_data_len(), 2048 - 48 - 23 - 516);
+        assert_eq!(g.frame_len(), 1 + 348 + 2048);
+        assert_eq!(g.reply_block_len(), 348 + 32 + 16);
+        assert_eq!(g.surb_ack_len(), 444);
+        assert_eq!(g.fragment_data_len(), 2048 - 48 - 23 - 444);
     }
 
     #[test]
@@ -186,7 +194,7 @@ mod tests {
         );
         assert!(
             Geometry {
-                payload_len: 587,
+                payload_len: 515,
                 ..base.clone()
             }
             .validate()
@@ -194,7 +202,7 @@ mod tests {
         );
         assert!(
             Geometry {
-                payload_len: 588,
+                payload_len: 516,
                 ..base.clone()
             }
             .validate()

@@ -30,7 +30,7 @@ pub use route::{DROP_DESTINATION, Destination, Hop, HopDelays, MailboxId, NodeId
 pub mod sealed;
 
 mod surb;
-pub use surb::{AckId, ReplyBlock, SurbAck};
+pub use surb::{AckId, ReplyBlock, ReplyKey, SurbAck};
 
 mod fragment;
 pub use fragment::{
@@ -51,13 +51,16 @@ pub use epoch_keys::{EpochKey, EpochKeys};
 
 mod packet;
 pub use packet::{
-    OutgoingPacket, build_ack, build_drop_cover, build_mailbox_packet, open_delivery,
+    OutgoingPacket, build_ack, build_drop_cover, build_mailbox_packet, join_delivery,
+    open_delivery, split_delivery,
 };
 
 pub mod access;
 
 mod process;
-pub use process::{Peeled, Processed, ReplayLedger, peel, process_frame, process_hop};
+pub use process::{
+    Peeled, Processed, ReplayLedger, open_with_any, peel, process_frame, process_hop,
+};
 
 /// Re-exported key types, so users need not depend on the same versions themselves.
 pub use x25519_dalek::{PublicKey as SphinxPublicKey, StaticSecret as SphinxSecret};

@@ -3,6 +3,7 @@
 use rand::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+use crate::constants::DELIVERY_TAG_LEN;
 use crate::error::PacketError;
 use crate::frame::Frame;
 use crate::geometry::Geometry;
@@ -11,13 +12,11 @@ use crate::route::{Destination, HopDelays, MailboxId, NodeId, Route};
 use crate::sealed;
 use crate::surb::{ReplyBlock, SurbAck};
 
-/// A packet ready to send: to whom, under which key epoch, and its bytes.
+/// A packet ready to send: to whom, and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutgoingPacket {
     /// The first hop (for a client: its gateway).
     pub first_hop: NodeId,
-    /// The key epoch every hop's key was taken from.
-    pub epoch: u64,
     /// The Sphinx packet, `geometry.packet_len()` bytes.
     pub packet: Vec<u8>,
 }
@@ -25,7 +24,7 @@ pub struct OutgoingPacket {
 impl OutgoingPacket {
     /// The link frame carrying this packet.
     pub fn to_frame(&self, geometry: &Geometry) -> Result<Vec<u8>, PacketError> {
-        Frame::encode(geometry, self.epoch, &self.packet)
+        Frame::encode(geometry, &self.packet)
     }
 }
 
@@ -35,7 +34,6 @@ impl OutgoingPacket {
 pub fn build_mailbox_packet<R: CryptoRng + ?Sized>(
     rng: &mut R,
     geometry: &Geometry,
-    epoch: u64,
     route: &Route,
     delays: &HopDelays,
     mailbox: MailboxId,
@@ -48,7 +46,6 @@ pub fn build_mailbox_packet<R: CryptoRng + ?Sized>(
     let first_hop = block.first_hop();
     Ok(OutgoingPacket {
         first_hop,
-        epoch,
         packet: block.wrap(geometry, &sealed)?,
     })
 }
@@ -58,7 +55,6 @@ pub fn build_mailbox_packet<R: CryptoRng + ?Sized>(
 pub fn build_drop_cover<R: CryptoRng + ?Sized>(
     rng: &mut R,
     geometry: &Geometry,
-    epoch: u64,
     route: &Route,
     delays: &HopDelays,
 ) -> Result<OutgoingPacket, PacketError> {
@@ -68,7 +64,6 @@ pub fn build_drop_cover<R: CryptoRng + ?Sized>(
     let first_hop = block.first_hop();
     Ok(OutgoingPacket {
         first_hop,
-        epoch,
         packet: block.wrap(geometry, &noise)?,
     })
 }
@@ -85,9 +80,40 @@ pub fn build_ack<R: CryptoRng + ?Sized>(
     let first_hop = surb_ack.block.first_hop();
     Ok(OutgoingPacket {
         first_hop,
-        epoch: surb_ack.epoch,
         packet: surb_ack.block.wrap(geometry, &sealed)?,
     })
+}
+
+/// What a gateway stores for a mailbox owner from a packet it was the last
+/// hop of: the delivery tag it saw, then the payload (see
+/// [`split_delivery`]). The tag is random to everyone but the owner, who
+/// needs it to read a reply over a block it gave away.
+pub fn join_delivery(tag: &[u8; DELIVERY_TAG_LEN], payload: &[u8]) -> Vec<u8> {
+    let mut delivery = Vec::with_capacity(DELIVERY_TAG_LEN + payload.len());
+    delivery.extend_from_slice(tag);
+    delivery.extend_from_slice(payload);
+    delivery
+}
+
+/// Splits what a gateway hands a mailbox owner for one stored packet
+/// (`Geometry::delivery_len` bytes) into the delivery tag the last hop saw
+/// and the payload. A reply over a block the owner gave away is found by
+/// its tag and turned back into its view with the [`ReplyKey`]
+/// (`ReplyKey::open`); any other payload is its view already.
+///
+/// [`ReplyKey`]: crate::ReplyKey
+pub fn split_delivery<'a>(
+    geometry: &Geometry,
+    delivery: &'a [u8],
+) -> Result<(&'a [u8; DELIVERY_TAG_LEN], &'a [u8]), PacketError> {
+    if delivery.len() != geometry.delivery_len() {
+        return Err(PacketError::PayloadAuthentication);
+    }
+    let (tag, payload) = delivery.split_at(DELIVERY_TAG_LEN);
+    let tag = tag
+        .try_into()
+        .map_err(|_| PacketError::PayloadAuthentication)?;
+    Ok((tag, payload))
 }
 
 /// Opens a packet delivered to a mailbox with the owner's key.

@@ -5,8 +5,10 @@
 //! and only then calls [`Peeled::unwrap`], which checks the header MAC,
 //! removes the hop's layer and says where the packet goes next. The caller
 //! records the tag once the unwrap succeeded, so only authenticated packets
-//! enter the filter. (The MAC is checked once, inside the unwrap:
-//! `sphinx-packet` checks it there whatever the caller did before.)
+//! enter the filter. (With one live key the MAC is checked once, inside the
+//! unwrap: `sphinx-packet` checks it there whatever the caller did before.
+//! With several, [`open_with_any`] checks it under each key until one fits,
+//! since the frame does not say which epoch the packet was built for.)
 
 use std::time::Duration;
 
@@ -14,7 +16,9 @@ use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 use x25519_dalek::StaticSecret;
 
-use crate::constants::{DELIVERY_TAG_LEN, MAX_HOP_DELAY_NANOS, SPHINX_VERSION, X25519_KEY_LEN};
+use crate::constants::{
+    DELIVERY_TAG_LEN, MAX_HOP_DELAY_NANOS, MAX_KEYS_TRIED, SPHINX_VERSION, X25519_KEY_LEN,
+};
 use crate::epoch_keys::EpochKeys;
 use crate::error::PacketError;
 use crate::frame::Frame;
@@ -58,6 +62,53 @@ pub enum Processed {
 
 /// Step one: parse, derive the shared secret and compute the replay tag.
 pub fn peel(geometry: &Geometry, packet: &[u8], key: &StaticSecret) -> Result<Peeled, PacketError> {
+    let packet = parse(geometry, packet)?;
+    let secret = packet.header.compute_expanded_shared_secret(key);
+    let tag = ReplayTag(*secret.replay_tag());
+    Ok(Peeled {
+        packet,
+        secret,
+        tag,
+    })
+}
+
+/// Step one when more than one key can be live: the first of `keys` (an
+/// epoch and its secret, in the order to try them) whose header MAC
+/// verifies, with the packet peeled under it. Nothing on the wire names the
+/// epoch, so a packet built for another key costs one X25519 and one HMAC
+/// per key tried before it is refused (`HeaderAuthentication`). With a
+/// single key this is [`peel`], and the MAC is left to the unwrap.
+pub fn open_with_any(
+    geometry: &Geometry,
+    packet: &[u8],
+    keys: &[(u64, &StaticSecret)],
+) -> Result<(u64, Peeled), PacketError> {
+    match keys {
+        [] => Err(PacketError::NoLiveKey),
+        [(epoch, key)] => Ok((*epoch, peel(geometry, packet, key)?)),
+        _ => {
+            let packet = parse(geometry, packet)?;
+            for (epoch, key) in keys.iter().take(MAX_KEYS_TRIED) {
+                let secret = packet.header.compute_expanded_shared_secret(key);
+                if packet.header.ensure_header_integrity(&secret).is_ok() {
+                    let tag = ReplayTag(*secret.replay_tag());
+                    return Ok((
+                        *epoch,
+                        Peeled {
+                            packet,
+                            secret,
+                            tag,
+                        },
+                    ));
+                }
+            }
+            Err(PacketError::HeaderAuthentication)
+        }
+    }
+}
+
+/// Length, canonical α and Sphinx parsing, before any key is used.
+fn parse(geometry: &Geometry, packet: &[u8]) -> Result<SphinxPacket, PacketError> {
     if packet.len() != geometry.packet_len() {
         return Err(PacketError::FrameLength {
             expected: geometry.packet_len(),
@@ -69,21 +120,28 @@ pub fn peel(geometry: &Geometry, packet: &[u8], key: &StaticSecret) -> Result<Pe
     if packet[X25519_KEY_LEN - 1] & 0x80 != 0 {
         return Err(PacketError::NonCanonicalGroupElement);
     }
-    let packet = SphinxPacket::from_bytes(packet)
-        .map_err(|e| PacketError::MalformedRouting(e.to_string()))?;
-    let secret = packet.header.compute_expanded_shared_secret(key);
-    let tag = ReplayTag(*secret.replay_tag());
-    Ok(Peeled {
-        packet,
-        secret,
-        tag,
-    })
+    SphinxPacket::from_bytes(packet).map_err(|e| PacketError::MalformedRouting(e.to_string()))
 }
 
 impl Peeled {
     /// The packet's replay tag at this hop.
     pub fn replay_tag(&self) -> &ReplayTag {
         &self.tag
+    }
+
+    /// Steps two and three against `ledger`: refuse a tag seen before,
+    /// unwrap, record the tag (refusing the copy recorded second when two
+    /// are unwrapped at once).
+    pub fn finish(self, ledger: &mut impl ReplayLedger) -> Result<Processed, PacketError> {
+        let tag = self.tag;
+        if ledger.seen(&tag) {
+            return Err(PacketError::Replayed);
+        }
+        let processed = self.unwrap()?;
+        if !ledger.record(&tag) {
+            return Err(PacketError::Replayed);
+        }
+        Ok(processed)
     }
 
     /// Step two: check the header MAC and remove this hop's layer.
@@ -130,7 +188,7 @@ impl Peeled {
 }
 
 /// Where a hop looks up and records replay tags: the replay filter of the
-/// frame's key epoch, however the caller keeps it.
+/// epoch whose key opened the packet, however the caller keeps it.
 pub trait ReplayLedger {
     /// Whether `tag` was recorded before.
     fn seen(&self, tag: &ReplayTag) -> bool;
@@ -148,42 +206,42 @@ impl ReplayLedger for ReplayFilter {
     }
 }
 
-/// One hop for one packet under `key`: peel, look the replay tag up in
-/// `ledger`, unwrap (which checks the header MAC), record the tag. A packet
-/// seen before gets no work past the Diffie-Hellman, and only authenticated
-/// packets are recorded. If two copies are unwrapped at once, the one
-/// recorded second is refused as a replay.
-pub fn process_hop(
+/// One hop for one packet: open it with the first of `keys` that
+/// authenticates its header ([`open_with_any`]), look the replay tag up in
+/// that epoch's ledger, unwrap (which checks the header MAC), record the
+/// tag. A packet seen before gets no work past finding its key, and only
+/// authenticated packets are recorded. If two copies are unwrapped at once,
+/// the one recorded second is refused as a replay. Returns the epoch of the
+/// key that opened the packet.
+pub fn process_hop<L: ReplayLedger>(
     geometry: &Geometry,
     packet: &[u8],
-    key: &StaticSecret,
-    ledger: &mut impl ReplayLedger,
-) -> Result<Processed, PacketError> {
-    let peeled = peel(geometry, packet, key)?;
-    let tag = *peeled.replay_tag();
-    if ledger.seen(&tag) {
-        return Err(PacketError::Replayed);
-    }
-    let processed = peeled.unwrap()?;
-    if !ledger.record(&tag) {
-        return Err(PacketError::Replayed);
-    }
-    Ok(processed)
+    keys: &[(u64, &StaticSecret)],
+    ledger_of: impl FnOnce(u64) -> L,
+) -> Result<(u64, Processed), PacketError> {
+    let (epoch, peeled) = open_with_any(geometry, packet, keys)?;
+    Ok((epoch, peeled.finish(&mut ledger_of(epoch))?))
 }
 
-/// The whole hop for one frame: decode, pick the epoch's key, then
-/// [`process_hop`] with that epoch's replay filter. Returns the frame's epoch
-/// (a forwarded packet keeps it) and the result. Every failure is a typed
-/// error.
+/// The whole hop for one frame: decode, then [`process_hop`] with the keys
+/// of `epochs` that `keys` holds, tried in that order, each with its own
+/// replay filter. Returns the epoch of the key that opened the packet (the
+/// caller checks the route against that epoch's document) and the result.
+/// Every failure is a typed error.
 pub fn process_frame(
     geometry: &Geometry,
     frame: &[u8],
     keys: &mut EpochKeys,
+    epochs: &[u64],
 ) -> Result<(u64, Processed), PacketError> {
     let frame = Frame::decode(geometry, frame)?;
-    let key = keys
-        .get_mut(frame.epoch)
-        .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
-    let processed = process_hop(geometry, frame.packet, &key.secret, &mut key.filter)?;
-    Ok((frame.epoch, processed))
+    let (epoch, peeled) = {
+        let tried: Vec<(u64, &StaticSecret)> = epochs
+            .iter()
+            .filter_map(|e| keys.get(*e).map(|k| (*e, &k.secret)))
+            .collect();
+        open_with_any(geometry, frame.packet, &tried)?
+    };
+    let key = keys.get_mut(epoch).ok_or(PacketError::NoLiveKey)?;
+    Ok((epoch, peeled.finish(&mut key.filter)?))
 }

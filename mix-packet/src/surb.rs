@@ -1,19 +1,26 @@
 //! Reply blocks and SURB-ACKs.
 //!
 //! A [`ReplyBlock`] is a precomputed Sphinx header for a route, the route's
-//! first hop, and every hop's payload key seed. Whoever holds it can send one
-//! packet along that route and choose exactly what the last hop sees. AegisLink
-//! builds every packet this way: a forward packet is a reply block its sender
-//! uses at once; a [`SurbAck`] is one the sender gives away inside a fragment
-//! so the recipient can return an acknowledgement without learning the route.
+//! first hop, and payload key seeds. AegisLink builds every packet this way,
+//! all with Sphinx version 260: a forward packet is a block its sender uses
+//! at once, with every hop's seed, so the last hop sees exactly what the
+//! sender chose; a [`SurbAck`] is a block the sender gives away inside a
+//! fragment so the recipient can return an acknowledgement without learning
+//! the route. A given-away block carries the last hop's seed only: its user
+//! cannot predict what any earlier hop sees of the payload, so it cannot
+//! recognise its reply along the way together with a hop it controls. The
+//! sender keeps the other seeds in a [`ReplyKey`] and undoes the hops' layers
+//! when the reply arrives.
 
 use rand::CryptoRng;
 use sphinx_packet::header::{HEADER_SIZE, SphinxHeader};
 use sphinx_packet::payload::Payload;
 use sphinx_packet::payload::key::derive_payload_key;
 use sphinx_packet::route::Destination as SphinxDestination;
+use sphinx_packet::surb::SurbReplyRecovery;
 use sphinx_packet::{SURB, SURBMaterial};
 use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroize;
 
 use crate::constants::{
     DELIVERY_TAG_LEN, ID_LEN, NODE_ID_LEN, PAYLOAD_KEY_SEED_LEN, SPHINX_VERSION,
@@ -22,19 +29,20 @@ use crate::error::PacketError;
 use crate::geometry::Geometry;
 use crate::route::{Destination, HopDelays, MailboxId, NodeId, Route};
 
-/// A single-use precomputed header with the payload key seed of every hop.
+type Seed = [u8; PAYLOAD_KEY_SEED_LEN];
+
+/// A single-use precomputed header and the payload key seeds its user layers
+/// the payload with: every hop's seed when the creator uses it itself (a
+/// forward packet), only the last hop's when it is given away (a SURB-ACK).
 pub struct ReplyBlock {
     header: Vec<u8>,
     first_hop: NodeId,
-    seeds: Vec<[u8; PAYLOAD_KEY_SEED_LEN]>,
+    seeds: Vec<Seed>,
 }
 
 impl Drop for ReplyBlock {
     fn drop(&mut self) {
-        use zeroize::Zeroize;
-        for seed in &mut self.seeds {
-            seed.zeroize();
-        }
+        self.seeds.zeroize();
     }
 }
 
@@ -47,9 +55,113 @@ impl std::fmt::Debug for ReplyBlock {
     }
 }
 
+/// What the creator of a given-away reply block keeps to read what comes
+/// back over it: the delivery tag the last hop stores with the payload (to
+/// find this key by) and every hop's payload key seed. Whoever uses the
+/// block holds only the last hop's seed, so it cannot predict what any hop
+/// before the last sees of the payload.
+pub struct ReplyKey {
+    tag: [u8; DELIVERY_TAG_LEN],
+    seeds: Vec<Seed>,
+}
+
+impl Drop for ReplyKey {
+    fn drop(&mut self) {
+        self.seeds.zeroize();
+    }
+}
+
+impl std::fmt::Debug for ReplyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyKey")
+            .field("seeds", &format_args!("<{} redacted>", self.seeds.len()))
+            .finish()
+    }
+}
+
+impl Clone for ReplyKey {
+    fn clone(&self) -> Self {
+        ReplyKey {
+            tag: self.tag,
+            seeds: self.seeds.clone(),
+        }
+    }
+}
+
+impl PartialEq for ReplyKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.tag == other.tag && self.seeds == other.seeds
+    }
+}
+
+impl Eq for ReplyKey {}
+
+impl ReplyKey {
+    /// The delivery tag the reply arrives with.
+    pub fn tag(&self) -> &[u8; DELIVERY_TAG_LEN] {
+        &self.tag
+    }
+
+    /// `tag (16) ‖ seed (16) × hops`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(DELIVERY_TAG_LEN + self.seeds.len() * PAYLOAD_KEY_SEED_LEN);
+        out.extend_from_slice(&self.tag);
+        for seed in &self.seeds {
+            out.extend_from_slice(seed);
+        }
+        out
+    }
+
+    /// Strict decoding: a tag and one to `MAX_HOPS` seeds.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PacketError> {
+        let recovery = SurbReplyRecovery::from_bytes(bytes)
+            .map_err(|e| PacketError::MalformedReplyBlock(e.to_string()))?;
+        let (tag, seeds) = bytes.split_at(DELIVERY_TAG_LEN);
+        let mut t = [0u8; DELIVERY_TAG_LEN];
+        t.copy_from_slice(tag);
+        debug_assert_eq!(recovery.num_hops(), seeds.len() / PAYLOAD_KEY_SEED_LEN);
+        Ok(ReplyKey {
+            tag: t,
+            seeds: split_seeds(seeds),
+        })
+    }
+
+    /// What the block's user handed to it, from the payload the route's
+    /// last hop stored: the hops' layers are put back and the user's single
+    /// layer removed. `PayloadAuthentication`-free by design: a payload that
+    /// was not sent over this block comes out as noise, which the sealed
+    /// box inside then refuses.
+    pub fn open(&self, geometry: &Geometry, payload: &[u8]) -> Result<Vec<u8>, PacketError> {
+        if payload.len() != geometry.payload_len {
+            return Err(PacketError::PayloadAuthentication);
+        }
+        let recovery = SurbReplyRecovery::from_bytes(&self.to_bytes())
+            .map_err(|e| PacketError::MalformedReplyBlock(e.to_string()))?;
+        let payload =
+            Payload::from_bytes(payload).map_err(|e| PacketError::Payload(e.to_string()))?;
+        let view = recovery
+            .unseal(payload)
+            .map_err(|e| PacketError::Payload(e.to_string()))?;
+        Ok(view.into_bytes())
+    }
+}
+
+fn split_seeds(bytes: &[u8]) -> Vec<Seed> {
+    bytes
+        .chunks_exact(PAYLOAD_KEY_SEED_LEN)
+        .map(|c| {
+            let mut s = [0u8; PAYLOAD_KEY_SEED_LEN];
+            s.copy_from_slice(c);
+            s
+        })
+        .collect()
+}
+
 impl ReplyBlock {
-    /// Builds a reply block over `route` to `destination`, with the final
-    /// hop's delivery tag chosen at random.
+    /// Builds a block for its creator's own use over `route` to
+    /// `destination`: it carries every hop's seed, so the last hop sees
+    /// exactly what [`ReplyBlock::wrap`] is given.
     pub fn new<R: CryptoRng + ?Sized>(
         rng: &mut R,
         geometry: &Geometry,
@@ -57,6 +169,32 @@ impl ReplyBlock {
         delays: &HopDelays,
         destination: Destination,
     ) -> Result<Self, PacketError> {
+        let (mut block, key) = Self::build(rng, geometry, route, delays, destination)?;
+        block.seeds.zeroize();
+        block.seeds = key.seeds.clone();
+        Ok(block)
+    }
+
+    /// Builds a block to give away over `route` to `destination`, and the
+    /// key its creator keeps: the block carries only the last hop's seed
+    /// (Sphinx version 260, single-seed reply blocks).
+    pub fn to_give_away<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        geometry: &Geometry,
+        route: &Route,
+        delays: &HopDelays,
+        destination: Destination,
+    ) -> Result<(Self, ReplyKey), PacketError> {
+        Self::build(rng, geometry, route, delays, destination)
+    }
+
+    fn build<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        geometry: &Geometry,
+        route: &Route,
+        delays: &HopDelays,
+        destination: Destination,
+    ) -> Result<(Self, ReplyKey), PacketError> {
         // A route shorter than the geometry's is a node's loop (see
         // `Route::cycle`); reply blocks that travel inside payloads are
         // always full length (`SurbAck::new` checks).
@@ -72,25 +210,31 @@ impl ReplyBlock {
                 got: delays.len(),
             });
         }
-        let mut delivery_tag = [0u8; DELIVERY_TAG_LEN];
-        rng.fill_bytes(&mut delivery_tag);
+        // The tag is what the creator finds its key by; single-seed blocks
+        // need it non-zero.
+        let mut tag = [0u8; DELIVERY_TAG_LEN];
+        while tag == [0u8; DELIVERY_TAG_LEN] {
+            rng.fill_bytes(&mut tag);
+        }
         let material = SURBMaterial::new(
             route.to_sphinx(),
             delays.0.clone(),
-            SphinxDestination::new(destination.to_sphinx(), delivery_tag),
+            SphinxDestination::new(destination.to_sphinx(), tag),
             SPHINX_VERSION,
         );
-        let surb = SURB::new(StaticSecret::random_from_rng(rng), material)
+        let (surb, recovery) = SURB::new_recoverable(StaticSecret::random_from_rng(rng), material)
             .map_err(|e| PacketError::Construction(e.to_string()))?;
-        Self::decode_hops(&surb.to_bytes(), route.hops().len())
+        let block = Self::decode_seeds(&surb.to_bytes(), 1)?;
+        let key = ReplyKey::from_bytes(&recovery.to_bytes())?;
+        Ok((block, key))
     }
 
-    /// Encoded length for `geometry`.
+    /// Encoded length of a given-away block for `geometry`.
     pub fn encoded_len(geometry: &Geometry) -> usize {
         geometry.reply_block_len()
     }
 
-    /// `header (348) ‖ first hop (32) ‖ seed (16) × hops`.
+    /// `header (348) ‖ first hop (32) ‖ seed (16) × seeds`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.header);
         out.extend_from_slice(&self.first_hop.0);
@@ -99,14 +243,22 @@ impl ReplyBlock {
         }
     }
 
-    /// Strict decoding: exactly the geometry's length and number of seeds.
+    /// Strict decoding of a given-away block: exactly the geometry's length,
+    /// with the last hop's seed only.
     pub fn decode(geometry: &Geometry, bytes: &[u8]) -> Result<Self, PacketError> {
-        Self::decode_hops(bytes, geometry.hops)
+        if bytes.len() != geometry.reply_block_len() {
+            return Err(PacketError::MalformedReplyBlock(format!(
+                "{} bytes, expected {}",
+                bytes.len(),
+                geometry.reply_block_len()
+            )));
+        }
+        Self::decode_seeds(bytes, 1)
     }
 
-    /// Strict decoding of a block over `hops` hops.
-    fn decode_hops(bytes: &[u8], hops: usize) -> Result<Self, PacketError> {
-        let expected = HEADER_SIZE + NODE_ID_LEN + hops * PAYLOAD_KEY_SEED_LEN;
+    /// Strict decoding of a block carrying `seeds` seeds.
+    fn decode_seeds(bytes: &[u8], seeds: usize) -> Result<Self, PacketError> {
+        let expected = HEADER_SIZE + NODE_ID_LEN + seeds * PAYLOAD_KEY_SEED_LEN;
         if bytes.len() != expected {
             return Err(PacketError::MalformedReplyBlock(format!(
                 "{} bytes, expected {expected}",
@@ -117,18 +269,10 @@ impl ReplyBlock {
         let (first_hop, seeds) = rest.split_at(NODE_ID_LEN);
         let mut hop = [0u8; NODE_ID_LEN];
         hop.copy_from_slice(first_hop);
-        let seeds = seeds
-            .chunks_exact(PAYLOAD_KEY_SEED_LEN)
-            .map(|c| {
-                let mut s = [0u8; PAYLOAD_KEY_SEED_LEN];
-                s.copy_from_slice(c);
-                s
-            })
-            .collect();
         Ok(ReplyBlock {
             header: header.to_vec(),
             first_hop: NodeId(hop),
-            seeds,
+            seeds: split_seeds(seeds),
         })
     }
 
@@ -137,14 +281,16 @@ impl ReplyBlock {
         self.first_hop
     }
 
-    /// Uses the block: wraps `final_view` (exactly the geometry's payload
-    /// length) in one payload layer per hop, so that after the last hop
-    /// removes its layer the destination holds `final_view`.
-    pub fn wrap(self, geometry: &Geometry, final_view: &[u8]) -> Result<Vec<u8>, PacketError> {
-        if final_view.len() != geometry.payload_len {
+    /// Uses the block: wraps `view` (exactly the geometry's payload length)
+    /// in one payload layer per seed the block carries. With every hop's
+    /// seed, the last hop holds `view` once it removed its layer; with the
+    /// last hop's seed only, the last hop holds noise that only the
+    /// creator's [`ReplyKey`] turns back into `view`.
+    pub fn wrap(self, geometry: &Geometry, view: &[u8]) -> Result<Vec<u8>, PacketError> {
+        if view.len() != geometry.payload_len {
             return Err(PacketError::Payload(format!(
                 "final view is {} bytes, the geometry's payload is {}",
-                final_view.len(),
+                view.len(),
                 geometry.payload_len
             )));
         }
@@ -152,7 +298,7 @@ impl ReplyBlock {
         SphinxHeader::from_bytes(&self.header)
             .map_err(|e| PacketError::MalformedReplyBlock(e.to_string()))?;
         let mut payload =
-            Payload::from_bytes(final_view).map_err(|e| PacketError::Payload(e.to_string()))?;
+            Payload::from_bytes(view).map_err(|e| PacketError::Payload(e.to_string()))?;
         for seed in self.seeds.iter().rev() {
             payload = payload
                 .add_encryption_layer(derive_payload_key(seed))
@@ -174,8 +320,6 @@ pub struct AckId(pub [u8; ID_LEN]);
 /// the sender's mailbox key, as a packet of the same size as any other.
 #[derive(Debug)]
 pub struct SurbAck {
-    /// The key epoch the reply block's route was built for.
-    pub epoch: u64,
     /// What the ack will carry; the sender matches it to the fragment.
     pub ack_id: AckId,
     /// The sender's mailbox key the ack is sealed to.
@@ -186,37 +330,39 @@ pub struct SurbAck {
 
 impl SurbAck {
     /// Builds a SURB-ACK over `route`, which must start at the recipient's
-    /// gateway and end at the sender's, to the sender's `mailbox`.
+    /// gateway and end at the sender's, to the sender's `mailbox`, and the
+    /// [`ReplyKey`] the sender needs to read the ack when it comes back.
     #[allow(clippy::too_many_arguments)]
     pub fn new<R: CryptoRng + ?Sized>(
         rng: &mut R,
         geometry: &Geometry,
-        epoch: u64,
         route: &Route,
         delays: &HopDelays,
         mailbox: MailboxId,
         mailbox_key: PublicKey,
-    ) -> Result<Self, PacketError> {
+    ) -> Result<(Self, ReplyKey), PacketError> {
         if route.hops().len() != geometry.hops {
             return Err(PacketError::RouteLength {
                 expected: geometry.hops,
                 got: route.hops().len(),
             });
         }
-        let block = ReplyBlock::new(rng, geometry, route, delays, Destination::Mailbox(mailbox))?;
+        let (block, key) =
+            ReplyBlock::to_give_away(rng, geometry, route, delays, Destination::Mailbox(mailbox))?;
         let mut ack_id = [0u8; ID_LEN];
         rng.fill_bytes(&mut ack_id);
-        Ok(SurbAck {
-            epoch,
-            ack_id: AckId(ack_id),
-            ack_key: mailbox_key,
-            block,
-        })
+        Ok((
+            SurbAck {
+                ack_id: AckId(ack_id),
+                ack_key: mailbox_key,
+                block,
+            },
+            key,
+        ))
     }
 
-    /// `epoch (8, BE) ‖ ack id (16) ‖ ack key (32) ‖ reply block`.
+    /// `ack id (16) ‖ ack key (32) ‖ reply block`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.ack_id.0);
         out.extend_from_slice(self.ack_key.as_bytes());
         self.block.encode(out);
@@ -231,17 +377,13 @@ impl SurbAck {
                 geometry.surb_ack_len()
             )));
         }
-        let (epoch, rest) = bytes.split_at(8);
-        let (ack_id, rest) = rest.split_at(ID_LEN);
+        let (ack_id, rest) = bytes.split_at(ID_LEN);
         let (key, block) = rest.split_at(32);
-        let mut e = [0u8; 8];
-        e.copy_from_slice(epoch);
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(ack_id);
         let mut k = [0u8; 32];
         k.copy_from_slice(key);
         Ok(SurbAck {
-            epoch: u64::from_be_bytes(e),
             ack_id: AckId(id),
             ack_key: PublicKey::from(k),
             block: ReplyBlock::decode(geometry, block)?,

@@ -6,8 +6,8 @@ mod common;
 
 use aegis_mix_packet::{
     Body, Destination, Fragment, Frame, Geometry, HopDelays, LoopId, MessageId, PacketError,
-    Processed, Reassembled, Reassembler, ReassemblyLimits, SurbAck, build_ack, build_drop_cover,
-    build_mailbox_packet, open_delivery, peel, split,
+    Processed, Reassembled, Reassembler, ReassemblyLimits, ReplyKey, SurbAck, build_ack,
+    build_drop_cover, build_mailbox_packet, open_delivery, peel, split,
 };
 use common::{EPOCH, TestMailbox, TestNet};
 use rand::seq::SliceRandom;
@@ -24,13 +24,22 @@ fn fragment_packet(
     bob: &TestMailbox,
     fragment: Fragment,
 ) -> aegis_mix_packet::OutgoingPacket {
+    fragment_packet_with_key(net, alice, bob, fragment).0
+}
+
+/// A fragment packet and the reply key alice keeps for its ack.
+fn fragment_packet_with_key(
+    net: &mut TestNet,
+    alice: &TestMailbox,
+    bob: &TestMailbox,
+    fragment: Fragment,
+) -> (aegis_mix_packet::OutgoingPacket, ReplyKey) {
     let back = net.route(&BACKWARD);
     let back_delays = net.delays(5);
     let geometry = net.geometry.clone();
-    let surb_ack = SurbAck::new(
+    let (surb_ack, key) = SurbAck::new(
         &mut net.rng,
         &geometry,
-        EPOCH,
         &back,
         &back_delays,
         alice.id,
@@ -40,17 +49,17 @@ fn fragment_packet(
     let route = net.route(&FORWARD);
     let delays = net.delays(5);
     let body = Body::Fragment { fragment, surb_ack };
-    build_mailbox_packet(
+    let packet = build_mailbox_packet(
         &mut net.rng,
         &geometry,
-        EPOCH,
         &route,
         &delays,
         bob.id,
         &bob.public(),
         &body,
     )
-    .unwrap()
+    .unwrap();
+    (packet, key)
 }
 
 fn final_payload(processed: Processed, expect: Destination) -> Vec<u8> {
@@ -81,7 +90,7 @@ fn fragment_crosses_the_route_and_its_ack_comes_back() {
         count: 1,
         data: b"hello bob".to_vec(),
     };
-    let out = fragment_packet(&mut net, &alice, &bob, fragment.clone());
+    let (out, reply_key) = fragment_packet_with_key(&mut net, &alice, &bob, fragment.clone());
     assert_eq!(out.first_hop, net.nodes[0].id);
 
     let geometry = net.geometry.clone();
@@ -130,11 +139,85 @@ fn fragment_crosses_the_route_and_its_ack_comes_back() {
             .map(|&i| net.nodes[i].id)
             .collect::<Vec<_>>()
     );
-    let payload = final_payload(trace.last, Destination::Mailbox(alice.id));
-    match open_delivery(&geometry, &alice.secret, &payload).unwrap() {
+    let Processed::Final {
+        destination,
+        delivery_tag,
+        payload,
+    } = trace.last
+    else {
+        panic!("expected a final hop")
+    };
+    assert_eq!(destination, Destination::Mailbox(alice.id));
+    // What alice's gateway stores is noise to it, and to anyone but alice:
+    // the hops' layers are still on it. The tag finds alice's reply key.
+    assert_eq!(&delivery_tag, reply_key.tag());
+    assert_eq!(
+        open_delivery(&geometry, &alice.secret, &payload).unwrap_err(),
+        PacketError::PayloadAuthentication
+    );
+    let view = reply_key.open(&geometry, &payload).unwrap();
+    match open_delivery(&geometry, &alice.secret, &view).unwrap() {
         Body::Ack(id) => assert_eq!(id, ack_id),
         other => panic!("expected an ack, got {other:?}"),
     }
+}
+
+#[test]
+fn a_reply_block_given_away_carries_the_last_hops_seed_only() {
+    let mut net = TestNet::new(12, 5);
+    let (alice, bob) = (
+        TestMailbox::new(&mut net.rng),
+        TestMailbox::new(&mut net.rng),
+    );
+    let geometry = net.geometry.clone();
+    let fragment = Fragment {
+        message_id: MessageId::random(&mut net.rng),
+        index: 0,
+        count: 1,
+        data: b"hi".to_vec(),
+    };
+    let (out, key) = fragment_packet_with_key(&mut net, &alice, &bob, fragment);
+    let trace = net
+        .deliver(out.first_hop, out.to_frame(&geometry).unwrap())
+        .unwrap();
+    let payload = final_payload(trace.last, Destination::Mailbox(bob.id));
+    let Body::Fragment { surb_ack, .. } = open_delivery(&geometry, &bob.secret, &payload).unwrap()
+    else {
+        panic!("expected a fragment")
+    };
+    // On the wire inside the fragment: header, first hop and one seed.
+    let mut encoded = Vec::new();
+    surb_ack.encode(&mut encoded);
+    assert_eq!(encoded.len(), geometry.surb_ack_len());
+    assert_eq!(geometry.reply_block_len(), 348 + 32 + 16);
+    // The creator's key holds every hop's seed.
+    assert_eq!(key.to_bytes().len(), 16 + 5 * 16);
+    // Bob sends the ack; the hops' payloads along the way are none of the
+    // values bob can compute (his wrapped payload and the view), so bob and
+    // a hop cannot recognise the ack's payload in transit.
+    let view_bob_chose = {
+        // What bob's build_ack wraps: a sealed ack body, known to bob.
+        let ack = build_ack(&mut net.rng, &geometry, surb_ack).unwrap();
+        let (_, frames) = net
+            .deliver_tracing(ack.first_hop, ack.to_frame(&geometry).unwrap())
+            .unwrap();
+        let header = aegis_mix_packet::constants::FRAME_HEADER_LEN + 348;
+        let sent_payload = ack.packet[348..].to_vec();
+        for (hop, (_, frame)) in frames.iter().enumerate().skip(1) {
+            assert_ne!(frame[header..], sent_payload[..], "hop {hop}");
+        }
+        sent_payload
+    };
+    assert_eq!(view_bob_chose.len(), geometry.payload_len);
+    // A key that is not the block's turns the stored payload into noise.
+    let mut other = key.to_bytes();
+    other[20] ^= 1;
+    let other = ReplyKey::from_bytes(&other).unwrap();
+    let payload = vec![5u8; geometry.payload_len];
+    assert_ne!(
+        other.open(&geometry, &payload).unwrap(),
+        key.open(&geometry, &payload).unwrap()
+    );
 }
 
 #[test]
@@ -148,7 +231,6 @@ fn loop_and_drop_cover_arrive_as_their_kind() {
     let out = build_mailbox_packet(
         &mut net.rng,
         &geometry,
-        EPOCH,
         &route,
         &delays,
         alice.id,
@@ -164,7 +246,7 @@ fn loop_and_drop_cover_arrive_as_their_kind() {
         matches!(open_delivery(&geometry, &alice.secret, &payload).unwrap(), Body::Loop(id) if id == loop_id)
     );
 
-    let drop = build_drop_cover(&mut net.rng, &geometry, EPOCH, &route, &delays).unwrap();
+    let drop = build_drop_cover(&mut net.rng, &geometry, &route, &delays).unwrap();
     assert_eq!(drop.packet.len(), out.packet.len());
     let trace = net
         .deliver(drop.first_hop, drop.to_frame(&geometry).unwrap())
@@ -187,7 +269,6 @@ fn a_cycle_route_of_fewer_hops_arrives_and_looks_like_any_packet() {
     let out = build_mailbox_packet(
         &mut net.rng,
         &geometry,
-        EPOCH,
         &route,
         &delays,
         owner.id,
@@ -236,7 +317,7 @@ fn every_kind_has_one_size_and_a_fresh_look_at_every_hop() {
         },
     );
     let lp = net.loop_packet(&FORWARD, &alice, 0);
-    let drop = build_drop_cover(&mut net.rng, &geometry, EPOCH, &route, &delays).unwrap();
+    let drop = build_drop_cover(&mut net.rng, &geometry, &route, &delays).unwrap();
     let sizes: Vec<usize> = [&frag, &lp, &drop]
         .iter()
         .map(|p| p.to_frame(&geometry).unwrap().len())
@@ -247,11 +328,12 @@ fn every_kind_has_one_size_and_a_fresh_look_at_every_hop() {
     // input appears in the output.
     let frame = lp.to_frame(&geometry).unwrap();
     let mut keys = std::mem::take(&mut net.nodes[0].keys);
-    let (_, out) = aegis_mix_packet::process_frame(&geometry, &frame, &mut keys).unwrap();
+    let (_, out) =
+        aegis_mix_packet::process_frame(&geometry, &frame, &mut keys, &net.live).unwrap();
     let Processed::Forward { packet, .. } = out else {
         panic!()
     };
-    let input = &frame[9..];
+    let input = &frame[aegis_mix_packet::constants::FRAME_HEADER_LEN..];
     for w in input.windows(16).step_by(16) {
         assert!(
             !packet.windows(16).any(|o| o == w),
@@ -271,7 +353,6 @@ fn hop_delays_are_the_senders_choice() {
     let out = build_mailbox_packet(
         &mut net.rng,
         &geometry,
-        EPOCH,
         &route,
         &delays,
         bob.id,
@@ -322,7 +403,7 @@ fn a_packet_whose_header_fails_its_mac_leaves_no_replay_tag() {
     // it must not make the genuine packet look replayed.
     let mut forged = out.packet.clone();
     forged[100] ^= 1;
-    let forged = Frame::encode(&geometry, EPOCH, &forged).unwrap();
+    let forged = Frame::encode(&geometry, &forged).unwrap();
     assert_eq!(
         net.deliver(out.first_hop, forged.clone()).unwrap_err(),
         PacketError::HeaderAuthentication
@@ -347,7 +428,7 @@ fn a_flipped_payload_bit_is_caught_by_the_recipient() {
     for bit in [0usize, 1000, 8 * 1024 + 3, 8 * 2048 - 1] {
         let out = net.loop_packet(&FORWARD, &bob, 1);
         let mut frame = out.to_frame(&geometry).unwrap();
-        frame[9 + 348 + bit / 8] ^= 1 << (bit % 8);
+        frame[aegis_mix_packet::constants::FRAME_HEADER_LEN + 348 + bit / 8] ^= 1 << (bit % 8);
         let trace = net.deliver(out.first_hop, frame).unwrap();
         let payload = final_payload(trace.last, Destination::Mailbox(bob.id));
         assert_eq!(
@@ -372,26 +453,12 @@ fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
         PacketError::HeaderAuthentication
     );
 
-    // a frame naming an epoch the node has no key for
-    let other_epoch = Frame::encode(&geometry, EPOCH + 1, &out.packet).unwrap();
+    // a key the node holds for an epoch that is not live is not tried
+    net.add_epoch(EPOCH + 2);
+    let ahead = net.loop_packet_for(EPOCH + 2, &FORWARD, &bob, 3);
     assert_eq!(
-        net.deliver(out.first_hop, other_epoch).unwrap_err(),
-        PacketError::UnknownEpoch(EPOCH + 1)
-    );
-
-    // the node holds a key for the named epoch, but the packet was built for another
-    let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(99);
-    let next = aegis_mix_packet::SphinxSecret::random_from_rng(&mut rng);
-    net.nodes[0].keys.insert(
-        EPOCH + 1,
-        aegis_mix_packet::EpochKey::new(
-            next,
-            aegis_mix_packet::ReplayFilter::with_capacity(&mut rng, 10, 1e-3),
-        ),
-    );
-    let mislabelled = Frame::encode(&geometry, EPOCH + 1, &out.packet).unwrap();
-    assert_eq!(
-        net.deliver(out.first_hop, mislabelled).unwrap_err(),
+        net.deliver(ahead.first_hop, ahead.to_frame(&geometry).unwrap())
+            .unwrap_err(),
         PacketError::HeaderAuthentication
     );
 
@@ -402,13 +469,76 @@ fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
         PacketError::Replayed
     );
 
-    // erasing the epoch's key makes its packets unprocessable
+    // erasing the epoch's key makes its packets unprocessable: nothing
+    // else the node holds opens them
     let fresh = net.loop_packet(&FORWARD, &bob, 2);
     net.nodes[0].keys.erase_before(EPOCH + 1);
     assert_eq!(
         net.deliver(fresh.first_hop, fresh.to_frame(&geometry).unwrap())
             .unwrap_err(),
-        PacketError::UnknownEpoch(EPOCH)
+        PacketError::HeaderAuthentication
+    );
+
+    // with no live key at all the hop says so
+    net.nodes[0].keys.erase_before(EPOCH + 3);
+    assert_eq!(
+        net.deliver(fresh.first_hop, fresh.to_frame(&geometry).unwrap())
+            .unwrap_err(),
+        PacketError::NoLiveKey
+    );
+}
+
+#[test]
+fn packets_of_two_consensus_epochs_differ_only_in_the_key_that_opens_them() {
+    let mut net = TestNet::new(11, 5);
+    net.add_epoch(EPOCH + 1);
+    let bob = TestMailbox::new(&mut net.rng);
+    let geometry = net.geometry.clone();
+    let header = aegis_mix_packet::constants::FRAME_HEADER_LEN;
+    for round in 0..8u8 {
+        let old = net.loop_packet_for(EPOCH, &FORWARD, &bob, round);
+        let new = net.loop_packet_for(EPOCH + 1, &FORWARD, &bob, round);
+        let (old_trace, old_frames) = net
+            .deliver_tracing(old.first_hop, old.to_frame(&geometry).unwrap())
+            .unwrap();
+        let (new_trace, new_frames) = net
+            .deliver_tracing(new.first_hop, new.to_frame(&geometry).unwrap())
+            .unwrap();
+        // Both cross every hop, each opened by its own epoch's key.
+        assert!(old_frames.iter().all(|(e, _)| *e == EPOCH));
+        assert!(new_frames.iter().all(|(e, _)| *e == EPOCH + 1));
+        assert_eq!(old_trace.hops_visited, new_trace.hops_visited);
+        // On every link the two frames have one length, and the only bytes
+        // that are not Sphinx output are the same constant version byte.
+        for ((_, a), (_, b)) in old_frames.iter().zip(&new_frames) {
+            assert_eq!(a.len(), b.len());
+            assert_eq!(a[..header], b[..header]);
+            assert_eq!(a[..header], [aegis_mix_packet::constants::FRAME_VERSION]);
+        }
+        for (trace, epoch) in [(old_trace, EPOCH), (new_trace, EPOCH + 1)] {
+            let payload = final_payload(trace.last, Destination::Mailbox(bob.id));
+            assert!(
+                open_delivery(&geometry, &bob.secret, &payload).is_ok(),
+                "epoch {epoch}"
+            );
+        }
+    }
+    // A hop holding only the other epoch's key cannot open the packet, and
+    // refuses it exactly as it refuses random bytes.
+    let old = net.loop_packet_for(EPOCH, &FORWARD, &bob, 99);
+    net.live = vec![EPOCH + 1];
+    assert_eq!(
+        net.deliver(old.first_hop, old.to_frame(&geometry).unwrap())
+            .unwrap_err(),
+        PacketError::HeaderAuthentication
+    );
+    let mut noise = vec![0u8; geometry.packet_len()];
+    rand::Rng::fill_bytes(&mut net.rng, &mut noise);
+    noise[31] &= 0x7F;
+    assert_eq!(
+        net.deliver(old.first_hop, Frame::encode(&geometry, &noise).unwrap())
+            .unwrap_err(),
+        PacketError::HeaderAuthentication
     );
 }
 

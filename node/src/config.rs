@@ -12,6 +12,10 @@ pub const KEY_FILE: &str = "identity.key";
 /// Name of the database directory inside the data directory.
 pub const DB_DIR: &str = "db";
 
+/// Inbound connections kept for other nodes (a network lists at most 3,000
+/// mixes and 1,000 gateways under open admission; allowlists are smaller).
+pub const MAX_NODE_CONNECTIONS: usize = 8_192;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -87,6 +91,10 @@ pub struct NodeConfig {
     /// rate λP + λL + λD (bursts up to 10 s of that rate).
     #[serde(default = "default_rate_slack")]
     pub client_rate_slack: f64,
+    /// Inbound connections one source address may hold at once (open or
+    /// in handshake); more are refused before their handshake.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
 }
 
 fn default_ingress_queue() -> usize {
@@ -122,6 +130,9 @@ fn default_max_clients() -> usize {
 fn default_rate_slack() -> f64 {
     2.0
 }
+fn default_max_connections_per_source() -> usize {
+    32
+}
 
 impl NodeConfig {
     /// A configuration with defaults.
@@ -151,6 +162,20 @@ impl NodeConfig {
             max_mailboxes: default_max_mailboxes(),
             max_clients: default_max_clients(),
             client_rate_slack: default_rate_slack(),
+            max_connections_per_source: default_max_connections_per_source(),
+        }
+    }
+
+    /// The inbound connection caps: `max_connections_per_source` per
+    /// address, and in all room for every client slot (gateways) and
+    /// neighbour, and no more.
+    pub fn connection_limits(&self) -> aegis_link::ConnectionLimits {
+        aegis_link::ConnectionLimits {
+            per_source: self.max_connections_per_source.max(1),
+            total: match self.role {
+                Role::Gateway => self.max_clients.saturating_add(MAX_NODE_CONNECTIONS),
+                Role::Mix => MAX_NODE_CONNECTIONS,
+            },
         }
     }
 
@@ -257,6 +282,9 @@ fn help_for(key: &str) -> Option<&'static str> {
         "max_mailboxes" => "Gateway: mailboxes holding packets at once (then mailboxes_full).",
         "max_clients" => "Gateway: clients attached at once.",
         "client_rate_slack" => "Gateway: multiple of the published client rate a client may send.",
+        "max_connections_per_source" => {
+            "Inbound connections one address may hold; more are refused before their handshake."
+        }
         "[[authorities]]" => "A directory authority: base URL and pinned Ed25519 key (hex).",
         _ => return None,
     })

@@ -1,14 +1,18 @@
 //! Node loop cover: at the published rate λM the node sends a packet through
 //! one mix of every layer and a gateway back to itself, and counts how many
 //! return. The count is one reliability figure for the node as a whole,
-//! never per peer.
+//! never per peer. A loop not back by a deadline set from the published
+//! delays counts as lost, and the loss feeds a [`LossAlarm`]: loss far above
+//! the node's long-run loss is what an attacker who holds back this node's
+//! input (an n−1 attack) causes, and it is raised as a metric and a warning.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegis_mix_packet::{Body, HopDelays, LoopId, build_mailbox_packet};
-use aegis_proto::LoopTracker;
+use aegis_proto::loop_alarm::loop_deadline;
 use aegis_proto::loop_cover::NODE_LOOP_TIMEOUT;
+use aegis_proto::{AlarmChange, LoopTracker, LossAlarm, LossAlarmConfig};
 use rand::{Rng as _, SeedableRng as _};
 use rand_distr::{Distribution as _, Exp};
 use tokio::sync::watch;
@@ -16,30 +20,101 @@ use tokio::sync::watch;
 use crate::egress::Egress;
 use crate::state::Shared;
 
-/// The node's loops in flight, shared by the cover task (which sends them)
-/// and the crypto workers (which see them return).
-pub struct Loops(Mutex<LoopTracker<LoopId>>);
+/// Slack for links and queues on top of the loop's mixing delays.
+const LINK_SLACK: Duration = Duration::from_secs(5);
+
+/// The node's loops in flight, shared by the cover task (which sends them
+/// and judges the overdue ones) and the crypto workers (which see them
+/// return).
+pub struct Loops(Mutex<LoopState>);
+
+struct LoopState {
+    tracker: LoopTracker<LoopId>,
+    alarm: LossAlarm,
+    /// Loops back in time since the alarm last saw them.
+    returned: usize,
+}
 
 impl Default for Loops {
     fn default() -> Self {
-        Loops(Mutex::new(LoopTracker::new(NODE_LOOP_TIMEOUT)))
+        Loops::new(LossAlarmConfig::default())
     }
 }
 
 impl Loops {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LoopTracker<LoopId>> {
+    /// No loops yet, judged by `alarm`.
+    pub fn new(alarm: LossAlarmConfig) -> Self {
+        Loops(Mutex::new(LoopState {
+            tracker: LoopTracker::new(NODE_LOOP_TIMEOUT),
+            alarm: LossAlarm::new(alarm),
+            returned: 0,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoopState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Remembers a loop sent at `now`.
     pub fn sent(&self, id: LoopId, now: Duration) {
-        self.lock().sent(id, now);
+        self.lock().tracker.sent(id, now);
     }
 
     /// Whether `id` was in flight and is back in time (it is forgotten now:
     /// a replayed loop does not count twice).
     pub fn returned(&self, id: &LoopId, now: Duration) -> bool {
-        self.lock().returned(id, now).is_some()
+        let mut state = self.lock();
+        let back = state.tracker.returned(id, now).is_some();
+        if back {
+            state.returned += 1;
+        }
+        back
+    }
+
+    /// Judges the loops resolved since the last call: those back in time,
+    /// then those past `deadline` at `now` (counted lost). Returns how many
+    /// were lost and the alarm's change, if any.
+    pub fn judge(&self, now: Duration, deadline: Duration) -> (usize, Option<AlarmChange>) {
+        let mut state = self.lock();
+        state.tracker.set_timeout(deadline);
+        let back = std::mem::take(&mut state.returned);
+        let mut change = state.alarm.observe_many(false, back);
+        let lost = state.tracker.expire(now);
+        if let Some(c) = state.alarm.observe_many(true, lost) {
+            change = Some(c);
+        }
+        (lost, change)
+    }
+
+    /// Whether the alarm is raised.
+    pub fn alarm_raised(&self) -> bool {
+        self.lock().alarm.raised()
+    }
+}
+
+/// Counts what [`Loops::judge`] found and says so when the alarm changes.
+fn report(shared: &Shared, lost: usize, change: Option<AlarmChange>) {
+    shared.metrics.cover_lost.inc_by(lost as u64);
+    match change {
+        Some(AlarmChange::Raised {
+            lost,
+            window,
+            baseline,
+        }) => {
+            shared.metrics.loop_alarm.set(1);
+            shared.metrics.loop_alarms.inc();
+            tracing::warn!(
+                lost,
+                window,
+                baseline = format!("{baseline:.3}"),
+                "loop cover loss far above normal: this node's input may be held back (n-1 attack), or its links are failing"
+            );
+        }
+        Some(AlarmChange::Cleared) => {
+            shared.metrics.loop_alarm.set(0);
+            tracing::info!("loop cover loss back to normal");
+        }
+        None => {}
     }
 }
 
@@ -65,6 +140,14 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
         let Some(topology) = topology else { continue };
+        let deadline = loop_deadline(
+            topology.layers.len() + 1,
+            topology.mean_hop_delay(),
+            LINK_SLACK,
+            NODE_LOOP_TIMEOUT,
+        );
+        let (lost, change) = loops.judge(shared.started.elapsed(), deadline);
+        report(&shared, lost, change);
         if topology.node(&shared.id).is_none() {
             continue;
         }
@@ -79,7 +162,6 @@ pub async fn run(
         let Ok(packet) = build_mailbox_packet(
             &mut rng,
             &shared.geometry,
-            topology.epoch,
             &route,
             &delays,
             shared.loop_mailbox,

@@ -300,6 +300,6 @@ fn pull(shared: &Shared, mailbox: &MailboxId) -> Result<Vec<Entry>, AccessError>
     Ok(access::pull_answer(
         &mut rand::rng(),
         stored,
-        shared.geometry.payload_len,
+        shared.geometry.delivery_len(),
     ))
 }

@@ -16,7 +16,7 @@ use aegis_directory::constants::SPHINX_KEYS_PER_DESCRIPTOR;
 use aegis_mix_packet::constants::REPLAY_TAG_LEN;
 use aegis_mix_packet::{
     Frame, Geometry, PacketError, Processed, ReplayFilter, ReplayLedger, ReplayTag,
-    SphinxPublicKey, SphinxSecret, process_hop,
+    SphinxPublicKey, SphinxSecret, open_with_any,
 };
 use rand::CryptoRng;
 
@@ -41,6 +41,9 @@ pub struct FilterSizing {
     pub capacity: u64,
     /// False-positive rate at that capacity.
     pub fp_rate: f64,
+    /// Bytes one filter may grow to when more packets than `capacity`
+    /// arrive (a flood of valid packets): its share of the memory cap.
+    pub max_bytes: u64,
 }
 
 /// Epochs whose keys and filters a node holds at once: the previous one
@@ -58,7 +61,8 @@ impl FilterSizing {
     /// (a key is used for its own epoch and, for packets in flight, a little
     /// beyond), shrunk if [`EPOCHS_HELD`] of them would need more than
     /// `max_mb` MiB together: the memory a node commits stays under its
-    /// operator's cap whatever epoch length it is told.
+    /// operator's cap whatever epoch length it is told. Each may grow
+    /// (more slices, see `ReplayFilter`) up to its share of the cap.
     pub fn for_epoch(line_rate: u64, epoch_secs: f64, max_mb: u64) -> Self {
         let wanted = (line_rate as f64 * epoch_secs * 2.0).ceil();
         let ln2 = std::f64::consts::LN_2;
@@ -68,6 +72,7 @@ impl FilterSizing {
         FilterSizing {
             capacity: wanted.min(affordable).max(1.0) as u64,
             fp_rate: Self::FP_RATE,
+            max_bytes: budget as u64,
         }
     }
 
@@ -104,7 +109,12 @@ impl KeyRing {
                 Some(filter) => (filter, false),
                 None => {
                     fresh_filters += 1;
-                    let filter = ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate);
+                    let filter = ReplayFilter::with_limit(
+                        rng,
+                        sizing.capacity,
+                        sizing.fp_rate,
+                        sizing.max_bytes,
+                    );
                     (filter, true)
                 }
             };
@@ -162,7 +172,8 @@ impl KeyRing {
             let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
             rng.fill_bytes(bytes.as_mut());
             store.put_key(epoch, &bytes)?;
-            let filter = ReplayFilter::with_capacity(rng, sizing.capacity, sizing.fp_rate);
+            let filter =
+                ReplayFilter::with_limit(rng, sizing.capacity, sizing.fp_rate, sizing.max_bytes);
             store.put_filter(epoch, &filter.to_bytes())?;
             self.insert(epoch, SphinxSecret::from(*bytes), filter, false);
             generated += 1;
@@ -269,29 +280,41 @@ impl KeyRing {
         Some([key(epoch)?, key(epoch + 1)?, key(epoch + 2)?])
     }
 
-    /// One hop for one frame: decode, pick the frame epoch's key, then
-    /// [`process_hop`] with that epoch's replay filter (locked for each look
-    /// up and record, not across the unwrap, so workers processing packets
-    /// of the same epoch contend only for the filter update).
+    /// One hop for one frame: decode, try the keys of `epochs` this ring
+    /// holds in that order ([`open_with_any`]), with the replay filter of the
+    /// epoch whose key opened the packet (locked for each look up and
+    /// record, not across the unwrap, so workers processing packets of the
+    /// same epoch contend only for the filter update).
     /// A newly recorded tag is appended to `recorded` with its epoch: the
     /// caller journals it before the packet goes on.
     pub fn process(
         &self,
         geometry: &Geometry,
         frame: &[u8],
+        epochs: &[u64],
         recorded: &mut Vec<(u64, [u8; REPLAY_TAG_LEN])>,
     ) -> Result<(u64, Processed), PacketError> {
         let frame = Frame::decode(geometry, frame)?;
-        let slot = self
-            .get(frame.epoch)
-            .ok_or(PacketError::UnknownEpoch(frame.epoch))?;
+        let slots: Vec<(u64, Arc<EpochSlot>)> = {
+            let held = self.read();
+            epochs
+                .iter()
+                .filter_map(|e| held.get(e).map(|s| (*e, Arc::clone(s))))
+                .collect()
+        };
+        let keys: Vec<(u64, &SphinxSecret)> = slots.iter().map(|(e, s)| (*e, &s.secret)).collect();
+        let (epoch, peeled) = open_with_any(geometry, frame.packet, &keys)?;
+        let slot = slots
+            .iter()
+            .find(|(e, _)| *e == epoch)
+            .map(|(_, s)| s)
+            .ok_or(PacketError::NoLiveKey)?;
         let mut ledger = SlotLedger {
-            slot: &slot,
-            epoch: frame.epoch,
+            slot,
+            epoch,
             recorded,
         };
-        let processed = process_hop(geometry, frame.packet, &slot.secret, &mut ledger)?;
-        Ok((frame.epoch, processed))
+        Ok((epoch, peeled.finish(&mut ledger)?))
     }
 }
 
@@ -336,9 +359,12 @@ mod tests {
     use super::*;
 
     const G: Geometry = Geometry::STANDARD;
+    /// The keys a hop tries during epoch 8, once the document of 9 is out.
+    const LIVE_8: &[u64] = &[8, 9, 7];
     const SIZING: FilterSizing = FilterSizing {
         capacity: 1_000,
         fp_rate: 1e-6,
+        max_bytes: 1 << 20,
     };
 
     fn frame_for(ring: &KeyRing, epoch: u64, n: u8) -> Vec<u8> {
@@ -354,7 +380,6 @@ mod tests {
         build_mailbox_packet(
             &mut rand::rng(),
             &G,
-            epoch,
             &route,
             &HopDelays::fixed(&[Duration::ZERO; 5]),
             MailboxId([1; 32]),
@@ -379,8 +404,11 @@ mod tests {
         assert!(long.capacity < 2_000 * 86_400 * 2);
         assert!(long.bytes() * EPOCHS_HELD <= 512 * 1_048_576);
         let mut rng = rand::rng();
-        let filter = ReplayFilter::with_capacity(&mut rng, long.capacity, long.fp_rate);
+        let filter =
+            ReplayFilter::with_limit(&mut rng, long.capacity, long.fp_rate, long.max_bytes);
         assert!(filter.size_bytes() as u64 <= long.bytes() + 8);
+        // Growth under a flood stays within each filter's share of the cap.
+        assert!(long.max_bytes * EPOCHS_HELD <= 512 * 1_048_576);
     }
 
     #[test]
@@ -397,9 +425,9 @@ mod tests {
             // Generated filters are stored with their keys.
             assert_eq!(ring.persist_filters(&store).unwrap(), 0);
             frame = frame_for(&ring, 8, 1);
-            ring.process(&G, &frame, &mut Vec::new()).unwrap();
+            ring.process(&G, &frame, LIVE_8, &mut Vec::new()).unwrap();
             assert!(matches!(
-                ring.process(&G, &frame, &mut Vec::new()),
+                ring.process(&G, &frame, LIVE_8, &mut Vec::new()),
                 Err(PacketError::Replayed)
             ));
             assert_eq!(ring.persist_filters(&store).unwrap(), 1);
@@ -409,7 +437,7 @@ mod tests {
         let (ring, fresh) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
         assert_eq!((ring.epochs(), fresh), (vec![7, 8, 9], 0));
         assert!(matches!(
-            ring.process(&G, &frame, &mut Vec::new()),
+            ring.process(&G, &frame, LIVE_8, &mut Vec::new()),
             Err(PacketError::Replayed)
         ));
         assert_eq!(ring.persist_filters(&store).unwrap(), 0);
@@ -425,7 +453,7 @@ mod tests {
             ring.ensure(&store, &mut rand::rng(), 1, 1, SIZING).unwrap();
             frame = frame_for(&ring, 1, 7);
             let mut recorded = Vec::new();
-            ring.process(&G, &frame, &mut recorded).unwrap();
+            ring.process(&G, &frame, &[1], &mut recorded).unwrap();
             assert_eq!(recorded.len(), 1);
             // What a worker does before the packet goes on.
             store.journal_tags(&recorded).unwrap();
@@ -434,7 +462,7 @@ mod tests {
         let store = NodeStore::open(dir.path()).unwrap();
         let (ring, _) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
         assert!(matches!(
-            ring.process(&G, &frame, &mut Vec::new()),
+            ring.process(&G, &frame, &[1], &mut Vec::new()),
             Err(PacketError::Replayed)
         ));
         // A snapshot holds the tag; the journal entry goes, and the replay
@@ -445,7 +473,7 @@ mod tests {
         let store = NodeStore::open(dir.path()).unwrap();
         let (ring, _) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
         assert!(matches!(
-            ring.process(&G, &frame, &mut Vec::new()),
+            ring.process(&G, &frame, &[1], &mut Vec::new()),
             Err(PacketError::Replayed)
         ));
         // Erasing the epoch takes its journal with it.

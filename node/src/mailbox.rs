@@ -22,8 +22,9 @@ pub const DEPOSIT_QUEUE: usize = 4_096;
 pub struct Deposit {
     /// The mailbox.
     pub mailbox: MailboxId,
-    /// The payload as the owner will pull it.
-    pub payload: Vec<u8>,
+    /// What the owner will pull: the delivery tag and the payload
+    /// (`Geometry::delivery_len` bytes).
+    pub delivery: Vec<u8>,
 }
 
 /// The workers' handle on the mailbox stage.
@@ -59,7 +60,7 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<(Mailboxes, std::thread::Jo
 fn store(shared: &Shared, deposit: &Deposit) {
     match shared.store.deliver(
         &deposit.mailbox,
-        &deposit.payload,
+        &deposit.delivery,
         now_ms(),
         MailboxLimits {
             per_mailbox: shared.config.mailbox_limit,

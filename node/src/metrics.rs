@@ -20,9 +20,11 @@ use aegis_mix_packet::PacketError;
 pub enum DropReason {
     /// The frame is not a well-formed frame of the network's geometry.
     malformed_frame,
-    /// The frame names a key epoch this node holds no key for.
-    unknown_epoch,
-    /// The packet header did not authenticate under this node's key.
+    /// The node holds no key of an epoch its clock says can be live (it has
+    /// no clock yet, or its keys are not generated).
+    no_live_key,
+    /// The packet header did not authenticate under any live key of this
+    /// node.
     bad_header,
     /// The packet payload or routing information is invalid.
     bad_packet,
@@ -65,7 +67,7 @@ impl DropReason {
     /// The reason for a packet-layer failure.
     pub fn of(error: &PacketError) -> Self {
         match error {
-            PacketError::UnknownEpoch(_) => DropReason::unknown_epoch,
+            PacketError::NoLiveKey => DropReason::no_live_key,
             PacketError::Replayed => DropReason::replay,
             PacketError::HeaderAuthentication | PacketError::NonCanonicalGroupElement => {
                 DropReason::bad_header
@@ -91,6 +93,11 @@ pub enum AccessRefusal {
     gateway_full,
     /// A newer connection for the same mailbox took over.
     replaced,
+    /// An inbound connection from an address already holding
+    /// `max_connections_per_source` (refused before its handshake).
+    source_connections,
+    /// An inbound connection while the node held all it accepts.
+    connections_full,
 }
 
 /// The access-refusal label.
@@ -118,6 +125,8 @@ pub struct NodeMetrics {
     pub dropped: Family<ReasonLabel, Counter>,
     /// Client connections refused or ended by the gateway, by reason.
     pub access_refused: Family<RefusalLabel, Counter>,
+    /// What the link layer refused (exported into `access_refused`).
+    pub link_refusals: std::sync::Arc<aegis_link::Refusals>,
     /// Packets stored in a mailbox.
     pub stored: Counter,
     /// Stored packets acknowledged and deleted.
@@ -126,6 +135,13 @@ pub struct NodeMetrics {
     pub cover_sent: Counter,
     /// Loop cover packets of this node that came back.
     pub cover_returned: Counter,
+    /// Loop cover packets of this node not back by their deadline.
+    pub cover_lost: Counter,
+    /// 1 while loop loss is far above what the network's own loss explains
+    /// (a possible n−1 attack on this node's input), else 0.
+    pub loop_alarm: Gauge,
+    /// Times the loop alarm was raised.
+    pub loop_alarms: Counter,
     /// Frames waiting for a crypto worker.
     pub ingress_depth: Gauge,
     /// Packets held by the mixing strategy.
@@ -185,6 +201,7 @@ impl NodeMetrics {
                 "Client connections refused or ended, by reason",
                 Family::default(),
             ),
+            link_refusals: std::sync::Arc::default(),
             stored: register(
                 r,
                 "stored",
@@ -202,6 +219,24 @@ impl NodeMetrics {
                 r,
                 "cover_returned",
                 "Loop cover that came back",
+                Counter::default(),
+            ),
+            cover_lost: register(
+                r,
+                "cover_lost",
+                "Loop cover not back by its deadline",
+                Counter::default(),
+            ),
+            loop_alarm: register(
+                r,
+                "loop_alarm",
+                "1 while loop loss is far above the node's long-run loss",
+                Gauge::default(),
+            ),
+            loop_alarms: register(
+                r,
+                "loop_alarms",
+                "Times the loop-loss alarm was raised",
                 Counter::default(),
             ),
             ingress_depth: register(r, "ingress_depth", "Frames queued", Gauge::default()),
@@ -283,6 +318,7 @@ impl NodeMetrics {
 
     /// Client connections refused for `reason` so far.
     pub fn refused_for(&self, reason: AccessRefusal) -> u64 {
+        self.sync_link_refusals();
         self.access_refused
             .get_or_create(&RefusalLabel { reason })
             .get()
@@ -300,8 +336,30 @@ impl NodeMetrics {
         self.dropped.get_or_create(&ReasonLabel { reason }).get()
     }
 
+    /// Brings the link layer's refusal counts into `access_refused`.
+    fn sync_link_refusals(&self) {
+        use std::sync::atomic::Ordering;
+        for (reason, seen) in [
+            (
+                AccessRefusal::source_connections,
+                self.link_refusals.per_source.load(Ordering::Relaxed),
+            ),
+            (
+                AccessRefusal::connections_full,
+                self.link_refusals.total.load(Ordering::Relaxed),
+            ),
+        ] {
+            let counter = self.access_refused.get_or_create(&RefusalLabel { reason });
+            let exported = counter.get();
+            if seen > exported {
+                counter.inc_by(seen - exported);
+            }
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        self.sync_link_refusals();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -20,8 +20,6 @@ use aegis_proto::Mixer;
 pub struct MixItem {
     /// Where it goes.
     pub next_hop: NodeId,
-    /// The key epoch it was framed under (kept for the next hop).
-    pub epoch: u64,
     /// The sender-chosen delay for this hop (capped).
     pub delay: Duration,
     /// The packet for the next hop.
@@ -70,7 +68,7 @@ pub async fn run(
         }
         mixer.poll(now(), &mut rng, &mut due);
         for item in due.drain(..) {
-            match Frame::encode(&shared.geometry, item.epoch, &item.packet) {
+            match Frame::encode(&shared.geometry, &item.packet) {
                 Ok(frame) => egress.send(item.next_hop, frame),
                 Err(_) => shared.metrics.drop(DropReason::bad_packet),
             }

@@ -128,7 +128,13 @@ impl RunningNode {
             .listen
             .parse()
             .map_err(|_| NodeError::Setup("listen address".into()))?;
-        let (host, swarm_task) = Host::start(&shared.identity, Some(listen), shutdown_rx.clone())?;
+        let (host, swarm_task) = Host::start_limited(
+            &shared.identity,
+            Some(listen),
+            shared.config.connection_limits(),
+            shared.metrics.link_refusals.clone(),
+            shutdown_rx.clone(),
+        )?;
         let listen = host
             .listen_address()
             .await

@@ -88,7 +88,7 @@ pub struct MailboxLimits {
 pub struct StoredPacket {
     /// The id the owner acknowledges it with.
     pub id: u64,
-    /// The payload.
+    /// What the owner pulls: the delivery tag and the payload.
     pub payload: Vec<u8>,
 }
 

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use aegis_mix_packet::constants::REPLAY_TAG_LEN;
-use aegis_mix_packet::{Body, Destination, Processed, open_delivery};
+use aegis_mix_packet::constants::{DELIVERY_TAG_LEN, REPLAY_TAG_LEN};
+use aegis_mix_packet::{Body, Destination, Processed, join_delivery, open_delivery};
 use tokio::sync::mpsc;
 
 use aegis_proto::{Next, Source};
@@ -34,7 +34,7 @@ pub const HANDOFF_BATCH: usize = 8;
 #[derive(Default)]
 pub struct Batch {
     forward: Vec<MixItem>,
-    finals: Vec<(Destination, Vec<u8>)>,
+    finals: Vec<(Destination, [u8; DELIVERY_TAG_LEN], Vec<u8>)>,
     tags: Vec<(u64, [u8; REPLAY_TAG_LEN])>,
 }
 
@@ -111,9 +111,14 @@ impl WorkerContext {
     pub fn handle(&self, inbound: &Inbound, batch: &mut Batch) {
         let shared = &self.shared;
         let started = Instant::now();
-        let result = shared
-            .keys
-            .process(&shared.geometry, &inbound.frame, &mut batch.tags);
+        let epochs = shared
+            .schedule()
+            .map(|s| s.key_epochs_at(crate::state::now_ms()))
+            .unwrap_or_default();
+        let result =
+            shared
+                .keys
+                .process(&shared.geometry, &inbound.frame, &epochs, &mut batch.tags);
         shared
             .metrics
             .processing_seconds
@@ -141,7 +146,6 @@ impl WorkerContext {
                 }
                 batch.forward.push(MixItem {
                     next_hop,
-                    epoch,
                     delay,
                     packet,
                 });
@@ -150,12 +154,12 @@ impl WorkerContext {
                 epoch,
                 Processed::Final {
                     destination,
+                    delivery_tag,
                     payload,
-                    ..
                 },
             )) => {
                 if self.in_order(epoch, inbound.source, Next::Final) {
-                    batch.finals.push((destination, payload));
+                    batch.finals.push((destination, delivery_tag, payload));
                 }
             }
         }
@@ -183,8 +187,8 @@ impl WorkerContext {
             );
             return;
         }
-        for (destination, payload) in finals {
-            self.final_hop(destination, &payload);
+        for (destination, tag, payload) in finals {
+            self.final_hop(destination, &tag, &payload);
         }
         if forward.is_empty() {
             return;
@@ -201,7 +205,7 @@ impl WorkerContext {
         }
     }
 
-    fn final_hop(&self, destination: Destination, payload: &[u8]) {
+    fn final_hop(&self, destination: Destination, tag: &[u8; DELIVERY_TAG_LEN], payload: &[u8]) {
         let shared = &self.shared;
         let mailbox = match destination {
             Destination::Drop => {
@@ -230,7 +234,7 @@ impl WorkerContext {
         match &self.mailboxes {
             Some(mailboxes) => mailboxes.deposit(Deposit {
                 mailbox,
-                payload: payload.to_vec(),
+                delivery: join_delivery(tag, payload),
             }),
             None => shared.metrics.drop(DropReason::final_at_mix),
         }

@@ -43,12 +43,11 @@ impl Owner {
         }
     }
 
-    fn packet(&self, topology: &Topology, route: &Route, id: u8) -> OutgoingPacket {
+    fn packet(&self, route: &Route, id: u8) -> OutgoingPacket {
         let delays = HopDelays::fixed(&vec![Duration::from_millis(5); route.hops().len()]);
         build_mailbox_packet(
             &mut rand::rng(),
             &G,
-            topology.epoch,
             route,
             &delays,
             mailbox_id_for(&self.key.verifying_key().to_bytes()),
@@ -145,7 +144,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
 
     // 1. A packet crosses gateway → 3 mixes → gateway and is pulled.
     let route = through_mixes(&topology, gateway_id);
-    let first = owner.packet(&topology, &route, 1);
+    let first = owner.packet(&route, 1);
     let first_frame = first.to_frame(&G).unwrap();
     session.send(first_frame.clone()).await.unwrap();
     assert_eq!(
@@ -156,11 +155,11 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     // 2. Bad input, interleaved with good packets.
     let gateway = net.node(GATEWAY).unwrap();
     session.send(first_frame.clone()).await.unwrap(); // replay
-    // A well-formed frame of the right epoch around random bytes.
+    // A well-formed frame around random bytes.
     let mut noise = vec![0u8; G.packet_len()];
     rand::rng().fill_bytes(&mut noise);
     session
-        .send(Frame::encode(&G, topology.epoch, &noise).unwrap())
+        .send(Frame::encode(&G, &noise).unwrap())
         .await
         .unwrap();
     // Pure garbage: random bytes of frame length.
@@ -168,8 +167,6 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     rand::rng().fill_bytes(&mut garbage);
     garbage[0] = 0xEE;
     session.send(garbage).await.unwrap();
-    let unknown_epoch = Frame::encode(&G, 9_999, &first.packet).unwrap();
-    session.send(unknown_epoch).await.unwrap();
     let mut fake_key = [0u8; 32];
     rand::rng().fill_bytes(&mut fake_key);
     let mut hops = route.hops().to_vec();
@@ -177,12 +174,12 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
         node: NodeId([7; 32]),
         sphinx_key: SphinxPublicKey::from(&SphinxSecret::from(fake_key)),
     };
-    let to_nowhere = owner.packet(&topology, &Route::new(hops, &G).unwrap(), 9);
+    let to_nowhere = owner.packet(&Route::new(hops, &G).unwrap(), 9);
     session
         .send(to_nowhere.to_frame(&G).unwrap())
         .await
         .unwrap();
-    let second = owner.packet(&topology, &route, 2);
+    let second = owner.packet(&route, 2);
     session.send(second.to_frame(&G).unwrap()).await.unwrap();
     assert_eq!(
         pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
@@ -190,7 +187,6 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     );
     let m = gateway.metrics();
     assert_eq!(m.dropped_for(DropReason::replay), 1);
-    assert_eq!(m.dropped_for(DropReason::unknown_epoch), 1);
     assert_eq!(m.dropped_for(DropReason::unknown_next_hop), 1);
     assert_eq!(m.dropped_for(DropReason::bad_header), 1);
     assert_eq!(m.dropped_for(DropReason::malformed_frame), 1);
@@ -202,9 +198,9 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     let twice = topology
         .hops(&G, &[gateway_id, layer(0), layer(1), layer(0), gateway_id])
         .unwrap();
-    let looping = owner.packet(&topology, &twice, 3);
+    let looping = owner.packet(&twice, 3);
     session.send(looping.to_frame(&G).unwrap()).await.unwrap();
-    let fourth = owner.packet(&topology, &route, 4);
+    let fourth = owner.packet(&route, 4);
     session.send(fourth.to_frame(&G).unwrap()).await.unwrap();
     assert_eq!(
         pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
@@ -277,7 +273,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     .iter()
     .map(|id| topology.node(id).unwrap().hop(topology.epoch).unwrap())
     .collect();
-    let direct = owner.packet(&topology, &Route::cycle(mix_hops, &G).unwrap(), 3);
+    let direct = owner.packet(&Route::cycle(mix_hops, &G).unwrap(), 3);
     let direct_frame = direct.to_frame(&G).unwrap();
     // Fixed ports: the address stays the same across the restart.
     let mix1_addr = net.node(mix1_index).unwrap().listen.clone();
@@ -320,7 +316,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
         for i in 0..FLOOD {
             let frame = if i % 2 == 0 {
                 rand::rng().fill_bytes(&mut noise);
-                Frame::encode(&G, topology.epoch, &noise).unwrap()
+                Frame::encode(&G, &noise).unwrap()
             } else {
                 direct_frame.clone()
             };
@@ -330,7 +326,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
         s2
     });
     for id in 10..13u8 {
-        let p = owner.packet(&topology, &route, id);
+        let p = owner.packet(&route, id);
         session.send(p.to_frame(&G).unwrap()).await.unwrap();
     }
     let mut good = pull_loops(&mut session, &owner, 3, Duration::from_secs(20)).await;
@@ -353,7 +349,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
 
     // 5. A gateway restarted keeps undelivered packets.
     let stored_before = net.node(GATEWAY).unwrap().metrics().stored.get();
-    let third = owner.packet(&topology, &route, 4);
+    let third = owner.packet(&route, 4);
     session.send(third.to_frame(&G).unwrap()).await.unwrap();
     let gw = net.node(GATEWAY).unwrap();
     eventually("the packet is stored", Duration::from_secs(10), || {
@@ -373,7 +369,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     // and send more packets its way than the queue holds.
     net.stop_node(mix1_index).await;
     for i in 0..30u8 {
-        let p = owner.packet(&topology, &route, 100 + i);
+        let p = owner.packet(&route, 100 + i);
         session.send(p.to_frame(&G).unwrap()).await.unwrap();
     }
     let gw = net.node(GATEWAY).unwrap();

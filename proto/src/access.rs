@@ -270,13 +270,13 @@ impl<K: std::hash::Hash + Eq + Copy> Registry<K> {
     }
 }
 
-/// A pull answer: `stored` (id and payload, at most [`PULL_BATCH`] of them)
-/// followed by dummies of `payload_len` random bytes and random ids, exactly
-/// [`PULL_BATCH`] entries in all.
+/// A pull answer: `stored` (id and delivery, at most [`PULL_BATCH`] of
+/// them) followed by dummies of `delivery_len` random bytes and random ids,
+/// exactly [`PULL_BATCH`] entries in all.
 pub fn pull_answer<R: Rng + ?Sized>(
     rng: &mut R,
     stored: impl IntoIterator<Item = (u64, Vec<u8>)>,
-    payload_len: usize,
+    delivery_len: usize,
 ) -> Vec<Entry> {
     let mut entries: Vec<Entry> = stored
         .into_iter()
@@ -288,7 +288,7 @@ pub fn pull_answer<R: Rng + ?Sized>(
         })
         .collect();
     while entries.len() < PULL_BATCH {
-        let mut payload = vec![0u8; payload_len];
+        let mut payload = vec![0u8; delivery_len];
         rng.fill_bytes(&mut payload);
         entries.push(Entry {
             real: false,

@@ -33,6 +33,7 @@ use aegis_mix_packet::constants::ID_LEN;
 use aegis_mix_packet::{
     Body, Geometry, HopDelays, LoopId, MailboxId, NodeId, OutgoingPacket, SphinxPublicKey,
     SphinxSecret, SurbAck, build_ack, build_drop_cover, build_mailbox_packet, open_delivery,
+    split_delivery,
 };
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
@@ -317,16 +318,17 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         self.unacknowledged = ack;
     }
 
-    /// What a pull brought: `(id, payload)` of each real entry. Each is
-    /// acknowledged by the next pull.
+    /// What a pull brought: `(id, delivery)` of each real entry (the
+    /// delivery tag and payload the gateway stored). Each is acknowledged by
+    /// the next pull.
     pub fn handle_pulled<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         entries: Vec<([u8; 8], Vec<u8>)>,
         now: Duration,
     ) {
-        for (id, payload) in entries {
-            self.receive(rng, &payload, now, true);
+        for (id, delivery) in entries {
+            self.deliver(rng, &delivery, now);
             if self.unacknowledged.len() < PULL_BATCH {
                 self.unacknowledged.push(id);
             }
@@ -460,7 +462,6 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         let packet = build_mailbox_packet(
             rng,
             &self.geometry,
-            self.topology.epoch,
             &route,
             &delays,
             self.own.mailbox,
@@ -479,7 +480,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             .route(rng, &self.geometry, self.own.gateway, exit)
             .ok()?;
         let delays = self.delays(rng);
-        build_drop_cover(rng, &self.geometry, self.topology.epoch, &route, &delays).ok()
+        build_drop_cover(rng, &self.geometry, &route, &delays).ok()
     }
 
     fn fragment_packet<R: CryptoRng + ?Sized>(
@@ -500,10 +501,9 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             .ok()?;
         let delays = self.delays(rng);
         let back_delays = self.delays(rng);
-        let surb_ack = SurbAck::new(
+        let (surb_ack, reply_key) = SurbAck::new(
             rng,
             geometry,
-            self.topology.epoch,
             &back,
             &back_delays,
             self.own.mailbox,
@@ -514,7 +514,6 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         let packet = build_mailbox_packet(
             rng,
             geometry,
-            self.topology.epoch,
             &route,
             &delays,
             address.mailbox,
@@ -527,14 +526,35 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         .ok()?;
         let expected = self.topology.mean_hop_delay() * geometry.hops as u32;
         let timeout = ack_timeout(expected, self.pull_interval());
-        if let Some(event) =
-            self.outbox
-                .record_sent(t.local_id, t.fragment.index, ack_id, now, timeout)
-        {
+        if let Some(event) = self.outbox.record_sent(
+            t.local_id,
+            t.fragment.index,
+            ack_id,
+            reply_key,
+            now,
+            timeout,
+        ) {
             self.events.push_back(EndpointEvent::Status(event));
         }
         self.outbox_changed = true;
         Some(packet)
+    }
+
+    /// One stored packet: an ack over a reply block this client gave away
+    /// is found by its delivery tag and turned back into its view with the
+    /// kept reply key; anything else is its view already.
+    fn deliver<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, delivery: &[u8], now: Duration) {
+        let Ok((tag, payload)) = split_delivery(&self.geometry, delivery) else {
+            return;
+        };
+        match self.outbox.reply_key(tag) {
+            Some(key) => {
+                if let Ok(view) = key.open(&self.geometry, payload) {
+                    self.receive(rng, &view, now, true);
+                }
+            }
+            None => self.receive(rng, payload, now, true),
+        }
     }
 
     fn receive<R: CryptoRng + ?Sized>(

@@ -18,6 +18,7 @@
 //!   retransmission with back-off, exactly-once delivery;
 //! * [`access`] — the gateway's access policy: rate limits, pull answers;
 //! * [`loop_cover`] — loops in flight and the share that came back;
+//! * [`loop_alarm`] — telling an attack on a node's input from normal loss;
 //! * [`client`] — the client [`Endpoint`]: slot to packet, the pull grid,
 //!   acknowledgements, what pulls bring;
 //! * [`backoff`] — the retry back-off of the outbox and of the node's and
@@ -53,6 +54,7 @@ pub use delivery::{
 
 pub mod access;
 
+pub mod loop_alarm;
 pub mod loop_cover;
 
 pub mod client;
@@ -60,4 +62,5 @@ pub mod client;
 #[cfg(any(test, feature = "testnet"))]
 pub mod testnet;
 pub use client::{Address, Endpoint, EndpointConfig, EndpointEvent, EndpointStats, Own};
+pub use loop_alarm::{AlarmChange, LossAlarm, LossAlarmConfig};
 pub use loop_cover::{LoopStats, LoopTracker};

@@ -81,13 +81,21 @@ impl<Id: Hash + Eq + Copy> LoopTracker<Id> {
         Some(rtt)
     }
 
-    /// Counts as lost every loop older than the timeout at `now`.
-    pub fn expire(&mut self, now: Duration) {
+    /// Counts as lost every loop older than the timeout at `now`; returns
+    /// how many were.
+    pub fn expire(&mut self, now: Duration) -> usize {
         let timeout = self.timeout;
         let before = self.in_flight.len();
         self.in_flight
             .retain(|_, sent| now.saturating_sub(*sent) < timeout);
-        self.stats.lost += (before - self.in_flight.len()) as u64;
+        let lost = before - self.in_flight.len();
+        self.stats.lost += lost as u64;
+        lost
+    }
+
+    /// Changes the timeout (a node sets it from the published delays).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Loops in flight.

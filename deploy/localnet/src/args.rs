@@ -99,6 +99,21 @@ pub struct Args {
     /// launcher's own nodes); the refusals are in the report.
     #[arg(long, value_name = "SECONDS")]
     pub descriptor_flood_at: Option<f64>,
+    /// Fault: this many seconds into the traffic, the first authority's key
+    /// falls into an attacker's hands: the launcher stops that authority
+    /// and answers at its address with a signed rogue clock, a rogue
+    /// `/status` and forged documents signed by that key alone, then
+    /// restarts a mix, which must come back on the honest clock.
+    #[arg(long, value_name = "SECONDS")]
+    pub rogue_authority_at: Option<f64>,
+    /// Fault: this many seconds into the traffic, cut every link between
+    /// a layer-2 mix and the layer-1 mixes for 30 s (an n−1 attacker
+    /// holding back its honest input); the report says when its loop alarm
+    /// was raised.
+    /// Runs the whole network in a private network namespace (root,
+    /// `unshare`, `ip` and `iptables` needed).
+    #[arg(long, value_name = "SECONDS")]
+    pub n_minus_one_at: Option<f64>,
     /// Seconds the clients run with cover traffic only before the first
     /// message.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]

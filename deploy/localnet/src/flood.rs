@@ -16,7 +16,6 @@ pub struct Probe {
     pub good: Vec<u8>,
     /// The layer-1 mix.
     pub target: aegis_mix_packet::NodeId,
-    epoch: u64,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,7 +62,6 @@ impl Probe {
         let good = build_mailbox_packet(
             &mut rng,
             &G,
-            topology.epoch,
             &route,
             &HopDelays::fixed(&[Duration::ZERO; 4]),
             mailbox,
@@ -81,7 +79,6 @@ impl Probe {
             peer,
             good,
             target,
-            epoch: topology.epoch,
             _task: task,
         })
     }
@@ -132,7 +129,7 @@ pub async fn flood(
             probe.good.clone()
         } else {
             rng.fill_bytes(&mut noise);
-            Frame::encode(&G, probe.epoch, &noise)?
+            Frame::encode(&G, &noise)?
         };
         stream.write_all(&frame).await?;
         frames += 1;

@@ -24,9 +24,11 @@ use tokio::sync::mpsc;
 
 mod args;
 mod flood;
+mod isolate;
 mod observer;
 mod processes;
 mod report;
+mod rogue;
 
 use args::Args;
 use processes::{
@@ -43,6 +45,11 @@ struct ClientProc {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.n_minus_one_at.is_some() && !isolate::in_private_netns() {
+        // The fault changes packet filter rules: only in a namespace of
+        // the launcher's own, which vanishes with it.
+        std::process::exit(isolate::reexec()?);
+    }
     if !args.no_build {
         build_binaries()?;
     }
@@ -153,6 +160,8 @@ async fn run(
     let mut node_configs = Vec::new();
     // Node identity (hex) → (name, libp2p listen port).
     let mut node_ids: HashMap<String, (String, u16)> = HashMap::new();
+    // Node name → its libp2p listen port.
+    let mut node_ports: HashMap<String, u16> = HashMap::new();
     let origin = Instant::now();
     let mut taps = Vec::new();
     for i in 0..mixes + args.gateways {
@@ -164,6 +173,7 @@ async fn run(
         let data = dir.join(&name);
         let metrics_port = free_port()?;
         let listen_port = free_port()?;
+
         let mut init_args: Vec<String> = vec![
             "init".into(),
             "--data-dir".into(),
@@ -188,6 +198,7 @@ async fn run(
         let identity =
             printed(&out, "identity: ").context("aegis-node init printed no identity")?;
         node_ids.insert(identity, (name.clone(), listen_port));
+        node_ports.insert(name.clone(), listen_port);
         metrics_urls.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
         node_configs.push((name, data.join("aegis-node.toml"), metrics_port));
     }
@@ -401,6 +412,12 @@ async fn run(
     let mut flood_at = args.flood_at;
     let mut replay_at = args.replay_after_kill_at;
     let mut descriptor_flood_at = args.descriptor_flood_at;
+    let mut n_minus_one_at = args.n_minus_one_at;
+    let mut rogue_at = args.rogue_authority_at;
+    let mut rogue: Option<(report::RogueAuthority, std::sync::Arc<rogue::Served>)> = None;
+    let mut n_minus_one: Option<(report::NMinusOne, String, Instant)> = None;
+    // The cut links, until the attacker lets go.
+    let mut cut: Option<(u16, Vec<u16>)> = None;
     let mut descriptor_flood = None;
     let (_flood_stop, flood_stop_rx) = tokio::sync::watch::channel(false);
     loop {
@@ -433,28 +450,12 @@ async fn run(
                 .get(&hex::encode(probe.target.0))
                 .cloned()
                 .context("the layer-1 mix is not one of ours")?;
-            let health = node_configs
-                .iter()
-                .find(|(n, ..)| *n == name)
-                .map(|(_, _, port)| format!("http://127.0.0.1:{port}/health"))
-                .context("no metrics port for the mix")?;
+            let health = health_url(&node_configs, &name)?;
             probe.send_good().await?;
             inject(procs, &name, Fault::KillRestart, logs).await?;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let up = http
-                    .get(&health)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if up {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("{name} did not come back after the kill");
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            wait_healthy(&http, &health, Duration::from_secs(30))
+                .await
+                .with_context(|| format!("{name} did not come back after the kill"))?;
             probe.send_good().await?;
             eprintln!("fault: replayed a packet {name} forwarded before it was killed");
         }
@@ -474,6 +475,113 @@ async fn run(
                     Err(error) => eprintln!("descriptor flood failed: {error:#}"),
                 }
             }));
+        }
+        if n_minus_one_at.is_some_and(|at| at <= elapsed) {
+            n_minus_one_at = None;
+            let document = current_document(&http, &authorities[0].1, &verifier).await?;
+            let (victim, predecessors) = isolate::victim_and_predecessors(document)?;
+            let name_of = |id: &aegis_mix_packet::NodeId| {
+                node_ids
+                    .get(&hex::encode(id.0))
+                    .map(|(name, _)| name.clone())
+                    .context("a listed mix is not one of ours")
+            };
+            let victim_name = name_of(&victim)?;
+            let port_of = |name: &str| node_ports.get(name).copied().context("no port");
+            let peers = predecessors
+                .iter()
+                .map(|p| port_of(&name_of(p)?))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let victim_port = port_of(&victim_name)?;
+            isolate::cut_links(victim_port, &peers)?;
+            cut = Some((victim_port, peers.clone()));
+            let metrics = node_configs
+                .iter()
+                .find(|(n, ..)| *n == victim_name)
+                .map(|(_, _, port)| format!("http://127.0.0.1:{port}/metrics"))
+                .context("no metrics port for the victim")?;
+            eprintln!(
+                "fault: n-1: every link between {victim_name} and the {} layer-1 mixes cut",
+                peers.len()
+            );
+            n_minus_one = Some((
+                report::NMinusOne {
+                    victim: victim_name,
+                    alarm_after_s: None,
+                    cut_for_s: N_MINUS_ONE_SECS,
+                },
+                metrics,
+                Instant::now(),
+            ));
+        }
+        if rogue_at.is_some_and(|at| at <= elapsed) {
+            rogue_at = None;
+            let (name, authority, config) = &authorities[0];
+            let key = aegis_directory::config::load_key(
+                &AuthorityConfig::load(config)?
+                    .data_dir
+                    .join(aegis_directory::config::KEY_FILE),
+            )?;
+            inject(procs, name, Fault::Stop, logs).await?;
+            let address = authority
+                .url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned();
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("taking over {address}"))?;
+            let (served, _task) =
+                rogue::serve(listener, key, authorities[1].1.clone(), verifier.clone());
+            eprintln!("fault: rogue authority: {name}'s key answers at {address}");
+            // A node that must learn the clock again while the rogue answers.
+            let restarted = "mix-1";
+            inject(procs, restarted, Fault::KillRestart, logs).await?;
+            let health = health_url(&node_configs, restarted)?;
+            wait_healthy(&http, &health, Duration::from_secs(60))
+                .await
+                .with_context(|| {
+                    format!("{restarted} did not come back with the rogue answering")
+                })?;
+            let honest = aegis_directory::Schedule {
+                genesis_ms: genesis,
+                epoch_length_ms: args.epoch_ms,
+            };
+            let reported: serde_json::Value =
+                serde_json::from_slice(&http.get(&health).send().await?.bytes().await?)?;
+            let epoch = reported["epoch"].as_u64();
+            let now = honest.epoch_at(unix_ms());
+            let on_honest_clock = epoch.is_some_and(|e| e + 1 >= now && e <= now);
+            eprintln!(
+                "fault: rogue authority: {restarted} restarted, at epoch {epoch:?} (honest {now})"
+            );
+            rogue = Some((
+                report::RogueAuthority {
+                    restarted: restarted.to_owned(),
+                    restarted_on_honest_clock: on_honest_clock,
+                    rogue_clocks_served: 0,
+                    forged_documents_served: 0,
+                },
+                served,
+            ));
+        }
+        if let Some((_, _, cut_at)) = &n_minus_one
+            && cut_at.elapsed().as_secs_f64() >= N_MINUS_ONE_SECS
+            && let Some((victim, peers)) = cut.take()
+        {
+            isolate::restore_links(victim, &peers)?;
+            eprintln!("fault: n-1: links restored after {N_MINUS_ONE_SECS} s");
+        }
+        if let Some((n1, metrics, cut_at)) = &mut n_minus_one
+            && n1.alarm_after_s.is_none()
+            && report::loop_alarms(&http, std::slice::from_ref(metrics)).await > 0
+        {
+            n1.alarm_after_s = Some(cut_at.elapsed().as_secs_f64());
+            eprintln!(
+                "fault: n-1: {}'s loop alarm raised {:.1} s after the cut",
+                n1.victim,
+                cut_at.elapsed().as_secs_f64()
+            );
         }
         let wake = next_message.min(next_summary);
         tokio::select! {
@@ -522,6 +630,15 @@ async fn run(
                 &metrics_urls,
                 &authority_metrics,
                 run_started.elapsed(),
+                report::Faults {
+                    n_minus_one: n_minus_one.map(|(n1, ..)| n1),
+                    rogue_authority: rogue.map(|(mut r, served)| {
+                        use std::sync::atomic::Ordering;
+                        r.rogue_clocks_served = served.clocks.load(Ordering::Relaxed);
+                        r.forged_documents_served = served.documents.load(Ordering::Relaxed);
+                        r
+                    }),
+                },
             )
             .await?;
             if !reached {
@@ -550,6 +667,42 @@ fn last_gateway(
         .context("no gateway")
 }
 
+/// The `/health` address of the node named `name`.
+fn health_url(
+    node_configs: &[(String, std::path::PathBuf, u16)],
+    name: &str,
+) -> anyhow::Result<String> {
+    node_configs
+        .iter()
+        .find(|(n, ..)| n == name)
+        .map(|(_, _, port)| format!("http://127.0.0.1:{port}/health"))
+        .with_context(|| format!("no metrics port for {name}"))
+}
+
+/// Waits until `health` answers 200 (the node holds the current document
+/// and is listed in it), at most `timeout`.
+async fn wait_healthy(
+    http: &reqwest::Client,
+    health: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let up = http
+            .get(health)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("not healthy within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The current consensus from `authority`, verified.
 async fn current_document(
     http: &reqwest::Client,
@@ -574,8 +727,12 @@ async fn finish(
     metrics_urls: &[String],
     authority_metrics: &[String],
     elapsed: Duration,
+    faults: report::Faults,
 ) -> anyhow::Result<()> {
     let mut report = tally.report(&node_drops(http, metrics_urls).await, elapsed);
+    report.loop_alarms = report::loop_alarms(http, metrics_urls).await;
+    report.n_minus_one = faults.n_minus_one;
+    report.rogue_authority = faults.rogue_authority;
     report.descriptors_refused = summed_by_reason(
         http,
         authority_metrics,
@@ -589,6 +746,11 @@ async fn finish(
     }
     Ok(())
 }
+
+/// Seconds the n−1 fault holds the victim's input back: long enough for
+/// its alarm, short enough that the messages sent through it meanwhile are
+/// delivered on retransmission within the run.
+const N_MINUS_ONE_SECS: f64 = 30.0;
 
 /// Bytes per write on links between nodes: one link frame.
 const FRAME_LEN: usize = aegis_mix_packet::Geometry::STANDARD.frame_len();

@@ -443,7 +443,7 @@ mod tests {
 
     #[test]
     fn shapes_follow_the_framing() {
-        let unit = 2405;
+        let unit = aegis_mix_packet::Geometry::STANDARD.frame_len();
         let one = NOISE_TAG + YAMUX_HEADER + unit;
         assert_eq!(shape(one, unit), Shape::Units(1));
         assert_eq!(shape(one + YAMUX_HEADER + unit, unit), Shape::Units(2));

@@ -42,6 +42,21 @@ pub async fn summed_by_reason(
     sums
 }
 
+/// Loop alarms raised, summed over the nodes' `/metrics`.
+pub async fn loop_alarms(http: &reqwest::Client, metrics: &[String]) -> u64 {
+    let mut sum = 0;
+    for url in metrics {
+        let Ok(r) = http.get(url).send().await else {
+            continue;
+        };
+        let Ok(text) = r.text().await else { continue };
+        sum += aegis_node::metrics::MetricsText(text)
+            .value("aegis_node_loop_alarms_total")
+            .unwrap_or(0);
+    }
+    sum
+}
+
 /// Drops by reason, summed over the nodes' `/metrics`.
 pub async fn node_drops(http: &reqwest::Client, metrics: &[String]) -> BTreeMap<String, u64> {
     summed_by_reason(http, metrics, "aegis_node_dropped_total").await
@@ -127,6 +142,48 @@ pub struct Report {
     /// Descriptor uploads the authorities refused, by reason.
     #[serde(default)]
     pub descriptors_refused: BTreeMap<String, u64>,
+    /// Loop-loss alarms the nodes raised, all nodes together.
+    #[serde(default)]
+    pub loop_alarms: u64,
+    /// The n−1 fault, if it was injected.
+    #[serde(default)]
+    pub n_minus_one: Option<NMinusOne>,
+    /// The rogue-authority fault, if it was injected.
+    #[serde(default)]
+    pub rogue_authority: Option<RogueAuthority>,
+}
+
+/// What the faults that report figures of their own did.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// The n−1 fault.
+    pub n_minus_one: Option<NMinusOne>,
+    /// The rogue-authority fault.
+    pub rogue_authority: Option<RogueAuthority>,
+}
+
+/// What the rogue-authority fault did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RogueAuthority {
+    /// The node restarted while the rogue answered.
+    pub restarted: String,
+    /// Whether that node came back on the honest epoch clock.
+    pub restarted_on_honest_clock: bool,
+    /// Signed rogue clocks the rogue handed out.
+    pub rogue_clocks_served: u64,
+    /// Forged documents the rogue handed out.
+    pub forged_documents_served: u64,
+}
+
+/// What the n−1 fault did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NMinusOne {
+    /// The mix whose input was cut.
+    pub victim: String,
+    /// Seconds from the cut until its loop alarm was raised (none: never).
+    pub alarm_after_s: Option<f64>,
+    /// Seconds the links stayed cut.
+    pub cut_for_s: f64,
 }
 
 impl Tally {
@@ -153,6 +210,9 @@ impl Tally {
             loops_returned: returned,
             node_drops: drops.clone(),
             descriptors_refused: BTreeMap::new(),
+            loop_alarms: 0,
+            n_minus_one: None,
+            rogue_authority: None,
         }
     }
 }

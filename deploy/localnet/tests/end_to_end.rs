@@ -12,6 +12,11 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs the launcher until 12 messages arrived; returns its JSON report.
 fn launch(extra: &[&str], message_interval: &str) -> serde_json::Value {
+    launch_until(extra, message_interval, "12")
+}
+
+/// [`launch`], ending once `until` messages were delivered.
+fn launch_until(extra: &[&str], message_interval: &str, until: &str) -> serde_json::Value {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
@@ -30,7 +35,7 @@ fn launch(extra: &[&str], message_interval: &str) -> serde_json::Value {
         "--message-interval",
         message_interval,
         "--until",
-        "12",
+        until,
         "--duration",
         "170",
     ];
@@ -95,6 +100,50 @@ fn a_descriptor_flood_from_strangers_changes_nothing() {
         .unwrap_or(0);
     // 500 descriptors to each of the three authorities.
     assert_eq!(not_allowed, 1_500, "{report}");
+}
+
+#[test]
+fn a_rogue_authority_with_a_stolen_key_changes_nothing() {
+    // One message a second over several 4 s epochs; 2 s in, authority-0's
+    // key answers as a rogue and mix-1 restarts while it does.
+    let report = launch(&["--rogue-authority-at", "2"], "1");
+    let rogue = &report["rogue_authority"];
+    assert_eq!(rogue["restarted_on_honest_clock"], true, "{report}");
+    assert!(
+        rogue["rogue_clocks_served"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(
+        rogue["forged_documents_served"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+}
+
+/// The arguments of both n−1 runs: loops at 4/s, so the alarm's warm-up
+/// (40 loops) is over in 10 s; messages for about 40 s.
+const LOOPS_FAST: &[&str] = &["--lambda-m", "4"];
+
+#[test]
+fn an_n_minus_one_attack_on_a_mix_raises_its_loop_alarm_and_loses_no_message() {
+    // Every link between a layer-2 mix and layer 1 is cut 15 s in, for
+    // 30 s: its loops, which come home through layer 1, stop coming back.
+    // Its alarm must be raised within 30 s (a 10 s loop deadline, then
+    // enough lost loops to be implausible under 5 % loss), and
+    // retransmission still delivers every message exactly once.
+    let mut args = LOOPS_FAST.to_vec();
+    args.extend(["--n-minus-one-at", "15"]);
+    let report = launch_until(&args, "0.5", "80");
+    let n1 = &report["n_minus_one"];
+    assert_eq!(n1["cut_for_s"], 30.0, "{report}");
+    let after = n1["alarm_after_s"].as_f64();
+    assert!(after.is_some_and(|s| s <= 30.0), "{report}");
+    assert!(report["loop_alarms"].as_u64().unwrap() >= 1, "{report}");
+}
+
+#[test]
+fn a_clean_run_as_long_as_the_n_minus_one_run_raises_no_loop_alarm() {
+    let report = launch_until(LOOPS_FAST, "0.5", "80");
+    assert_eq!(report["loop_alarms"], 0, "{report}");
 }
 
 #[test]

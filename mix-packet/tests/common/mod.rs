@@ -68,7 +68,14 @@ pub struct TestNet {
     pub geometry: Geometry,
     pub nodes: Vec<TestNode>,
     pub rng: ChaCha20Rng,
+    /// The key epochs every hop tries, in order (a node's clock decides
+    /// them; see `Schedule::key_epochs_at`).
+    pub live: Vec<u64>,
 }
+
+/// One hop of a traced delivery: the epoch of the key that opened the
+/// packet, and the frame it arrived in.
+pub type Opened = (u64, Vec<u8>);
 
 /// Result of pushing a frame through the line of nodes.
 #[derive(Debug)]
@@ -88,15 +95,31 @@ impl TestNet {
             geometry: Geometry::STANDARD,
             nodes,
             rng,
+            live: vec![EPOCH, EPOCH + 1, EPOCH - 1],
+        }
+    }
+
+    /// Gives every node a key (and filter) for `epoch` too.
+    pub fn add_epoch(&mut self, epoch: u64) {
+        for node in &mut self.nodes {
+            let secret = SphinxSecret::random_from_rng(&mut self.rng);
+            let filter = ReplayFilter::with_capacity(&mut self.rng, 100_000, 1e-6);
+            node.keys.insert(epoch, EpochKey::new(secret, filter));
         }
     }
 
     /// A route over the nodes at the given positions.
     pub fn route(&self, positions: &[usize]) -> Route {
+        self.route_for(EPOCH, positions)
+    }
+
+    /// A route over the nodes at the given positions, with their keys of
+    /// `epoch`.
+    pub fn route_for(&self, epoch: u64, positions: &[usize]) -> Route {
         Route::new(
             positions
                 .iter()
-                .map(|&i| self.nodes[i].hop(EPOCH))
+                .map(|&i| self.nodes[i].hop(epoch))
                 .collect(),
             &self.geometry,
         )
@@ -111,14 +134,24 @@ impl TestNet {
         mailbox: &TestMailbox,
         id: u8,
     ) -> OutgoingPacket {
-        let route = self.route(positions);
+        self.loop_packet_for(EPOCH, positions, mailbox, id)
+    }
+
+    /// [`Self::loop_packet`] with the nodes' keys of `epoch`.
+    pub fn loop_packet_for(
+        &mut self,
+        epoch: u64,
+        positions: &[usize],
+        mailbox: &TestMailbox,
+        id: u8,
+    ) -> OutgoingPacket {
+        let route = self.route_for(epoch, positions);
         let delays = self.delays(1);
         let geometry = self.geometry.clone();
         let body = Body::Loop(LoopId([id; 16]));
         build_mailbox_packet(
             &mut self.rng,
             &geometry,
-            EPOCH,
             &route,
             &delays,
             mailbox.id,
@@ -142,7 +175,18 @@ impl TestNet {
 
     /// Processes `frame` at `first`, then forwards hop by hop until a final
     /// hop or an error.
-    pub fn deliver(&mut self, first: NodeId, mut frame: Vec<u8>) -> Result<Trace, PacketError> {
+    pub fn deliver(&mut self, first: NodeId, frame: Vec<u8>) -> Result<Trace, PacketError> {
+        self.deliver_tracing(first, frame).map(|(trace, _)| trace)
+    }
+
+    /// [`Self::deliver`], also returning, for each hop, the epoch of the key
+    /// that opened the packet and the frame it arrived in.
+    pub fn deliver_tracing(
+        &mut self,
+        first: NodeId,
+        mut frame: Vec<u8>,
+    ) -> Result<(Trace, Vec<Opened>), PacketError> {
+        let mut opened = Vec::new();
         let mut at = self.index_of(first).expect("first hop is a test node");
         let mut trace = Trace {
             hops_visited: vec![],
@@ -158,7 +202,9 @@ impl TestNet {
         loop {
             trace.hops_visited.push(self.nodes[at].id);
             let geometry = self.geometry.clone();
-            let (epoch, processed) = process_frame(&geometry, &frame, &mut self.nodes[at].keys)?;
+            let (epoch, processed) =
+                process_frame(&geometry, &frame, &mut self.nodes[at].keys, &self.live)?;
+            opened.push((epoch, frame.clone()));
             match processed {
                 Processed::Forward {
                     next_hop,
@@ -167,13 +213,13 @@ impl TestNet {
                     ..
                 } => {
                     trace.delays.push(delay);
-                    frame = aegis_mix_packet::Frame::encode(&geometry, epoch, &packet)?;
+                    frame = aegis_mix_packet::Frame::encode(&geometry, &packet)?;
                     trace.frame_lens.push(frame.len());
                     at = self.index_of(next_hop).expect("next hop is a test node");
                 }
                 last @ Processed::Final { .. } => {
                     trace.last = last;
-                    return Ok(trace);
+                    return Ok((trace, opened));
                 }
             }
         }

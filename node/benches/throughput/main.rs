@@ -357,7 +357,6 @@ fn build_frames(
                             build_mailbox_packet(
                                 &mut rng,
                                 &G,
-                                topology.epoch,
                                 route,
                                 delays,
                                 MailboxId([3; 32]),

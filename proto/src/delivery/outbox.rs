@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use aegis_mix_packet::{AckId, Fragment, Geometry, MessageId, PacketError, split};
+use aegis_mix_packet::constants::DELIVERY_TAG_LEN;
+use aegis_mix_packet::{AckId, Fragment, Geometry, MessageId, PacketError, ReplyKey, split};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -138,8 +139,17 @@ struct OutFragment {
     /// Recorded as sent at least once.
     ever_sent: bool,
     state: State,
-    /// Every transmission's ack id: an ack of any of them counts.
-    ack_ids: Vec<AckId>,
+    /// Every transmission's ack id and reply key: an ack of any of them
+    /// counts.
+    copies: Vec<SentCopy>,
+}
+
+/// One transmission of a fragment: the id its ack carries, and the key that
+/// reads the ack (none for a copy sent before reply keys were kept).
+#[derive(Debug)]
+struct SentCopy {
+    ack: AckId,
+    key: Option<ReplyKey>,
 }
 
 #[derive(Debug)]
@@ -177,6 +187,8 @@ pub struct Outbox<R = ContactId> {
     due: VecDeque<(LocalId, usize)>,
     deadlines: BTreeSet<(Duration, LocalId, usize)>,
     acks: HashMap<AckId, (LocalId, usize)>,
+    /// The delivery tags acks arrive with, to find their reply key by.
+    tags: HashMap<[u8; DELIVERY_TAG_LEN], (LocalId, usize)>,
     queued_bytes: usize,
     /// Status changes found while handing out transmissions, for `poll`.
     events: Vec<StatusEvent<R>>,
@@ -194,6 +206,7 @@ impl<R: Clone> Outbox<R> {
             due: VecDeque::new(),
             deadlines: BTreeSet::new(),
             acks: HashMap::new(),
+            tags: HashMap::new(),
             queued_bytes: 0,
             events: Vec::new(),
         }
@@ -236,7 +249,7 @@ impl<R: Clone> Outbox<R> {
                         attempts: 0,
                         ever_sent: false,
                         state: State::Unsent,
-                        ack_ids: Vec::new(),
+                        copies: Vec::new(),
                     })
                     .collect(),
                 next_unsent: 0,
@@ -321,7 +334,7 @@ impl<R: Clone> Outbox<R> {
     }
 
     /// Records that fragment `index` of `local_id` was sent at `now` with a
-    /// SURB-ACK carrying `ack_id`. `ack_timeout` is the wait for a first
+    /// SURB-ACK carrying `ack_id`, whose ack `key` reads. `ack_timeout` is the wait for a first
     /// transmission's acknowledgement; the n-th transmission waits
     /// [`retransmission_timeout`](super::retransmission_timeout)`(ack_timeout, n)`.
     /// Returns the message's `Sent` event when this was its last unsent
@@ -332,6 +345,7 @@ impl<R: Clone> Outbox<R> {
         local_id: LocalId,
         index: u16,
         ack_id: AckId,
+        key: ReplyKey,
         now: Duration,
         ack_timeout: Duration,
     ) -> Option<StatusEvent<R>> {
@@ -346,8 +360,12 @@ impl<R: Clone> Outbox<R> {
         let wait = super::retransmission_timeout(ack_timeout, fragment.attempts);
         let deadline = now.saturating_add(wait);
         fragment.state = State::InFlight(deadline);
-        fragment.ack_ids.push(ack_id);
         self.acks.insert(ack_id, (local_id, index));
+        self.tags.insert(*key.tag(), (local_id, index));
+        fragment.copies.push(SentCopy {
+            ack: ack_id,
+            key: Some(key),
+        });
         self.deadlines.insert((deadline, local_id, index));
         if !fragment.ever_sent {
             fragment.ever_sent = true;
@@ -363,6 +381,20 @@ impl<R: Clone> Outbox<R> {
         None
     }
 
+    /// The key that reads an ack arriving with delivery tag `tag`, if it
+    /// answers a transmission still waiting for one.
+    pub fn reply_key(&self, tag: &[u8; DELIVERY_TAG_LEN]) -> Option<&ReplyKey> {
+        let (local_id, index) = self.tags.get(tag)?;
+        self.messages
+            .get(local_id)?
+            .fragments
+            .get(*index)?
+            .copies
+            .iter()
+            .filter_map(|c| c.key.as_ref())
+            .find(|k| k.tag() == tag)
+    }
+
     /// An acknowledgement arrived. Returns `Delivered` when it was the
     /// message's last unacknowledged fragment; unknown and repeated
     /// acknowledgements return `None`.
@@ -374,8 +406,11 @@ impl<R: Clone> Outbox<R> {
             self.deadlines.remove(&(deadline, local_id, index));
         }
         fragment.state = State::Acked;
-        for other in fragment.ack_ids.drain(..) {
-            self.acks.remove(&other);
+        for copy in fragment.copies.drain(..) {
+            self.acks.remove(&copy.ack);
+            if let Some(key) = &copy.key {
+                self.tags.remove(key.tag());
+            }
         }
         message.acked += 1;
         if message.acked < message.fragments.len() {
@@ -432,8 +467,11 @@ impl<R: Clone> Outbox<R> {
     fn remove(&mut self, local_id: LocalId) -> Option<OutMessage<R>> {
         let message = self.messages.remove(&local_id)?;
         for (index, fragment) in message.fragments.iter().enumerate() {
-            for ack in &fragment.ack_ids {
-                self.acks.remove(ack);
+            for copy in &fragment.copies {
+                self.acks.remove(&copy.ack);
+                if let Some(key) = &copy.key {
+                    self.tags.remove(key.tag());
+                }
             }
             if let State::InFlight(deadline) = fragment.state {
                 self.deadlines.remove(&(deadline, local_id, index));

@@ -492,7 +492,9 @@ impl Harness {
     }
 
     fn frame(&mut self, index: usize, frame: Vec<u8>, from_client: Option<usize>, now: Duration) {
-        let arrival = self.nodes[index].receive(&self.geometry, &frame, from_client, now);
+        let current = self.topology.epoch;
+        let epochs = [current, current.saturating_sub(1)];
+        let arrival = self.nodes[index].receive(&self.geometry, &frame, &epochs, from_client, now);
         match arrival {
             Arrival::Lost => self.stats.lost += 1,
             Arrival::Replayed => self.stats.replays += 1,

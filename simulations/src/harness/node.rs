@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use aegis_directory::{NetworkParameters, Role};
 use aegis_mix_packet::access::{PULL_BATCH, padded_ack};
+use aegis_mix_packet::constants::DELIVERY_TAG_LEN;
 use aegis_mix_packet::{
     Body, Destination, Frame, Geometry, HopDelays, LoopId, MailboxId, NodeId, PacketError,
-    Processed, SphinxPublicKey, build_mailbox_packet, open_delivery, process_frame,
+    Processed, SphinxPublicKey, build_mailbox_packet, join_delivery, open_delivery, process_frame,
 };
 use aegis_proto::access::{self, Verdict};
 use aegis_proto::loop_cover::NODE_LOOP_TIMEOUT;
@@ -98,11 +99,14 @@ impl SimNode {
             .or_insert_with(|| access::Session::new(rate, now))
     }
 
-    /// A frame arrives, from a neighbour or (at a gateway) from a client.
+    /// A frame arrives, from a neighbour or (at a gateway) from a client;
+    /// the node tries the keys of `epochs` in order (the current epoch's
+    /// and the previous one's, as a real node does between two rounds).
     pub fn receive(
         &mut self,
         geometry: &Geometry,
         frame: &[u8],
+        epochs: &[u64],
         from_client: Option<usize>,
         now: Duration,
     ) -> Arrival {
@@ -114,11 +118,11 @@ impl SimNode {
         {
             return Arrival::Refused;
         }
-        match process_frame(geometry, frame, &mut self.secrets.keys) {
+        match process_frame(geometry, frame, &mut self.secrets.keys, epochs) {
             Err(PacketError::Replayed) => Arrival::Replayed,
             Err(_) => Arrival::Invalid,
             Ok((
-                epoch,
+                _,
                 Processed::Forward {
                     next_hop,
                     delay,
@@ -126,7 +130,7 @@ impl SimNode {
                     ..
                 },
             )) => {
-                let Ok(frame) = Frame::encode(geometry, epoch, &packet) else {
+                let Ok(frame) = Frame::encode(geometry, &packet) else {
                     return Arrival::Invalid;
                 };
                 match self.mixer.push(now, delay, (next_hop, frame)) {
@@ -138,10 +142,10 @@ impl SimNode {
                 _,
                 Processed::Final {
                     destination,
+                    delivery_tag,
                     payload,
-                    ..
                 },
-            )) => self.final_hop(geometry, destination, payload, now),
+            )) => self.final_hop(geometry, destination, &delivery_tag, payload, now),
         }
     }
 
@@ -149,6 +153,7 @@ impl SimNode {
         &mut self,
         geometry: &Geometry,
         destination: Destination,
+        tag: &[u8; DELIVERY_TAG_LEN],
         payload: Vec<u8>,
         now: Duration,
     ) -> Arrival {
@@ -172,7 +177,7 @@ impl SimNode {
             return Arrival::Refused;
         }
         self.next_entry += 1;
-        stored.push_back((self.next_entry, payload));
+        stored.push_back((self.next_entry, join_delivery(tag, &payload)));
         Arrival::Delivered
     }
 
@@ -222,7 +227,7 @@ impl SimNode {
         let acked: Vec<u64> = padded.iter().map(|id| u64::from_be_bytes(*id)).collect();
         stored.retain(|(id, _)| !acked.contains(id));
         let oldest = stored.iter().take(PULL_BATCH).cloned();
-        let answer = access::pull_answer(rng, oldest, geometry.payload_len);
+        let answer = access::pull_answer(rng, oldest, geometry.delivery_len());
         Some(
             answer
                 .into_iter()
@@ -254,7 +259,6 @@ impl SimNode {
         let packet = build_mailbox_packet(
             rng,
             geometry,
-            topology.epoch,
             &route,
             &delays,
             self.secrets.loop_mailbox,

@@ -4,14 +4,19 @@
 use std::time::Duration;
 
 use aegis_mix_packet::constants::{ID_LEN, MAX_FRAGMENTS};
-use aegis_mix_packet::{AckId, MessageId};
+use aegis_mix_packet::{AckId, MessageId, ReplyKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{LocalId, OutFragment, OutMessage, Outbox, OutboxConfig, OutboxError, State};
+use super::{LocalId, OutFragment, OutMessage, Outbox, OutboxConfig, OutboxError, SentCopy, State};
 
-/// Version of the outbox's persisted form.
-const OUTBOX_FORMAT_VERSION: u8 = 1;
+/// Version of the outbox's persisted form. Version 1 kept ack ids only;
+/// version 2 keeps each transmission's reply key with its ack id. A
+/// version-1 outbox still restores: its copies have no key (their acks,
+/// sent over the earlier packet format, cannot arrive any more), and
+/// retransmission sends the fragments again.
+const OUTBOX_FORMAT_VERSION: u8 = 2;
+const OUTBOX_FORMAT_V1: u8 = 1;
 
 #[derive(Serialize, Deserialize)]
 enum SavedState {
@@ -23,28 +28,64 @@ enum SavedState {
 }
 
 #[derive(Serialize, Deserialize)]
-struct SavedFragment {
+struct SavedCopy {
+    ack: [u8; ID_LEN],
+    /// `ReplyKey::to_bytes`; empty for a copy without a key.
+    key: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedFragment<C = SavedCopy> {
     data: Vec<u8>,
     attempts: u32,
     ever_sent: bool,
     state: SavedState,
-    ack_ids: Vec<[u8; ID_LEN]>,
+    copies: Vec<C>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct SavedMessage<R> {
+struct SavedMessage<R, C = SavedCopy> {
     local_id: u64,
     recipient: R,
     message_id: [u8; ID_LEN],
     age: Duration,
-    fragments: Vec<SavedFragment>,
+    fragments: Vec<SavedFragment<C>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Saved<R> {
+struct Saved<R, C = SavedCopy> {
     version: u8,
     next_local: u64,
-    messages: Vec<SavedMessage<R>>,
+    messages: Vec<SavedMessage<R, C>>,
+}
+
+/// A version-1 copy: the ack id alone.
+type SavedAckV1 = [u8; ID_LEN];
+
+impl<R> SavedMessage<R, SavedAckV1> {
+    fn upgrade(self) -> SavedMessage<R> {
+        SavedMessage {
+            local_id: self.local_id,
+            recipient: self.recipient,
+            message_id: self.message_id,
+            age: self.age,
+            fragments: self
+                .fragments
+                .into_iter()
+                .map(|f| SavedFragment {
+                    data: f.data,
+                    attempts: f.attempts,
+                    ever_sent: f.ever_sent,
+                    state: f.state,
+                    copies: f
+                        .copies
+                        .into_iter()
+                        .map(|ack| SavedCopy { ack, key: vec![] })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
@@ -75,7 +116,14 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
                             State::Due => SavedState::Due,
                             State::Acked => SavedState::Acked,
                         },
-                        ack_ids: f.ack_ids.iter().map(|a| a.0).collect(),
+                        copies: f
+                            .copies
+                            .iter()
+                            .map(|c| SavedCopy {
+                                ack: c.ack.0,
+                                key: c.key.as_ref().map(|k| k.to_bytes()).unwrap_or_default(),
+                            })
+                            .collect(),
                     })
                     .collect(),
             })
@@ -96,14 +144,18 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
         now: Duration,
     ) -> Result<Self, OutboxError> {
         let version = *bytes.first().ok_or(OutboxError::Malformed("empty input"))?;
-        if version != OUTBOX_FORMAT_VERSION {
-            return Err(OutboxError::UnsupportedVersion(version));
-        }
-        let (saved, rest): (Saved<R>, &[u8]) =
-            postcard::take_from_bytes(bytes).map_err(|_| OutboxError::Malformed("encoding"))?;
-        if !rest.is_empty() {
-            return Err(OutboxError::Malformed("trailing bytes"));
-        }
+        let saved: Saved<R> = match version {
+            OUTBOX_FORMAT_VERSION => decode_all(bytes)?,
+            OUTBOX_FORMAT_V1 => {
+                let v1: Saved<R, SavedAckV1> = decode_all(bytes)?;
+                Saved {
+                    version: OUTBOX_FORMAT_VERSION,
+                    next_local: v1.next_local,
+                    messages: v1.messages.into_iter().map(SavedMessage::upgrade).collect(),
+                }
+            }
+            other => return Err(OutboxError::UnsupportedVersion(other)),
+        };
         let mut outbox = Outbox::new(config);
         outbox.next_local = saved.next_local;
         for m in saved.messages {
@@ -144,7 +196,7 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
             };
             if !consistent
                 || (f.ever_sent && f.attempts == 0)
-                || f.ack_ids.len() > f.attempts as usize
+                || f.copies.len() > f.attempts as usize
             {
                 return Err(OutboxError::Malformed("fragment attempts"));
             }
@@ -172,14 +224,26 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
                     State::Acked
                 }
             };
-            let ack_ids: Vec<AckId> = if state == State::Acked {
-                Vec::new()
-            } else {
-                f.ack_ids.into_iter().map(AckId).collect()
-            };
-            for ack in &ack_ids {
-                if self.acks.insert(*ack, (local_id, index)).is_some() {
-                    return Err(OutboxError::Malformed("repeated ack id"));
+            let mut copies = Vec::new();
+            if state != State::Acked {
+                for c in f.copies {
+                    let key = if c.key.is_empty() {
+                        None
+                    } else {
+                        let key = ReplyKey::from_bytes(&c.key)
+                            .map_err(|_| OutboxError::Malformed("reply key"))?;
+                        if self.tags.insert(*key.tag(), (local_id, index)).is_some() {
+                            return Err(OutboxError::Malformed("repeated reply tag"));
+                        }
+                        Some(key)
+                    };
+                    if self.acks.insert(AckId(c.ack), (local_id, index)).is_some() {
+                        return Err(OutboxError::Malformed("repeated ack id"));
+                    }
+                    copies.push(SentCopy {
+                        ack: AckId(c.ack),
+                        key,
+                    });
                 }
             }
             message.bytes += f.data.len();
@@ -188,7 +252,7 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
                 attempts: f.attempts,
                 ever_sent: f.ever_sent,
                 state,
-                ack_ids,
+                copies,
             });
         }
         if message.acked == count {
@@ -201,4 +265,14 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
         self.messages.insert(local_id, message);
         Ok(())
     }
+}
+
+/// Decodes a whole postcard encoding; trailing bytes are an error.
+fn decode_all<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OutboxError> {
+    let (value, rest): (T, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|_| OutboxError::Malformed("encoding"))?;
+    if !rest.is_empty() {
+        return Err(OutboxError::Malformed("trailing bytes"));
+    }
+    Ok(value)
 }

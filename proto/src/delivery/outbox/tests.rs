@@ -23,6 +23,14 @@ fn ack_id(rng: &mut ChaCha20Rng) -> AckId {
     AckId(id)
 }
 
+/// A reply key with random tag and seeds, as `SurbAck::new` hands out.
+fn reply_key(rng: &mut ChaCha20Rng) -> ReplyKey {
+    let mut bytes = [0u8; 16 + 5 * 16];
+    rng.fill_bytes(&mut bytes);
+    bytes[0] |= 1;
+    ReplyKey::from_bytes(&bytes).unwrap()
+}
+
 fn contact(n: u8) -> ContactId {
     ContactId([n; 16])
 }
@@ -46,7 +54,8 @@ fn send(
 )> {
     let t = outbox.next_transmission(now)?;
     let ack = ack_id(rng);
-    let event = outbox.record_sent(t.local_id, t.fragment.index, ack, now, TIMEOUT);
+    let key = reply_key(rng);
+    let event = outbox.record_sent(t.local_id, t.fragment.index, ack, key, now, TIMEOUT);
     Some((t, ack, event))
 }
 
@@ -313,13 +322,27 @@ fn a_fragment_that_could_not_be_sent_goes_back_first_without_an_attempt() {
     assert_eq!((again.local_id, again.attempt), (t.local_id, 1));
     assert_eq!(
         outbox
-            .record_sent(again.local_id, 0, ack_id(&mut rng), SECOND, TIMEOUT)
+            .record_sent(
+                again.local_id,
+                0,
+                ack_id(&mut rng),
+                reply_key(&mut rng),
+                SECOND,
+                TIMEOUT,
+            )
             .map(|e| e.status),
         Some(MessageStatus::Sent)
     );
     // Recording it twice changes nothing.
     assert_eq!(
-        outbox.record_sent(again.local_id, 0, ack_id(&mut rng), SECOND, TIMEOUT),
+        outbox.record_sent(
+            again.local_id,
+            0,
+            ack_id(&mut rng),
+            reply_key(&mut rng),
+            SECOND,
+            TIMEOUT,
+        ),
         None
     );
     assert_eq!(outbox.outstanding_acks(), 1);

@@ -1,0 +1,142 @@
+//! The n−1 fault: a private network namespace, and packet filter rules in
+//! it that cut the links between one mix and its previous layer.
+//!
+//! An n−1 (blending) attacker holds back all of a mix's honest input and
+//! lets only its own packets through. On the wire that is what this fault
+//! does to the victim: every link between it and the layer before it stops
+//! carrying anything, in both directions (an attacker on the path cannot
+//! hold back one direction of a TCP connection without the other). The
+//! attacker's own packets are left out: the victim's loops, which cross the
+//! blocked links on their way home, are what its alarm watches.
+//!
+//! Filter rules need root and must not touch the machine's own network, so
+//! the launcher re-runs itself under `unshare --net` first: the namespace,
+//! its loopback device and its rules vanish when the launcher exits.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Set in the environment of the launcher once it runs in its own network
+/// namespace.
+const PRIVATE_NETNS: &str = "AEGIS_LOCALNET_PRIVATE_NETNS";
+
+/// Whether this process runs in the private namespace made by [`reexec`].
+pub fn in_private_netns() -> bool {
+    std::env::var_os(PRIVATE_NETNS).is_some()
+}
+
+/// Runs this launcher again, with the same arguments, in a new network
+/// namespace with its loopback device up, and returns its exit code.
+pub fn reexec() -> anyhow::Result<i32> {
+    let me = std::env::current_exe().context("locating the launcher")?;
+    let status = Command::new("unshare")
+        .arg("--net")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(r#"ip link set lo up && exec "$0" "$@""#)
+        .arg(&me)
+        .args(std::env::args_os().skip(1))
+        .env(PRIVATE_NETNS, "1")
+        .status()
+        .context("running `unshare --net` (util-linux; needs root)")?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// The victim of the n−1 fault in `document` (the first layer-2 mix) and
+/// the mixes of the layer before it.
+pub fn victim_and_predecessors(
+    document: aegis_directory::SignedConsensus,
+) -> anyhow::Result<(aegis_mix_packet::NodeId, Vec<aegis_mix_packet::NodeId>)> {
+    let topology = aegis_proto::Topology::new(document);
+    let victim = *topology.layers[1].first().context("no mix in layer 2")?;
+    Ok((victim, topology.layers[0].clone()))
+}
+
+/// Cuts every link between the node listening on port `victim` and each
+/// node listening on one of `peers`, both directions. Nodes dial from
+/// their listening port (libp2p's port reuse), so a link between two nodes
+/// is a TCP connection between their two listening ports, whichever dialled.
+/// Only inside the private namespace.
+pub fn cut_links(victim: u16, peers: &[u16]) -> anyhow::Result<()> {
+    apply(cut_rules(victim, peers))
+}
+
+/// Undoes [`cut_links`]: the attacker lets the victim's input through
+/// again.
+pub fn restore_links(victim: u16, peers: &[u16]) -> anyhow::Result<()> {
+    let rules = cut_rules(victim, peers)
+        .into_iter()
+        .map(|mut rule| {
+            if let Some(op) = rule.iter_mut().find(|a| *a == "-A") {
+                *op = "-D".to_owned();
+            }
+            rule
+        })
+        .collect();
+    apply(rules)
+}
+
+fn apply(rules: Vec<Vec<String>>) -> anyhow::Result<()> {
+    if !in_private_netns() {
+        bail!("refusing to change packet filter rules outside the launcher's own namespace");
+    }
+    for rule in rules {
+        let status = Command::new("iptables")
+            .args(&rule)
+            .status()
+            .context("running iptables")?;
+        if !status.success() {
+            bail!("iptables refused a rule ({status})");
+        }
+    }
+    Ok(())
+}
+
+/// The `iptables` arguments [`cut_links`] runs.
+fn cut_rules(victim: u16, peers: &[u16]) -> Vec<Vec<String>> {
+    peers
+        .iter()
+        .flat_map(|&peer| [(peer, victim), (victim, peer)])
+        .map(|(from, to)| {
+            [
+                "-w",
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--sport",
+                &from.to_string(),
+                "--dport",
+                &to.to_string(),
+                "-j",
+                "DROP",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_of_every_link_are_cut() {
+        let rules = cut_rules(4000, &[4100, 4200]);
+        let pairs: Vec<(String, String)> =
+            rules.iter().map(|r| (r[6].clone(), r[8].clone())).collect();
+        let expect = [(4100, 4000), (4000, 4100), (4200, 4000), (4000, 4200)];
+        assert_eq!(
+            pairs,
+            expect
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        );
+        assert!(rules.iter().all(|r| r.last().is_some_and(|a| a == "DROP")));
+    }
+}
