@@ -454,6 +454,7 @@ fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
     );
 
     // a key the node holds for an epoch that is not live is not tried
+    net.add_epoch(EPOCH + 1);
     net.add_epoch(EPOCH + 2);
     let ahead = net.loop_packet_for(EPOCH + 2, &FORWARD, &bob, 3);
     assert_eq!(
@@ -469,8 +470,8 @@ fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
         PacketError::Replayed
     );
 
-    // erasing the epoch's key makes its packets unprocessable: nothing
-    // else the node holds opens them
+    // erasing the epoch's key makes its packets unprocessable: the next
+    // epoch's key, still live, does not open them
     let fresh = net.loop_packet(&FORWARD, &bob, 2);
     net.nodes[0].keys.erase_before(EPOCH + 1);
     assert_eq!(
@@ -545,7 +546,7 @@ fn packets_of_two_consensus_epochs_differ_only_in_the_key_that_opens_them() {
 #[test]
 fn malformed_frames_are_rejected_by_shape() {
     let geometry = Geometry::STANDARD;
-    let good = vec![1u8; geometry.frame_len()];
+    let good = vec![aegis_mix_packet::constants::FRAME_VERSION; geometry.frame_len()];
     assert!(Frame::decode(&geometry, &good).is_ok());
     assert_eq!(
         Frame::decode(&geometry, &good[..good.len() - 1]),
@@ -564,12 +565,15 @@ fn malformed_frames_are_rejected_by_shape() {
         Frame::decode(&geometry, &[]),
         Err(PacketError::FrameLength { .. })
     ));
-    let mut v2 = good;
-    v2[0] = 2;
-    assert_eq!(
-        Frame::decode(&geometry, &v2),
-        Err(PacketError::UnsupportedFrameVersion(2))
-    );
+    // Version 1 (which carried the key epoch) and any other version.
+    for version in [1u8, 3] {
+        let mut other = good.clone();
+        other[0] = version;
+        assert_eq!(
+            Frame::decode(&geometry, &other),
+            Err(PacketError::UnsupportedFrameVersion(version))
+        );
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use aegis_link::{ACCESS_PROTOCOL, GatewaySession, Host, MIX_PROTOCOL};
 use aegis_mix_packet::access::mailbox_id_for;
 use aegis_mix_packet::{
     Body, Frame, Geometry, Hop, HopDelays, LoopId, NodeId, OutgoingPacket, Route, SphinxPublicKey,
-    SphinxSecret, build_mailbox_packet, open_delivery,
+    SphinxSecret, build_mailbox_packet, open_delivery, split_delivery,
 };
 use aegis_node::metrics::DropReason;
 use aegis_node::peer_id_of;
@@ -97,7 +97,8 @@ async fn pull_loops(
         let entries = session.pull(&ids).await.unwrap();
         ids.clear();
         for e in entries {
-            match open_delivery(&G, &owner.sealing, &e.payload).unwrap() {
+            let (_tag, payload) = split_delivery(&G, &e.payload).unwrap();
+            match open_delivery(&G, &owner.sealing, payload).unwrap() {
                 Body::Loop(LoopId(id)) => seen.push(id[0]),
                 other => panic!("unexpected body {other:?}"),
             }
