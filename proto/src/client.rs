@@ -593,11 +593,17 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
                     }
                     _ => {}
                 }
+                // Each block is used once: a second copy of the fragment
+                // (a mailbox entry delivered again) gets no second ack,
+                // which would repeat the block's Sphinx header on the wire.
                 if acknowledge
                     && self.acks.len() < MAX_PENDING_ACKS
-                    && let Ok(ack) = build_ack(rng, &self.geometry, surb_ack)
+                    && self.inbox.first_answer(surb_ack.ack_id, now)
                 {
-                    self.acks.push_back(ack);
+                    self.inbox_changed = true;
+                    if let Ok(ack) = build_ack(rng, &self.geometry, surb_ack) {
+                        self.acks.push_back(ack);
+                    }
                 }
                 if let Received::Complete(bytes) = received {
                     self.inbox_changed = true;

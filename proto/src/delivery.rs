@@ -77,6 +77,18 @@ pub fn retransmission_timeout(base: Duration, attempt: u32) -> Duration {
     crate::backoff::nth_delay(base, MAX_ACK_TIMEOUT, attempt)
 }
 
+/// Decodes a whole postcard encoding of saved state; what is wrong, if
+/// anything: the encoding, or bytes left over.
+pub(crate) fn decode_whole<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, &'static str> {
+    let (value, rest): (T, &[u8]) = postcard::take_from_bytes(bytes).map_err(|_| "encoding")?;
+    if !rest.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

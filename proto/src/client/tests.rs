@@ -73,6 +73,52 @@ fn drive(
 }
 
 #[test]
+fn a_fragment_delivered_twice_is_acknowledged_once() {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let (mut endpoint, _) = endpoint(&mut rng, None);
+    let topology = endpoint.topology().clone();
+    let gateway = topology.gateways[0];
+    let geometry = Geometry::STANDARD;
+    let back = topology
+        .route(&mut rng, &geometry, gateway, gateway)
+        .unwrap();
+    let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
+    let sender = SphinxPublicKey::from(&SphinxSecret::from([8; 32]));
+    let (surb_ack, _key) = SurbAck::new(
+        &mut rng,
+        &geometry,
+        &back,
+        &delays,
+        MailboxId([9; 32]),
+        sender,
+    )
+    .unwrap();
+    let body = Body::Fragment {
+        fragment: aegis_mix_packet::Fragment {
+            message_id: aegis_mix_packet::MessageId([4; 16]),
+            index: 0,
+            count: 2,
+            data: vec![1; 10],
+        },
+        surb_ack,
+    };
+    // What the gateway stores for this client: a tag and the sealed box.
+    let own = SphinxPublicKey::from(&SphinxSecret::from([2; 32]));
+    let view =
+        aegis_mix_packet::sealed::seal(&mut rng, &own, &body.encode(&geometry).unwrap()).unwrap();
+    let delivery = aegis_mix_packet::join_delivery(&[5; 16], &view);
+    // Delivered twice in one pull, and once more later (the gateway did
+    // not see the pull that acknowledged it).
+    endpoint.handle_pulled(
+        &mut rng,
+        vec![([1; 8], delivery.clone()), ([2; 8], delivery.clone())],
+        Duration::from_secs(1),
+    );
+    endpoint.handle_pulled(&mut rng, vec![([3; 8], delivery)], Duration::from_secs(2));
+    assert_eq!(endpoint.acks.len(), 1, "the reply block was used once");
+}
+
+#[test]
 fn the_schedule_and_the_pulls_do_not_depend_on_what_is_queued() {
     let run = |queue: bool| {
         let mut rng = ChaCha20Rng::seed_from_u64(5);

@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use aegis_mix_packet::constants::ID_LEN;
 use aegis_mix_packet::{
-    Fragment, Geometry, MessageId, PacketError, Reassembled, Reassembler, ReassemblyLimits,
+    AckId, Fragment, Geometry, MessageId, PacketError, Reassembled, Reassembler, ReassemblyLimits,
     ReassemblyStats,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of the inbox's persisted form.
-const INBOX_FORMAT_VERSION: u8 = 1;
+/// Version 1 kept delivered message ids; version 2 also the ack ids
+/// answered (version 1 still restores, with none).
+const INBOX_FORMAT_VERSION: u8 = 2;
+const INBOX_FORMAT_V1: u8 = 1;
 
 /// Bounds of an [`Inbox`].
 #[derive(Clone, Debug)]
@@ -73,6 +76,10 @@ pub struct Inbox {
     /// Delivered ids, oldest first, with the time they were delivered.
     delivered_order: VecDeque<(Duration, MessageId)>,
     delivered: HashSet<MessageId>,
+    /// Ack ids this inbox answered (each SURB-ACK's block is used once),
+    /// oldest first, with the time they were answered.
+    answered_order: VecDeque<(Duration, AckId)>,
+    answered: HashSet<AckId>,
     rejected: u64,
 }
 
@@ -90,6 +97,14 @@ struct Saved {
     version: u8,
     /// `(age, id)`, oldest first.
     delivered: Vec<(Duration, [u8; ID_LEN])>,
+    /// `(age, ack id)` answered, oldest first.
+    answered: Vec<(Duration, [u8; ID_LEN])>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedV1 {
+    version: u8,
+    delivered: Vec<(Duration, [u8; ID_LEN])>,
 }
 
 impl Inbox {
@@ -101,8 +116,34 @@ impl Inbox {
             geometry: Geometry::STANDARD,
             delivered_order: VecDeque::new(),
             delivered: HashSet::new(),
+            answered_order: VecDeque::new(),
+            answered: HashSet::new(),
             rejected: 0,
         }
+    }
+
+    /// Whether the SURB-ACK `ack` may be answered at `now`: true the first
+    /// time (and it is remembered as answered), false for every later copy
+    /// of its fragment. Using a reply block twice would send one Sphinx
+    /// header twice, which the sender's gateway (and every hop) would see
+    /// as the same packet; a sender that wants another ack sends another
+    /// block with its retransmission.
+    pub fn first_answer(&mut self, ack: AckId, now: Duration) -> bool {
+        self.forget_expired(now);
+        if self.answered.contains(&ack) {
+            return false;
+        }
+        while self.answered.len() >= self.config.max_remembered.max(1) {
+            match self.answered_order.pop_front() {
+                Some((_, old)) => {
+                    self.answered.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.answered.insert(ack);
+        self.answered_order.push_back((now, ack));
+        true
     }
 
     /// Takes a fragment received at `now`.
@@ -153,6 +194,13 @@ impl Inbox {
             self.delivered_order.pop_front();
             self.delivered.remove(&id);
         }
+        while let Some(&(at, ack)) = self.answered_order.front() {
+            if now.saturating_sub(at) < self.config.remember_for {
+                break;
+            }
+            self.answered_order.pop_front();
+            self.answered.remove(&ack);
+        }
     }
 
     /// Drops expired partial messages and remembered ids; call now and then
@@ -194,6 +242,11 @@ impl Inbox {
                 .iter()
                 .map(|(at, id)| (now.saturating_sub(*at), id.0))
                 .collect(),
+            answered: self
+                .answered_order
+                .iter()
+                .map(|(at, ack)| (now.saturating_sub(*at), ack.0))
+                .collect(),
         };
         // Plain integers and byte arrays always serialise.
         postcard::to_allocvec(&saved).unwrap_or_default()
@@ -206,14 +259,18 @@ impl Inbox {
         now: Duration,
     ) -> Result<Self, InboxError> {
         let version = *bytes.first().ok_or(InboxError::Malformed("empty input"))?;
-        if version != INBOX_FORMAT_VERSION {
-            return Err(InboxError::UnsupportedVersion(version));
-        }
-        let (saved, rest): (Saved, &[u8]) =
-            postcard::take_from_bytes(bytes).map_err(|_| InboxError::Malformed("encoding"))?;
-        if !rest.is_empty() {
-            return Err(InboxError::Malformed("trailing bytes"));
-        }
+        let saved = match version {
+            INBOX_FORMAT_VERSION => decode_all::<Saved>(bytes)?,
+            INBOX_FORMAT_V1 => {
+                let v1 = decode_all::<SavedV1>(bytes)?;
+                Saved {
+                    version: INBOX_FORMAT_VERSION,
+                    delivered: v1.delivered,
+                    answered: Vec::new(),
+                }
+            }
+            other => return Err(InboxError::UnsupportedVersion(other)),
+        };
         let mut inbox = Inbox::new(config);
         let mut previous_age = Duration::MAX;
         for (age, id) in saved.delivered {
@@ -223,9 +280,23 @@ impl Inbox {
             previous_age = age;
             inbox.remember(MessageId(id), now.saturating_sub(age));
         }
+        let mut previous_age = Duration::MAX;
+        for (age, ack) in saved.answered {
+            if age > previous_age {
+                return Err(InboxError::Malformed("ack ids out of order"));
+            }
+            previous_age = age;
+            if !inbox.first_answer(AckId(ack), now.saturating_sub(age)) {
+                return Err(InboxError::Malformed("repeated ack id"));
+            }
+        }
         inbox.forget_expired(now);
         Ok(inbox)
     }
+}
+
+fn decode_all<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, InboxError> {
+    super::decode_whole(bytes).map_err(InboxError::Malformed)
 }
 
 #[cfg(test)]
@@ -339,5 +410,38 @@ mod tests {
             Inbox::from_bytes(&saved, config, T0).unwrap().remembered(),
             1
         );
+    }
+
+    #[test]
+    fn each_ack_is_answered_once_even_across_a_restart() {
+        let mut inbox = Inbox::new(InboxConfig::default());
+        let ack = AckId([7; ID_LEN]);
+        assert!(inbox.first_answer(ack, T0));
+        assert!(!inbox.first_answer(ack, T0 + Duration::from_secs(1)));
+        assert!(inbox.first_answer(AckId([8; ID_LEN]), T0));
+        let saved = inbox.to_bytes(T0 + Duration::from_secs(5));
+        let mut restored =
+            Inbox::from_bytes(&saved, InboxConfig::default(), Duration::ZERO).unwrap();
+        assert!(!restored.first_answer(ack, Duration::from_secs(1)));
+        // A saved inbox of format 1 (delivered ids only) still restores.
+        let v1 = postcard::to_allocvec(&SavedV1 {
+            version: INBOX_FORMAT_V1,
+            delivered: vec![(Duration::from_secs(3), [1; ID_LEN])],
+        })
+        .unwrap();
+        let mut old = Inbox::from_bytes(&v1, InboxConfig::default(), T0).unwrap();
+        assert_eq!(old.remembered(), 1);
+        assert!(old.first_answer(ack, T0));
+        // A saved list that names one ack twice is refused.
+        let twice = postcard::to_allocvec(&Saved {
+            version: INBOX_FORMAT_VERSION,
+            delivered: vec![],
+            answered: vec![
+                (Duration::from_secs(2), [7; ID_LEN]),
+                (Duration::from_secs(1), [7; ID_LEN]),
+            ],
+        })
+        .unwrap();
+        assert!(Inbox::from_bytes(&twice, InboxConfig::default(), T0).is_err());
     }
 }

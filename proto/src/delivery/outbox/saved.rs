@@ -267,12 +267,6 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
     }
 }
 
-/// Decodes a whole postcard encoding; trailing bytes are an error.
 fn decode_all<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OutboxError> {
-    let (value, rest): (T, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|_| OutboxError::Malformed("encoding"))?;
-    if !rest.is_empty() {
-        return Err(OutboxError::Malformed("trailing bytes"));
-    }
-    Ok(value)
+    crate::delivery::decode_whole(bytes).map_err(OutboxError::Malformed)
 }
