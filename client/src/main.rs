@@ -1,7 +1,7 @@
 //! `aegis`: the AegisLink command-line client.
 //!
 //! The passphrase is read from `AEGIS_PASSPHRASE` if set, otherwise from the
-//! first line of standard input (or the terminal).
+//! first line of standard input (at a terminal, without echo).
 
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -24,14 +24,12 @@ use tokio::io::AsyncBufReadExt as _;
     about = "AegisLink client: private messages through a mixnet"
 )]
 struct Cli {
-    /// The profile directory.
-    #[arg(
-        long,
-        global = true,
-        default_value = "aegis-profile",
-        env = "AEGIS_PROFILE"
-    )]
-    profile: PathBuf,
+    /// The profile directory (default: `aegislink/profile` in the
+    /// platform's data directory, `$XDG_DATA_HOME` or `~/.local/share`; an
+    /// `aegis-profile` folder in the current directory, the old default, is
+    /// still used if it exists).
+    #[arg(long, global = true, env = "AEGIS_PROFILE")]
+    profile: Option<PathBuf>,
     /// Seconds between mailbox pulls.
     #[arg(long, global = true, default_value_t = 1.0)]
     pull_interval: f64,
@@ -169,9 +167,94 @@ fn passphrase(prompt: &str) -> anyhow::Result<String> {
     }
     eprint!("{prompt}: ");
     std::io::stderr().flush()?;
+    let quiet = NoEcho::on_terminal();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if quiet.is_some() {
+        eprintln!();
+    }
+    read?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Terminal echo turned off while a passphrase is typed (`stty -echo` on
+/// the terminal that is standard input), and back on when dropped, also
+/// after an error. Nothing is changed when standard input is not a
+/// terminal (a pipe, as scripts and the launcher use).
+struct NoEcho;
+
+impl NoEcho {
+    fn on_terminal() -> Option<NoEcho> {
+        use std::io::IsTerminal as _;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        stty("-echo").then_some(NoEcho)
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        stty("echo");
+    }
+}
+
+/// Runs `stty ARG` on the terminal that is standard input.
+fn stty(arg: &str) -> bool {
+    std::process::Command::new("stty")
+        .arg(arg)
+        .stdin(std::process::Stdio::inherit())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The profile directory: the one given, else `./aegis-profile` if it
+/// exists (the old default), else `aegislink/profile` in the platform's
+/// data directory.
+fn profile_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let old = PathBuf::from("aegis-profile");
+    default_profile(
+        given,
+        old.exists(),
+        std::env::var_os("XDG_DATA_HOME"),
+        std::env::var_os("HOME"),
+    )
+    .context("no --profile, AEGIS_PROFILE, XDG_DATA_HOME or HOME to put the profile in")
+}
+
+/// [`profile_dir`] from what it reads: the given folder, whether the old
+/// default exists, `XDG_DATA_HOME` (used only if absolute, as the XDG
+/// specification says) and `HOME`.
+fn default_profile(
+    given: Option<PathBuf>,
+    old_exists: bool,
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    if given.is_some() {
+        return given;
+    }
+    if old_exists {
+        return Some(PathBuf::from("aegis-profile"));
+    }
+    let data = xdg_data_home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(data.join("aegislink").join("profile"))
+}
+
+/// Makes the folder a new profile goes in, readable by its owner only.
+fn make_parent(profile: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = profile.parent().filter(|p| !p.as_os_str().is_empty()) {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(())
 }
 
 fn open(path: &Path) -> anyhow::Result<Profile> {
@@ -204,6 +287,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let profile_path = profile_dir(cli.profile.clone())?;
     let config = ClientConfig {
         pull_interval: Duration::from_secs_f64(cli.pull_interval.clamp(0.05, 3_600.0)),
         gateway_address: cli.gateway_address.clone(),
@@ -215,9 +299,10 @@ fn main() -> anyhow::Result<()> {
             authorities,
             insecure_fast_kdf,
         } => {
-            if cli.profile.exists() {
-                bail!("{} exists already", cli.profile.display());
+            if profile_path.exists() {
+                bail!("{} exists already", profile_path.display());
             }
+            make_parent(&profile_path)?;
             let authorities = authorities
                 .iter()
                 .map(|a| TrustedAuthority::parse(a))
@@ -237,21 +322,21 @@ fn main() -> anyhow::Result<()> {
                 let gateway = pick_gateway(&fetcher).await?;
                 anyhow::Ok(Profile::create(
                     &mut rand::rng(),
-                    &cli.profile,
+                    &profile_path,
                     pass.as_bytes(),
                     params,
                     gateway,
                     authorities,
                 )?)
             })?;
-            println!("profile created at {}", cli.profile.display());
+            println!("profile created at {}", profile_path.display());
             println!("your gateway: {}", hex::encode(profile.gateway.0));
             println!("your contact card (give it to the people who should reach you):");
             println!("{}", profile.card().encode());
             Ok(())
         }
         Command::Contact { command } => {
-            let profile = open(&cli.profile)?;
+            let profile = open(&profile_path)?;
             match command {
                 ContactCommand::Show => println!("{}", profile.card().encode()),
                 ContactCommand::Add { name, card } => {
@@ -276,7 +361,7 @@ fn main() -> anyhow::Result<()> {
             message,
             timeout,
         } => {
-            let profile = open(&cli.profile)?;
+            let profile = open(&profile_path)?;
             let contact = contact_id(&profile, &to)?;
             runtime.block_on(async {
                 eprintln!("connecting…");
@@ -311,7 +396,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Inbox { wait } => {
-            let profile = open(&cli.profile)?;
+            let profile = open(&profile_path)?;
             let profile = runtime.block_on(async {
                 let (client, mut events) = Client::start(profile, config).await?;
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -339,7 +424,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat { with } => {
-            let profile = open(&cli.profile)?;
+            let profile = open(&profile_path)?;
             let contact = contact_id(&profile, &with)?;
             runtime.block_on(async {
                 let (client, mut events) = Client::start(profile, config).await?;
@@ -372,12 +457,12 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Serve => {
-            let profile = open(&cli.profile)?;
+            let profile = open(&profile_path)?;
             runtime.block_on(serve(profile, config))
         }
         Command::Backup { command } => match command {
             BackupCommand::Export { file } => {
-                let profile = open(&cli.profile)?;
+                let profile = open(&profile_path)?;
                 let pass = std::env::var("AEGIS_BACKUP_PASSPHRASE")
                     .or_else(|_| passphrase("backup passphrase"))?;
                 let bytes = profile.store().export_backup(pass.as_bytes())?;
@@ -387,21 +472,22 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             BackupCommand::Import { file } => {
-                if cli.profile.exists() {
-                    bail!("{} exists already", cli.profile.display());
+                if profile_path.exists() {
+                    bail!("{} exists already", profile_path.display());
                 }
+                make_parent(&profile_path)?;
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let backup_pass = std::env::var("AEGIS_BACKUP_PASSPHRASE")
                     .or_else(|_| passphrase("backup passphrase"))?;
                 let pass = passphrase("passphrase for the restored profile")?;
                 Store::import_backup(
-                    &cli.profile,
+                    &profile_path,
                     &bytes,
                     backup_pass.as_bytes(),
                     pass.as_bytes(),
                 )?;
-                println!("profile restored to {}", cli.profile.display());
+                println!("profile restored to {}", profile_path.display());
                 Ok(())
             }
         },
@@ -469,4 +555,30 @@ async fn serve(profile: Profile, config: ClientConfig) -> anyhow::Result<()> {
     }
     client.shutdown().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_goes_where_the_platform_keeps_user_data() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(default_profile(p("/x"), true, None, None), p("/x"));
+        assert_eq!(
+            default_profile(None, true, None, os("/home/a")),
+            p("aegis-profile")
+        );
+        assert_eq!(
+            default_profile(None, false, os("/data"), os("/home/a")),
+            p("/data/aegislink/profile")
+        );
+        // A relative XDG_DATA_HOME is ignored, as the specification says.
+        assert_eq!(
+            default_profile(None, false, os("rel"), os("/home/a")),
+            p("/home/a/.local/share/aegislink/profile")
+        );
+        assert_eq!(default_profile(None, false, None, None), None);
+    }
 }
