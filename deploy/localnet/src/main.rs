@@ -160,8 +160,6 @@ async fn run(
     let mut node_configs = Vec::new();
     // Node identity (hex) → (name, libp2p listen port).
     let mut node_ids: HashMap<String, (String, u16)> = HashMap::new();
-    // Node name → its libp2p listen port.
-    let mut node_ports: HashMap<String, u16> = HashMap::new();
     let origin = Instant::now();
     let mut taps = Vec::new();
     for i in 0..mixes + args.gateways {
@@ -173,7 +171,6 @@ async fn run(
         let data = dir.join(&name);
         let metrics_port = free_port()?;
         let listen_port = free_port()?;
-
         let mut init_args: Vec<String> = vec![
             "init".into(),
             "--data-dir".into(),
@@ -198,7 +195,6 @@ async fn run(
         let identity =
             printed(&out, "identity: ").context("aegis-node init printed no identity")?;
         node_ids.insert(identity, (name.clone(), listen_port));
-        node_ports.insert(name.clone(), listen_port);
         metrics_urls.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
         node_configs.push((name, data.join("aegis-node.toml"), metrics_port));
     }
@@ -450,7 +446,7 @@ async fn run(
                 .get(&hex::encode(probe.target.0))
                 .cloned()
                 .context("the layer-1 mix is not one of ours")?;
-            let health = health_url(&node_configs, &name)?;
+            let health = node_url(&node_configs, &name, "/health")?;
             probe.send_good().await?;
             inject(procs, &name, Fault::KillRestart, logs).await?;
             wait_healthy(&http, &health, Duration::from_secs(30))
@@ -487,7 +483,13 @@ async fn run(
                     .context("a listed mix is not one of ours")
             };
             let victim_name = name_of(&victim)?;
-            let port_of = |name: &str| node_ports.get(name).copied().context("no port");
+            let port_of = |name: &str| {
+                node_ids
+                    .values()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, port)| *port)
+                    .context("no listen port")
+            };
             let peers = predecessors
                 .iter()
                 .map(|p| port_of(&name_of(p)?))
@@ -495,11 +497,7 @@ async fn run(
             let victim_port = port_of(&victim_name)?;
             isolate::cut_links(victim_port, &peers)?;
             cut = Some((victim_port, peers.clone()));
-            let metrics = node_configs
-                .iter()
-                .find(|(n, ..)| *n == victim_name)
-                .map(|(_, _, port)| format!("http://127.0.0.1:{port}/metrics"))
-                .context("no metrics port for the victim")?;
+            let metrics = node_url(&node_configs, &victim_name, "/metrics")?;
             eprintln!(
                 "fault: n-1: every link between {victim_name} and the {} layer-1 mixes cut",
                 peers.len()
@@ -537,7 +535,7 @@ async fn run(
             // A node that must learn the clock again while the rogue answers.
             let restarted = "mix-1";
             inject(procs, restarted, Fault::KillRestart, logs).await?;
-            let health = health_url(&node_configs, restarted)?;
+            let health = node_url(&node_configs, restarted, "/health")?;
             wait_healthy(&http, &health, Duration::from_secs(60))
                 .await
                 .with_context(|| {
@@ -667,15 +665,17 @@ fn last_gateway(
         .context("no gateway")
 }
 
-/// The `/health` address of the node named `name`.
-fn health_url(
+/// The address of `path` (`/health`, `/metrics`) on the metrics port of the
+/// node named `name`.
+fn node_url(
     node_configs: &[(String, std::path::PathBuf, u16)],
     name: &str,
+    path: &str,
 ) -> anyhow::Result<String> {
     node_configs
         .iter()
         .find(|(n, ..)| n == name)
-        .map(|(_, _, port)| format!("http://127.0.0.1:{port}/health"))
+        .map(|(_, _, port)| format!("http://127.0.0.1:{port}{path}"))
         .with_context(|| format!("no metrics port for {name}"))
 }
 
