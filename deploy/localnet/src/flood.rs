@@ -102,8 +102,8 @@ impl Probe {
 
 /// Floods a layer-1 mix for five seconds from a link authenticated as the
 /// gateway whose configuration is at `flooder`: one good packet, then
-/// alternately a replay of it and a frame of random bytes (right length,
-/// right epoch), as fast as the link takes them. Returns the target's
+/// alternately a replay of it and a frame of random bytes (right length and
+/// version), as fast as the link takes them. Returns the target's
 /// identity and the frames sent.
 pub async fn flood(
     flooder: &Path,
