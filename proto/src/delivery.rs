@@ -15,9 +15,11 @@
 //! every transmission of a fragment carries a fresh SURB-ACK with a fresh
 //! [`AckId`](aegis_mix_packet::AckId) over a fresh route; an
 //! acknowledgement of *any* transmission of a fragment acknowledges it; a
-//! fragment not acknowledged within its timeout is sent again, up to
-//! [`OutboxConfig::max_attempts`] times, after which the whole message has
-//! failed. The recipient acknowledges every fragment it can read — including
+//! fragment not acknowledged within its timeout is sent again, with the
+//! wait doubling up to an hour, until the message is older than
+//! [`OutboxConfig::give_up_after`] (7 days by default; or after
+//! [`OutboxConfig::max_attempts`] transmissions, if set), after which the
+//! whole message has failed. The recipient acknowledges every fragment it can read — including
 //! duplicates, since the earlier acknowledgement may have been lost.
 
 use std::time::Duration;

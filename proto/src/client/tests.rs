@@ -149,7 +149,7 @@ fn the_schedule_and_the_pulls_do_not_depend_on_what_is_queued() {
 }
 
 #[test]
-fn retransmissions_back_off_and_a_silent_recipient_fails_only_after_hours() {
+fn retransmissions_back_off_and_a_silent_recipient_is_still_tried_hours_later() {
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     // One slot every 10 s keeps five hours to a few thousand packets.
     let slow = ShapingConfig::ConstantRate {
@@ -172,14 +172,16 @@ fn retransmissions_back_off_and_a_silent_recipient_fails_only_after_hours() {
         }
     }
     assert_eq!(statuses, [MessageStatus::Sent], "not failed after an hour");
-    // It gives up once its attempts are used up, hours later.
+    // Hours later it is still trying, about once an hour (the outbox gives
+    // up only after a week by default).
     drive(&mut rng, &mut endpoint, hour, 5 * hour);
-    let last = std::iter::from_fn(|| endpoint.poll_event())
-        .filter_map(|e| match e {
-            EndpointEvent::Status(s) if s.local_id == local => Some(s.status),
-            _ => None,
-        })
-        .last();
-    assert_eq!(last, Some(MessageStatus::Failed));
-    assert_eq!(endpoint.stats().real_sent, 12);
+    let failed = std::iter::from_fn(|| endpoint.poll_event()).any(|e| {
+        matches!(e, EndpointEvent::Status(s) if s.local_id == local && s.status == MessageStatus::Failed)
+    });
+    assert!(!failed, "failed within five hours");
+    let sent = endpoint.stats().real_sent;
+    assert!(
+        (sent_in_an_hour + 3..=sent_in_an_hour + 5).contains(&sent),
+        "{sent} after five hours, {sent_in_an_hour} after one"
+    );
 }

@@ -18,10 +18,16 @@ pub struct OutboxConfig {
     pub max_messages: usize,
     /// Most payload bytes queued at once.
     pub max_bytes: usize,
-    /// Transmissions of one fragment before its message fails (at least 1).
-    /// With the doubling back-off, the default 12 keeps a message trying for
-    /// about 3.4 hours when the first timeout is 5 s.
+    /// Transmissions of one fragment before its message fails (at least 1;
+    /// by default no limit, so `give_up_after` decides).
     pub max_attempts: u32,
+    /// Age of a message (since it was queued) past which a timed-out
+    /// fragment fails it. The back-off doubles the wait up to an hour, so a
+    /// message to a recipient who is offline is tried about hourly; the
+    /// default, 7 days, lets it wait out a week offline (the inbox
+    /// remembers delivered ids as long, so a late copy is still a
+    /// duplicate).
+    pub give_up_after: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -29,7 +35,8 @@ impl Default for OutboxConfig {
         OutboxConfig {
             max_messages: 1000,
             max_bytes: 64 * 1024 * 1024,
-            max_attempts: 12,
+            max_attempts: u32::MAX,
+            give_up_after: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -437,17 +444,17 @@ impl<R: Clone> Outbox<R> {
                 break;
             }
             self.deadlines.pop_first();
-            let Some(fragment) = self
-                .messages
-                .get_mut(&local_id)
-                .and_then(|m| m.fragments.get_mut(index))
-            else {
+            let Some(message) = self.messages.get_mut(&local_id) else {
+                continue;
+            };
+            let too_old = now.saturating_sub(message.queued_at) >= self.config.give_up_after;
+            let Some(fragment) = message.fragments.get_mut(index) else {
                 continue;
             };
             if fragment.state != State::InFlight(deadline) {
                 continue;
             }
-            if fragment.attempts >= self.config.max_attempts {
+            if fragment.attempts >= self.config.max_attempts || too_old {
                 if let Some(m) = self.remove(local_id) {
                     self.events.push(StatusEvent {
                         local_id,

@@ -349,12 +349,52 @@ fn a_fragment_that_could_not_be_sent_goes_back_first_without_an_attempt() {
 }
 
 #[test]
+fn a_silent_recipient_is_tried_about_hourly_for_a_week_then_the_message_fails() {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let mut outbox = Outbox::new(OutboxConfig::default());
+    let local = outbox
+        .queue(&mut rng, contact(1), vec![1; 10], Duration::ZERO)
+        .unwrap();
+    let hour = secs(3_600);
+    let week = 7 * 24 * hour;
+    let (mut now, mut sent, mut failed_at) = (Duration::ZERO, 0u32, None);
+    while failed_at.is_none() && now <= week + 2 * hour {
+        if send(&mut outbox, &mut rng, now).is_some() {
+            sent += 1;
+        }
+        for event in outbox.poll(now) {
+            if event.local_id == local && event.status == MessageStatus::Failed {
+                failed_at = Some(now);
+            }
+        }
+        now = outbox
+            .next_deadline()
+            .map_or(now + SECOND, |d| d.max(now + SECOND));
+    }
+    // The waits double from 10 s to the 1 h cap (10 · 2⁸ = 2,560 s is the
+    // last below it): nine attempts in the first ~85 minutes, then one an
+    // hour until the week is over.
+    let failed_at = failed_at.expect("the message failed");
+    assert!(
+        failed_at >= week && failed_at <= week + hour,
+        "{failed_at:?}"
+    );
+    let hourly = (week.as_secs() - 5_110) / 3_600;
+    assert!(
+        (u64::from(sent) as i64 - (9 + hourly) as i64).abs() <= 2,
+        "{sent} transmissions, about {} expected",
+        9 + hourly
+    );
+}
+
+#[test]
 fn the_outbox_is_bounded() {
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     let mut outbox = Outbox::new(OutboxConfig {
         max_messages: 2,
         max_bytes: 5000,
         max_attempts: 3,
+        ..OutboxConfig::default()
     });
     let first = outbox
         .queue(&mut rng, contact(1), vec![0; 3000], Duration::ZERO)
@@ -505,7 +545,7 @@ proptest::proptest! {
     #[test]
     fn outbox_invariants_hold_under_any_sequence(ops in proptest::collection::vec(op(), 1..120)) {
         let mut rng = ChaCha20Rng::seed_from_u64(9);
-        let mut outbox = Outbox::new(OutboxConfig { max_messages: 8, max_bytes: 20_000, max_attempts: 3 });
+        let mut outbox = Outbox::new(OutboxConfig { max_messages: 8, max_bytes: 20_000, max_attempts: 3, ..OutboxConfig::default() });
         let mut now = Duration::ZERO;
         let mut sizes = HashMap::new();
         let mut acks = Vec::new();
