@@ -14,8 +14,87 @@
 //! its loopback device and its rules vanish when the launcher exits.
 
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
+
+use crate::nodes::{NodeConfigs, NodeIds, listen_port, name_of, node_url};
+use crate::report::{self, NMinusOne};
+
+/// Seconds the n−1 fault holds the victim's input back: long enough for
+/// its alarm, short enough that the messages sent through it meanwhile are
+/// delivered on retransmission within the run.
+pub const N_MINUS_ONE_SECS: f64 = 30.0;
+
+/// The n−1 fault under way: which links are cut since when, and what the
+/// victim's alarm did.
+pub struct Attack {
+    report: NMinusOne,
+    /// The victim's `/metrics`.
+    metrics: String,
+    cut_at: Instant,
+    /// The victim's and its predecessors' listen ports, until restored.
+    cut: Option<(u16, Vec<u16>)>,
+}
+
+impl Attack {
+    /// Cuts the links of the first layer-2 mix of `document` from layer 1.
+    pub fn start(
+        document: aegis_directory::SignedConsensus,
+        node_ids: &NodeIds,
+        node_configs: &NodeConfigs,
+    ) -> anyhow::Result<Attack> {
+        let (victim, predecessors) = victim_and_predecessors(document)?;
+        let victim_name = name_of(node_ids, &victim)?;
+        let peers = predecessors
+            .iter()
+            .map(|p| listen_port(node_ids, &name_of(node_ids, p)?))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let victim_port = listen_port(node_ids, &victim_name)?;
+        cut_links(victim_port, &peers)?;
+        eprintln!(
+            "fault: n-1: every link between {victim_name} and the {} layer-1 mixes cut",
+            peers.len()
+        );
+        Ok(Attack {
+            metrics: node_url(node_configs, &victim_name, "/metrics")?,
+            report: NMinusOne {
+                victim: victim_name,
+                alarm_after_s: None,
+                cut_for_s: N_MINUS_ONE_SECS,
+            },
+            cut_at: Instant::now(),
+            cut: Some((victim_port, peers)),
+        })
+    }
+
+    /// Lets go once the attack has lasted its time, and notes when the
+    /// victim's alarm is first seen.
+    pub async fn poll(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        let since = self.cut_at.elapsed().as_secs_f64();
+        if since >= N_MINUS_ONE_SECS
+            && let Some((victim, peers)) = self.cut.take()
+        {
+            restore_links(victim, &peers)?;
+            eprintln!("fault: n-1: links restored after {N_MINUS_ONE_SECS} s");
+        }
+        if self.report.alarm_after_s.is_none()
+            && report::loop_alarms(http, std::slice::from_ref(&self.metrics)).await > 0
+        {
+            self.report.alarm_after_s = Some(since);
+            eprintln!(
+                "fault: n-1: {}'s loop alarm raised {since:.1} s after the cut",
+                self.report.victim
+            );
+        }
+        Ok(())
+    }
+
+    /// What the fault did, for the report.
+    pub fn report(self) -> NMinusOne {
+        self.report
+    }
+}
 
 /// Set in the environment of the launcher once it runs in its own network
 /// namespace.

@@ -25,12 +25,14 @@ use tokio::sync::mpsc;
 mod args;
 mod flood;
 mod isolate;
+mod nodes;
 mod observer;
 mod processes;
 mod report;
 mod rogue;
 
 use args::Args;
+use nodes::{current_document, last_gateway, node_url, wait_healthy};
 use processes::{
     Fault, Proc, Procs, bin_dir, build_binaries, inject, printed, run_to_end, spawn_logged,
 };
@@ -410,10 +412,8 @@ async fn run(
     let mut descriptor_flood_at = args.descriptor_flood_at;
     let mut n_minus_one_at = args.n_minus_one_at;
     let mut rogue_at = args.rogue_authority_at;
-    let mut rogue: Option<(report::RogueAuthority, std::sync::Arc<rogue::Served>)> = None;
-    let mut n_minus_one: Option<(report::NMinusOne, String, Instant)> = None;
-    // The cut links, until the attacker lets go.
-    let mut cut: Option<(u16, Vec<u16>)> = None;
+    let mut rogue: Option<rogue::Outcome> = None;
+    let mut n_minus_one: Option<isolate::Attack> = None;
     let mut descriptor_flood = None;
     let (_flood_stop, flood_stop_rx) = tokio::sync::watch::channel(false);
     loop {
@@ -475,111 +475,27 @@ async fn run(
         if n_minus_one_at.is_some_and(|at| at <= elapsed) {
             n_minus_one_at = None;
             let document = current_document(&http, &authorities[0].1, &verifier).await?;
-            let (victim, predecessors) = isolate::victim_and_predecessors(document)?;
-            let name_of = |id: &aegis_mix_packet::NodeId| {
-                node_ids
-                    .get(&hex::encode(id.0))
-                    .map(|(name, _)| name.clone())
-                    .context("a listed mix is not one of ours")
-            };
-            let victim_name = name_of(&victim)?;
-            let port_of = |name: &str| {
-                node_ids
-                    .values()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, port)| *port)
-                    .context("no listen port")
-            };
-            let peers = predecessors
-                .iter()
-                .map(|p| port_of(&name_of(p)?))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let victim_port = port_of(&victim_name)?;
-            isolate::cut_links(victim_port, &peers)?;
-            cut = Some((victim_port, peers.clone()));
-            let metrics = node_url(&node_configs, &victim_name, "/metrics")?;
-            eprintln!(
-                "fault: n-1: every link between {victim_name} and the {} layer-1 mixes cut",
-                peers.len()
-            );
-            n_minus_one = Some((
-                report::NMinusOne {
-                    victim: victim_name,
-                    alarm_after_s: None,
-                    cut_for_s: N_MINUS_ONE_SECS,
-                },
-                metrics,
-                Instant::now(),
-            ));
+            n_minus_one = Some(isolate::Attack::start(document, &node_ids, &node_configs)?);
         }
         if rogue_at.is_some_and(|at| at <= elapsed) {
             rogue_at = None;
-            let (name, authority, config) = &authorities[0];
-            let key = aegis_directory::config::load_key(
-                &AuthorityConfig::load(config)?
-                    .data_dir
-                    .join(aegis_directory::config::KEY_FILE),
-            )?;
-            inject(procs, name, Fault::Stop, logs).await?;
-            let address = authority
-                .url
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned();
-            let listener = tokio::net::TcpListener::bind(&address)
-                .await
-                .with_context(|| format!("taking over {address}"))?;
-            let (served, _task) =
-                rogue::serve(listener, key, authorities[1].1.clone(), verifier.clone());
-            eprintln!("fault: rogue authority: {name}'s key answers at {address}");
-            // A node that must learn the clock again while the rogue answers.
-            let restarted = "mix-1";
-            inject(procs, restarted, Fault::KillRestart, logs).await?;
-            let health = node_url(&node_configs, restarted, "/health")?;
-            wait_healthy(&http, &health, Duration::from_secs(60))
-                .await
-                .with_context(|| {
-                    format!("{restarted} did not come back with the rogue answering")
-                })?;
             let honest = aegis_directory::Schedule {
                 genesis_ms: genesis,
                 epoch_length_ms: args.epoch_ms,
             };
-            let reported: serde_json::Value =
-                serde_json::from_slice(&http.get(&health).send().await?.bytes().await?)?;
-            let epoch = reported["epoch"].as_u64();
-            let now = honest.epoch_at(unix_ms());
-            let on_honest_clock = epoch.is_some_and(|e| e + 1 >= now && e <= now);
-            eprintln!(
-                "fault: rogue authority: {restarted} restarted, at epoch {epoch:?} (honest {now})"
-            );
-            rogue = Some((
-                report::RogueAuthority {
-                    restarted: restarted.to_owned(),
-                    restarted_on_honest_clock: on_honest_clock,
-                    rogue_clocks_served: 0,
-                    forged_documents_served: 0,
-                },
-                served,
-            ));
+            let takeover = rogue::Takeover {
+                procs,
+                logs,
+                http: &http,
+                authorities: &authorities,
+                verifier: &verifier,
+                node_configs: &node_configs,
+                honest,
+            };
+            rogue = Some(takeover.run().await?);
         }
-        if let Some((_, _, cut_at)) = &n_minus_one
-            && cut_at.elapsed().as_secs_f64() >= N_MINUS_ONE_SECS
-            && let Some((victim, peers)) = cut.take()
-        {
-            isolate::restore_links(victim, &peers)?;
-            eprintln!("fault: n-1: links restored after {N_MINUS_ONE_SECS} s");
-        }
-        if let Some((n1, metrics, cut_at)) = &mut n_minus_one
-            && n1.alarm_after_s.is_none()
-            && report::loop_alarms(&http, std::slice::from_ref(metrics)).await > 0
-        {
-            n1.alarm_after_s = Some(cut_at.elapsed().as_secs_f64());
-            eprintln!(
-                "fault: n-1: {}'s loop alarm raised {:.1} s after the cut",
-                n1.victim,
-                cut_at.elapsed().as_secs_f64()
-            );
+        if let Some(attack) = &mut n_minus_one {
+            attack.poll(&http).await?;
         }
         let wake = next_message.min(next_summary);
         tokio::select! {
@@ -629,13 +545,8 @@ async fn run(
                 &authority_metrics,
                 run_started.elapsed(),
                 report::Faults {
-                    n_minus_one: n_minus_one.map(|(n1, ..)| n1),
-                    rogue_authority: rogue.map(|(mut r, served)| {
-                        use std::sync::atomic::Ordering;
-                        r.rogue_clocks_served = served.clocks.load(Ordering::Relaxed);
-                        r.forged_documents_served = served.documents.load(Ordering::Relaxed);
-                        r
-                    }),
+                    n_minus_one: n_minus_one.map(isolate::Attack::report),
+                    rogue_authority: rogue.map(rogue::Outcome::report),
                 },
             )
             .await?;
@@ -652,74 +563,6 @@ async fn run(
 }
 
 /// The last summary, and the JSON report if one was asked for.
-/// The configuration file of the last gateway started: the node whose
-/// identity the launcher's faults speak with.
-fn last_gateway(
-    node_configs: &[(String, std::path::PathBuf, u16)],
-) -> anyhow::Result<std::path::PathBuf> {
-    node_configs
-        .iter()
-        .rev()
-        .find(|(name, ..)| name.starts_with("gateway-"))
-        .map(|(_, path, _)| path.clone())
-        .context("no gateway")
-}
-
-/// The address of `path` (`/health`, `/metrics`) on the metrics port of the
-/// node named `name`.
-fn node_url(
-    node_configs: &[(String, std::path::PathBuf, u16)],
-    name: &str,
-    path: &str,
-) -> anyhow::Result<String> {
-    node_configs
-        .iter()
-        .find(|(n, ..)| n == name)
-        .map(|(_, _, port)| format!("http://127.0.0.1:{port}{path}"))
-        .with_context(|| format!("no metrics port for {name}"))
-}
-
-/// Waits until `health` answers 200 (the node holds the current document
-/// and is listed in it), at most `timeout`.
-async fn wait_healthy(
-    http: &reqwest::Client,
-    health: &str,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let up = http
-            .get(health)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if up {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("not healthy within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The current consensus from `authority`, verified.
-async fn current_document(
-    http: &reqwest::Client,
-    authority: &TrustedAuthority,
-    verifier: &Verifier,
-) -> anyhow::Result<aegis_directory::SignedConsensus> {
-    let bytes = http
-        .get(api::url(&authority.url, api::DOCUMENT_CURRENT))
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    verifier
-        .verify_bytes(&bytes, None, unix_ms())
-        .context("no verified consensus")
-}
-
 async fn finish(
     args: &Args,
     tally: &Tally,
@@ -746,11 +589,6 @@ async fn finish(
     }
     Ok(())
 }
-
-/// Seconds the n−1 fault holds the victim's input back: long enough for
-/// its alarm, short enough that the messages sent through it meanwhile are
-/// delivered on retransmission within the run.
-const N_MINUS_ONE_SECS: f64 = 30.0;
 
 /// Bytes per write on links between nodes: one link frame.
 const FRAME_LEN: usize = aegis_mix_packet::Geometry::STANDARD.frame_len();

@@ -15,8 +15,10 @@
 //! The network must not notice beyond its logs: nodes and clients keep the
 //! honest clock and documents, and every message arrives once.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aegis_directory::{
     DocumentSignature, Schedule, SignedClock, SignedConsensus, TrustedAuthority, Verifier, api,
@@ -26,6 +28,98 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use ed25519_dalek::SigningKey;
+
+use crate::nodes::{NodeConfigs, node_url, wait_healthy};
+use crate::processes::{Fault, Procs, inject};
+use crate::report::RogueAuthority;
+
+/// The node restarted while the rogue answers: it must learn the clock
+/// again.
+const RESTARTED: &str = "mix-1";
+
+/// Everything the takeover touches.
+pub struct Takeover<'a> {
+    /// The launched processes.
+    pub procs: &'a mut Procs,
+    /// Their log folder.
+    pub logs: &'a Path,
+    /// For the nodes' `/health`.
+    pub http: &'a reqwest::Client,
+    /// Name, pinned key and configuration file of each authority; the first
+    /// is taken over, the second supplies the honest documents.
+    pub authorities: &'a [(String, TrustedAuthority, PathBuf)],
+    /// Checks the honest documents.
+    pub verifier: &'a Verifier,
+    /// The nodes' configuration files and metrics ports.
+    pub node_configs: &'a NodeConfigs,
+    /// The network's real epoch clock.
+    pub honest: Schedule,
+}
+
+/// What the takeover did, and what the rogue has served since.
+pub struct Outcome {
+    report: RogueAuthority,
+    served: Arc<Served>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Outcome {
+    /// The report, with the rogue's counts as they stand.
+    pub fn report(self) -> RogueAuthority {
+        RogueAuthority {
+            rogue_clocks_served: self.served.clocks.load(Ordering::Relaxed),
+            forged_documents_served: self.served.documents.load(Ordering::Relaxed),
+            ..self.report
+        }
+    }
+}
+
+impl Takeover<'_> {
+    /// Stops the first authority, answers at its address with its key,
+    /// restarts a mix and checks the clock it comes back on.
+    pub async fn run(self) -> anyhow::Result<Outcome> {
+        let (name, authority, config) = &self.authorities[0];
+        let key = aegis_directory::config::load_key(
+            &aegis_directory::config::Config::load(config)?
+                .data_dir
+                .join(aegis_directory::config::KEY_FILE),
+        )?;
+        inject(self.procs, name, Fault::Stop, self.logs).await?;
+        let address = authority
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("taking over {address}"))?;
+        let honest_source = self.authorities[1].1.clone();
+        let (served, task) = serve(listener, key, honest_source, self.verifier.clone());
+        eprintln!("fault: rogue authority: {name}'s key answers at {address}");
+        inject(self.procs, RESTARTED, Fault::KillRestart, self.logs).await?;
+        let health = node_url(self.node_configs, RESTARTED, "/health")?;
+        wait_healthy(self.http, &health, Duration::from_secs(60))
+            .await
+            .with_context(|| format!("{RESTARTED} did not come back with the rogue answering"))?;
+        let reported: serde_json::Value =
+            serde_json::from_slice(&self.http.get(&health).send().await?.bytes().await?)?;
+        let epoch = reported["epoch"].as_u64();
+        let now = self.honest.epoch_at(api::unix_now_ms());
+        eprintln!(
+            "fault: rogue authority: {RESTARTED} restarted, at epoch {epoch:?} (honest {now})"
+        );
+        Ok(Outcome {
+            report: RogueAuthority {
+                restarted: RESTARTED.to_owned(),
+                restarted_on_honest_clock: epoch.is_some_and(|e| e + 1 >= now && e <= now),
+                rogue_clocks_served: 0,
+                forged_documents_served: 0,
+            },
+            served,
+            _task: task,
+        })
+    }
+}
 
 /// What the rogue claims: epoch 0 began at the Unix epoch and lasts one
 /// second.
