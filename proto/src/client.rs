@@ -7,9 +7,9 @@
 //! gateway and for the acknowledgement ids of the next pull:
 //!
 //! * [`Endpoint::handle_timeout`] — the shaper's slots that are due become
-//!   packets: a real slot carries a pending acknowledgement first, then the
-//!   outbox's next (re)transmission, else loop cover; loop and drop slots
-//!   carry cover. [`Endpoint::poll_transmit`] hands out the frames.
+//!   packets: a real slot carries a pending acknowledgement or the outbox's
+//!   next (re)transmission (taking turns when both wait), else loop cover;
+//!   loop and drop slots carry cover. [`Endpoint::poll_transmit`] hands out the frames.
 //! * [`Endpoint::poll_pull`] — pulls leave on a fixed grid whose interval
 //!   follows from the published rates alone ([`Endpoint::pull_interval`]);
 //!   each carries the ids of what the previous pull brought.
@@ -158,6 +158,9 @@ pub struct Endpoint<C> {
     inbox: Inbox,
     addresses: HashMap<C, Address>,
     acks: VecDeque<OutgoingPacket>,
+    /// Whether the last real item handed to the shaper was an
+    /// acknowledgement (acknowledgements and own fragments take turns).
+    ack_went_last: bool,
     loops: LoopTracker<LoopId>,
     unacknowledged: Vec<[u8; 8]>,
     next_pull: Duration,
@@ -210,6 +213,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             inbox,
             addresses: HashMap::new(),
             acks: VecDeque::new(),
+            ack_went_last: false,
             loops: LoopTracker::new(LOOP_TIMEOUT),
             unacknowledged: Vec::new(),
             next_pull: now,
@@ -390,23 +394,48 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         }
     }
 
-    /// Keeps one real item waiting in the shaper: acknowledgements first,
-    /// then the outbox's next (re)transmission.
+    /// Keeps one real item waiting in the shaper: a pending acknowledgement
+    /// or the outbox's next (re)transmission. When both wait they take
+    /// turns, so whoever fills the mailbox with fragments (anyone holding
+    /// the client's card can) makes the client spend at most every other
+    /// real slot acknowledging them: its own messages still leave at half
+    /// their rate or better, and acknowledgements beyond
+    /// [`MAX_PENDING_ACKS`] are dropped (their senders retransmit).
     fn refill(&mut self, now: Duration) {
         if self.shaper.queued() > 0 {
             return;
         }
+        if self.ack_went_last && self.refill_own(now) {
+            return;
+        }
         if let Some(ack) = self.acks.pop_front() {
-            if let Err(Pending::Ack(ack)) = self.shaper.enqueue(Pending::Ack(ack)) {
-                self.acks.push_front(ack);
+            match self.shaper.enqueue(Pending::Ack(ack)) {
+                Ok(()) => self.ack_went_last = true,
+                Err(Pending::Ack(ack)) => self.acks.push_front(ack),
+                Err(Pending::Fragment(_)) => {}
             }
             return;
         }
-        if let Some(t) = self.outbox.next_transmission(now) {
-            self.outbox_changed = true;
-            if let Err(Pending::Fragment(t)) = self.shaper.enqueue(Pending::Fragment(t)) {
-                self.outbox.not_sent(t.local_id, t.fragment.index);
+        self.refill_own(now);
+    }
+
+    /// Hands the outbox's next (re)transmission to the shaper; false if
+    /// none is due.
+    fn refill_own(&mut self, now: Duration) -> bool {
+        let Some(t) = self.outbox.next_transmission(now) else {
+            return false;
+        };
+        self.outbox_changed = true;
+        match self.shaper.enqueue(Pending::Fragment(t)) {
+            Ok(()) => {
+                self.ack_went_last = false;
+                true
             }
+            Err(Pending::Fragment(t)) => {
+                self.outbox.not_sent(t.local_id, t.fragment.index);
+                false
+            }
+            Err(Pending::Ack(_)) => false,
         }
     }
 

@@ -72,30 +72,25 @@ fn drive(
     (frames, pulls)
 }
 
-#[test]
-fn a_fragment_delivered_twice_is_acknowledged_once() {
-    let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let (mut endpoint, _) = endpoint(&mut rng, None);
+/// What the gateway stores for the endpoint when someone sends it one
+/// fragment (of a two-fragment message `message_id`) with a SURB-ACK back
+/// to a mailbox of theirs.
+fn fragment_delivery(
+    rng: &mut ChaCha20Rng,
+    endpoint: &Endpoint<u8>,
+    message_id: [u8; 16],
+) -> Vec<u8> {
     let topology = endpoint.topology().clone();
     let gateway = topology.gateways[0];
     let geometry = Geometry::STANDARD;
-    let back = topology
-        .route(&mut rng, &geometry, gateway, gateway)
-        .unwrap();
+    let back = topology.route(rng, &geometry, gateway, gateway).unwrap();
     let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
     let sender = SphinxPublicKey::from(&SphinxSecret::from([8; 32]));
-    let (surb_ack, _key) = SurbAck::new(
-        &mut rng,
-        &geometry,
-        &back,
-        &delays,
-        MailboxId([9; 32]),
-        sender,
-    )
-    .unwrap();
+    let (surb_ack, _key) =
+        SurbAck::new(rng, &geometry, &back, &delays, MailboxId([9; 32]), sender).unwrap();
     let body = Body::Fragment {
         fragment: aegis_mix_packet::Fragment {
-            message_id: aegis_mix_packet::MessageId([4; 16]),
+            message_id: aegis_mix_packet::MessageId(message_id),
             index: 0,
             count: 2,
             data: vec![1; 10],
@@ -104,9 +99,15 @@ fn a_fragment_delivered_twice_is_acknowledged_once() {
     };
     // What the gateway stores for this client: a tag and the sealed box.
     let own = SphinxPublicKey::from(&SphinxSecret::from([2; 32]));
-    let view =
-        aegis_mix_packet::sealed::seal(&mut rng, &own, &body.encode(&geometry).unwrap()).unwrap();
-    let delivery = aegis_mix_packet::join_delivery(&[5; 16], &view);
+    let view = aegis_mix_packet::sealed::seal(rng, &own, &body.encode(&geometry).unwrap()).unwrap();
+    aegis_mix_packet::join_delivery(&[5; 16], &view)
+}
+
+#[test]
+fn a_fragment_delivered_twice_is_acknowledged_once() {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let (mut endpoint, _) = endpoint(&mut rng, None);
+    let delivery = fragment_delivery(&mut rng, &endpoint, [4; 16]);
     // Delivered twice in one pull, and once more later (the gateway did
     // not see the pull that acknowledged it).
     endpoint.handle_pulled(
@@ -116,6 +117,49 @@ fn a_fragment_delivered_twice_is_acknowledged_once() {
     );
     endpoint.handle_pulled(&mut rng, vec![([3; 8], delivery)], Duration::from_secs(2));
     assert_eq!(endpoint.acks.len(), 1, "the reply block was used once");
+}
+
+#[test]
+fn a_flood_of_fragments_takes_at_most_every_other_real_slot() {
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let fast = ShapingConfig::ConstantRate {
+        interval: Duration::from_millis(10),
+    };
+    let (mut endpoint, address) = endpoint(&mut rng, Some(fast));
+    // Someone holding the card fills the mailbox: 200 fragments, each
+    // owed an acknowledgement.
+    let flood: Vec<([u8; 8], Vec<u8>)> = (0..200u8)
+        .map(|i| ([i; 8], fragment_delivery(&mut rng, &endpoint, [i; 16])))
+        .collect();
+    endpoint.handle_pulled(&mut rng, flood, Duration::ZERO);
+    assert_eq!(endpoint.acks.len(), 200);
+    // The client's own message of four fragments (3 × 1,533 bytes and a
+    // bit) is every fragment sent within eight real slots, not after the
+    // 200 acknowledgements.
+    let local = endpoint
+        .queue(&mut rng, 1, address, vec![7; 5_000], Duration::ZERO)
+        .unwrap();
+    let mut now = Duration::ZERO;
+    let sent_at = loop {
+        endpoint.handle_timeout(&mut rng, now);
+        while endpoint.poll_transmit().is_some() {}
+        if endpoint.poll_pull(now).is_some() {
+            endpoint.handle_pulled(&mut rng, Vec::new(), now);
+        }
+        let sent = std::iter::from_fn(|| endpoint.poll_event()).any(|e| {
+            matches!(e, EndpointEvent::Status(s) if s.local_id == local && s.status == MessageStatus::Sent)
+        });
+        if sent {
+            break endpoint.stats().real_sent;
+        }
+        assert!(now < Duration::from_secs(10), "own message never sent");
+        now = endpoint.poll_timeout().max(now + Duration::from_micros(1));
+    };
+    assert!(sent_at <= 8, "own fragments waited {sent_at} real slots");
+    // The acknowledgements still all leave, in the slots between.
+    drive(&mut rng, &mut endpoint, now, now + Duration::from_secs(5));
+    assert!(endpoint.acks.is_empty());
+    assert!(endpoint.stats().real_sent >= 204);
 }
 
 #[test]
