@@ -8,13 +8,15 @@
 # * iproute2, iptables: the launcher's n−1 fault (and the test that runs it)
 #   cuts links with packet filter rules inside a network namespace of its
 #   own (`unshare --net`, from util-linux, which every Debian system has).
+# * zbar-tools: the client's safety-number test decodes the QR code it
+#   draws in the terminal with zbarimg, a QR decoder written elsewhere.
 #
 # As root the script installs what is missing with apt-get; otherwise it
 # prints the one command to run and stops.
 
 aegis_missing_packages() {
     local pkg missing=""
-    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables; do
+    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables zbar-tools; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
     done
     echo "$missing"
@@ -36,6 +38,7 @@ aegis_prerequisites() {
         echo "  libclang-dev:      bindgen generates RocksDB's bindings with libclang"
         echo "  fonts-dejavu-core: text in the simulator's plots"
         echo "  iproute2, iptables: the launcher's n-1 fault cuts links in a private network namespace"
+        echo "  zbar-tools:        a test reads the client's terminal QR codes with zbarimg"
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             echo "Installing them with apt-get (a minute or two)..."
             apt-get update -qq

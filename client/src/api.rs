@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::Driver;
 use crate::envelope::{Content, MAX_SIGNAL_LEN};
-use crate::profile::{Profile, ProfileError};
+use crate::profile::{ContactRecord, Profile, ProfileError, StoredMessage};
+use crate::safety::SafetyNumber;
 use aegis_directory::TrustedAuthority;
 
 /// How the client runs.
@@ -30,6 +31,8 @@ pub struct ClientConfig {
     /// publishes (a tunnel or port forward); the link still authenticates
     /// the gateway's identity.
     pub gateway_address: Option<aegis_link::Multiaddr>,
+    /// When prekeys rotate and how long retired ones answer.
+    pub prekeys: crate::profile::PrekeyRotation,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +42,7 @@ impl Default for ClientConfig {
             shaping: None,
             outbox: OutboxConfig::default(),
             gateway_address: None,
+            prekeys: crate::profile::PrekeyRotation::default(),
         }
     }
 }
@@ -81,6 +85,10 @@ pub struct NetworkStats {
     pub loop_rtt_p50_ms: Option<f64>,
     /// Slots skipped (no consensus or no gateway at the time).
     pub skipped: u64,
+    /// Messages from blocked contacts dropped unread (since start).
+    pub blocked_dropped: u64,
+    /// Events the application did not take in time (since start).
+    pub events_missed: u64,
 }
 
 /// Something the application should know.
@@ -97,8 +105,12 @@ pub enum Event {
         from: ContactId,
         /// The contact's name.
         name: String,
+        /// From a contact request (someone not accepted yet).
+        request: bool,
         /// A signalling message (call set-up) rather than a message.
         signal: bool,
+        /// Its place in the history.
+        seq: u64,
         /// The content.
         body: Vec<u8>,
     },
@@ -111,14 +123,25 @@ pub enum Event {
         /// Its new status.
         status: MessageStatus,
     },
-    /// Someone who was not a contact wrote; they are a contact now.
-    NewContact {
+    /// Someone who was not a contact wrote: a contact request, until the
+    /// user accepts ([`Client::accept_contact`]) or blocks them.
+    ContactRequest {
         /// Their id.
         id: ContactId,
-        /// The name given to them (a fingerprint until renamed).
+        /// The name given to them (`request-` and a fingerprint).
         name: String,
     },
+    /// The application did not take `missed` events in time and they were
+    /// dropped (the client never waits for the application). Messages and
+    /// statuses are in the history.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
 }
+
+/// Work on the profile, run by the driver that owns it.
+pub(crate) type ProfileJob = Box<dyn FnOnce(&Profile) + Send>;
 
 pub(crate) enum Command {
     Send {
@@ -127,7 +150,12 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<LocalId, ClientError>>,
     },
     Stats(oneshot::Sender<NetworkStats>),
+    Profile(ProfileJob),
 }
+
+/// Events held for the application at most; more are counted and dropped
+/// ([`Event::Lagged`]).
+pub const EVENT_QUEUE: usize = 1_024;
 
 /// Attempts at attaching to the gateway when a client starts.
 const FIRST_CONNECT_TRIES: u32 = 4;
@@ -173,7 +201,7 @@ impl Client {
         rand::rng().fill_bytes(&mut seed);
         let (host, _swarm) = Host::start(&SigningKey::from_bytes(&seed), None, shutdown_rx.clone())
             .map_err(|e| ClientError::Gateway(e.to_string()))?;
-        let (events_tx, events) = mpsc::channel(1_024);
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands, commands_rx) = mpsc::channel(64);
         let mut driver = Driver::new(profile, config, fetcher, topology, host, events_tx)?;
         // A first attempt can meet a link that is being set up or replaced
@@ -222,15 +250,7 @@ impl Client {
 
     /// Queues a message; its status arrives as [`Event::Status`].
     pub async fn send(&self, contact: ContactId, body: Vec<u8>) -> Result<LocalId, ClientError> {
-        self.send_content(
-            contact,
-            Content {
-                signal: false,
-                card: None,
-                body,
-            },
-        )
-        .await
+        self.send_content(contact, Content::new(false, body)).await
     }
 
     /// Queues a small signalling message (call set-up data such as SDP or
@@ -245,15 +265,7 @@ impl Client {
                 "a signalling message holds at most {MAX_SIGNAL_LEN} bytes"
             )));
         }
-        self.send_content(
-            contact,
-            Content {
-                signal: true,
-                card: None,
-                body,
-            },
-        )
-        .await
+        self.send_content(contact, Content::new(true, body)).await
     }
 
     /// The client's own traffic figures.
@@ -264,6 +276,115 @@ impl Client {
             .await
             .map_err(|_| ClientError::Stopped)?;
         answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Runs `job` on the profile inside the running client (which owns
+    /// it) and returns its result.
+    pub async fn with_profile<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Profile) -> T + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let job: ProfileJob = Box::new(move |profile| {
+            let _ = reply.send(job(profile));
+        });
+        self.commands
+            .send(Command::Profile(job))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Every contact, request and blocked contact, sorted by name.
+    pub async fn contacts(&self) -> Result<Vec<(ContactId, ContactRecord)>, ClientError> {
+        Ok(self.with_profile(|p| p.contacts()).await??)
+    }
+
+    /// The contact named `name`.
+    pub async fn contact(&self, name: &str) -> Result<(ContactId, ContactRecord), ClientError> {
+        let name = name.to_owned();
+        Ok(self.with_profile(move |p| p.named(&name)).await??)
+    }
+
+    /// Adds a contact from their card.
+    pub async fn add_contact(&self, name: &str, card: &str) -> Result<ContactId, ClientError> {
+        let (name, card) = (name.to_owned(), card.to_owned());
+        Ok(self
+            .with_profile(move |p| p.add_contact(&name, &card))
+            .await??)
+    }
+
+    /// Renames a contact.
+    pub async fn rename_contact(&self, name: &str, new_name: &str) -> Result<(), ClientError> {
+        let (name, new_name) = (name.to_owned(), new_name.to_owned());
+        Ok(self
+            .with_profile(move |p| p.rename_contact(&name, &new_name))
+            .await??)
+    }
+
+    /// Accepts a contact request, optionally naming them.
+    pub async fn accept_contact(
+        &self,
+        name: &str,
+        new_name: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let (name, new_name) = (name.to_owned(), new_name.map(str::to_owned));
+        Ok(self
+            .with_profile(move |p| p.accept_contact(&name, new_name.as_deref()))
+            .await??)
+    }
+
+    /// Blocks a contact or request.
+    pub async fn block_contact(&self, name: &str) -> Result<(), ClientError> {
+        let name = name.to_owned();
+        Ok(self.with_profile(move |p| p.block_contact(&name)).await??)
+    }
+
+    /// Removes a contact and its sessions.
+    pub async fn remove_contact(&self, name: &str) -> Result<ContactId, ClientError> {
+        let name = name.to_owned();
+        Ok(self
+            .with_profile(move |p| p.remove_contact(&name))
+            .await??)
+    }
+
+    /// The safety number with a contact.
+    pub async fn safety_number(&self, name: &str) -> Result<SafetyNumber, ClientError> {
+        let name = name.to_owned();
+        Ok(self.with_profile(move |p| p.safety_number(&name)).await??)
+    }
+
+    /// Marks a contact verified; `typed`, if given, must be the safety
+    /// number.
+    pub async fn verify_contact(&self, name: &str, typed: Option<&str>) -> Result<(), ClientError> {
+        let (name, typed) = (name.to_owned(), typed.map(str::to_owned));
+        Ok(self
+            .with_profile(move |p| p.verify_contact(&name, typed.as_deref()))
+            .await??)
+    }
+
+    /// The messages to and from a contact (all messages with `None`),
+    /// oldest first, with their times and, for sent ones, their status.
+    pub async fn history(
+        &self,
+        contact: Option<ContactId>,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        Ok(self
+            .with_profile(move |p| match contact {
+                Some(c) => p.history(&c),
+                None => p.messages(),
+            })
+            .await??)
+    }
+
+    /// Deletes one message from the history.
+    pub async fn delete_message(&self, seq: u64) -> Result<bool, ClientError> {
+        Ok(self.with_profile(move |p| p.delete_message(seq)).await??)
+    }
+
+    /// The profile's own contact card.
+    pub async fn card(&self) -> Result<String, ClientError> {
+        self.with_profile(|p| p.card().encode()).await
     }
 
     /// Stops the client (the outbox is saved) and hands the profile back.

@@ -8,6 +8,10 @@
 //! otherwise answers a handshake. Sessions are saved before a sealed
 //! message leaves and only after an arriving one authenticates: forged or
 //! replayed input changes nothing.
+//!
+//! Someone who writes first becomes a contact request, not a contact: at
+//! most [`MAX_REQUESTS`] are kept, nothing is sent to them until the user
+//! accepts, and a blocked contact's handshakes are not answered.
 
 use aegis_proto::{Address, ContactId};
 use rand::CryptoRng;
@@ -18,7 +22,9 @@ use crate::edge::EdgeError;
 use crate::edge::pqxdh::{InitialHeader, initiate, respond};
 use crate::edge::ratchet::Session;
 use crate::envelope::{Content, Envelope};
-use crate::profile::{ContactRecord, Profile, ProfileError, contact_id_of};
+use crate::profile::{
+    ContactRecord, ContactState, MAX_REQUESTS, Profile, ProfileError, contact_id_of,
+};
 
 /// Why a message could not be sealed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +35,9 @@ pub enum SealError {
     /// The contact is not in the profile.
     #[error("unknown contact")]
     UnknownContact,
+    /// The contact is a request or blocked.
+    #[error("{0} is {1}; accept them first")]
+    NotAccepted(String, &'static str),
     /// The handshake or the ratchet refused.
     #[error(transparent)]
     Edge(#[from] EdgeError),
@@ -41,8 +50,15 @@ pub struct Opened {
     pub from: ContactId,
     /// The contact's name.
     pub name: String,
-    /// Whether the sender was not a contact before this message.
+    /// Whether the sender was unknown before this message (they are a
+    /// contact request now).
     pub new_contact: bool,
+    /// Where the sender stands: a blocked sender's message is to be
+    /// dropped, a request's kept within limits.
+    pub state: ContactState,
+    /// Whether the message brought a card different from the one held
+    /// (a new gateway or new prekeys): the contact's address may change.
+    pub card_changed: bool,
     /// The content.
     pub content: Content,
 }
@@ -56,15 +72,31 @@ pub fn address_of(card: &ContactCard) -> Address {
     }
 }
 
-/// Seals `content` for `contact`: the envelope to queue and the contact's
-/// address. The session advances (and is saved) before the message leaves.
+/// A message sealed for a contact.
+#[derive(Debug)]
+pub struct Sealed {
+    /// The envelope to queue.
+    pub envelope: Vec<u8>,
+    /// Where it goes.
+    pub address: Address,
+    /// The version of our card it carries, if it carries one.
+    pub card_version: Option<u32>,
+}
+
+/// Seals `content` for `contact`. The session advances (and is saved)
+/// before the message leaves. Our card rides along (inside the encryption)
+/// until the contact has answered in the session, and after our card
+/// changed until a message carrying the new one was delivered.
 pub fn seal<R: CryptoRng + ?Sized>(
     rng: &mut R,
     profile: &Profile,
     contact: &ContactId,
     mut content: Content,
-) -> Result<(Vec<u8>, Address), SealError> {
+) -> Result<Sealed, SealError> {
     let mut record = profile.contact(contact)?.ok_or(SealError::UnknownContact)?;
+    if record.state != ContactState::Contact {
+        return Err(SealError::NotAccepted(record.name, record.state.word()));
+    }
     let card = ContactCard::decode(&record.card).map_err(ProfileError::from)?;
     let mut sessions = profile.sessions(contact)?;
     if sessions.is_empty() {
@@ -76,7 +108,9 @@ pub fn seal<R: CryptoRng + ?Sized>(
         record.confirmed = false;
         sessions.push(session);
     }
-    if !record.confirmed {
+    let version = profile.card_version()?;
+    let card_version = (!record.confirmed || record.card_known < version).then_some(version);
+    if card_version.is_some() {
         content.card = Some(profile.card().encode());
     }
     let message = sessions[0].encrypt(rng, &content.encode())?;
@@ -85,7 +119,11 @@ pub fn seal<R: CryptoRng + ?Sized>(
         _ => Envelope::Ratchet { message }.encode(),
     };
     profile.put_sessions(contact, &record, &sessions)?;
-    Ok((envelope, address_of(&card)))
+    Ok(Sealed {
+        envelope,
+        address: address_of(&card),
+        card_version,
+    })
 }
 
 /// Every contact's address, for messages restored from a saved outbox.
@@ -148,23 +186,33 @@ fn answer_handshake<R: CryptoRng + ?Sized>(
 ) -> Option<Opened> {
     let from = contact_id_of(&header.identity.signing);
     let existing = profile.contact(&from).ok().flatten();
-    if existing
-        .as_ref()
-        .is_some_and(|r| r.seen_ephemerals.contains(&header.ephemeral))
-    {
-        debug!("replayed handshake dropped");
-        return None;
+    match &existing {
+        Some(r) if r.seen_ephemerals.contains(&header.ephemeral) => {
+            debug!("replayed handshake dropped");
+            return None;
+        }
+        Some(r) if r.state == ContactState::Blocked => {
+            debug!("handshake from a blocked contact dropped");
+            return None;
+        }
+        None if requests(profile) >= MAX_REQUESTS => {
+            debug!("handshake from a stranger dropped: too many contact requests");
+            let _ = profile.count_request_dropped();
+            return None;
+        }
+        _ => {}
     }
-    let Ok(secret) = respond(
-        &profile.identity,
-        &profile.signed_prekey,
-        &profile.pq_prekey,
-        header,
-    ) else {
+    let Some((signed_prekey, pq_prekey)) =
+        profile.prekeys(header.signed_prekey_id, header.pq_prekey_id)
+    else {
+        debug!("handshake to prekeys no longer held dropped");
+        return None;
+    };
+    let Ok(secret) = respond(&profile.identity, signed_prekey, pq_prekey, header) else {
         debug!("handshake refused");
         return None;
     };
-    let mut session = Session::responder(&secret, &profile.signed_prekey);
+    let mut session = Session::responder(&secret, signed_prekey);
     let mut sessions = profile.sessions(&from).unwrap_or_default();
     let Ok(plaintext) = session.decrypt(rng, message) else {
         debug!("first message did not decrypt");
@@ -184,12 +232,13 @@ fn answer_handshake<R: CryptoRng + ?Sized>(
         return None;
     }
     let is_new = existing.is_none();
-    let mut record = existing.unwrap_or_else(|| ContactRecord {
-        name: format!("contact-{}", hex_prefix(&from.0)),
-        card: card.encode(),
-        confirmed: false,
-        initial_header: None,
-        seen_ephemerals: Vec::new(),
+    let mut record = existing.unwrap_or_else(|| {
+        ContactRecord::new(
+            format!("request-{}", hex_prefix(&from.0)),
+            card.encode(),
+            ContactState::Request,
+            aegis_directory::api::unix_now_ms(),
+        )
     });
     record.card = card.encode();
     // Their handshake replaces ours: answer in their session.
@@ -214,6 +263,7 @@ fn accept(
     new_contact: bool,
 ) -> Option<Opened> {
     let content = Content::decode(plaintext).ok()?;
+    let held = record.card.clone();
     if !card_checked
         && let Some(card) = content
             .card
@@ -223,6 +273,7 @@ fn accept(
     {
         record.card = card.encode();
     }
+    let card_changed = record.card != held;
     if let Err(error) = profile.put_sessions(&id, &record, &sessions) {
         tracing::warn!(%error, "saving the session failed");
         return None;
@@ -231,10 +282,233 @@ fn accept(
         from: id,
         name: record.name,
         new_contact,
+        state: record.state,
+        card_changed,
         content,
+    })
+}
+
+/// Contact requests held now.
+fn requests(profile: &Profile) -> usize {
+    profile.contacts().map_or(usize::MAX, |contacts| {
+        contacts
+            .iter()
+            .filter(|(_, r)| r.state == ContactState::Request)
+            .count()
     })
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::profile;
+
+    fn text(body: &str) -> Content {
+        Content::new(false, body.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_stranger_is_a_request_until_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let (alice, bob) = (profile(dir.path(), "a"), profile(dir.path(), "b"));
+        let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
+        let envelope = seal(&mut rng, &alice, &bob_id, text("hi"))
+            .unwrap()
+            .envelope;
+        let opened = open(&mut rng, &bob, &envelope).unwrap();
+        assert!(opened.new_contact);
+        assert_eq!(opened.state, ContactState::Request);
+        assert!(opened.name.starts_with("request-"), "{}", opened.name);
+        // Nothing goes to a request: not even an answer that would show
+        // the stranger this profile is read.
+        assert!(matches!(
+            seal(&mut rng, &bob, &opened.from, text("who?")),
+            Err(SealError::NotAccepted(..))
+        ));
+        // Their next message comes through the session, still a request.
+        let again = seal(&mut rng, &alice, &bob_id, text("it's alice"))
+            .unwrap()
+            .envelope;
+        let opened = open(&mut rng, &bob, &again).unwrap();
+        assert_eq!(
+            (opened.state, opened.new_contact),
+            (ContactState::Request, false)
+        );
+        bob.accept_contact(&opened.name, Some("alice")).unwrap();
+        let reply = seal(&mut rng, &bob, &opened.from, text("hello alice"))
+            .unwrap()
+            .envelope;
+        let at_alice = open(&mut rng, &alice, &reply).unwrap();
+        assert_eq!(at_alice.state, ContactState::Contact);
+        assert_eq!(at_alice.content.body, b"hello alice");
+    }
+
+    #[test]
+    fn a_blocked_contact_is_recognised_and_its_new_handshakes_are_not_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let (mallory, bob) = (profile(dir.path(), "m"), profile(dir.path(), "b"));
+        let bob_id = mallory.add_contact("bob", &bob.card().encode()).unwrap();
+        let first = seal(&mut rng, &mallory, &bob_id, text("spam"))
+            .unwrap()
+            .envelope;
+        let name = open(&mut rng, &bob, &first).unwrap().name;
+        bob.block_contact(&name).unwrap();
+        let second = seal(&mut rng, &mallory, &bob_id, text("more spam"))
+            .unwrap()
+            .envelope;
+        assert_eq!(
+            open(&mut rng, &bob, &second).unwrap().state,
+            ContactState::Blocked,
+            "the driver drops it"
+        );
+        // A fresh handshake (Mallory starts over) is not even answered.
+        mallory.remove_contact("bob").unwrap();
+        mallory.add_contact("bob", &bob.card().encode()).unwrap();
+        let fresh = seal(&mut rng, &mallory, &bob_id, text("hi again"))
+            .unwrap()
+            .envelope;
+        assert!(open(&mut rng, &bob, &fresh).is_none());
+    }
+
+    #[test]
+    fn strangers_beyond_the_request_limit_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let (alice, bob) = (profile(dir.path(), "a"), profile(dir.path(), "b"));
+        let card = alice.card().encode();
+        for i in 0..MAX_REQUESTS {
+            let record = ContactRecord::new(
+                format!("request-{i}"),
+                card.clone(),
+                ContactState::Request,
+                0,
+            );
+            bob.put_contact(&ContactId([i as u8; 16]), &record).unwrap();
+        }
+        let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
+        let envelope = seal(&mut rng, &alice, &bob_id, text("hi"))
+            .unwrap()
+            .envelope;
+        assert!(open(&mut rng, &bob, &envelope).is_none());
+        assert_eq!(bob.requests_dropped().unwrap(), 1);
+        // Accepting one makes room.
+        bob.accept_contact("request-0", None).unwrap();
+        assert!(open(&mut rng, &bob, &envelope).is_some());
+    }
+
+    /// Alice and Bob, each the other's contact, with a session both ways.
+    fn talking(dir: &std::path::Path) -> (Profile, Profile, ContactId, ContactId) {
+        let mut rng = rand::rng();
+        let (alice, bob) = (profile(dir, "a"), profile(dir, "b"));
+        let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
+        let alice_id = bob.add_contact("alice", &alice.card().encode()).unwrap();
+        let hello = seal(&mut rng, &alice, &bob_id, text("hello")).unwrap();
+        open(&mut rng, &bob, &hello.envelope).unwrap();
+        let back = seal(&mut rng, &bob, &alice_id, text("hi")).unwrap();
+        assert_eq!(back.card_version, None, "Bob answers in Alice's session");
+        open(&mut rng, &alice, &back.envelope).unwrap();
+        (alice, bob, bob_id, alice_id)
+    }
+
+    #[test]
+    fn a_moved_gateway_reaches_contacts_in_a_card_update_until_one_is_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let (alice, mut bob, bob_id, alice_id) = talking(dir.path());
+        let new_gateway = aegis_mix_packet::NodeId([9; 32]);
+        bob.move_gateway(new_gateway).unwrap();
+        assert_eq!(bob.card_version().unwrap(), 1);
+        assert_eq!(bob.card_updates_due().unwrap(), vec![alice_id]);
+        let update = Content {
+            kind: crate::envelope::ContentKind::CardUpdate,
+            card: None,
+            body: Vec::new(),
+        };
+        let sealed = seal(&mut rng, &bob, &alice_id, update).unwrap();
+        assert_eq!(sealed.card_version, Some(1));
+        bob.note_card_update(alice_id, aegis_proto::LocalId(7), 1)
+            .unwrap();
+        assert!(bob.card_updates_due().unwrap().is_empty(), "queued once");
+        let at_alice = open(&mut rng, &alice, &sealed.envelope).unwrap();
+        assert!(at_alice.card_changed);
+        assert_eq!(
+            at_alice.content.kind,
+            crate::envelope::ContentKind::CardUpdate
+        );
+        let card = ContactCard::decode(&alice.contact(&bob_id).unwrap().unwrap().card).unwrap();
+        assert_eq!(
+            card.gateway, new_gateway,
+            "Alice now writes to the new gateway"
+        );
+        // Until delivered, every message carries the card; a failed update
+        // is queued again.
+        assert_eq!(
+            seal(&mut rng, &bob, &alice_id, text("x"))
+                .unwrap()
+                .card_version,
+            Some(1)
+        );
+        bob.note_status(aegis_proto::LocalId(7), aegis_proto::MessageStatus::Failed)
+            .unwrap();
+        assert_eq!(bob.card_updates_due().unwrap(), vec![alice_id]);
+        bob.note_card_update(alice_id, aegis_proto::LocalId(8), 1)
+            .unwrap();
+        bob.note_status(
+            aegis_proto::LocalId(8),
+            aegis_proto::MessageStatus::Delivered,
+        )
+        .unwrap();
+        assert_eq!(bob.contact(&alice_id).unwrap().unwrap().card_known, 1);
+        assert_eq!(
+            seal(&mut rng, &bob, &alice_id, text("y"))
+                .unwrap()
+                .card_version,
+            None,
+            "once Alice has the card, messages go without it"
+        );
+    }
+
+    #[test]
+    fn prekeys_rotate_and_retired_ones_answer_until_their_grace_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let (alice, carol, mut bob) = (
+            profile(dir.path(), "a"),
+            profile(dir.path(), "c"),
+            profile(dir.path(), "b"),
+        );
+        let old_card = bob.card().encode();
+        let policy = crate::profile::PrekeyRotation::default();
+        let day = 24 * 3_600_000;
+        let now = aegis_directory::api::unix_now_ms();
+        assert!(!bob.rotate_prekeys(&mut rng, now + day, policy).unwrap());
+        assert!(bob.rotate_prekeys(&mut rng, now + 8 * day, policy).unwrap());
+        assert_eq!(bob.card_version().unwrap(), 1);
+        assert_ne!(bob.card().encode(), old_card, "new prekeys, new card");
+        // Reopened, the profile holds the same keys.
+        let path = dir.path().join("b");
+        drop(bob);
+        let mut bob = Profile::open(&path, b"passphrase").unwrap();
+        assert_eq!(bob.signed_prekey.id, 2);
+        assert!(bob.prekeys(1, 1).is_some(), "the retired ones are kept");
+        // A card from before the rotation still starts a session.
+        let bob_at_alice = alice.add_contact("bob", &old_card).unwrap();
+        let first = seal(&mut rng, &alice, &bob_at_alice, text("old card")).unwrap();
+        assert!(open(&mut rng, &bob, &first.envelope).is_some());
+        // After the grace period the retired private keys are gone.
+        assert!(
+            bob.rotate_prekeys(&mut rng, now + 40 * day, policy)
+                .unwrap()
+        );
+        assert!(bob.prekeys(1, 1).is_none());
+        let bob_at_carol = carol.add_contact("bob", &old_card).unwrap();
+        let late = seal(&mut rng, &carol, &bob_at_carol, text("too late")).unwrap();
+        assert!(open(&mut rng, &bob, &late.envelope).is_none());
+    }
 }

@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 
 use crate::api::{ClientConfig, ClientError, Command, Event, NetworkStats};
 use crate::conversation;
-use crate::envelope::Content;
-use crate::profile::Profile;
+use crate::envelope::{Content, ContentKind};
+use crate::profile::{ContactState, MAX_REQUEST_MESSAGES, Profile};
 use crate::store::Namespace;
 
 /// Outbox record key.
@@ -36,6 +36,8 @@ const OUTBOX_KEY: &[u8] = b"outbox";
 const INBOX_KEY: &[u8] = b"inbox";
 /// Prefix of kept fragments of incomplete messages.
 const FRAGMENT_PREFIX: &[u8] = b"fragment/";
+/// How often the driver checks whether the prekeys are due to rotate.
+const CARD_CHECK: Duration = Duration::from_secs(3_600);
 /// How often the driver looks for the next epoch's consensus.
 const CONSENSUS_CHECK: Duration = Duration::from_millis(500);
 
@@ -61,6 +63,11 @@ pub(crate) struct Driver {
     session: Option<GatewaySession>,
     endpoint: Endpoint<ContactId>,
     events: mpsc::Sender<Event>,
+    /// Events the application was too slow to take, since the last
+    /// [`Event::Lagged`] told it.
+    missed_events: u64,
+    /// Messages dropped from blocked contacts.
+    blocked_dropped: u64,
     origin: Instant,
     rng: StdRng,
 }
@@ -119,6 +126,8 @@ impl Driver {
             session: None,
             endpoint,
             events,
+            missed_events: 0,
+            blocked_dropped: 0,
             origin: Instant::now(),
             rng,
         })
@@ -131,9 +140,13 @@ impl Driver {
     pub(crate) async fn connect(&mut self) -> Result<(), ClientError> {
         let gateway = self.profile.gateway;
         let topology = Arc::clone(self.endpoint.topology());
-        let entry = topology
-            .node(&gateway)
-            .ok_or_else(|| ClientError::Gateway("your gateway is not in the consensus".into()))?;
+        let entry = topology.node(&gateway).ok_or_else(|| {
+            ClientError::Gateway(
+                "your gateway is not in the consensus (it may have left the network); \
+                     move to another with `aegis move-gateway`"
+                    .into(),
+            )
+        })?;
         let peer = peer_id_of(&gateway.0)
             .ok_or_else(|| ClientError::Gateway("your gateway's identity is not a key".into()))?;
         let addresses = match &self.config.gateway_address {
@@ -155,12 +168,9 @@ impl Driver {
         .await
         .map_err(|e| ClientError::Gateway(e.to_string()))?;
         self.session = Some(session);
-        let _ = self
-            .events
-            .send(Event::Connected {
-                epoch: topology.epoch,
-            })
-            .await;
+        self.notify(Event::Connected {
+            epoch: topology.epoch,
+        });
         Ok(())
     }
 
@@ -169,7 +179,9 @@ impl Driver {
         mut commands: mpsc::Receiver<Command>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Profile {
-        self.refeed().await;
+        self.refeed();
+        self.keep_card_current();
+        let mut next_card_check = self.now() + CARD_CHECK;
         let mut next_consensus_check = self.now();
         let mut reconnect = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut next_reconnect = self.now();
@@ -184,6 +196,13 @@ impl Driver {
                         let _ = reply.send(self.queue(contact, content));
                     }
                     Some(Command::Stats(reply)) => { let _ = reply.send(self.network_stats()); }
+                    Some(Command::Profile(job)) => {
+                        job(&self.profile);
+                        // A contact added or accepted: their address.
+                        for (contact, address) in conversation::addresses(&self.profile) {
+                            self.endpoint.set_address(contact, address);
+                        }
+                    }
                 },
                 _ = tokio::time::sleep(wake.saturating_sub(now)) => {}
             }
@@ -202,10 +221,14 @@ impl Driver {
                 }
                 self.pull(ack).await;
             }
-            self.handle_events().await;
+            self.handle_events();
             if now >= next_consensus_check {
                 next_consensus_check = now + CONSENSUS_CHECK;
                 self.refresh_topology().await;
+            }
+            if now >= next_card_check {
+                next_card_check = now + CARD_CHECK;
+                self.keep_card_current();
             }
             self.save();
         }
@@ -222,20 +245,97 @@ impl Driver {
             loops_returned: stats.loops.returned,
             loop_rtt_p50_ms: stats.loops.rtt_p50.map(|d| d.as_secs_f64() * 1_000.0),
             skipped: stats.skipped,
+            blocked_dropped: self.blocked_dropped,
+            events_missed: self.missed_events,
         }
     }
 
     fn queue(&mut self, contact: ContactId, content: Content) -> Result<LocalId, ClientError> {
-        let (envelope, address) =
-            conversation::seal(&mut self.rng, &self.profile, &contact, content)
-                .map_err(|e| ClientError::Queue(e.to_string()))?;
+        let (kind, body) = (content.kind, content.body.clone());
+        let sealed = conversation::seal(&mut self.rng, &self.profile, &contact, content)
+            .map_err(|e| ClientError::Queue(e.to_string()))?;
         let now = self.now();
         let local = self
             .endpoint
-            .queue(&mut self.rng, contact, address, envelope, now)
+            .queue(&mut self.rng, contact, sealed.address, sealed.envelope, now)
             .map_err(|e| ClientError::Queue(e.to_string()))?;
+        let recorded = match (kind, sealed.card_version) {
+            (ContentKind::CardUpdate, Some(version)) => {
+                self.profile.note_card_update(contact, local, version)
+            }
+            (ContentKind::CardUpdate, None) => Ok(()),
+            (kind, card_version) => self
+                .profile
+                .store_sent(
+                    contact,
+                    kind == ContentKind::Signal,
+                    unix_ms(),
+                    body,
+                    local,
+                    card_version,
+                )
+                .map(drop),
+        };
+        if let Err(error) = recorded {
+            warn!(%error, "recording a sent message failed");
+        }
         self.save();
         Ok(local)
+    }
+
+    /// Rotates the prekeys when due and sends our card to every contact
+    /// whose copy is older than the current one (after a rotation or a
+    /// gateway move), as a card update inside the ratchet.
+    fn keep_card_current(&mut self) {
+        match self
+            .profile
+            .rotate_prekeys(&mut self.rng, unix_ms(), self.config.prekeys)
+        {
+            Ok(true) => info!("prekeys rotated; contacts get the new card"),
+            Ok(false) => {}
+            Err(error) => warn!(%error, "rotating the prekeys failed"),
+        }
+        let due = match self.profile.card_updates_due() {
+            Ok(due) => due,
+            Err(error) => {
+                warn!(%error, "reading contacts failed");
+                return;
+            }
+        };
+        for contact in due {
+            let update = Content {
+                kind: ContentKind::CardUpdate,
+                card: None,
+                body: Vec::new(),
+            };
+            if let Err(error) = self.queue(contact, update) {
+                debug!(%error, "a card update could not be queued");
+            }
+        }
+    }
+
+    /// Hands an event to the application without ever waiting for it: an
+    /// application that stops reading must not stop the cover traffic.
+    /// Events that do not fit are counted, and an [`Event::Lagged`] says
+    /// how many once there is room (messages are in the history, statuses
+    /// in [`crate::Client::history`]).
+    fn notify(&mut self, event: Event) {
+        use mpsc::error::TrySendError;
+        if self.missed_events > 0 {
+            match self.events.try_send(Event::Lagged {
+                missed: self.missed_events,
+            }) {
+                Ok(()) => self.missed_events = 0,
+                Err(TrySendError::Full(_)) => {
+                    self.missed_events += 1;
+                    return;
+                }
+                Err(TrySendError::Closed(_)) => return,
+            }
+        }
+        if let Err(TrySendError::Full(_)) = self.events.try_send(event) {
+            self.missed_events += 1;
+        }
     }
 
     /// Sends the frames the endpoint produced; without a session they are
@@ -272,20 +372,20 @@ impl Driver {
         }
     }
 
-    async fn handle_events(&mut self) {
+    fn handle_events(&mut self) {
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 EndpointEvent::Status(status) => {
-                    let _ = self
-                        .events
-                        .send(Event::Status {
-                            local_id: status.local_id,
-                            contact: status.recipient,
-                            status: status.status,
-                        })
-                        .await;
+                    if let Err(error) = self.profile.note_status(status.local_id, status.status) {
+                        warn!(%error, "recording a status in the history failed");
+                    }
+                    self.notify(Event::Status {
+                        local_id: status.local_id,
+                        contact: status.recipient,
+                        status: status.status,
+                    });
                 }
-                EndpointEvent::Message(bytes) => self.deliver(&bytes).await,
+                EndpointEvent::Message(bytes) => self.deliver(&bytes),
                 EndpointEvent::KeepFragment {
                     message_id,
                     index,
@@ -296,38 +396,62 @@ impl Driver {
         }
     }
 
-    /// Opens a complete message, stores it and tells the application.
-    async fn deliver(&mut self, bytes: &[u8]) {
+    /// Opens a complete message, stores it and tells the application. A
+    /// blocked sender's message is dropped; a contact request's is kept up
+    /// to [`MAX_REQUEST_MESSAGES`].
+    fn deliver(&mut self, bytes: &[u8]) {
         let Some(opened) = conversation::open(&mut self.rng, &self.profile, bytes) else {
             return;
         };
+        match opened.state {
+            ContactState::Blocked => {
+                self.blocked_dropped += 1;
+                return;
+            }
+            ContactState::Request
+                if self
+                    .profile
+                    .received_from(&opened.from)
+                    .is_ok_and(|n| n >= MAX_REQUEST_MESSAGES) =>
+            {
+                debug!("message from a contact request dropped: its share is full");
+                let _ = self.profile.count_request_dropped();
+                return;
+            }
+            ContactState::Request | ContactState::Contact => {}
+        }
+        if opened.card_changed
+            && let Some((_, address)) = conversation::addresses(&self.profile)
+                .into_iter()
+                .find(|(id, _)| *id == opened.from)
+        {
+            // Their new gateway: retransmissions go there from now on.
+            self.endpoint.set_address(opened.from, address);
+        }
+        if opened.content.kind == ContentKind::CardUpdate {
+            return;
+        }
         if opened.new_contact {
-            let _ = self
-                .events
-                .send(Event::NewContact {
-                    id: opened.from,
-                    name: opened.name.clone(),
-                })
-                .await;
+            self.notify(Event::ContactRequest {
+                id: opened.from,
+                name: opened.name.clone(),
+            });
         }
         let content = opened.content;
         match self.profile.store_message(
             opened.from,
-            content.signal,
+            content.is_signal(),
             unix_ms(),
             content.body.clone(),
         ) {
-            Ok(_) => {
-                let _ = self
-                    .events
-                    .send(Event::Message {
-                        from: opened.from,
-                        name: opened.name,
-                        signal: content.signal,
-                        body: content.body,
-                    })
-                    .await;
-            }
+            Ok(stored) => self.notify(Event::Message {
+                from: opened.from,
+                name: opened.name,
+                request: opened.state == ContactState::Request,
+                signal: content.is_signal(),
+                seq: stored.seq,
+                body: content.body,
+            }),
             Err(error) => warn!(%error, "storing a message failed"),
         }
     }
@@ -400,7 +524,7 @@ impl Driver {
 
     /// After a restart: the fragments of incomplete messages kept before
     /// acknowledging them go through the inbox again.
-    async fn refeed(&mut self) {
+    fn refeed(&mut self) {
         let Ok(records) = self.profile.store().list(Namespace::Meta) else {
             return;
         };
@@ -410,6 +534,6 @@ impl Driver {
                 self.endpoint.refeed(&mut self.rng, &payload, now);
             }
         }
-        self.handle_events().await;
+        self.handle_events();
     }
 }

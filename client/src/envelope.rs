@@ -82,23 +82,60 @@ impl Envelope {
     }
 }
 
+/// What a message's content is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// A message for the user (kind byte 1).
+    Message,
+    /// A signalling message, call set-up data (kind byte 2; at most
+    /// [`MAX_SIGNAL_LEN`] bytes).
+    Signal,
+    /// The sender's new card and nothing else (kind byte 3; empty body):
+    /// sent to every contact after a gateway move or a prekey rotation, so
+    /// they learn the new address and keys inside the ratchet.
+    CardUpdate,
+}
+
 /// The decrypted content of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
-    /// A signalling message rather than a message.
-    pub signal: bool,
-    /// The sender's card, in the first messages of a session.
+    /// What it is.
+    pub kind: ContentKind,
+    /// The sender's card: in the first messages of a session, and after
+    /// the card changed until a message carrying it is acknowledged.
     pub card: Option<String>,
     /// The body.
     pub body: Vec<u8>,
 }
 
 impl Content {
-    /// Encodes the plaintext.
+    /// A message (`signal`: a signalling message) without a card.
+    pub fn new(signal: bool, body: Vec<u8>) -> Content {
+        Content {
+            kind: if signal {
+                ContentKind::Signal
+            } else {
+                ContentKind::Message
+            },
+            card: None,
+            body,
+        }
+    }
+
+    /// Whether this is a signalling message.
+    pub fn is_signal(&self) -> bool {
+        self.kind == ContentKind::Signal
+    }
+
+    /// Encodes the plaintext: `kind (1) ‖ card length (2) ‖ card ‖ body`.
     pub fn encode(&self) -> Vec<u8> {
         let card = self.card.as_deref().unwrap_or("").as_bytes();
         let mut out = Vec::with_capacity(3 + card.len() + self.body.len());
-        out.push(if self.signal { 2 } else { 1 });
+        out.push(match self.kind {
+            ContentKind::Message => 1,
+            ContentKind::Signal => 2,
+            ContentKind::CardUpdate => 3,
+        });
         out.extend_from_slice(&(card.len() as u16).to_be_bytes());
         out.extend_from_slice(card);
         out.extend_from_slice(&self.body);
@@ -111,9 +148,10 @@ impl Content {
         if bytes.len() < 3 {
             return Err(malformed);
         }
-        let signal = match bytes[0] {
-            1 => false,
-            2 => true,
+        let kind = match bytes[0] {
+            1 => ContentKind::Message,
+            2 => ContentKind::Signal,
+            3 => ContentKind::CardUpdate,
             _ => return Err(malformed),
         };
         let card_len = usize::from(u16::from_be_bytes([bytes[1], bytes[2]]));
@@ -122,8 +160,12 @@ impl Content {
             return Err(malformed);
         }
         let (card, body) = rest.split_at(card_len);
-        if signal && body.len() > MAX_SIGNAL_LEN {
-            return Err(malformed);
+        match kind {
+            ContentKind::Signal if body.len() > MAX_SIGNAL_LEN => return Err(malformed),
+            ContentKind::CardUpdate if card.is_empty() || !body.is_empty() => {
+                return Err(malformed);
+            }
+            _ => {}
         }
         let card = if card.is_empty() {
             None
@@ -135,7 +177,7 @@ impl Content {
             )
         };
         Ok(Content {
-            signal,
+            kind,
             card,
             body: body.to_vec(),
         })
@@ -149,25 +191,26 @@ mod tests {
     #[test]
     fn content_round_trips_and_rejects_bad_input() {
         let c = Content {
-            signal: false,
+            kind: ContentKind::Message,
             card: Some("aegis1abc".into()),
             body: b"hello".to_vec(),
         };
         assert_eq!(Content::decode(&c.encode()).unwrap(), c);
-        let s = Content {
-            signal: true,
-            card: None,
-            body: vec![1; 10],
-        };
+        let s = Content::new(true, vec![1; 10]);
         assert_eq!(Content::decode(&s.encode()).unwrap(), s);
+        let u = Content {
+            kind: ContentKind::CardUpdate,
+            card: Some("aegis1abc".into()),
+            body: Vec::new(),
+        };
+        assert_eq!(Content::decode(&u.encode()).unwrap(), u);
+        // A card update carries a card and nothing else.
         assert!(Content::decode(&[3, 0, 0]).is_err());
+        assert!(Content::decode(&[3, 0, 1, b'x', b'y']).is_err());
+        assert!(Content::decode(&[4, 0, 0]).is_err());
         assert!(Content::decode(&[1, 0, 9, b'x']).is_err());
         assert!(Content::decode(&[1, 0]).is_err());
-        let big = Content {
-            signal: true,
-            card: None,
-            body: vec![0; MAX_SIGNAL_LEN + 1],
-        };
+        let big = Content::new(true, vec![0; MAX_SIGNAL_LEN + 1]);
         assert!(Content::decode(&big.encode()).is_err());
         assert!(Envelope::decode(&[2]).is_err());
         assert!(Envelope::decode(&[9, 1]).is_err());

@@ -34,9 +34,24 @@ pub mod profile;
 pub mod conversation;
 
 #[cfg(feature = "net")]
+pub mod safety;
+
+#[cfg(feature = "net")]
 mod driver;
 
 #[cfg(feature = "net")]
 pub mod api;
 #[cfg(feature = "net")]
+pub mod control;
+
+#[cfg(feature = "net")]
+pub mod daemon;
+
+#[cfg(feature = "net")]
 pub use api::{Client, ClientConfig, ClientError, Event, NetworkStats};
+
+/// The client guide (`docs/client.md`), included so that its examples are
+/// compiled as doc tests.
+#[cfg(all(doctest, feature = "net"))]
+#[doc = include_str!("../../docs/client.md")]
+pub struct ClientGuide;

@@ -14,8 +14,9 @@ use zeroize::Zeroizing;
 use crate::card::ContactCard;
 use crate::edge::identity::{Identity, PqPrekey, SignedPrekey};
 use crate::edge::ratchet::Session;
+use crate::safety::SafetyNumber;
 use crate::store::{Argon2Params, Batch, Namespace, Store, StoreError};
-use aegis_proto::ContactId;
+use aegis_proto::{ContactId, LocalId, MessageStatus};
 
 const IDENTITY: &[u8] = b"identity";
 const SIGNED_PREKEY: &[u8] = b"signed-prekey";
@@ -25,6 +26,20 @@ const MAILBOX_SEALING: &[u8] = b"mailbox-sealing";
 const GATEWAY: &[u8] = b"gateway";
 const AUTHORITIES: &[u8] = b"authorities";
 const NEXT_MESSAGE: &[u8] = b"next-message";
+/// Prekeys retired by rotation and kept for the grace period.
+const OLD_PREKEYS: &[u8] = b"old-prekeys";
+/// When the current prekeys were made (Unix ms).
+const PREKEYS_MADE: &[u8] = b"prekeys-made";
+/// The version of the profile's own card (bumped by a gateway move or a
+/// prekey rotation).
+const CARD_VERSION: &[u8] = b"card-version";
+/// Prefix of the index from a card update's local id to its contact and
+/// card version.
+const CARD_UPDATE_INDEX: &[u8] = b"card-update/";
+/// Prefix of the index from a sent message's local id to its history entry.
+const SENT_INDEX: &[u8] = b"sent/";
+/// Messages dropped from contact requests beyond the limits.
+const REQUESTS_DROPPED: &[u8] = b"requests-dropped";
 
 /// Sessions kept per contact.
 pub const MAX_SESSIONS: usize = 3;
@@ -54,6 +69,50 @@ pub enum ProfileError {
     /// The card is the profile's own.
     #[error("that is your own card")]
     OwnCard,
+    /// The digits given are not the contact's safety number.
+    #[error(
+        "the safety number does not match: compare it again, in person or over a channel you trust"
+    )]
+    SafetyNumberMismatch,
+    /// The contact is a request or blocked, not a contact.
+    #[error("{0} is {1}; accept them first")]
+    NotAccepted(String, &'static str),
+    /// An empty name, or one that only whitespace makes.
+    #[error("a contact's name cannot be empty")]
+    EmptyName,
+}
+
+/// Contact requests (strangers who wrote first) kept at most; a stranger
+/// beyond them is dropped and counted.
+pub const MAX_REQUESTS: usize = 64;
+
+/// Messages kept from one contact request; later ones are dropped and
+/// counted until the user accepts (or blocks) them.
+pub const MAX_REQUEST_MESSAGES: usize = 16;
+
+/// Where someone stands with the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContactState {
+    /// Added from their card, or accepted: messages are shown and can be
+    /// sent.
+    Contact,
+    /// Wrote first and is not accepted yet: their messages are kept (at
+    /// most [`MAX_REQUEST_MESSAGES`]), nothing is sent to them.
+    Request,
+    /// Blocked: their messages are acknowledged (so their client stops
+    /// retrying) and dropped unread.
+    Blocked,
+}
+
+impl ContactState {
+    /// A word for people.
+    pub fn word(self) -> &'static str {
+        match self {
+            ContactState::Contact => "a contact",
+            ContactState::Request => "a contact request",
+            ContactState::Blocked => "blocked",
+        }
+    }
 }
 
 /// A directory authority the profile trusts (kept in the profile as its
@@ -75,9 +134,67 @@ pub struct ContactRecord {
     pub initial_header: Option<Vec<u8>>,
     /// Handshake ephemerals already answered (replay protection).
     pub seen_ephemerals: Vec<[u8; 32]>,
+    /// Contact, request or blocked.
+    pub state: ContactState,
+    /// Whether the user compared the safety number with them (reset if
+    /// their identity could change; it cannot under one contact id).
+    pub verified: bool,
+    /// Unix milliseconds when they were added or first wrote.
+    pub added_ms: u64,
+    /// The newest version of our card they acknowledged receiving.
+    pub card_known: u32,
+    /// The newest version of our card queued for them as a card update.
+    pub card_announced: u32,
+}
+
+/// A contact record as profiles before contact requests kept it.
+#[derive(Deserialize)]
+struct ContactRecordV1 {
+    name: String,
+    card: String,
+    confirmed: bool,
+    initial_header: Option<Vec<u8>>,
+    seen_ephemerals: Vec<[u8; 32]>,
 }
 
 impl ContactRecord {
+    /// A new record for someone with this card.
+    pub fn new(name: String, card: String, state: ContactState, added_ms: u64) -> ContactRecord {
+        ContactRecord {
+            name,
+            card,
+            confirmed: false,
+            initial_header: None,
+            seen_ephemerals: Vec::new(),
+            state,
+            verified: false,
+            added_ms,
+            card_known: 0,
+            card_announced: 0,
+        }
+    }
+
+    /// Decodes a stored record, also in the format before contact
+    /// requests (those were all contacts).
+    fn decode(bytes: &[u8]) -> Option<ContactRecord> {
+        if let Ok(record) = postcard::from_bytes::<ContactRecord>(bytes) {
+            return Some(record);
+        }
+        let old: ContactRecordV1 = postcard::from_bytes(bytes).ok()?;
+        Some(ContactRecord {
+            name: old.name,
+            card: old.card,
+            confirmed: old.confirmed,
+            initial_header: old.initial_header,
+            seen_ephemerals: old.seen_ephemerals,
+            state: ContactState::Contact,
+            verified: false,
+            added_ms: 0,
+            card_known: 0,
+            card_announced: 0,
+        })
+    }
+
     /// Remembers a handshake ephemeral; false if it was seen before.
     pub fn note_ephemeral(&mut self, ephemeral: [u8; 32]) -> bool {
         if self.seen_ephemerals.contains(&ephemeral) {
@@ -100,10 +217,52 @@ pub struct StoredMessage {
     pub contact: ContactId,
     /// Whether it is a signalling message (call set-up) rather than a message.
     pub signal: bool,
-    /// Unix milliseconds when it was received.
+    /// Unix milliseconds when it was received (or, for one the user
+    /// sent, queued).
     pub received_ms: u64,
     /// Its content.
     pub body: Vec<u8>,
+    /// For a message the user sent: its id and latest status.
+    pub sent: Option<SentMessage>,
+}
+
+/// What the history keeps of a message the user sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentMessage {
+    /// The id `send` returned.
+    pub local_id: LocalId,
+    /// Its latest status.
+    pub status: MessageStatus,
+    /// The version of our card it carried, if any (once delivered, the
+    /// contact has that card).
+    pub card_version: Option<u32>,
+}
+
+/// A received message as profiles before sent messages kept it.
+#[derive(Deserialize)]
+struct StoredMessageV1 {
+    seq: u64,
+    contact: ContactId,
+    signal: bool,
+    received_ms: u64,
+    body: Vec<u8>,
+}
+
+impl StoredMessage {
+    fn decode(bytes: &[u8]) -> Option<StoredMessage> {
+        if let Ok(message) = postcard::from_bytes::<StoredMessage>(bytes) {
+            return Some(message);
+        }
+        let old: StoredMessageV1 = postcard::from_bytes(bytes).ok()?;
+        Some(StoredMessage {
+            seq: old.seq,
+            contact: old.contact,
+            signal: old.signal,
+            received_ms: old.received_ms,
+            body: old.body,
+            sent: None,
+        })
+    }
 }
 
 /// The contact id of an identity: a hash of its signing key.
@@ -126,6 +285,11 @@ pub struct Profile {
     pub signed_prekey: SignedPrekey,
     /// The current signed ML-KEM-768 prekey.
     pub pq_prekey: PqPrekey,
+    /// Prekeys retired by rotation, with when each was retired: handshakes
+    /// to them are still answered until the grace period ends.
+    old_prekeys: Vec<(SignedPrekey, PqPrekey, u64)>,
+    /// When the current prekeys were made (Unix ms; 0 if unknown).
+    prekeys_made_ms: u64,
     /// The key proving mailbox ownership to the gateway.
     pub mailbox_auth: SigningKey,
     /// The key packets for the mailbox are sealed to.
@@ -134,6 +298,67 @@ pub struct Profile {
     pub gateway: NodeId,
     /// The pinned authorities.
     pub authorities: Vec<TrustedAuthority>,
+}
+
+/// How often prekeys rotate and how long retired ones still answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrekeyRotation {
+    /// Age at which the current prekeys are replaced (default a week).
+    pub every: std::time::Duration,
+    /// How long retired prekeys still answer handshakes before their
+    /// private keys are erased (default four weeks): a card handed out
+    /// starts sessions for at least this long after a rotation.
+    pub grace: std::time::Duration,
+}
+
+impl Default for PrekeyRotation {
+    fn default() -> Self {
+        PrekeyRotation {
+            every: std::time::Duration::from_secs(7 * 24 * 3600),
+            grace: std::time::Duration::from_secs(28 * 24 * 3600),
+        }
+    }
+}
+
+/// Length of an encoded signed prekey (`id ‖ secret`).
+const SPK_LEN: usize = 36;
+/// Length of an encoded PQ prekey (`id ‖ seed`).
+const PQ_LEN: usize = 68;
+/// Length of an old prekeys entry (`signed ‖ pq ‖ retired_ms`).
+const OLD_LEN: usize = SPK_LEN + PQ_LEN + 8;
+
+fn encode_signed_prekey(prekey: &SignedPrekey, out: &mut Vec<u8>) {
+    out.extend_from_slice(&prekey.id.to_be_bytes());
+    out.extend_from_slice(prekey.secret_bytes().as_ref());
+}
+
+fn encode_pq_prekey(prekey: &PqPrekey, out: &mut Vec<u8>) {
+    out.extend_from_slice(&prekey.id.to_be_bytes());
+    out.extend_from_slice(prekey.seed());
+}
+
+fn decode_signed_prekey(bytes: &[u8], identity: &Identity) -> Option<SignedPrekey> {
+    let bytes: &[u8; SPK_LEN] = bytes.try_into().ok()?;
+    let mut secret = [0u8; 32];
+    secret.copy_from_slice(&bytes[4..]);
+    let id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    Some(SignedPrekey::from_secret(id, secret, identity))
+}
+
+fn decode_pq_prekey(bytes: &[u8], identity: &Identity) -> Option<PqPrekey> {
+    let bytes: &[u8; PQ_LEN] = bytes.try_into().ok()?;
+    let mut seed = Zeroizing::new([0u8; 64]);
+    seed.copy_from_slice(&bytes[4..]);
+    let id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    Some(PqPrekey::from_seed(id, &seed, identity))
+}
+
+fn read_u64(store: &Store, ns: Namespace, key: &[u8]) -> Result<u64, ProfileError> {
+    Ok(store
+        .get(ns, key)?
+        .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
 }
 
 fn read<const N: usize>(store: &Store, key: &'static [u8]) -> Result<[u8; N], ProfileError> {
@@ -162,12 +387,10 @@ impl Profile {
         let mut sealing = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(sealing.as_mut());
         let mut batch = Batch::new();
-        let mut spk = Zeroizing::new(Vec::with_capacity(36));
-        spk.extend_from_slice(&signed_prekey.id.to_be_bytes());
-        spk.extend_from_slice(signed_prekey.secret_bytes().as_ref());
-        let mut pq = Zeroizing::new(Vec::with_capacity(68));
-        pq.extend_from_slice(&pq_prekey.id.to_be_bytes());
-        pq.extend_from_slice(pq_prekey.seed());
+        let mut spk = Zeroizing::new(Vec::with_capacity(SPK_LEN));
+        encode_signed_prekey(&signed_prekey, &mut spk);
+        let mut pq = Zeroizing::new(Vec::with_capacity(PQ_LEN));
+        encode_pq_prekey(&pq_prekey, &mut pq);
         let authorities_bytes =
             postcard::to_stdvec(&authorities).map_err(|_| ProfileError::Corrupt("authorities"))?;
         batch
@@ -181,7 +404,12 @@ impl Profile {
             .put(Namespace::Profile, MAILBOX_AUTH, auth.as_ref())
             .put(Namespace::Profile, MAILBOX_SEALING, sealing.as_ref())
             .put(Namespace::Profile, GATEWAY, &gateway.0)
-            .put(Namespace::Profile, AUTHORITIES, &authorities_bytes);
+            .put(Namespace::Profile, AUTHORITIES, &authorities_bytes)
+            .put(
+                Namespace::Profile,
+                PREKEYS_MADE,
+                &aegis_directory::api::unix_now_ms().to_be_bytes(),
+            );
         store.write_batch(batch)?;
         drop(store);
         Profile::open(path, passphrase)
@@ -196,19 +424,28 @@ impl Profile {
     /// A profile over an open store.
     pub fn from_store(store: Store) -> Result<Profile, ProfileError> {
         let identity = Identity::from_secret_bytes(&Zeroizing::new(read::<64>(&store, IDENTITY)?));
-        let spk = Zeroizing::new(read::<36>(&store, SIGNED_PREKEY)?);
-        let mut spk_id = [0u8; 4];
-        spk_id.copy_from_slice(&spk[..4]);
-        let mut spk_secret = [0u8; 32];
-        spk_secret.copy_from_slice(&spk[4..]);
-        let signed_prekey =
-            SignedPrekey::from_secret(u32::from_be_bytes(spk_id), spk_secret, &identity);
-        let pq = Zeroizing::new(read::<68>(&store, PQ_PREKEY)?);
-        let mut pq_id = [0u8; 4];
-        pq_id.copy_from_slice(&pq[..4]);
-        let mut seed = Zeroizing::new([0u8; 64]);
-        seed.copy_from_slice(&pq[4..]);
-        let pq_prekey = PqPrekey::from_seed(u32::from_be_bytes(pq_id), &seed, &identity);
+        let corrupt = || ProfileError::Corrupt("prekeys");
+        let spk = Zeroizing::new(read::<SPK_LEN>(&store, SIGNED_PREKEY)?);
+        let signed_prekey = decode_signed_prekey(spk.as_ref(), &identity).ok_or_else(corrupt)?;
+        let pq = Zeroizing::new(read::<PQ_LEN>(&store, PQ_PREKEY)?);
+        let pq_prekey = decode_pq_prekey(pq.as_ref(), &identity).ok_or_else(corrupt)?;
+        let mut old_prekeys = Vec::new();
+        if let Some(old) = store.get(Namespace::Profile, OLD_PREKEYS)? {
+            if old.len() % OLD_LEN != 0 {
+                return Err(corrupt());
+            }
+            for entry in old.chunks_exact(OLD_LEN) {
+                let (spk, rest) = entry.split_at(SPK_LEN);
+                let (pq, retired) = rest.split_at(PQ_LEN);
+                let retired = u64::from_be_bytes(retired.try_into().map_err(|_| corrupt())?);
+                old_prekeys.push((
+                    decode_signed_prekey(spk, &identity).ok_or_else(corrupt)?,
+                    decode_pq_prekey(pq, &identity).ok_or_else(corrupt)?,
+                    retired,
+                ));
+            }
+        }
+        let prekeys_made_ms = read_u64(&store, Namespace::Profile, PREKEYS_MADE)?;
         let mailbox_auth = SigningKey::from_bytes(&read::<32>(&store, MAILBOX_AUTH)?);
         let mailbox_sealing = SphinxSecret::from(read::<32>(&store, MAILBOX_SEALING)?);
         let gateway = NodeId(read::<32>(&store, GATEWAY)?);
@@ -221,11 +458,194 @@ impl Profile {
             identity,
             signed_prekey,
             pq_prekey,
+            old_prekeys,
+            prekeys_made_ms,
             mailbox_auth,
             mailbox_sealing,
             gateway,
             authorities,
         })
+    }
+
+    /// The prekeys a handshake names: the current ones, or retired ones
+    /// still within their grace period.
+    pub fn prekeys(&self, signed_id: u32, pq_id: u32) -> Option<(&SignedPrekey, &PqPrekey)> {
+        if self.signed_prekey.id == signed_id && self.pq_prekey.id == pq_id {
+            return Some((&self.signed_prekey, &self.pq_prekey));
+        }
+        self.old_prekeys
+            .iter()
+            .find(|(s, p, _)| s.id == signed_id && p.id == pq_id)
+            .map(|(s, p, _)| (s, p))
+    }
+
+    /// Rotates the prekeys if the current ones are `policy.every` old, and
+    /// erases retired ones past `policy.grace` (their records deleted and
+    /// the store compacted, so the private keys leave the disk too).
+    /// Returns whether the card changed (contacts are then sent the new
+    /// one). A profile that does not know its prekeys' age counts them as
+    /// made now.
+    pub fn rotate_prekeys<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now_ms: u64,
+        policy: PrekeyRotation,
+    ) -> Result<bool, ProfileError> {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if self.prekeys_made_ms == 0 {
+            self.prekeys_made_ms = now_ms;
+            self.store
+                .put(Namespace::Profile, PREKEYS_MADE, &now_ms.to_be_bytes())?;
+        }
+        let before = self.old_prekeys.len();
+        self.old_prekeys
+            .retain(|(_, _, retired)| now_ms.saturating_sub(*retired) < ms(policy.grace));
+        let erased = self.old_prekeys.len() != before;
+        let rotate = now_ms.saturating_sub(self.prekeys_made_ms) >= ms(policy.every);
+        if !rotate && !erased {
+            return Ok(false);
+        }
+        let mut batch = Batch::new();
+        if rotate {
+            let signed = self
+                .identity
+                .new_signed_prekey(rng, self.signed_prekey.id.wrapping_add(1));
+            let pq = self
+                .identity
+                .new_pq_prekey(rng, self.pq_prekey.id.wrapping_add(1));
+            let old_signed = std::mem::replace(&mut self.signed_prekey, signed);
+            let old_pq = std::mem::replace(&mut self.pq_prekey, pq);
+            self.old_prekeys.push((old_signed, old_pq, now_ms));
+            self.prekeys_made_ms = now_ms;
+            let mut spk = Zeroizing::new(Vec::with_capacity(SPK_LEN));
+            encode_signed_prekey(&self.signed_prekey, &mut spk);
+            let mut pq = Zeroizing::new(Vec::with_capacity(PQ_LEN));
+            encode_pq_prekey(&self.pq_prekey, &mut pq);
+            batch
+                .put(Namespace::Profile, SIGNED_PREKEY, &spk)
+                .put(Namespace::Profile, PQ_PREKEY, &pq)
+                .put(Namespace::Profile, PREKEYS_MADE, &now_ms.to_be_bytes())
+                .put(
+                    Namespace::Meta,
+                    CARD_VERSION,
+                    &(self.card_version()? + 1).to_be_bytes(),
+                );
+        }
+        let mut old = Zeroizing::new(Vec::with_capacity(self.old_prekeys.len() * OLD_LEN));
+        for (signed, pq, retired) in &self.old_prekeys {
+            encode_signed_prekey(signed, &mut old);
+            encode_pq_prekey(pq, &mut old);
+            old.extend_from_slice(&retired.to_be_bytes());
+        }
+        batch.put(Namespace::Profile, OLD_PREKEYS, &old);
+        self.store.write_batch(batch)?;
+        if erased {
+            self.store.purge_deleted()?;
+        }
+        Ok(rotate)
+    }
+
+    /// The version of the profile's own card: it changes when the gateway
+    /// moves or the prekeys rotate.
+    pub fn card_version(&self) -> Result<u32, ProfileError> {
+        Ok(self
+            .store
+            .get(Namespace::Meta, CARD_VERSION)?
+            .and_then(|b| <[u8; 4]>::try_from(&b[..]).ok())
+            .map(u32::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Moves the mailbox to another gateway: the same mailbox key, at
+    /// `gateway`. Contacts learn the new card through the ratchet (card
+    /// updates the running client sends them); until then what they send
+    /// goes to the old gateway and is retransmitted once they know.
+    pub fn move_gateway(&mut self, gateway: NodeId) -> Result<(), ProfileError> {
+        if gateway == self.gateway {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        batch.put(Namespace::Profile, GATEWAY, &gateway.0).put(
+            Namespace::Meta,
+            CARD_VERSION,
+            &(self.card_version()? + 1).to_be_bytes(),
+        );
+        self.store.write_batch(batch)?;
+        self.gateway = gateway;
+        Ok(())
+    }
+
+    /// Replaces the pinned authorities (after checking the new list
+    /// against documents the old one signed).
+    pub fn set_authorities(
+        &mut self,
+        authorities: Vec<TrustedAuthority>,
+    ) -> Result<(), ProfileError> {
+        let bytes =
+            postcard::to_stdvec(&authorities).map_err(|_| ProfileError::Corrupt("authorities"))?;
+        self.store.put(Namespace::Profile, AUTHORITIES, &bytes)?;
+        self.authorities = authorities;
+        Ok(())
+    }
+
+    /// Contacts whose copy of our card is older than the current one and
+    /// who have no card update queued: each is to be sent one. Requests
+    /// and blocked contacts are not.
+    pub fn card_updates_due(&self) -> Result<Vec<ContactId>, ProfileError> {
+        let version = self.card_version()?;
+        Ok(self
+            .contacts()?
+            .into_iter()
+            .filter(|(_, r)| {
+                r.state == ContactState::Contact
+                    && r.card_known < version
+                    && r.card_announced < version
+            })
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Notes that a card update (`local_id`) carrying card `version` was
+    /// queued for `contact`.
+    pub fn note_card_update(
+        &self,
+        contact: ContactId,
+        local_id: LocalId,
+        version: u32,
+    ) -> Result<(), ProfileError> {
+        let Some(mut record) = self.contact(&contact)? else {
+            return Ok(());
+        };
+        record.card_announced = record.card_announced.max(version);
+        let mut value = contact.0.to_vec();
+        value.extend_from_slice(&version.to_be_bytes());
+        let record_bytes =
+            postcard::to_stdvec(&record).map_err(|_| ProfileError::Corrupt("contact"))?;
+        let mut batch = Batch::new();
+        batch
+            .put(Namespace::Contacts, &contact.0, &record_bytes)
+            .put(Namespace::Meta, &card_update_index(local_id), &value);
+        self.store.write_batch(batch)?;
+        Ok(())
+    }
+
+    /// A message that carried card `version` to `contact` reached its end
+    /// (`delivered`: they have the card; otherwise a new update is due).
+    fn card_reached(
+        &self,
+        contact: ContactId,
+        version: u32,
+        delivered: bool,
+    ) -> Result<(), ProfileError> {
+        let Some(mut record) = self.contact(&contact)? else {
+            return Ok(());
+        };
+        if delivered {
+            record.card_known = record.card_known.max(version);
+        } else if record.card_known < version {
+            record.card_announced = record.card_known;
+        }
+        self.put_contact(&contact, &record)
     }
 
     /// The underlying store.
@@ -255,45 +675,135 @@ impl Profile {
         contact_id_of(&self.identity.public().signing)
     }
 
-    /// Adds a contact from a card string under `name`.
+    /// Adds a contact from a card string under `name`. A request or a
+    /// blocked contact with that card becomes a contact.
     pub fn add_contact(&self, name: &str, card: &str) -> Result<ContactId, ProfileError> {
+        let name = checked_name(name)?;
         let parsed = ContactCard::decode(card)?;
         let id = contact_id_of(&parsed.bundle.identity.signing);
         if id == self.own_contact_id() {
             return Err(ProfileError::OwnCard);
         }
-        if let Some((other, _)) = self.contact_by_name(name)?
-            && other != id
-        {
-            return Err(ProfileError::DuplicateName(name.to_owned()));
-        }
+        self.check_name_free(&name, &id)?;
         let record = match self.contact(&id)? {
             // A known contact with a new card (new address or prekeys):
             // keep the session state, take the card.
             Some(mut existing) => {
-                existing.name = name.to_owned();
+                existing.name = name;
                 existing.card = parsed.encode();
+                existing.state = ContactState::Contact;
                 existing
             }
-            None => ContactRecord {
-                name: name.to_owned(),
-                card: parsed.encode(),
-                confirmed: false,
-                initial_header: None,
-                seen_ephemerals: Vec::new(),
-            },
+            None => ContactRecord::new(name, parsed.encode(), ContactState::Contact, unix_ms()),
         };
         self.put_contact(&id, &record)?;
         Ok(id)
+    }
+
+    fn check_name_free(&self, name: &str, id: &ContactId) -> Result<(), ProfileError> {
+        match self.contact_by_name(name)? {
+            Some((other, _)) if other != *id => Err(ProfileError::DuplicateName(name.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The contact named `name`, or an error saying there is none.
+    pub fn named(&self, name: &str) -> Result<(ContactId, ContactRecord), ProfileError> {
+        self.contact_by_name(name)?
+            .ok_or_else(|| ProfileError::UnknownContact(name.to_owned()))
+    }
+
+    /// Renames a contact (or request).
+    pub fn rename_contact(&self, name: &str, new_name: &str) -> Result<(), ProfileError> {
+        let new_name = checked_name(new_name)?;
+        let (id, mut record) = self.named(name)?;
+        self.check_name_free(&new_name, &id)?;
+        record.name = new_name;
+        self.put_contact(&id, &record)
+    }
+
+    /// Accepts a contact request (optionally naming them): they become a
+    /// contact, messages can be sent to them.
+    pub fn accept_contact(&self, name: &str, new_name: Option<&str>) -> Result<(), ProfileError> {
+        let (id, mut record) = self.named(name)?;
+        if let Some(new_name) = new_name {
+            let new_name = checked_name(new_name)?;
+            self.check_name_free(&new_name, &id)?;
+            record.name = new_name;
+        }
+        record.state = ContactState::Contact;
+        self.put_contact(&id, &record)
+    }
+
+    /// Blocks a contact or request: what they send is dropped unread.
+    pub fn block_contact(&self, name: &str) -> Result<(), ProfileError> {
+        let (id, mut record) = self.named(name)?;
+        record.state = ContactState::Blocked;
+        self.put_contact(&id, &record)
+    }
+
+    /// Removes a contact with its sessions (their messages in the history
+    /// stay until deleted). Writing again, they come back as a request.
+    pub fn remove_contact(&self, name: &str) -> Result<ContactId, ProfileError> {
+        let (id, _) = self.named(name)?;
+        let mut batch = Batch::new();
+        batch
+            .delete(Namespace::Contacts, &id.0)
+            .delete(Namespace::Sessions, &id.0);
+        self.store.write_batch(batch)?;
+        Ok(id)
+    }
+
+    /// The safety number with a contact: the same digits on their side
+    /// when no one sits between.
+    pub fn safety_number(&self, name: &str) -> Result<SafetyNumber, ProfileError> {
+        let (_, record) = self.named(name)?;
+        let card = ContactCard::decode(&record.card)?;
+        Ok(SafetyNumber::between(
+            &self.identity.public().signing,
+            &card.bundle.identity.signing,
+        ))
+    }
+
+    /// Marks a contact verified once the user has compared the safety
+    /// number; `typed` (digits read out or scanned) must be it.
+    pub fn verify_contact(&self, name: &str, typed: Option<&str>) -> Result<(), ProfileError> {
+        let number = self.safety_number(name)?;
+        if let Some(typed) = typed
+            && !number.matches(typed)
+        {
+            return Err(ProfileError::SafetyNumberMismatch);
+        }
+        let (id, mut record) = self.named(name)?;
+        record.verified = true;
+        self.put_contact(&id, &record)
+    }
+
+    /// Messages dropped from contact requests beyond the limits.
+    pub fn requests_dropped(&self) -> Result<u64, ProfileError> {
+        Ok(self
+            .store
+            .get(Namespace::Meta, REQUESTS_DROPPED)?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Counts a message dropped from a contact request.
+    pub fn count_request_dropped(&self) -> Result<(), ProfileError> {
+        let n = self.requests_dropped()? + 1;
+        self.store
+            .put(Namespace::Meta, REQUESTS_DROPPED, &n.to_be_bytes())?;
+        Ok(())
     }
 
     /// A contact's record.
     pub fn contact(&self, id: &ContactId) -> Result<Option<ContactRecord>, ProfileError> {
         match self.store.get(Namespace::Contacts, &id.0)? {
             None => Ok(None),
-            Some(bytes) => postcard::from_bytes(&bytes)
+            Some(bytes) => ContactRecord::decode(&bytes)
                 .map(Some)
-                .map_err(|_| ProfileError::Corrupt("contact")),
+                .ok_or(ProfileError::Corrupt("contact")),
         }
     }
 
@@ -308,9 +818,9 @@ impl Profile {
     pub fn contacts(&self) -> Result<Vec<(ContactId, ContactRecord)>, ProfileError> {
         let mut out = Vec::new();
         for (key, value) in self.store.list(Namespace::Contacts)? {
-            let (Ok(id), Ok(record)) = (
+            let (Ok(id), Some(record)) = (
                 <[u8; 16]>::try_from(&key[..]),
-                postcard::from_bytes::<ContactRecord>(&value),
+                ContactRecord::decode(&value),
             ) else {
                 return Err(ProfileError::Corrupt("contact"));
             };
@@ -380,6 +890,37 @@ impl Profile {
         received_ms: u64,
         body: Vec<u8>,
     ) -> Result<StoredMessage, ProfileError> {
+        self.append(contact, signal, received_ms, body, None)
+    }
+
+    /// Records a message the user sent (status `Queued`), so the history
+    /// shows both sides; [`Profile::note_status`] follows it.
+    /// `card_version` is the version of our card it carried, if any.
+    pub fn store_sent(
+        &self,
+        contact: ContactId,
+        signal: bool,
+        queued_ms: u64,
+        body: Vec<u8>,
+        local_id: LocalId,
+        card_version: Option<u32>,
+    ) -> Result<StoredMessage, ProfileError> {
+        let sent = SentMessage {
+            local_id,
+            status: MessageStatus::Queued,
+            card_version,
+        };
+        self.append(contact, signal, queued_ms, body, Some(sent))
+    }
+
+    fn append(
+        &self,
+        contact: ContactId,
+        signal: bool,
+        received_ms: u64,
+        body: Vec<u8>,
+        sent: Option<SentMessage>,
+    ) -> Result<StoredMessage, ProfileError> {
         let seq = self
             .store
             .get(Namespace::Meta, NEXT_MESSAGE)?
@@ -392,6 +933,7 @@ impl Profile {
             signal,
             received_ms,
             body,
+            sent,
         };
         let bytes = postcard::to_stdvec(&message).map_err(|_| ProfileError::Corrupt("message"))?;
         let mut batch = Batch::new();
@@ -400,8 +942,71 @@ impl Profile {
             NEXT_MESSAGE,
             &(seq + 1).to_be_bytes(),
         );
+        if let Some(sent) = sent {
+            batch.put(
+                Namespace::Meta,
+                &sent_index(sent.local_id),
+                &seq.to_be_bytes(),
+            );
+        }
         self.store.write_batch(batch)?;
         Ok(message)
+    }
+
+    /// Follows a sent message's status in the history (a message deleted
+    /// from the history, or sent before it kept sent messages, is
+    /// skipped), and, once a message that carried our card is delivered,
+    /// notes that the contact has that card.
+    pub fn note_status(
+        &self,
+        local_id: LocalId,
+        status: MessageStatus,
+    ) -> Result<(), ProfileError> {
+        let done = matches!(status, MessageStatus::Delivered | MessageStatus::Failed);
+        let delivered = status == MessageStatus::Delivered;
+        let update_key = card_update_index(local_id);
+        if let Some(value) = self.store.get(Namespace::Meta, &update_key)? {
+            if done {
+                if let (Ok(contact), Ok(version)) = (
+                    <[u8; 16]>::try_from(value.get(..16).unwrap_or_default()),
+                    <[u8; 4]>::try_from(value.get(16..).unwrap_or_default()),
+                ) {
+                    self.card_reached(ContactId(contact), u32::from_be_bytes(version), delivered)?;
+                }
+                self.store.delete(Namespace::Meta, &update_key)?;
+            }
+            return Ok(());
+        }
+        let Some(seq) = self
+            .store
+            .get(Namespace::Meta, &sent_index(local_id))?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+        else {
+            return Ok(());
+        };
+        let Some(mut message) = self
+            .store
+            .get(Namespace::Inbox, &seq)?
+            .and_then(|b| StoredMessage::decode(&b))
+        else {
+            return Ok(());
+        };
+        let mut carried = None;
+        if let Some(sent) = message.sent.as_mut() {
+            sent.status = status;
+            carried = sent.card_version;
+        }
+        let bytes = postcard::to_stdvec(&message).map_err(|_| ProfileError::Corrupt("message"))?;
+        let mut batch = Batch::new();
+        batch.put(Namespace::Inbox, &seq, &bytes);
+        if done {
+            batch.delete(Namespace::Meta, &sent_index(local_id));
+        }
+        self.store.write_batch(batch)?;
+        if let (true, Some(version)) = (done, carried) {
+            self.card_reached(message.contact, version, delivered)?;
+        }
+        Ok(())
     }
 
     /// Every stored message, oldest first.
@@ -410,9 +1015,269 @@ impl Profile {
             .store
             .list(Namespace::Inbox)?
             .into_iter()
-            .filter_map(|(_, v)| postcard::from_bytes(&v).ok())
+            .filter_map(|(_, v)| StoredMessage::decode(&v))
             .collect();
         out.sort_by_key(|m| m.seq);
         Ok(out)
+    }
+
+    /// The messages to and from one contact, oldest first.
+    pub fn history(&self, contact: &ContactId) -> Result<Vec<StoredMessage>, ProfileError> {
+        let mut messages = self.messages()?;
+        messages.retain(|m| m.contact == *contact);
+        Ok(messages)
+    }
+
+    /// How many messages from `contact` the history holds.
+    pub fn received_from(&self, contact: &ContactId) -> Result<usize, ProfileError> {
+        Ok(self
+            .history(contact)?
+            .iter()
+            .filter(|m| m.sent.is_none())
+            .count())
+    }
+
+    /// Deletes one message from the history; false if there was none.
+    pub fn delete_message(&self, seq: u64) -> Result<bool, ProfileError> {
+        let key = seq.to_be_bytes();
+        let Some(message) = self
+            .store
+            .get(Namespace::Inbox, &key)?
+            .and_then(|b| StoredMessage::decode(&b))
+        else {
+            return Ok(false);
+        };
+        let mut batch = Batch::new();
+        batch.delete(Namespace::Inbox, &key);
+        if let Some(sent) = message.sent {
+            batch.delete(Namespace::Meta, &sent_index(sent.local_id));
+        }
+        self.store.write_batch(batch)?;
+        Ok(true)
+    }
+
+    /// Deletes the whole history with one contact; returns how many
+    /// messages went.
+    pub fn delete_history(&self, contact: &ContactId) -> Result<usize, ProfileError> {
+        let history = self.history(contact)?;
+        for message in &history {
+            self.delete_message(message.seq)?;
+        }
+        Ok(history.len())
+    }
+}
+
+fn card_update_index(local_id: LocalId) -> Vec<u8> {
+    let mut key = CARD_UPDATE_INDEX.to_vec();
+    key.extend_from_slice(&local_id.0.to_be_bytes());
+    key
+}
+
+fn sent_index(local_id: LocalId) -> Vec<u8> {
+    let mut key = SENT_INDEX.to_vec();
+    key.extend_from_slice(&local_id.0.to_be_bytes());
+    key
+}
+
+/// A name with surrounding whitespace trimmed; an empty one is refused.
+fn checked_name(name: &str) -> Result<String, ProfileError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ProfileError::EmptyName);
+    }
+    Ok(name.to_owned())
+}
+
+/// The wall clock in Unix milliseconds.
+fn unix_ms() -> u64 {
+    aegis_directory::api::unix_now_ms()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn profile(dir: &Path, name: &str) -> Profile {
+        Profile::create(
+            &mut rand::rng(),
+            &dir.join(name),
+            b"passphrase",
+            Argon2Params::insecure_fast(),
+            NodeId([1; 32]),
+            Vec::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn both_sides_compute_one_safety_number_and_only_its_digits_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob) = (profile(dir.path(), "a"), profile(dir.path(), "b"));
+        alice.add_contact("bob", &bob.card().encode()).unwrap();
+        bob.add_contact("alice", &alice.card().encode()).unwrap();
+        let at_alice = alice.safety_number("bob").unwrap();
+        assert_eq!(at_alice, bob.safety_number("alice").unwrap());
+        let mut wrong = at_alice.digits().to_owned();
+        wrong.replace_range(
+            0..5,
+            if &wrong[0..5] == "00000" {
+                "11111"
+            } else {
+                "00000"
+            },
+        );
+        assert!(matches!(
+            alice.verify_contact("bob", Some(&wrong)),
+            Err(ProfileError::SafetyNumberMismatch)
+        ));
+        assert!(!alice.named("bob").unwrap().1.verified);
+        alice
+            .verify_contact("bob", Some(&at_alice.grouped()))
+            .unwrap();
+        assert!(alice.named("bob").unwrap().1.verified);
+    }
+
+    #[test]
+    fn contacts_are_renamed_blocked_accepted_and_removed_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob, carol) = (
+            profile(dir.path(), "a"),
+            profile(dir.path(), "b"),
+            profile(dir.path(), "c"),
+        );
+        let bob_id = alice.add_contact(" bob ", &bob.card().encode()).unwrap();
+        alice.add_contact("carol", &carol.card().encode()).unwrap();
+        assert_eq!(alice.named("bob").unwrap().0, bob_id, "names are trimmed");
+        assert!(matches!(
+            alice.rename_contact("bob", "carol"),
+            Err(ProfileError::DuplicateName(_))
+        ));
+        assert!(matches!(
+            alice.rename_contact("bob", "  "),
+            Err(ProfileError::EmptyName)
+        ));
+        alice.rename_contact("bob", "robert").unwrap();
+        assert!(alice.contact_by_name("bob").unwrap().is_none());
+        alice.block_contact("robert").unwrap();
+        assert_eq!(
+            alice.named("robert").unwrap().1.state,
+            ContactState::Blocked
+        );
+        alice.accept_contact("robert", Some("bob")).unwrap();
+        assert_eq!(alice.named("bob").unwrap().1.state, ContactState::Contact);
+        assert_eq!(alice.remove_contact("bob").unwrap(), bob_id);
+        assert!(alice.contact(&bob_id).unwrap().is_none());
+        assert!(alice.sessions(&bob_id).unwrap().is_empty());
+        assert!(matches!(
+            alice.remove_contact("bob"),
+            Err(ProfileError::UnknownContact(_))
+        ));
+        assert_eq!(alice.contacts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn records_written_before_contact_requests_still_read_as_contacts() {
+        #[derive(Serialize)]
+        struct Old {
+            name: String,
+            card: String,
+            confirmed: bool,
+            initial_header: Option<Vec<u8>>,
+            seen_ephemerals: Vec<[u8; 32]>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob) = (profile(dir.path(), "a"), profile(dir.path(), "b"));
+        let id = bob.own_contact_id();
+        let old = Old {
+            name: "bob".into(),
+            card: bob.card().encode(),
+            confirmed: true,
+            initial_header: None,
+            seen_ephemerals: vec![[7; 32]],
+        };
+        alice
+            .store()
+            .put(
+                Namespace::Contacts,
+                &id.0,
+                &postcard::to_stdvec(&old).unwrap(),
+            )
+            .unwrap();
+        let record = alice.contact(&id).unwrap().unwrap();
+        assert_eq!(record.state, ContactState::Contact);
+        assert!(record.confirmed && !record.verified);
+        assert_eq!(record.seen_ephemerals, vec![[7; 32]]);
+        // Old received messages too.
+        #[derive(Serialize)]
+        struct OldMessage {
+            seq: u64,
+            contact: ContactId,
+            signal: bool,
+            received_ms: u64,
+            body: Vec<u8>,
+        }
+        let old = OldMessage {
+            seq: 0,
+            contact: id,
+            signal: false,
+            received_ms: 5,
+            body: b"hi".to_vec(),
+        };
+        alice
+            .store()
+            .put(
+                Namespace::Inbox,
+                &0u64.to_be_bytes(),
+                &postcard::to_stdvec(&old).unwrap(),
+            )
+            .unwrap();
+        let messages = alice.messages().unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            (messages[0].body.as_slice(), messages[0].sent),
+            (&b"hi"[..], None)
+        );
+    }
+
+    #[test]
+    fn the_history_holds_both_directions_follows_statuses_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob) = (profile(dir.path(), "a"), profile(dir.path(), "b"));
+        let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
+        let other = ContactId([9; 16]);
+        alice
+            .store_sent(bob_id, false, 10, b"hello".to_vec(), LocalId(4), None)
+            .unwrap();
+        alice
+            .store_message(bob_id, false, 20, b"hi".to_vec())
+            .unwrap();
+        alice
+            .store_message(other, false, 30, b"?".to_vec())
+            .unwrap();
+        alice.note_status(LocalId(4), MessageStatus::Sent).unwrap();
+        alice
+            .note_status(LocalId(4), MessageStatus::Delivered)
+            .unwrap();
+        // A status for a message the history does not hold changes nothing.
+        alice
+            .note_status(LocalId(5), MessageStatus::Failed)
+            .unwrap();
+        let history = alice.history(&bob_id).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(
+            history[0].sent,
+            Some(SentMessage {
+                local_id: LocalId(4),
+                status: MessageStatus::Delivered,
+                card_version: None,
+            })
+        );
+        assert_eq!((history[1].received_ms, history[1].sent), (20, None));
+        assert_eq!(alice.received_from(&bob_id).unwrap(), 1);
+        assert!(alice.delete_message(history[0].seq).unwrap());
+        assert!(!alice.delete_message(history[0].seq).unwrap());
+        assert_eq!(alice.delete_history(&bob_id).unwrap(), 1);
+        assert!(alice.history(&bob_id).unwrap().is_empty());
+        assert_eq!(alice.messages().unwrap().len(), 1, "other contacts' stay");
     }
 }

@@ -404,6 +404,16 @@ impl Store {
         Ok(())
     }
 
+    /// Pushes deleted records out of the files on disk: the memtable is
+    /// flushed and every level compacted, so a deleted value (an erased
+    /// prekey, say) no longer sits, sealed, in an older file. Costly on a
+    /// large store; call it after deleting secrets.
+    pub fn purge_deleted(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.db.compact_range::<&[u8], &[u8]>(None, None);
+        Ok(())
+    }
+
     /// Every record of `ns`, ordered by logical key.
     pub fn list(&self, ns: Namespace) -> Result<Vec<Record>, StoreError> {
         let mut records = BTreeMap::new();

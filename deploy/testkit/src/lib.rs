@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod inprocess;
+pub mod ks;
 pub use inprocess::{LocalNet, LocalNetSpec, free_port};
 
 /// The `p`-quantile (0 ≤ p ≤ 1) of `sorted` by the nearest rank, or `None`
