@@ -28,6 +28,7 @@ use crate::conversation;
 use crate::envelope::{Content, ContentKind};
 use crate::profile::{ContactState, MAX_REQUEST_MESSAGES, Profile};
 use crate::store::Namespace;
+use crate::store::writer::Writer;
 
 /// Outbox record key.
 const OUTBOX_KEY: &[u8] = b"outbox";
@@ -68,6 +69,10 @@ pub(crate) struct Driver {
     missed_events: u64,
     /// Messages dropped from blocked contacts.
     blocked_dropped: u64,
+    /// Writes the outbox and inbox snapshots off the emission path.
+    writer: Option<Writer>,
+    /// Store writes that failed, as last reported.
+    writes_failed: u64,
     origin: Instant,
     rng: StdRng,
 }
@@ -82,6 +87,7 @@ impl Driver {
         events: mpsc::Sender<Event>,
     ) -> Result<Driver, ClientError> {
         let mut rng = StdRng::from_rng(&mut rand::rng());
+        let profile_store = profile.store_handle();
         let outbox = match profile.store().get(Namespace::Outbox, OUTBOX_KEY)? {
             Some(bytes) => Outbox::from_bytes(&bytes, config.outbox.clone(), Duration::ZERO)
                 .unwrap_or_else(|_| Outbox::new(config.outbox.clone())),
@@ -102,6 +108,7 @@ impl Driver {
         let endpoint_config = EndpointConfig {
             pull_interval: config.pull_interval,
             shaping: config.shaping.clone(),
+            prepare_ahead: true,
         };
         let mut endpoint = Endpoint::new(
             &mut rng,
@@ -128,6 +135,8 @@ impl Driver {
             events,
             missed_events: 0,
             blocked_dropped: 0,
+            writer: Some(Writer::start(profile_store)),
+            writes_failed: 0,
             origin: Instant::now(),
             rng,
         })
@@ -207,8 +216,11 @@ impl Driver {
                 _ = tokio::time::sleep(wake.saturating_sub(now)) => {}
             }
             let now = self.now();
+            // Frames built ahead leave at their slots; the next ones are
+            // built once these are on their way.
             self.endpoint.handle_timeout(&mut self.rng, now);
             self.transmit().await;
+            self.endpoint.prepare(&mut self.rng, now);
             if let Some(ack) = self.endpoint.poll_pull(now) {
                 if self.session.is_none() && now >= next_reconnect {
                     match self.connect().await {
@@ -233,6 +245,12 @@ impl Driver {
             self.save();
         }
         self.save();
+        if let Some(writer) = self.writer.take() {
+            let failed = writer.finish();
+            if failed > self.writes_failed {
+                warn!(failed, "store writes failed");
+            }
+        }
         self.profile
     }
 
@@ -259,6 +277,7 @@ impl Driver {
             .endpoint
             .queue(&mut self.rng, contact, sealed.address, sealed.envelope, now)
             .map_err(|e| ClientError::Queue(e.to_string()))?;
+        self.endpoint.prepare(&mut self.rng, now);
         let recorded = match (kind, sealed.card_version) {
             (ContentKind::CardUpdate, Some(version)) => {
                 self.profile.note_card_update(contact, local, version)
@@ -456,27 +475,32 @@ impl Driver {
         }
     }
 
+    /// Hands the outbox and inbox snapshots that changed to the writer
+    /// thread: the loop never waits for the disk, so the next slot's
+    /// frame does not leave later because this one made the outbox
+    /// change.
     fn save(&mut self) {
         let now = self.now();
+        let Some(writer) = self.writer.as_ref() else {
+            return;
+        };
         if self.endpoint.take_outbox_changed() {
             match self.endpoint.outbox().to_bytes(now) {
-                Ok(bytes) => {
-                    if let Err(error) =
-                        self.profile
-                            .store()
-                            .put(Namespace::Outbox, OUTBOX_KEY, &bytes)
-                    {
-                        warn!(%error, "saving the outbox failed");
-                    }
-                }
+                Ok(bytes) => writer.put(Namespace::Outbox, OUTBOX_KEY, bytes),
                 Err(error) => warn!(%error, "encoding the outbox failed"),
             }
         }
         if self.endpoint.take_inbox_changed() {
-            let bytes = self.endpoint.inbox().to_bytes(now);
-            if let Err(error) = self.profile.store().put(Namespace::Meta, INBOX_KEY, &bytes) {
-                warn!(%error, "saving the inbox failed");
-            }
+            writer.put(
+                Namespace::Meta,
+                INBOX_KEY,
+                self.endpoint.inbox().to_bytes(now),
+            );
+        }
+        let failed = writer.failures();
+        if failed > self.writes_failed {
+            self.writes_failed = failed;
+            warn!(failed, "saving the outbox or inbox failed");
         }
     }
 

@@ -3,6 +3,7 @@
 //! and received messages.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use aegis_mix_packet::{MailboxId, NodeId, SphinxPublicKey, SphinxSecret};
 use ed25519_dalek::SigningKey;
@@ -278,7 +279,7 @@ pub fn contact_id_of(identity_signing_key: &[u8; 32]) -> ContactId {
 
 /// An open profile.
 pub struct Profile {
-    store: Store,
+    store: Arc<Store>,
     /// The identity.
     pub identity: Identity,
     /// The current signed X25519 prekey.
@@ -454,7 +455,7 @@ impl Profile {
             .and_then(|b| postcard::from_bytes(&b).ok())
             .ok_or(ProfileError::Corrupt("authorities"))?;
         Ok(Profile {
-            store,
+            store: Arc::new(store),
             identity,
             signed_prekey,
             pq_prekey,
@@ -651,6 +652,11 @@ impl Profile {
     /// The underlying store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A shared handle on the store (for its writer thread).
+    pub fn store_handle(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
     }
 
     /// The mailbox id (a hash of the mailbox key).

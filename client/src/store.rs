@@ -40,6 +40,8 @@ use zeroize::Zeroizing;
 use crate::edge::ratchet::{open as aead_open, seal as aead_seal};
 
 mod unlock;
+
+pub mod writer;
 pub use unlock::Argon2Params;
 use unlock::{Header, Key, expand};
 

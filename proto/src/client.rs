@@ -10,6 +10,11 @@
 //!   packets: a real slot carries a pending acknowledgement or the outbox's
 //!   next (re)transmission (taking turns when both wait), else loop cover;
 //!   loop and drop slots carry cover. [`Endpoint::poll_transmit`] hands out the frames.
+//! * [`Endpoint::prepare`] — builds the packets the next slots will carry
+//!   (a fragment or an acknowledgement for the next real slot, a loop, a
+//!   drop) and does the bookkeeping of what just left. The driver calls it
+//!   after sending the frames, so emitting a slot costs the same whatever
+//!   the packet is: its timing on the link does not tell its kind.
 //! * [`Endpoint::poll_pull`] — pulls leave on a fixed grid whose interval
 //!   follows from the published rates alone ([`Endpoint::pull_interval`]);
 //!   each carries the ids of what the previous pull brought.
@@ -31,9 +36,8 @@ use std::time::Duration;
 use aegis_mix_packet::access::PULL_BATCH;
 use aegis_mix_packet::constants::ID_LEN;
 use aegis_mix_packet::{
-    Body, Geometry, HopDelays, LoopId, MailboxId, NodeId, OutgoingPacket, SphinxPublicKey,
-    SphinxSecret, SurbAck, build_ack, build_drop_cover, build_mailbox_packet, open_delivery,
-    split_delivery,
+    Body, Geometry, HopDelays, LoopId, MailboxId, NodeId, SphinxPublicKey, SphinxSecret, SurbAck,
+    build_ack, build_drop_cover, build_mailbox_packet, open_delivery, split_delivery,
 };
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
@@ -83,6 +87,11 @@ pub struct EndpointConfig {
     pub pull_interval: Duration,
     /// The sending schedule; `None` follows the consensus's λ rates.
     pub shaping: Option<ShapingConfig>,
+    /// Build packets ahead of their slots ([`Endpoint::prepare`]); `false`
+    /// builds each when its slot comes, so that the emission's cost depends
+    /// on its kind (kept to measure that difference, see
+    /// `client/benches/emission.rs`).
+    pub prepare_ahead: bool,
 }
 
 impl Default for EndpointConfig {
@@ -90,8 +99,23 @@ impl Default for EndpointConfig {
         EndpointConfig {
             pull_interval: Duration::from_secs(1),
             shaping: None,
+            prepare_ahead: true,
         }
     }
+}
+
+/// What a frame carries. The driver may want it (a benchmark, a local
+/// statistic); it is never visible on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PacketKind {
+    /// A fragment of a message (or its retransmission).
+    Fragment,
+    /// An acknowledgement, over a contact's SURB-ACK.
+    Ack,
+    /// Loop cover.
+    Loop,
+    /// Drop cover.
+    Drop,
 }
 
 /// Something the driver should act on.
@@ -134,11 +158,33 @@ pub struct EndpointStats {
     pub loops: LoopStats,
 }
 
-/// What waits for a real slot.
+/// A packet built before its slot: the frame, what it is, and what to
+/// record once it has left. Every kind goes through the same steps when
+/// its slot comes.
 #[derive(Debug)]
-enum Pending<C> {
-    Ack(OutgoingPacket),
-    Fragment(Transmission<C>),
+struct Ready<C> {
+    frame: Vec<u8>,
+    kind: PacketKind,
+    after: After<C>,
+}
+
+/// What to record about a packet that left, done in [`Endpoint::prepare`]
+/// after the frame is on its way.
+#[derive(Debug)]
+enum After<C> {
+    Nothing,
+    /// A fragment: its retransmission deadline and SURB-ACK.
+    Fragment(Box<SentFragment<C>>),
+    /// A loop: its send time.
+    Loop(LoopId),
+}
+
+/// What the outbox records when a fragment leaves.
+#[derive(Debug)]
+struct SentFragment<C> {
+    t: Transmission<C>,
+    ack_id: aegis_mix_packet::AckId,
+    key: aegis_mix_packet::ReplyKey,
 }
 
 /// A client's protocol state machine.
@@ -148,7 +194,7 @@ pub struct Endpoint<C> {
     own: Own,
     own_key: SphinxPublicKey,
     topology: Arc<Topology>,
-    shaper: TrafficShaper<Pending<C>>,
+    shaper: TrafficShaper<Ready<C>>,
     shaping: ShapingConfig,
     /// The schedule's own randomness, seeded once from the caller's RNG:
     /// building a packet of one kind or another draws differently from the
@@ -157,14 +203,21 @@ pub struct Endpoint<C> {
     outbox: Outbox<C>,
     inbox: Inbox,
     addresses: HashMap<C, Address>,
-    acks: VecDeque<OutgoingPacket>,
+    acks: VecDeque<Vec<u8>>,
+    /// A loop and a drop built ahead of their slots.
+    ready_loop: Option<Ready<C>>,
+    ready_drop: Option<Ready<C>>,
+    /// Packets that left since the last [`Endpoint::prepare`], and when.
+    left: Vec<(After<C>, Duration)>,
+    /// The slots due at a wake-up (kept to reuse its allocation).
+    due: Vec<crate::shaping::Emission<Ready<C>>>,
     /// Whether the last real item handed to the shaper was an
     /// acknowledgement (acknowledgements and own fragments take turns).
     ack_went_last: bool,
     loops: LoopTracker<LoopId>,
     unacknowledged: Vec<[u8; 8]>,
     next_pull: Duration,
-    transmits: VecDeque<Vec<u8>>,
+    transmits: VecDeque<(Vec<u8>, PacketKind)>,
     events: VecDeque<EndpointEvent<C>>,
     stats: EndpointStats,
     outbox_changed: bool,
@@ -213,11 +266,15 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             inbox,
             addresses: HashMap::new(),
             acks: VecDeque::new(),
+            ready_loop: None,
+            ready_drop: None,
+            left: Vec::with_capacity(8),
+            due: Vec::with_capacity(8),
             ack_went_last: false,
             loops: LoopTracker::new(LOOP_TIMEOUT),
             unacknowledged: Vec::new(),
             next_pull: now,
-            transmits: VecDeque::new(),
+            transmits: VecDeque::with_capacity(8),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
             outbox_changed: false,
@@ -246,6 +303,9 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             }
         }
         self.topology = topology;
+        // Cover built for the previous consensus is rebuilt for this one.
+        self.ready_loop = None;
+        self.ready_drop = None;
     }
 
     /// Where `recipient`'s packets go (from its card); needed before its
@@ -281,23 +341,94 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         wake
     }
 
-    /// Does what is due by `now`: acknowledgement timeouts, and the
-    /// schedule's slots, each turned into a frame for the gateway.
+    /// Turns the schedule's slots due by `now` into frames for the
+    /// gateway. With packets prepared ahead ([`Endpoint::prepare`]) this
+    /// only hands out frames that are ready, whatever their kind; timers
+    /// (acknowledgement timeouts, lost loops) are handled by `prepare`.
     pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Duration) {
+        if !self.config.prepare_ahead {
+            self.expire(now);
+            self.refill(rng, now);
+        }
+        // The buffers are kept between calls: emitting allocates nothing.
+        let mut due = std::mem::take(&mut self.due);
+        self.shaper.poll_into(now, &mut self.schedule, &mut due);
+        let count = due.len();
+        for (i, emission) in due.drain(..).enumerate() {
+            self.emit(rng, emission.slot, now);
+            // Several slots at once (a late wake-up): the next needs its
+            // packets now.
+            if !self.config.prepare_ahead || i + 1 < count {
+                self.prepare(rng, now);
+            }
+        }
+        self.due = due;
+    }
+
+    /// Builds what the next slots will carry — the next real item (an
+    /// acknowledgement, or the outbox's next fragment with a fresh
+    /// SURB-ACK), a loop and a drop — and records what left since the last
+    /// call (retransmission deadlines, loop send times). Call it after
+    /// sending the frames [`Endpoint::handle_timeout`] produced, and after
+    /// queueing a message: then no slot waits for a packet to be built.
+    pub fn prepare<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Duration) {
+        self.expire(now);
+        self.settle();
+        self.refill(rng, now);
+        if self.ready_loop.is_none() {
+            self.ready_loop = self.loop_packet(rng);
+        }
+        if self.ready_drop.is_none() {
+            self.ready_drop = self.drop_packet(rng);
+        }
+    }
+
+    /// Acknowledgement timeouts that passed (their fragments become due
+    /// again) and loops given up as lost. Done outside the emission, so a
+    /// slot's cost does not show whether timers fired before it.
+    fn expire(&mut self, now: Duration) {
         for event in self.outbox.poll(now) {
             self.outbox_changed = true;
             self.events.push_back(EndpointEvent::Status(event));
         }
         self.loops.expire(now);
-        self.refill(now);
-        for emission in self.shaper.poll(now, &mut self.schedule) {
-            self.emit(rng, emission.slot, now);
-            self.refill(now);
+    }
+
+    /// Records what left: each fragment's retransmission deadline (from
+    /// when it left) and each loop's send time.
+    fn settle(&mut self) {
+        let expected = self.topology.mean_hop_delay() * self.geometry.hops as u32;
+        let timeout = ack_timeout(expected, self.pull_interval());
+        for (after, at) in std::mem::take(&mut self.left) {
+            match after {
+                After::Nothing => {}
+                After::Fragment(sent) => {
+                    let SentFragment { t, ack_id, key } = *sent;
+                    if let Some(event) = self.outbox.record_sent(
+                        t.local_id,
+                        t.fragment.index,
+                        ack_id,
+                        key,
+                        at,
+                        timeout,
+                    ) {
+                        self.events.push_back(EndpointEvent::Status(event));
+                    }
+                    self.outbox_changed = true;
+                }
+                After::Loop(id) => self.loops.sent(id, at),
+            }
         }
     }
 
     /// The next frame to send to the gateway.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front().map(|(frame, _)| frame)
+    }
+
+    /// The next frame to send, with what it carries (for the driver's own
+    /// figures; the frame looks the same whatever it is).
+    pub fn poll_transmit_kind(&mut self) -> Option<(Vec<u8>, PacketKind)> {
         self.transmits.pop_front()
     }
 
@@ -394,91 +525,94 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         }
     }
 
-    /// Keeps one real item waiting in the shaper: a pending acknowledgement
-    /// or the outbox's next (re)transmission. When both wait they take
-    /// turns, so whoever fills the mailbox with fragments (anyone holding
-    /// the client's card can) makes the client spend at most every other
-    /// real slot acknowledging them: its own messages still leave at half
-    /// their rate or better, and acknowledgements beyond
-    /// [`MAX_PENDING_ACKS`] are dropped (their senders retransmit).
-    fn refill(&mut self, now: Duration) {
+    /// Keeps one real item waiting in the shaper, built: a pending
+    /// acknowledgement or the outbox's next (re)transmission. When both
+    /// wait they take turns, so whoever fills the mailbox with fragments
+    /// (anyone holding the client's card can) makes the client spend at
+    /// most every other real slot acknowledging them: its own messages
+    /// still leave at half their rate or better, and acknowledgements
+    /// beyond [`MAX_PENDING_ACKS`] are dropped (their senders retransmit).
+    fn refill<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Duration) {
         if self.shaper.queued() > 0 {
             return;
         }
-        if self.ack_went_last && self.refill_own(now) {
+        if self.ack_went_last && self.refill_own(rng, now) {
             return;
         }
-        if let Some(ack) = self.acks.pop_front() {
-            match self.shaper.enqueue(Pending::Ack(ack)) {
+        if let Some(frame) = self.acks.pop_front() {
+            let ack = Ready {
+                frame,
+                kind: PacketKind::Ack,
+                after: After::Nothing,
+            };
+            match self.shaper.enqueue(ack) {
                 Ok(()) => self.ack_went_last = true,
-                Err(Pending::Ack(ack)) => self.acks.push_front(ack),
-                Err(Pending::Fragment(_)) => {}
+                Err(ack) => self.acks.push_front(ack.frame),
             }
             return;
         }
-        self.refill_own(now);
+        self.refill_own(rng, now);
     }
 
-    /// Hands the outbox's next (re)transmission to the shaper; false if
-    /// none is due.
-    fn refill_own(&mut self, now: Duration) -> bool {
+    /// Builds the outbox's next (re)transmission and hands it to the
+    /// shaper; false if none is due (or none could be built: it waits in
+    /// the outbox).
+    fn refill_own<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Duration) -> bool {
         let Some(t) = self.outbox.next_transmission(now) else {
             return false;
         };
         self.outbox_changed = true;
-        match self.shaper.enqueue(Pending::Fragment(t)) {
+        let Some(ready) = self.fragment_packet(rng, t) else {
+            return false;
+        };
+        match self.shaper.enqueue(ready) {
             Ok(()) => {
                 self.ack_went_last = false;
                 true
             }
-            Err(Pending::Fragment(t)) => {
-                self.outbox.not_sent(t.local_id, t.fragment.index);
+            Err(ready) => {
+                if let After::Fragment(sent) = ready.after {
+                    self.outbox.not_sent(sent.t.local_id, sent.t.fragment.index);
+                }
                 false
             }
-            Err(Pending::Ack(_)) => false,
         }
     }
 
-    fn emit<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, slot: Slot<Pending<C>>, now: Duration) {
-        let packet = match slot {
-            Slot::Real(Pending::Ack(packet)) => {
-                self.stats.real_sent += 1;
-                Some(packet)
-            }
-            Slot::Real(Pending::Fragment(t)) => match self.fragment_packet(rng, &t, now) {
-                Some(p) => {
-                    self.stats.real_sent += 1;
-                    Some(p)
-                }
-                None => {
-                    self.outbox.not_sent(t.local_id, t.fragment.index);
-                    None
-                }
+    /// Hands out the slot's frame. A prepared packet of any kind takes the
+    /// same steps; only a cover packet that could not be prepared is built
+    /// here.
+    fn emit<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, slot: Slot<Ready<C>>, now: Duration) {
+        let ready = match slot {
+            Slot::Real(ready) => Some(ready),
+            Slot::Loop => match self.ready_loop.take() {
+                Some(ready) => Some(ready),
+                None => self.loop_packet(rng),
             },
-            Slot::Loop => {
-                self.stats.loops_sent += 1;
-                self.loop_packet(rng, now)
-            }
-            Slot::Drop => {
-                self.stats.drops_sent += 1;
-                self.drop_packet(rng)
-            }
+            Slot::Drop => match self.ready_drop.take() {
+                Some(ready) => Some(ready),
+                None => self.drop_packet(rng),
+            },
         };
-        match packet.and_then(|p| p.to_frame(&self.geometry).ok()) {
-            Some(frame) => self.transmits.push_back(frame),
-            None => self.stats.skipped += 1,
+        let Some(ready) = ready else {
+            self.stats.skipped += 1;
+            return;
+        };
+        match ready.kind {
+            PacketKind::Fragment | PacketKind::Ack => self.stats.real_sent += 1,
+            PacketKind::Loop => self.stats.loops_sent += 1,
+            PacketKind::Drop => self.stats.drops_sent += 1,
         }
+        self.left.push((ready.after, now));
+        self.transmits.push_back((ready.frame, ready.kind));
     }
 
     fn delays<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> HopDelays {
         HopDelays::sample_exponential(rng, self.geometry.hops, self.topology.mean_hop_delay())
     }
 
-    fn loop_packet<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        now: Duration,
-    ) -> Option<OutgoingPacket> {
+    /// A loop to the client's own mailbox, as a frame with its loop id.
+    fn loop_packet<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Option<Ready<C>> {
         let gateway = self.own.gateway;
         let route = self
             .topology
@@ -498,26 +632,57 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             &Body::Loop(id),
         )
         .ok()?;
-        self.loops.sent(id, now);
-        Some(packet)
+        Some(Ready {
+            frame: packet.to_frame(&self.geometry).ok()?,
+            kind: PacketKind::Loop,
+            after: After::Loop(id),
+        })
     }
 
-    fn drop_packet<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Option<OutgoingPacket> {
+    /// Drop cover, as a frame.
+    fn drop_packet<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Option<Ready<C>> {
         let exit = self.topology.random_gateway(rng).ok()?;
         let route = self
             .topology
             .route(rng, &self.geometry, self.own.gateway, exit)
             .ok()?;
         let delays = self.delays(rng);
-        build_drop_cover(rng, &self.geometry, &route, &delays).ok()
+        let frame = build_drop_cover(rng, &self.geometry, &route, &delays)
+            .ok()?
+            .to_frame(&self.geometry)
+            .ok()?;
+        Some(Ready {
+            frame,
+            kind: PacketKind::Drop,
+            after: After::Nothing,
+        })
     }
 
+    /// A fragment's packet with a fresh SURB-ACK over a fresh route back;
+    /// `None` (the fragment goes back to the outbox) if no route or key is
+    /// available.
     fn fragment_packet<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
+        t: Transmission<C>,
+    ) -> Option<Ready<C>> {
+        let built = self.build_fragment(rng, &t);
+        if built.is_none() {
+            self.outbox.not_sent(t.local_id, t.fragment.index);
+        }
+        let (frame, ack_id, key) = built?;
+        Some(Ready {
+            frame,
+            kind: PacketKind::Fragment,
+            after: After::Fragment(Box::new(SentFragment { t, ack_id, key })),
+        })
+    }
+
+    fn build_fragment<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
         t: &Transmission<C>,
-        now: Duration,
-    ) -> Option<OutgoingPacket> {
+    ) -> Option<(Vec<u8>, aegis_mix_packet::AckId, aegis_mix_packet::ReplyKey)> {
         let address = self.addresses.get(&t.recipient)?.clone();
         let geometry = &self.geometry;
         let route = self
@@ -553,20 +718,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             },
         )
         .ok()?;
-        let expected = self.topology.mean_hop_delay() * geometry.hops as u32;
-        let timeout = ack_timeout(expected, self.pull_interval());
-        if let Some(event) = self.outbox.record_sent(
-            t.local_id,
-            t.fragment.index,
-            ack_id,
-            reply_key,
-            now,
-            timeout,
-        ) {
-            self.events.push_back(EndpointEvent::Status(event));
-        }
-        self.outbox_changed = true;
-        Some(packet)
+        Some((packet.to_frame(geometry).ok()?, ack_id, reply_key))
     }
 
     /// One stored packet: an ack over a reply block this client gave away
@@ -630,7 +782,10 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
                     && self.inbox.first_answer(surb_ack.ack_id, now)
                 {
                     self.inbox_changed = true;
-                    if let Ok(ack) = build_ack(rng, &self.geometry, surb_ack) {
+                    if let Some(ack) = build_ack(rng, &self.geometry, surb_ack)
+                        .ok()
+                        .and_then(|p| p.to_frame(&self.geometry).ok())
+                    {
                         self.acks.push_back(ack);
                     }
                 }

@@ -183,6 +183,18 @@ impl<Q> TrafficShaper<Q> {
     /// Every slot due at or before `now`, in time order.
     pub fn poll<R: Rng + ?Sized>(&mut self, now: Duration, rng: &mut R) -> Vec<Emission<Q>> {
         let mut out = Vec::new();
+        self.poll_into(now, rng, &mut out);
+        out
+    }
+
+    /// [`TrafficShaper::poll`] into a buffer the caller keeps (no
+    /// allocation while the buffer's capacity suffices).
+    pub fn poll_into<R: Rng + ?Sized>(
+        &mut self,
+        now: Duration,
+        rng: &mut R,
+        out: &mut Vec<Emission<Q>>,
+    ) {
         while let Some(timer) = self
             .timers
             .iter_mut()
@@ -218,7 +230,6 @@ impl<Q> TrafficShaper<Q> {
             };
             out.push(Emission { at, stream, slot });
         }
-        out
     }
 
     /// When the next slot is due; `None` if every stream is disabled.

@@ -62,6 +62,7 @@ fn drive(
         while endpoint.poll_transmit().is_some() {
             frames += 1;
         }
+        endpoint.prepare(rng, now);
         if let Some(ack) = endpoint.poll_pull(now) {
             pulls.push(now);
             endpoint.handle_pulled(rng, Vec::new(), now);
@@ -143,6 +144,7 @@ fn a_flood_of_fragments_takes_at_most_every_other_real_slot() {
     let sent_at = loop {
         endpoint.handle_timeout(&mut rng, now);
         while endpoint.poll_transmit().is_some() {}
+        endpoint.prepare(&mut rng, now);
         if endpoint.poll_pull(now).is_some() {
             endpoint.handle_pulled(&mut rng, Vec::new(), now);
         }
@@ -228,4 +230,49 @@ fn retransmissions_back_off_and_a_silent_recipient_is_still_tried_hours_later() 
         (sent_in_an_hour + 3..=sent_in_an_hour + 5).contains(&sent),
         "{sent} after five hours, {sent_in_an_hour} after one"
     );
+}
+
+#[test]
+fn a_prepared_slot_is_emitted_without_building_anything() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let even = ShapingConfig::Poisson {
+        payload_rate: 20.0,
+        loop_rate: 10.0,
+        drop_rate: 10.0,
+    };
+    let (mut endpoint, address) = endpoint(&mut rng, Some(even));
+    endpoint
+        .queue(&mut rng, 1, address, vec![7; 40_000], Duration::ZERO)
+        .unwrap();
+    let flood: Vec<([u8; 8], Vec<u8>)> = (0..40u8)
+        .map(|i| ([i; 8], fragment_delivery(&mut rng, &endpoint, [i; 16])))
+        .collect();
+    endpoint.handle_pulled(&mut rng, flood, Duration::ZERO);
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut now = Duration::ZERO;
+    for _ in 0..400 {
+        endpoint.prepare(&mut rng, now);
+        now = endpoint.poll_timeout().max(now);
+        // Emitting draws nothing from the RNG: every packet that leaves
+        // was built before its slot, whatever its kind.
+        let before = rng.clone();
+        endpoint.handle_timeout(&mut rng, now);
+        assert_eq!(rng, before, "a packet was built at its slot");
+        while let Some((_, kind)) = endpoint.poll_transmit_kind() {
+            *kinds.entry(kind).or_insert(0) += 1;
+        }
+        if let Some(ack) = endpoint.poll_pull(now) {
+            drop(ack);
+            endpoint.handle_pulled(&mut rng, Vec::new(), now);
+        }
+        now += Duration::from_micros(1);
+    }
+    for kind in [
+        PacketKind::Fragment,
+        PacketKind::Ack,
+        PacketKind::Loop,
+        PacketKind::Drop,
+    ] {
+        assert!(kinds.get(&kind).is_some_and(|&n| n > 20), "{kinds:?}");
+    }
 }
