@@ -161,7 +161,8 @@ fn run(
                 .queue(&mut rng, 1u8, net.recipient.clone(), vec![7; 4_000], now)
                 .unwrap();
         }
-        if let Some(_ack) = endpoint.poll_pull(now) {
+        let pulled = endpoint.poll_pull(now).is_some();
+        if pulled {
             let entries = (0..2)
                 .map(|_| {
                     incoming_id += 1;
@@ -201,7 +202,9 @@ fn run(
         if prepared {
             // After the frame left: build the next, write in the background.
             endpoint.prepare(&mut rng, now);
-            if endpoint.take_outbox_changed()
+            // The driver writes its snapshots on the pull grid.
+            if pulled
+                && endpoint.take_outbox_changed()
                 && let Some(writer) = &writer
             {
                 let bytes = endpoint.outbox().to_bytes(now).unwrap();

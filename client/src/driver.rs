@@ -232,6 +232,11 @@ impl Driver {
                     }
                 }
                 self.pull(ack).await;
+                // Snapshots are written on the pull grid, which the
+                // published rates alone set: when the disk is busy does
+                // not follow which packets left.
+                self.handle_events();
+                self.save();
             }
             self.handle_events();
             if now >= next_consensus_check {
@@ -242,7 +247,6 @@ impl Driver {
                 next_card_check = now + CARD_CHECK;
                 self.keep_card_current();
             }
-            self.save();
         }
         self.save();
         if let Some(writer) = self.writer.take() {
@@ -277,7 +281,6 @@ impl Driver {
             .endpoint
             .queue(&mut self.rng, contact, sealed.address, sealed.envelope, now)
             .map_err(|e| ClientError::Queue(e.to_string()))?;
-        self.endpoint.prepare(&mut self.rng, now);
         let recorded = match (kind, sealed.card_version) {
             (ContentKind::CardUpdate, Some(version)) => {
                 self.profile.note_card_update(contact, local, version)
@@ -476,9 +479,11 @@ impl Driver {
     }
 
     /// Hands the outbox and inbox snapshots that changed to the writer
-    /// thread: the loop never waits for the disk, so the next slot's
-    /// frame does not leave later because this one made the outbox
-    /// change.
+    /// thread: the loop never waits for the disk. Called on the pull grid,
+    /// after queueing a message and at shutdown, not after each packet,
+    /// so the disk's activity does not follow the packets' kinds. A crash
+    /// loses at most one pull interval of sending records: those fragments
+    /// are sent again, and the recipient drops the copies.
     fn save(&mut self) {
         let now = self.now();
         let Some(writer) = self.writer.as_ref() else {

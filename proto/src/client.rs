@@ -302,10 +302,9 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
                 self.shaping = wanted;
             }
         }
+        // Packets already prepared still leave: hops try the previous
+        // epoch's keys too.
         self.topology = topology;
-        // Cover built for the previous consensus is rebuilt for this one.
-        self.ready_loop = None;
-        self.ready_drop = None;
     }
 
     /// Where `recipient`'s packets go (from its card); needed before its
@@ -326,6 +325,9 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         self.addresses.insert(recipient.clone(), address);
         let local = self.outbox.queue(rng, recipient, message, now)?;
         self.outbox_changed = true;
+        if self.config.prepare_ahead {
+            self.prepare(rng, now);
+        }
         Ok(local)
     }
 
@@ -369,8 +371,9 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
     /// acknowledgement, or the outbox's next fragment with a fresh
     /// SURB-ACK), a loop and a drop — and records what left since the last
     /// call (retransmission deadlines, loop send times). Call it after
-    /// sending the frames [`Endpoint::handle_timeout`] produced, and after
-    /// queueing a message: then no slot waits for a packet to be built.
+    /// sending the frames [`Endpoint::handle_timeout`] produced (queueing a
+    /// message and taking in a pull call it themselves): then no slot
+    /// waits for a packet to be built.
     pub fn prepare<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Duration) {
         self.expire(now);
         self.settle();
@@ -467,6 +470,10 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             if self.unacknowledged.len() < PULL_BATCH {
                 self.unacknowledged.push(id);
             }
+        }
+        // Acknowledgements now owed are ready for the next real slot.
+        if self.config.prepare_ahead {
+            self.prepare(rng, now);
         }
     }
 

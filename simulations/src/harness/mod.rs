@@ -440,6 +440,8 @@ impl Harness {
         while let Some(frame) = client.endpoint.poll_transmit() {
             frames.push(frame);
         }
+        // The next slots' packets are built once these have left.
+        client.endpoint.prepare(&mut self.rng, now);
         let pull = client.endpoint.poll_pull(now);
         let mailbox = client.address.mailbox;
         for frame in frames {
