@@ -397,23 +397,10 @@ fn gaps(times: &[f64]) -> Vec<f64> {
     g
 }
 
-/// The two-sample Kolmogorov–Smirnov statistic of two sorted samples.
+/// The two-sample Kolmogorov–Smirnov statistic of two samples (1 if either
+/// is empty), from the test kit's test.
 pub fn ks_distance(a: &[f64], b: &[f64]) -> f64 {
-    if a.is_empty() || b.is_empty() {
-        return 1.0;
-    }
-    let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
-    while i < a.len() && j < b.len() {
-        let x = a[i].min(b[j]);
-        while i < a.len() && a[i] <= x {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= x {
-            j += 1;
-        }
-        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
-    }
-    d
+    aegis_testkit::ks::two_sample(a, b).map_or(1.0, |r| r.d)
 }
 
 /// Compares a client's emissions while it has only cover to send — from one
