@@ -1,0 +1,190 @@
+//! The history: received and sent messages, their status, and deleting
+//! them.
+
+use super::*;
+
+impl Profile {
+    /// Stores a received message; returns it with its sequence number.
+    pub fn store_message(
+        &self,
+        contact: ContactId,
+        signal: bool,
+        received_ms: u64,
+        body: Vec<u8>,
+    ) -> Result<StoredMessage, ProfileError> {
+        self.append(contact, signal, received_ms, body, None)
+    }
+
+    /// Records a message the user sent (status `Queued`), so the history
+    /// shows both sides; [`Profile::note_status`] follows it.
+    /// `card_version` is the version of our card it carried, if any.
+    pub fn store_sent(
+        &self,
+        contact: ContactId,
+        signal: bool,
+        queued_ms: u64,
+        body: Vec<u8>,
+        local_id: LocalId,
+        card_version: Option<u32>,
+    ) -> Result<StoredMessage, ProfileError> {
+        let sent = SentMessage {
+            local_id,
+            status: MessageStatus::Queued,
+            card_version,
+        };
+        self.append(contact, signal, queued_ms, body, Some(sent))
+    }
+
+    fn append(
+        &self,
+        contact: ContactId,
+        signal: bool,
+        received_ms: u64,
+        body: Vec<u8>,
+        sent: Option<SentMessage>,
+    ) -> Result<StoredMessage, ProfileError> {
+        let seq = self
+            .store
+            .get(Namespace::Meta, NEXT_MESSAGE)?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let message = StoredMessage {
+            seq,
+            contact,
+            signal,
+            received_ms,
+            body,
+            sent,
+        };
+        let bytes = postcard::to_stdvec(&message).map_err(|_| ProfileError::Corrupt("message"))?;
+        let mut batch = Batch::new();
+        batch.put(Namespace::Inbox, &seq.to_be_bytes(), &bytes).put(
+            Namespace::Meta,
+            NEXT_MESSAGE,
+            &(seq + 1).to_be_bytes(),
+        );
+        if let Some(sent) = sent {
+            batch.put(
+                Namespace::Meta,
+                &sent_index(sent.local_id),
+                &seq.to_be_bytes(),
+            );
+        }
+        self.store.write_batch(batch)?;
+        Ok(message)
+    }
+
+    /// Follows a sent message's status in the history (a message deleted
+    /// from the history, or sent before it kept sent messages, is
+    /// skipped), and, once a message that carried our card is delivered,
+    /// notes that the contact has that card.
+    pub fn note_status(
+        &self,
+        local_id: LocalId,
+        status: MessageStatus,
+    ) -> Result<(), ProfileError> {
+        let done = matches!(status, MessageStatus::Delivered | MessageStatus::Failed);
+        let delivered = status == MessageStatus::Delivered;
+        let update_key = card_update_index(local_id);
+        if let Some(value) = self.store.get(Namespace::Meta, &update_key)? {
+            if done {
+                if let (Ok(contact), Ok(version)) = (
+                    <[u8; 16]>::try_from(value.get(..16).unwrap_or_default()),
+                    <[u8; 4]>::try_from(value.get(16..).unwrap_or_default()),
+                ) {
+                    self.card_reached(ContactId(contact), u32::from_be_bytes(version), delivered)?;
+                }
+                self.store.delete(Namespace::Meta, &update_key)?;
+            }
+            return Ok(());
+        }
+        let Some(seq) = self
+            .store
+            .get(Namespace::Meta, &sent_index(local_id))?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+        else {
+            return Ok(());
+        };
+        let Some(mut message) = self
+            .store
+            .get(Namespace::Inbox, &seq)?
+            .and_then(|b| StoredMessage::decode(&b))
+        else {
+            return Ok(());
+        };
+        let mut carried = None;
+        if let Some(sent) = message.sent.as_mut() {
+            sent.status = status;
+            carried = sent.card_version;
+        }
+        let bytes = postcard::to_stdvec(&message).map_err(|_| ProfileError::Corrupt("message"))?;
+        let mut batch = Batch::new();
+        batch.put(Namespace::Inbox, &seq, &bytes);
+        if done {
+            batch.delete(Namespace::Meta, &sent_index(local_id));
+        }
+        self.store.write_batch(batch)?;
+        if let (true, Some(version)) = (done, carried) {
+            self.card_reached(message.contact, version, delivered)?;
+        }
+        Ok(())
+    }
+
+    /// Every stored message, oldest first.
+    pub fn messages(&self) -> Result<Vec<StoredMessage>, ProfileError> {
+        let mut out: Vec<StoredMessage> = self
+            .store
+            .list(Namespace::Inbox)?
+            .into_iter()
+            .filter_map(|(_, v)| StoredMessage::decode(&v))
+            .collect();
+        out.sort_by_key(|m| m.seq);
+        Ok(out)
+    }
+
+    /// The messages to and from one contact, oldest first.
+    pub fn history(&self, contact: &ContactId) -> Result<Vec<StoredMessage>, ProfileError> {
+        let mut messages = self.messages()?;
+        messages.retain(|m| m.contact == *contact);
+        Ok(messages)
+    }
+
+    /// How many messages from `contact` the history holds.
+    pub fn received_from(&self, contact: &ContactId) -> Result<usize, ProfileError> {
+        Ok(self
+            .history(contact)?
+            .iter()
+            .filter(|m| m.sent.is_none())
+            .count())
+    }
+
+    /// Deletes one message from the history; false if there was none.
+    pub fn delete_message(&self, seq: u64) -> Result<bool, ProfileError> {
+        let key = seq.to_be_bytes();
+        let Some(message) = self
+            .store
+            .get(Namespace::Inbox, &key)?
+            .and_then(|b| StoredMessage::decode(&b))
+        else {
+            return Ok(false);
+        };
+        let mut batch = Batch::new();
+        batch.delete(Namespace::Inbox, &key);
+        if let Some(sent) = message.sent {
+            batch.delete(Namespace::Meta, &sent_index(sent.local_id));
+        }
+        self.store.write_batch(batch)?;
+        Ok(true)
+    }
+
+    /// Deletes the whole history with one contact; returns how many
+    /// messages went.
+    pub fn delete_history(&self, contact: &ContactId) -> Result<usize, ProfileError> {
+        let history = self.history(contact)?;
+        for message in &history {
+            self.delete_message(message.seq)?;
+        }
+        Ok(history.len())
+    }
+}

@@ -1,0 +1,89 @@
+//! What an endpoint does with the packets it pulls: acks opened with the
+//! kept reply keys, fragments reassembled and acknowledged, loops noted.
+
+use super::*;
+
+impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
+    /// One stored packet: an ack over a reply block this client gave away
+    /// is found by its delivery tag and turned back into its view with the
+    /// kept reply key; anything else is its view already.
+    pub(super) fn deliver<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        delivery: &[u8],
+        now: Duration,
+    ) {
+        let Ok((tag, payload)) = split_delivery(&self.geometry, delivery) else {
+            return;
+        };
+        match self.outbox.reply_key(tag) {
+            Some(key) => {
+                if let Ok(view) = key.open(&self.geometry, payload) {
+                    self.receive(rng, &view, now, true);
+                }
+            }
+            None => self.receive(rng, payload, now, true),
+        }
+    }
+
+    pub(super) fn receive<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        payload: &[u8],
+        now: Duration,
+        acknowledge: bool,
+    ) {
+        let Ok(body) = open_delivery(&self.geometry, &self.own.sealing, payload) else {
+            // Not sealed to this mailbox: a dummy or garbage.
+            return;
+        };
+        match body {
+            Body::Loop(id) => {
+                self.loops.returned(&id, now);
+            }
+            Body::Ack(id) => {
+                if let Some(event) = self.outbox.acknowledged(id, now) {
+                    self.outbox_changed = true;
+                    self.events.push_back(EndpointEvent::Status(event));
+                }
+            }
+            Body::Fragment { fragment, surb_ack } => {
+                let message_id = fragment.message_id.0;
+                let index = fragment.index;
+                let received = self.inbox.receive(fragment, now);
+                match &received {
+                    Received::Rejected(_) => return,
+                    Received::Partial if acknowledge => {
+                        self.events.push_back(EndpointEvent::KeepFragment {
+                            message_id,
+                            index,
+                            payload: payload.to_vec(),
+                        })
+                    }
+                    _ => {}
+                }
+                // Each block is used once: a second copy of the fragment
+                // (a mailbox entry delivered again) gets no second ack,
+                // which would repeat the block's Sphinx header on the wire.
+                if acknowledge
+                    && self.acks.len() < MAX_PENDING_ACKS
+                    && self.inbox.first_answer(surb_ack.ack_id, now)
+                {
+                    self.inbox_changed = true;
+                    if let Some(ack) = build_ack(rng, &self.geometry, surb_ack)
+                        .ok()
+                        .and_then(|p| p.to_frame(&self.geometry).ok())
+                    {
+                        self.acks.push_back(ack);
+                    }
+                }
+                if let Received::Complete(bytes) = received {
+                    self.inbox_changed = true;
+                    self.events.push_back(EndpointEvent::Message(bytes));
+                    self.events
+                        .push_back(EndpointEvent::ForgetFragments { message_id });
+                }
+            }
+        }
+    }
+}
