@@ -11,6 +11,7 @@
 //! | [`DOCUMENT_CURRENT`], [`DOCUMENT`] | GET | a signed consensus |
 //! | [`CLOCK`] | GET | the authority's signed epoch clock |
 //! | [`STATUS`] | GET | JSON: epoch, phase, counts (for people; unsigned) |
+//! | [`STATUS_PAGE`] | GET | HTML: the current consensus for people (unsigned) |
 //! | [`METRICS`] | GET | Prometheus text (authorities and nodes) |
 //! | [`HEALTH`] | GET | 200 when a node is up |
 
@@ -32,6 +33,8 @@ pub const DOCUMENT: &str = "/v1/document/{epoch}";
 pub const CLOCK: &str = "/v1/clock";
 /// The authority's status as JSON.
 pub const STATUS: &str = "/status";
+/// The network status page (HTML): the current consensus for people.
+pub const STATUS_PAGE: &str = "/";
 /// Prometheus metrics.
 pub const METRICS: &str = "/metrics";
 /// A node's liveness.

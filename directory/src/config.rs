@@ -58,6 +58,7 @@ pub struct PeerConfig {
 
 /// The network parameters as written in the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParametersConfig {
     /// Mixing strategy and its parameters.
     pub mixing: MixingStrategy,
@@ -74,8 +75,11 @@ pub struct ParametersConfig {
     pub geometry_hash: Option<String>,
 }
 
-/// The whole configuration file.
+/// The whole configuration file. A key it does not know is an error, not
+/// silently ignored: a misspelt `[[peer]]` would otherwise leave an
+/// authority without peers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// This authority's name, for logs and status.
     pub name: String,
@@ -88,6 +92,11 @@ pub struct Config {
     /// Unix time in milliseconds at which epoch 0 began; identical on all
     /// authorities.
     pub genesis_unix_ms: u64,
+    /// Dial a node's published addresses before taking its first
+    /// descriptor, and refuse it (saying why) if none answers. Leave it on;
+    /// only tests of an authority without real nodes turn it off.
+    #[serde(default = "dial_back_default")]
+    pub dial_back: bool,
     /// Network parameters this authority votes for.
     pub parameters: ParametersConfig,
     /// Which nodes this authority lists: `mode = "allowlist"` with
@@ -97,6 +106,10 @@ pub struct Config {
     /// The other authorities.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+}
+
+fn dial_back_default() -> bool {
+    true
 }
 
 /// Name of the key file inside the data directory.
@@ -139,6 +152,7 @@ impl Config {
             data_dir: data_dir.to_owned(),
             epoch_length_ms,
             genesis_unix_ms,
+            dial_back: true,
             parameters: ParametersConfig::standard(),
             admission: Admission::default(),
             peers: Vec::new(),
@@ -213,6 +227,8 @@ const CONFIG_HEADER: &str = "\
 # data_dir         holds authority.key (Ed25519 secret, mode 0600) and db/ (RocksDB)
 # epoch_length_ms  epoch length P; every authority must use the same value
 # genesis_unix_ms  start of epoch 0 in Unix milliseconds; identical everywhere
+# dial_back        dial a new node's published addresses before listing it and
+#                  refuse its descriptor (saying why) if none answers
 #
 # [parameters]     what this authority votes for; only values shared by a
 #                  threshold of authorities enter the document
@@ -291,6 +307,42 @@ mod tests {
         let path = dir.path().join("c.toml");
         fs::write(&path, config.to_documented_toml().unwrap()).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(
+            "a1",
+            "127.0.0.1:7900".parse().unwrap(),
+            dir.path(),
+            60_000,
+            1_700_000_000_000,
+        );
+        let good = config.to_documented_toml().unwrap();
+        let path = dir.path().join("c.toml");
+        for (typo, word) in [
+            // `[[peer]]` for `[[peers]]`: the authority would run alone.
+            (
+                "\n[[peer]]\nname = \"a2\"\nurl = \"http://127.0.0.1:7901\"\npublic_key = \"11\"\n",
+                "peer",
+            ),
+            ("\nepoch_lenght_ms = 5\n", "epoch_lenght_ms"),
+        ] {
+            // Top-level keys go before the first table.
+            let text = if word == "peer" {
+                format!("{good}{typo}")
+            } else {
+                format!("{}{good}", typo.trim_start())
+            };
+            fs::write(&path, text).unwrap();
+            let error = Config::load(&path).unwrap_err().to_string();
+            assert!(error.contains(word), "{error}");
+        }
+        let text = good.replace("lambda_p", "lambda_q");
+        fs::write(&path, text).unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("lambda_q"), "{error}");
     }
 
     #[test]

@@ -161,7 +161,31 @@ fn check_address(address: &str) -> Result<(), &'static str> {
     if address[1..].split('/').any(str::is_empty) {
         return Err("empty component");
     }
-    Ok(())
+    let mut parts = address[1..].split('/');
+    match (parts.next(), parts.next()) {
+        (Some("ip4"), Some("0.0.0.0")) | (Some("ip6"), Some("::")) => {
+            Err("unspecified address (every interface of the node's machine): no one can dial it")
+        }
+        (Some("dns" | "dns4" | "dns6" | "dnsaddr"), _) => {
+            Err("a DNS name: this network's nodes dial IP addresses only")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The TCP socket address of a published multiaddress
+/// (`/ip4/A/tcp/P` or `/ip6/A/tcp/P`, anything after ignored), if it is one.
+pub fn tcp_address(address: &str) -> Option<std::net::SocketAddr> {
+    let mut parts = address.strip_prefix('/')?.split('/');
+    let ip: std::net::IpAddr = match (parts.next()?, parts.next()?) {
+        ("ip4", ip) => std::net::IpAddr::V4(ip.parse().ok()?),
+        ("ip6", ip) => std::net::IpAddr::V6(ip.parse().ok()?),
+        _ => return None,
+    };
+    match (parts.next()?, parts.next()?) {
+        ("tcp", port) => Some(std::net::SocketAddr::new(ip, port.parse().ok()?)),
+        _ => None,
+    }
 }
 
 impl SignedDescriptor {
@@ -217,6 +241,35 @@ impl SignedDescriptor {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_no_one_can_dial_are_refused_and_tcp_ones_read() {
+        for bad in [
+            "/ip4/0.0.0.0/tcp/4100",
+            "/ip6/::/tcp/4100",
+            "/dns4/mix.example/tcp/4100",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+        assert!(check_address("/ip4/127.0.0.1/tcp/4100").is_ok());
+        assert_eq!(
+            tcp_address("/ip4/203.0.113.20/tcp/4100"),
+            Some("203.0.113.20:4100".parse().unwrap())
+        );
+        assert_eq!(
+            tcp_address("/ip6/2001:db8::1/tcp/9/p2p/x"),
+            Some("[2001:db8::1]:9".parse().unwrap())
+        );
+        for not_tcp in [
+            "/ip4/1.2.3.4/udp/9",
+            "/dns4/a/tcp/9",
+            "/ip4/1.2.3.4",
+            "ip4/1.2.3.4/tcp/9",
+            "/ip4/x/tcp/9",
+        ] {
+            assert_eq!(tcp_address(not_tcp), None, "{not_tcp}");
+        }
+    }
 
     /// A valid descriptor for tests, from a seed byte.
     pub(crate) fn sample(seed: u8, epoch: u64, role: Role) -> SignedDescriptor {
@@ -281,7 +334,9 @@ pub(crate) mod tests {
             assert!(check_address(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_address(&format!("/{}", "a".repeat(MAX_ADDRESS_LEN))).is_err());
-        assert!(check_address("/dns4/example.org/tcp/443").is_ok());
+        // Nodes dial IP addresses only: a DNS name would be listed and
+        // never reached.
+        assert!(check_address("/dns4/example.org/tcp/443").is_err());
         let mut body = sample(3, 1, Role::Gateway).body;
         body.addresses = vec!["/ip4/1.2.3.4/tcp/1".into(); MAX_ADDRESSES + 1];
         assert_eq!(

@@ -29,7 +29,9 @@ mod schedule;
 pub use schedule::{Phase, Schedule};
 
 mod descriptor;
-pub use descriptor::{DescriptorBody, DescriptorError, EpochSphinxKey, Role, SignedDescriptor};
+pub use descriptor::{
+    DescriptorBody, DescriptorError, EpochSphinxKey, Role, SignedDescriptor, tcp_address,
+};
 
 mod consensus;
 pub use consensus::{

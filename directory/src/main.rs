@@ -48,6 +48,14 @@ enum Command {
         /// first, newcomers up to a quota per round).
         #[arg(long, value_enum, default_value = "allowlist")]
         admission: AdmissionArg,
+        /// Another authority of the network as URL=HEXKEY (repeat for each);
+        /// it is written under [[peers]], named after its address.
+        #[arg(long = "peer", value_name = "URL=HEXKEY")]
+        peers: Vec<String>,
+        /// Print what was made as one JSON object (`config`, `public_key`,
+        /// `url`) instead of sentences, for scripts and tools.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the authority.
     Run {
@@ -72,6 +80,8 @@ fn main() -> anyhow::Result<()> {
             epoch_length_ms,
             genesis_unix_ms,
             admission,
+            peers,
+            json,
         } => {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -86,6 +96,19 @@ fn main() -> anyhow::Result<()> {
                 None => aegis_directory::api::unix_now_ms(),
             };
             let mut config = Config::new(&name, listen, &data_dir, epoch_length_ms, genesis);
+            for peer in &peers {
+                let authority = aegis_directory::TrustedAuthority::parse(peer)
+                    .with_context(|| format!("--peer {peer}"))?;
+                let name = authority
+                    .url
+                    .split_once("://")
+                    .map_or(authority.url.as_str(), |(_, rest)| rest)
+                    .trim_end_matches('/')
+                    .to_owned();
+                config
+                    .peers
+                    .push(aegis_directory::config::PeerConfig { name, authority });
+            }
             config.admission = match admission {
                 AdmissionArg::Allowlist => aegis_directory::Admission::Allowlist {
                     nodes: Default::default(),
@@ -95,12 +118,23 @@ fn main() -> anyhow::Result<()> {
             config.check()?;
             std::fs::write(&config_path, config.to_documented_toml()?)
                 .with_context(|| format!("writing {}", config_path.display()))?;
+            let public_key = hex::encode(key.verifying_key().to_bytes());
+            if json {
+                let made = serde_json::json!({
+                    "config": config_path,
+                    "public_key": public_key,
+                    "url": format!("http://{listen}"),
+                });
+                println!("{made}");
+                return Ok(());
+            }
             println!("config:     {}", config_path.display());
-            println!(
-                "public key: {}",
-                hex::encode(key.verifying_key().to_bytes())
-            );
-            println!("Add the other authorities under [[peers]] before `aegis-dir run`.");
+            println!("public key: {public_key}");
+            if peers.is_empty() {
+                println!(
+                    "Add the other authorities under [[peers]] (or init with --peer) before `aegis-dir run`."
+                );
+            }
             if matches!(admission, AdmissionArg::Allowlist) {
                 println!(
                     "Admission is an allowlist: add each node's identity key under [admission] nodes."

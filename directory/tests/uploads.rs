@@ -204,3 +204,38 @@ async fn post_early_refused(url: &str, body: Vec<u8>) -> Option<u16> {
         .ok()
         .map(|r| r.status().as_u16())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_no_one_can_dial_is_refused_and_told_why() {
+    let (mut slots, _) = cluster(1).await;
+    slots[0].config.dial_back = true;
+    let running = slots[0].start().await;
+    let url = api::url(&slots[0].url(), api::DESCRIPTOR);
+    let key = node_key(4);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut body = descriptor(&key, 1, Role::Mix, 1).body;
+    body.addresses = vec![format!("/ip4/127.0.0.1/tcp/{closed}")];
+    let (status, text) = post(&url, body.clone().sign(&key).to_bytes()).await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.starts_with("unreachable:"), "{text}");
+    assert!(text.contains(&format!("127.0.0.1/tcp/{closed}")), "{text}");
+    assert!(
+        metric(
+            &slots[0].url(),
+            "aegis_dir_descriptors_rejected_total{reason=\"unreachable\"} 1"
+        )
+        .await
+    );
+
+    // The node opens its port: the next upload is dialled and taken.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open = listener.local_addr().unwrap().port();
+    body.addresses = vec![format!("/ip4/127.0.0.1/tcp/{open}")];
+    body.revision = 2;
+    let (status, text) = post(&url, body.sign(&key).to_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    running.shutdown().await;
+}

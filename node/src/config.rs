@@ -210,6 +210,7 @@ impl NodeConfig {
         for a in &self.authorities {
             a.check().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
+        self.check_reachable()?;
         if self.ingress_queue == 0 || self.egress_queue == 0 || self.mix_capacity == 0 {
             return invalid("queue sizes must be positive");
         }
@@ -223,6 +224,38 @@ impl NodeConfig {
         }
         if !(self.client_rate_slack.is_finite() && self.client_rate_slack >= 1.0) {
             return invalid("client_rate_slack must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Refuses to publish an address other nodes cannot dial: one that is
+    /// not TCP over IP (this build dials nothing else, DNS names included),
+    /// the unspecified address (`0.0.0.0`: every interface of this
+    /// machine, which is where `listen` points by default), or a loopback
+    /// address while an authority is elsewhere (loopback is for a network
+    /// on one machine).
+    fn check_reachable(&self) -> Result<(), ConfigError> {
+        let test_network = self.authorities.iter().all(|a| url_is_loopback(&a.url));
+        for address in self.published_addresses() {
+            let Some(socket) = aegis_directory::tcp_address(&address) else {
+                return Err(ConfigError::Invalid(format!(
+                    "{address} cannot be published: nodes dial /ip4/A/tcp/P or /ip6/A/tcp/P addresses only (no DNS names)"
+                )));
+            };
+            if socket.ip().is_unspecified() {
+                return Err(ConfigError::Invalid(format!(
+                    "{address} would be published, and no one can dial it: set public_addresses \
+                     to the address others reach this machine at \
+                     (aegis-node init --public-address /ip4/A/tcp/{})",
+                    socket.port()
+                )));
+            }
+            if socket.ip().is_loopback() && !test_network {
+                return Err(ConfigError::Invalid(format!(
+                    "{address} is a loopback address, which only this machine can dial, \
+                     while the authorities are elsewhere: publish the machine's own address"
+                )));
+            }
         }
         Ok(())
     }
@@ -290,9 +323,88 @@ fn help_for(key: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether an authority URL names this machine (`localhost` or a loopback
+/// address): a network whose authorities all do is a test network.
+fn url_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with(listen: &str, public: &[&str], authority: &str) -> NodeConfig {
+        let mut config = NodeConfig::new(
+            Role::Mix,
+            Path::new("/var/lib/aegis-node"),
+            listen,
+            "127.0.0.1:9100".parse().unwrap(),
+            vec![TrustedAuthority {
+                url: authority.into(),
+                public_key: [7; 32],
+            }],
+        );
+        config.public_addresses = public.iter().map(|a| (*a).to_owned()).collect();
+        config
+    }
+
+    #[test]
+    fn only_addresses_others_can_dial_are_published() {
+        let remote = "http://198.51.100.10:7900";
+        // The trap: init's default listen address, nothing published.
+        let error = with("/ip4/0.0.0.0/tcp/4100", &[], remote)
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no one can dial it"), "{error}");
+        assert!(
+            error.contains("--public-address /ip4/A/tcp/4100"),
+            "{error}"
+        );
+        // Listening everywhere is fine once a real address is published.
+        with(
+            "/ip4/0.0.0.0/tcp/4100",
+            &["/ip4/203.0.113.20/tcp/4100"],
+            remote,
+        )
+        .check()
+        .unwrap();
+        with("/ip6/::/tcp/4100", &["/ip6/2001:db8::20/tcp/4100"], remote)
+            .check()
+            .unwrap();
+        // DNS names: this build cannot dial them.
+        let error = with(
+            "/ip4/0.0.0.0/tcp/4100",
+            &["/dns4/mix.example/tcp/4100"],
+            remote,
+        )
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("no DNS names"), "{error}");
+        // Loopback: only in a network on one machine.
+        let error = with("/ip4/127.0.0.1/tcp/4100", &[], remote)
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("loopback"), "{error}");
+        for local in [
+            "http://127.0.0.1:7900",
+            "http://localhost:7900",
+            "http://[::1]:7900",
+        ] {
+            with("/ip4/127.0.0.1/tcp/4100", &[], local).check().unwrap();
+        }
+    }
 
     #[test]
     fn documented_file_round_trips() {

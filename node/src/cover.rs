@@ -18,7 +18,8 @@ use rand_distr::{Distribution as _, Exp};
 use tokio::sync::watch;
 
 use crate::egress::Egress;
-use crate::state::Shared;
+use crate::metrics::NodeMetrics;
+use crate::state::{Clock, Directory, LoopKeys, Me};
 
 /// Slack for links and queues on top of the loop's mixing delays.
 const LINK_SLACK: Duration = Duration::from_secs(5);
@@ -93,16 +94,16 @@ impl Loops {
 }
 
 /// Counts what [`Loops::judge`] found and says so when the alarm changes.
-fn report(shared: &Shared, lost: usize, change: Option<AlarmChange>) {
-    shared.metrics.cover_lost.inc_by(lost as u64);
+fn report(metrics: &NodeMetrics, lost: usize, change: Option<AlarmChange>) {
+    metrics.cover_lost.inc_by(lost as u64);
     match change {
         Some(AlarmChange::Raised {
             lost,
             window,
             baseline,
         }) => {
-            shared.metrics.loop_alarm.set(1);
-            shared.metrics.loop_alarms.inc();
+            metrics.loop_alarm.set(1);
+            metrics.loop_alarms.inc();
             tracing::warn!(
                 lost,
                 window,
@@ -111,23 +112,44 @@ fn report(shared: &Shared, lost: usize, change: Option<AlarmChange>) {
             );
         }
         Some(AlarmChange::Cleared) => {
-            shared.metrics.loop_alarm.set(0);
+            metrics.loop_alarm.set(0);
             tracing::info!("loop cover loss back to normal");
         }
         None => {}
     }
 }
 
+/// What the loop cover task reads.
+pub struct CoverStage {
+    /// Who the node is (loops start and end here).
+    pub me: Me,
+    /// The consensus: the rate λM and the routes.
+    pub directory: Arc<Directory>,
+    /// The keys loops are sealed to.
+    pub keys: Arc<LoopKeys>,
+    /// Where loops sent and lost are counted.
+    pub metrics: Arc<NodeMetrics>,
+    /// The node's monotonic time.
+    pub clock: Clock,
+}
+
 /// Sends loop cover until `shutdown` turns true.
 pub async fn run(
-    shared: Arc<Shared>,
+    stage: CoverStage,
     egress: Arc<Egress>,
     loops: Arc<Loops>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let CoverStage {
+        me,
+        directory,
+        keys,
+        metrics,
+        clock,
+    } = stage;
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     loop {
-        let topology = shared.epoch().and_then(|e| shared.topologies().get(e));
+        let topology = directory.current();
         let rate = topology
             .as_ref()
             .map(|t| t.parameters.lambda_m)
@@ -146,12 +168,12 @@ pub async fn run(
             LINK_SLACK,
             NODE_LOOP_TIMEOUT,
         );
-        let (lost, change) = loops.judge(shared.started.elapsed(), deadline);
-        report(&shared, lost, change);
-        if topology.node(&shared.id).is_none() {
+        let (lost, change) = loops.judge(clock.now(), deadline);
+        report(&metrics, lost, change);
+        if topology.node(&me.id).is_none() {
             continue;
         }
-        let Ok(route) = topology.loop_route(&mut rng, &shared.geometry, shared.id) else {
+        let Ok(route) = topology.loop_route(&mut rng, &me.geometry, me.id) else {
             continue;
         };
         let delays =
@@ -161,20 +183,20 @@ pub async fn run(
         let id = LoopId(id);
         let Ok(packet) = build_mailbox_packet(
             &mut rng,
-            &shared.geometry,
+            &me.geometry,
             &route,
             &delays,
-            shared.loop_mailbox,
-            &shared.loop_public,
+            keys.mailbox,
+            &keys.public,
             &Body::Loop(id),
         ) else {
             continue;
         };
-        let Ok(frame) = packet.to_frame(&shared.geometry) else {
+        let Ok(frame) = packet.to_frame(&me.geometry) else {
             continue;
         };
-        loops.sent(id, shared.started.elapsed());
-        shared.metrics.cover_sent.inc();
+        loops.sent(id, clock.now());
+        metrics.cover_sent.inc();
         egress.send(packet.first_hop, frame);
     }
 }

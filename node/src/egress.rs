@@ -11,26 +11,40 @@ use futures::AsyncWriteExt as _;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
-use crate::metrics::DropReason;
-use crate::state::Shared;
+use crate::metrics::{Direction, DropReason, NodeMetrics};
+use crate::state::Directory;
 use aegis_link::Host;
 use aegis_link::MIX_PROTOCOL;
 use aegis_proto::Backoff;
 
 /// The per-neighbour queues.
 pub struct Egress {
-    shared: Arc<Shared>,
+    me: NodeId,
+    directory: Arc<Directory>,
+    metrics: Arc<NodeMetrics>,
+    queue_len: usize,
     host: Host,
     queues: Mutex<HashMap<NodeId, mpsc::Sender<Vec<u8>>>>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Egress {
-    /// Queues over `host`'s links. No packet is ever for this node itself:
+    /// Queues of `queue_len` frames over `host`'s links, to the neighbours
+    /// `directory` lists. No packet is ever for this node (`me`) itself:
     /// every hop goes one position on around the cycle of layers.
-    pub fn new(shared: Arc<Shared>, host: Host, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        me: NodeId,
+        directory: Arc<Directory>,
+        metrics: Arc<NodeMetrics>,
+        queue_len: usize,
+        host: Host,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Egress {
-            shared,
+            me,
+            directory,
+            metrics,
+            queue_len,
             host,
             queues: Mutex::new(HashMap::new()),
             shutdown,
@@ -39,9 +53,9 @@ impl Egress {
 
     /// Queues a frame for `next_hop`, or drops and counts it.
     pub fn send(&self, next_hop: NodeId, frame: Vec<u8>) {
-        let metrics = &self.shared.metrics;
-        if next_hop == self.shared.id {
-            metrics.drop(DropReason::hop_order);
+        let metrics = &self.metrics;
+        if next_hop == self.me {
+            metrics.count_drop(DropReason::hop_order);
             return;
         }
         let sender = {
@@ -49,17 +63,17 @@ impl Egress {
             match queues.get(&next_hop) {
                 Some(s) if !s.is_closed() => s.clone(),
                 _ => {
-                    let Some(entry) = self.shared.topologies().node(&next_hop) else {
-                        metrics.drop(DropReason::unknown_next_hop);
+                    let Some(entry) = self.directory.topologies().node(&next_hop) else {
+                        metrics.count_drop(DropReason::unknown_next_hop);
                         return;
                     };
                     let Some(peer) = self.host.add_node(&entry.id.0, &entry.addresses) else {
-                        metrics.drop(DropReason::unknown_next_hop);
+                        metrics.count_drop(DropReason::unknown_next_hop);
                         return;
                     };
-                    let (tx, rx) = mpsc::channel(self.shared.config.egress_queue);
+                    let (tx, rx) = mpsc::channel(self.queue_len);
                     tokio::spawn(writer(
-                        self.shared.clone(),
+                        self.metrics.clone(),
                         self.host.clone(),
                         peer,
                         rx,
@@ -74,7 +88,7 @@ impl Egress {
             Ok(()) => {
                 metrics.forwarded.inc();
             }
-            Err(_) => metrics.drop(DropReason::egress_full),
+            Err(_) => metrics.count_drop(DropReason::egress_full),
         }
     }
 
@@ -89,7 +103,7 @@ impl Egress {
 }
 
 async fn writer(
-    shared: Arc<Shared>,
+    metrics: Arc<NodeMetrics>,
     host: Host,
     peer: aegis_link::PeerId,
     mut queue: mpsc::Receiver<Vec<u8>>,
@@ -115,7 +129,7 @@ async fn writer(
             },
         };
         backoff.reset();
-        shared.metrics.links.inc();
+        metrics.links.inc();
         loop {
             let (frame, retried) = match retry.take() {
                 Some(frame) => (Some(frame), true),
@@ -123,7 +137,7 @@ async fn writer(
                     tokio::select! {
                         _ = shutdown.changed() => {
                             let _ = stream.close().await;
-                            shared.metrics.links.dec();
+                            metrics.links.dec();
                             return;
                         }
                         frame = queue.recv() => frame,
@@ -132,20 +146,23 @@ async fn writer(
                 ),
             };
             let Some(frame) = frame else {
-                shared.metrics.links.dec();
+                metrics.links.dec();
                 return;
             };
             let mut result = stream.write_all(&frame).await;
             if result.is_ok() && queue.is_empty() {
                 result = stream.flush().await;
             }
+            if result.is_ok() {
+                metrics.count_bytes(Direction::sent, frame.len());
+            }
             if result.is_err() {
                 if retried {
-                    shared.metrics.drop(DropReason::link_down);
+                    metrics.count_drop(DropReason::link_down);
                 } else {
                     retry = Some(frame);
                 }
-                shared.metrics.links.dec();
+                metrics.links.dec();
                 break;
             }
         }

@@ -26,8 +26,9 @@ use tokio::sync::{oneshot, watch};
 use tracing::debug;
 
 use crate::ingress::{IngressQueue, enqueue};
-use crate::metrics::{AccessRefusal, DropReason};
-use crate::state::Shared;
+use crate::metrics::{AccessRefusal, Direction, DropReason, NodeMetrics};
+use crate::state::{Directory, Me};
+use crate::store::NodeStore;
 use aegis_proto::Source;
 
 /// A client must say hello within this time.
@@ -35,14 +36,33 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client silent for this long is detached.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The rate in packets per second a client may send at, from the newest consensus.
-pub fn client_send_rate(shared: &Shared) -> f64 {
-    let parameters = shared
-        .topologies()
-        .latest()
-        .map(|t| t.parameters)
-        .unwrap_or_else(|| aegis_directory::NetworkParameters::standard(1_200_000));
-    access::client_send_rate(&parameters, shared.config.client_rate_slack)
+/// What the gateway's access stage reads and writes.
+pub struct GatewayStage {
+    /// Who the node is (clients prove their mailbox to this id).
+    pub me: Me,
+    /// The consensus, which sets the clients' send rate.
+    pub directory: Arc<Directory>,
+    /// The database holding the mailboxes clients pull from.
+    pub store: Arc<NodeStore>,
+    /// Where refusals, drops and deliveries are counted.
+    pub metrics: Arc<NodeMetrics>,
+    /// Clients attached at most.
+    pub max_clients: usize,
+    /// How far above the consensus rate a client may send.
+    pub rate_slack: f64,
+}
+
+impl GatewayStage {
+    /// The rate in packets per second a client may send at, from the newest consensus.
+    pub fn client_send_rate(&self) -> f64 {
+        let parameters = self
+            .directory
+            .topologies()
+            .latest()
+            .map(|t| t.parameters)
+            .unwrap_or_else(|| aegis_directory::NetworkParameters::standard(1_200_000));
+        access::client_send_rate(&parameters, self.rate_slack)
+    }
 }
 
 /// Handshakes (streams that have not yet proved a mailbox) in progress at
@@ -77,19 +97,19 @@ impl Gate {
 
 /// Serves access streams until `shutdown` turns true.
 pub async fn run(
-    shared: Arc<Shared>,
+    stage: Arc<GatewayStage>,
     host: Host,
     ingress: IngressQueue,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), aegis_link::LinkError> {
     let mut incoming = host.accept(ACCESS_PROTOCOL)?;
     let gate = Arc::new(Gate {
-        registry: Mutex::new(Registry::new(shared.config.max_clients)),
+        registry: Mutex::new(Registry::new(stage.max_clients)),
         kicks: Mutex::new(HashMap::new()),
         pending: AtomicUsize::new(0),
         origin: Instant::now(),
     });
-    let pending_cap = max_pending_hellos(shared.config.max_clients);
+    let pending_cap = max_pending_hellos(stage.max_clients);
     loop {
         let (_peer, mut stream) = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
@@ -100,7 +120,7 @@ pub async fn run(
         };
         if gate.pending.fetch_add(1, Ordering::SeqCst) >= pending_cap {
             gate.pending.fetch_sub(1, Ordering::SeqCst);
-            shared.metrics.refuse(AccessRefusal::handshake_limit);
+            stage.metrics.refuse(AccessRefusal::handshake_limit);
             // Say why, briefly, off the accept loop.
             tokio::spawn(async move {
                 let refusal = ServerMessage::Refused {
@@ -111,31 +131,31 @@ pub async fn run(
             });
             continue;
         }
-        let shared = shared.clone();
+        let stage = stage.clone();
         let ingress = ingress.clone();
         let gate = gate.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let hello = tokio::select! {
                 _ = shutdown.changed() => None,
-                hello = handshake(&shared, &mut stream) => Some(hello),
+                hello = handshake(&stage, &mut stream) => Some(hello),
             };
             gate.pending.fetch_sub(1, Ordering::SeqCst);
             let mailbox = match hello {
                 Some(Ok(mailbox)) => mailbox,
                 Some(Err(error)) => {
-                    shared.metrics.refuse(AccessRefusal::bad_hello);
+                    stage.metrics.refuse(AccessRefusal::bad_hello);
                     debug!(%error, "client handshake failed");
                     return;
                 }
                 None => return,
             };
-            let send_rate = client_send_rate(&shared);
+            let send_rate = stage.client_send_rate();
             let attached = gate.registry().attach(mailbox, send_rate, gate.now());
             let attached = match attached {
                 Ok(attached) => attached,
                 Err(error) => {
-                    shared.metrics.refuse(AccessRefusal::gateway_full);
+                    stage.metrics.refuse(AccessRefusal::gateway_full);
                     let refusal = ServerMessage::Refused {
                         reason: error.to_string(),
                     };
@@ -147,15 +167,12 @@ pub async fn run(
             {
                 let mut kicks = gate.kicks();
                 if let Some(previous) = attached.replaced.and_then(|g| kicks.remove(&g)) {
-                    shared.metrics.refuse(AccessRefusal::replaced);
+                    stage.metrics.refuse(AccessRefusal::replaced);
                     let _ = previous.send(());
                 }
                 kicks.insert(attached.generation, kick_tx);
             }
-            shared
-                .metrics
-                .clients
-                .set(gate.registry().attached() as i64);
+            stage.metrics.clients.set(gate.registry().attached() as i64);
             let session = Attachment {
                 gate: &gate,
                 mailbox,
@@ -164,7 +181,7 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.changed() => {}
                 _ = kick => {}
-                result = serve(&shared, &mut stream, &ingress, &session, send_rate) => {
+                result = serve(&stage, &mut stream, &ingress, &session, send_rate) => {
                     if let Err(error) = result {
                         debug!(%error, "client session ended");
                     }
@@ -173,22 +190,19 @@ pub async fn run(
             gate.kicks().remove(&attached.generation);
             gate.registry()
                 .detach(&mailbox, attached.generation, gate.now());
-            shared
-                .metrics
-                .clients
-                .set(gate.registry().attached() as i64);
+            stage.metrics.clients.set(gate.registry().attached() as i64);
         });
     }
 }
 
 /// The challenge and the hello: which mailbox the client proves it holds.
 async fn handshake(
-    shared: &Shared,
+    stage: &GatewayStage,
     stream: &mut aegis_link::Stream,
 ) -> Result<MailboxId, SessionError> {
     let mut nonce = [0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
-    let gateway = shared.id.0;
+    let gateway = stage.me.id.0;
     write_message(
         stream,
         &ServerMessage::Challenge {
@@ -228,13 +242,13 @@ struct Attachment<'a> {
 }
 
 async fn serve(
-    shared: &Shared,
+    stage: &GatewayStage,
     stream: &mut aegis_link::Stream,
     ingress: &IngressQueue,
     session: &Attachment<'_>,
     send_rate: f64,
 ) -> Result<(), SessionError> {
-    let cell = cell_len(shared.geometry.frame_len());
+    let cell = cell_len(stage.me.geometry.frame_len());
     let welcome = ServerMessage::Welcome {
         send_rate,
         cell_len: cell as u32,
@@ -249,15 +263,16 @@ async fn serve(
                 .map_err(|_| AccessError::Unexpected("idle"))??;
         match message {
             ClientMessage::Send { frame } => {
+                stage.metrics.count_bytes(Direction::received, cell);
                 let verdict = gate
                     .registry()
                     .on_send(&mailbox, session.generation, gate.now());
-                if frame.len() != shared.geometry.frame_len() {
-                    shared.metrics.drop(DropReason::malformed_frame);
+                if frame.len() != stage.me.geometry.frame_len() {
+                    stage.metrics.count_drop(DropReason::malformed_frame);
                 } else {
                     match verdict {
-                        Verdict::Accept => enqueue(shared, ingress, Source::Client, frame),
-                        Verdict::RateLimited => shared.metrics.drop(DropReason::rate_limited),
+                        Verdict::Accept => enqueue(&stage.metrics, ingress, Source::Client, frame),
+                        Verdict::RateLimited => stage.metrics.count_drop(DropReason::rate_limited),
                         Verdict::Detach(why) => return Err(AccessError::Unexpected(why).into()),
                     }
                 }
@@ -267,18 +282,19 @@ async fn serve(
                     gate.registry()
                         .on_pull(&mailbox, session.generation, gate.now(), ack.len());
                 if let Verdict::Detach(why) = verdict {
-                    shared.metrics.drop(DropReason::rate_limited);
+                    stage.metrics.count_drop(DropReason::rate_limited);
                     return Err(AccessError::Unexpected(why).into());
                 }
                 let ids: Vec<u64> = ack.iter().map(|id| u64::from_be_bytes(*id)).collect();
-                match shared.store.acknowledge(&mailbox, &ids) {
+                match stage.store.acknowledge(&mailbox, &ids) {
                     Ok(n) => {
-                        shared.metrics.delivered.inc_by(n as u64);
+                        stage.metrics.delivered.inc_by(n as u64);
                     }
-                    Err(_) => shared.metrics.drop(DropReason::store_error),
+                    Err(_) => stage.metrics.count_drop(DropReason::store_error),
                 }
-                for entry in pull(shared, &mailbox)? {
+                for entry in pull(stage, &mailbox)? {
                     write_message(stream, &ServerMessage::Entry(entry), cell).await?;
+                    stage.metrics.count_bytes(Direction::sent, cell);
                 }
             }
             ClientMessage::Hello { .. } => {
@@ -290,16 +306,16 @@ async fn serve(
 
 /// A pull answer: the mailbox's oldest packets, padded with dummies to
 /// exactly [`PULL_BATCH`] entries.
-fn pull(shared: &Shared, mailbox: &MailboxId) -> Result<Vec<Entry>, AccessError> {
-    let (stored, _more) = shared
+fn pull(stage: &GatewayStage, mailbox: &MailboxId) -> Result<Vec<Entry>, AccessError> {
+    let (stored, _more) = stage
         .store
         .pull(mailbox, PULL_BATCH)
         .map_err(|_| AccessError::Unexpected("mailbox unavailable"))?;
-    shared.metrics.pull_real.observe(stored.len() as f64);
+    stage.metrics.pull_real.observe(stored.len() as f64);
     let stored = stored.into_iter().map(|p| (p.id, p.payload));
     Ok(access::pull_answer(
         &mut rand::rng(),
         stored,
-        shared.geometry.delivery_len(),
+        stage.me.geometry.delivery_len(),
     ))
 }

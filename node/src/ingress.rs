@@ -8,11 +8,11 @@ use std::sync::Arc;
 use futures::{AsyncReadExt as _, StreamExt as _};
 use tokio::sync::watch;
 
-use aegis_mix_packet::NodeId;
+use aegis_mix_packet::{Geometry, NodeId};
 use aegis_proto::Source;
 
-use crate::metrics::DropReason;
-use crate::state::Shared;
+use crate::metrics::{Direction, DropReason, NodeMetrics};
+use crate::state::Directory;
 use aegis_link::Host;
 use aegis_link::MIX_PROTOCOL;
 
@@ -28,23 +28,27 @@ pub struct Inbound {
 pub type IngressQueue = crossbeam_channel::Sender<Inbound>;
 
 /// Hands a frame to the workers, or drops and counts it.
-pub fn enqueue(shared: &Shared, queue: &IngressQueue, source: Source, frame: Vec<u8>) {
-    shared.metrics.received.inc();
+pub fn enqueue(metrics: &NodeMetrics, queue: &IngressQueue, source: Source, frame: Vec<u8>) {
+    metrics.received.inc();
     if queue.try_send(Inbound { source, frame }).is_err() {
-        shared.metrics.drop(DropReason::ingress_full);
+        metrics.count_drop(DropReason::ingress_full);
     } else {
-        shared.metrics.ingress_depth.set(queue.len() as i64);
+        metrics.ingress_depth.set(queue.len() as i64);
     }
 }
 
-/// Accepts mix streams until `shutdown` turns true.
+/// Accepts mix streams from the neighbours `directory` lists until
+/// `shutdown` turns true.
 pub async fn run(
-    shared: Arc<Shared>,
+    geometry: Geometry,
+    directory: Arc<Directory>,
+    metrics: Arc<NodeMetrics>,
     host: Host,
     queue: IngressQueue,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), aegis_link::LinkError> {
     let mut incoming = host.accept(MIX_PROTOCOL)?;
+    let frame_len = geometry.frame_len();
     loop {
         let (peer, mut stream) = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
@@ -55,17 +59,16 @@ pub async fn run(
         };
         let Some(neighbour) = aegis_link::identity_of(&peer)
             .map(NodeId)
-            .filter(|id| shared.topologies().knows(id))
+            .filter(|id| directory.topologies().knows(id))
         else {
-            shared.metrics.drop(DropReason::unknown_peer);
+            metrics.count_drop(DropReason::unknown_peer);
             continue;
         };
-        let shared = shared.clone();
+        let metrics = metrics.clone();
         let queue = queue.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            shared.metrics.links.inc();
-            let frame_len = shared.geometry.frame_len();
+            metrics.links.inc();
             loop {
                 let mut frame = vec![0u8; frame_len];
                 tokio::select! {
@@ -76,9 +79,10 @@ pub async fn run(
                         }
                     }
                 }
-                enqueue(&shared, &queue, Source::Node(neighbour), frame);
+                metrics.count_bytes(Direction::received, frame.len());
+                enqueue(&metrics, &queue, Source::Node(neighbour), frame);
             }
-            shared.metrics.links.dec();
+            metrics.links.dec();
         });
     }
 }

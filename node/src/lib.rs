@@ -20,6 +20,15 @@
 //! * [`cover`] — the node's own loop cover at rate λM;
 //! * [`sync`] — descriptor uploads, key rotation, consensus fetching.
 //!
+//! Stages meet through narrow handles, not one shared state: each is given
+//! only what it reads or writes ([`state`]: who the node is, the consensus
+//! and the epoch clock, the loop keys, the clock; and the key ring, the
+//! database and the metrics one by one), and hands packets on through
+//! bounded queues. The PKI stage ([`sync`]) is the one writer of the
+//! consensus, the clock and the key ring; the mailbox stage is the one
+//! writer of the mailboxes (the crypto workers touch the database only to
+//! journal replay tags).
+//!
 //! Overload anywhere drops and counts ([`metrics`]); nothing grows without
 //! bound. The protocol logic — routing, mixing, loop bookkeeping — is the
 //! sans-IO state machines of `aegis-proto`; this crate drives them.

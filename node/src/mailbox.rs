@@ -12,8 +12,9 @@ use aegis_mix_packet::MailboxId;
 use tracing::warn;
 
 use crate::metrics::DropReason;
-use crate::state::{Shared, now_ms};
-use crate::store::{MailboxLimits, StoreError};
+use crate::metrics::NodeMetrics;
+use crate::state::now_ms;
+use crate::store::{MailboxLimits, NodeStore, StoreError};
 
 /// Deposits waiting for the mailbox thread at most.
 pub const DEPOSIT_QUEUE: usize = 4_096;
@@ -31,50 +32,58 @@ pub struct Deposit {
 #[derive(Clone)]
 pub struct Mailboxes {
     queue: crossbeam_channel::Sender<Deposit>,
-    shared: Arc<Shared>,
+    metrics: Arc<NodeMetrics>,
 }
 
 impl Mailboxes {
     /// Hands a deposit to the mailbox thread, or drops and counts it.
     pub fn deposit(&self, deposit: Deposit) {
         if self.queue.try_send(deposit).is_err() {
-            self.shared.metrics.drop(DropReason::mailbox_queue_full);
+            self.metrics.count_drop(DropReason::mailbox_queue_full);
         }
     }
 }
 
+/// What the mailbox thread owns: the database, the limits, the metrics.
+pub struct MailboxStage {
+    /// The database holding the mailboxes.
+    pub store: Arc<NodeStore>,
+    /// Per-mailbox and total limits.
+    pub limits: MailboxLimits,
+    /// Where stores and drops are counted.
+    pub metrics: Arc<NodeMetrics>,
+}
+
 /// Starts the mailbox thread; it stores deposits until every handle is dropped.
-pub fn spawn(shared: Arc<Shared>) -> std::io::Result<(Mailboxes, std::thread::JoinHandle<()>)> {
+pub fn spawn(stage: MailboxStage) -> std::io::Result<(Mailboxes, std::thread::JoinHandle<()>)> {
     let (queue, deposits) = crossbeam_channel::bounded::<Deposit>(DEPOSIT_QUEUE);
-    let stage = shared.clone();
+    let metrics = stage.metrics.clone();
     let thread = std::thread::Builder::new()
         .name("aegis-mailbox".into())
         .spawn(move || {
             while let Ok(deposit) = deposits.recv() {
-                store(&stage, &deposit);
+                stage.store(&deposit);
             }
         })?;
-    Ok((Mailboxes { queue, shared }, thread))
+    Ok((Mailboxes { queue, metrics }, thread))
 }
 
-fn store(shared: &Shared, deposit: &Deposit) {
-    match shared.store.deliver(
-        &deposit.mailbox,
-        &deposit.delivery,
-        now_ms(),
-        MailboxLimits {
-            per_mailbox: shared.config.mailbox_limit,
-            mailboxes: shared.config.max_mailboxes,
-        },
-    ) {
-        Ok(()) => {
-            shared.metrics.stored.inc();
-        }
-        Err(StoreError::MailboxFull) => shared.metrics.drop(DropReason::mailbox_full),
-        Err(StoreError::TooManyMailboxes) => shared.metrics.drop(DropReason::mailboxes_full),
-        Err(error) => {
-            warn!(%error, "storing a packet failed");
-            shared.metrics.drop(DropReason::store_error);
+impl MailboxStage {
+    fn store(&self, deposit: &Deposit) {
+        let metrics = &self.metrics;
+        match self
+            .store
+            .deliver(&deposit.mailbox, &deposit.delivery, now_ms(), self.limits)
+        {
+            Ok(()) => {
+                metrics.stored.inc();
+            }
+            Err(StoreError::MailboxFull) => metrics.count_drop(DropReason::mailbox_full),
+            Err(StoreError::TooManyMailboxes) => metrics.count_drop(DropReason::mailboxes_full),
+            Err(error) => {
+                warn!(%error, "storing a packet failed");
+                metrics.count_drop(DropReason::store_error);
+            }
         }
     }
 }

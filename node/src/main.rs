@@ -49,12 +49,26 @@ enum Command {
         /// A directory authority as URL=HEXKEY (repeat for each).
         #[arg(long = "authority", required = true)]
         authorities: Vec<String>,
+        /// Print what was made as one JSON object (`config`, `identity`)
+        /// instead of sentences, for scripts and tools.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the node.
     Run {
         /// The configuration file written by `init`.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Ask the running node how it stands: identity, listed or not and
+    /// why, epoch, keys held, links to neighbours (from its /health).
+    Status {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print /health's JSON as it is.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -73,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             public_addresses,
             metrics_listen,
             authorities,
+            json,
         } => {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -98,8 +113,57 @@ fn main() -> anyhow::Result<()> {
             let key = load_or_create_identity(&config)?;
             std::fs::write(&config_path, config.to_documented_toml()?)
                 .with_context(|| format!("writing {}", config_path.display()))?;
+            let identity = hex::encode(key.verifying_key().to_bytes());
+            if json {
+                let made = serde_json::json!({ "config": config_path, "identity": identity });
+                println!("{made}");
+                return Ok(());
+            }
             println!("config:   {}", config_path.display());
-            println!("identity: {}", hex::encode(key.verifying_key().to_bytes()));
+            println!("identity: {identity}");
+            Ok(())
+        }
+        Command::Status { config, json } => {
+            let config = NodeConfig::load(&config)
+                .with_context(|| format!("loading {}", config.display()))?;
+            let mut addr = config.metrics_listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let url = format!("http://{addr}{}", aegis_directory::api::HEALTH);
+            let runtime = tokio::runtime::Runtime::new()?;
+            let health: serde_json::Value = runtime.block_on(async {
+                let response = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(5))
+                    .build()?
+                    .get(&url)
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!("the node does not answer at {url}; is it running?")
+                    })?;
+                let body = response.bytes().await?;
+                anyhow::Ok(serde_json::from_slice(&body).context("/health answered no JSON")?)
+            })?;
+            if json {
+                println!("{health}");
+                return Ok(());
+            }
+            let listed = health["listed"].as_bool().unwrap_or(false);
+            println!("identity:  {}", health["identity"].as_str().unwrap_or("?"));
+            println!("role:      {}", health["role"].as_str().unwrap_or("?"));
+            match (listed, health["not_listed_because"].as_str()) {
+                (true, _) => println!("listed:    yes"),
+                (false, Some(why)) => println!("listed:    no: {why}"),
+                (false, None) => println!("listed:    no"),
+            }
+            println!("epoch:     {}", health["epoch"]);
+            println!("consensus: {}", health["consensus"]);
+            println!("keys for:  {}", health["key_epochs"]);
+            println!("links:     {}", health["links"]);
+            if !listed {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Run { config } => {

@@ -1,8 +1,12 @@
 //! Prometheus metrics of a node: aggregate counters, gauges and histograms.
 //!
 //! No label ever names a peer, a client, a mailbox or an address. The only
-//! labels are the drop reason and the access refusal, small fixed sets
-//! ([`DropReason`], [`AccessRefusal`]).
+//! labels are small fixed sets: the drop reason and the access refusal
+//! ([`DropReason`], [`AccessRefusal`]), the direction of link bytes, and the
+//! program's version and role on `aegis_node_build_info`.
+//!
+//! The usual `process_*` figures (CPU seconds, resident memory, threads, open
+//! files, start time) are read from `/proc/self` at each scrape.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -114,9 +118,44 @@ pub struct ReasonLabel {
     pub reason: DropReason,
 }
 
+/// Which way bytes crossed the node's links.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Direction {
+    /// Read from neighbours and clients.
+    received,
+    /// Written to neighbours and clients.
+    sent,
+}
+
+/// The direction label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// The direction.
+    pub direction: Direction,
+}
+
+/// The labels of `aegis_node_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The program's version.
+    pub version: String,
+    /// `mix` or `gateway`.
+    pub role: String,
+}
+
 /// Every metric of a node.
 pub struct NodeMetrics {
     registry: Registry,
+    /// The `process_*` figures, without the `aegis_node` prefix.
+    process_registry: Registry,
+    /// Always 1, labelled with the version and role.
+    pub build_info: Family<BuildLabels, Gauge>,
+    /// 1 while the current epoch's consensus lists this node, else 0.
+    pub listed: Gauge,
+    /// Bytes of frames and cells crossing the node's links, by direction.
+    pub link_bytes: Family<DirectionLabel, Counter>,
+    process: ProcessMetrics,
     /// Frames read from links and clients.
     pub received: Counter,
     /// Packets handed to an egress queue.
@@ -164,6 +203,10 @@ pub struct NodeMetrics {
     /// Verified documents refused because they publish another packet
     /// geometry.
     pub consensus_refused: Counter,
+    /// Descriptor uploads an authority refused (its reason is logged).
+    pub descriptors_refused: Counter,
+    /// Requests to an authority that got no answer at all.
+    pub authorities_unreachable: Counter,
     /// Packets whose sender asked for a hop delay above the cap (held for
     /// the cap instead).
     pub delay_capped: Counter,
@@ -187,6 +230,25 @@ impl NodeMetrics {
         let mut r = Registry::with_prefix("aegis_node");
         let r = &mut r;
         let m = NodeMetrics {
+            build_info: register(
+                r,
+                "build_info",
+                "Always 1: the program's version and role",
+                Family::default(),
+            ),
+            listed: register(
+                r,
+                "listed",
+                "1 while the current consensus lists this node",
+                Gauge::default(),
+            ),
+            link_bytes: register(
+                r,
+                "link_bytes",
+                "Bytes of frames and cells on the node's links, by direction",
+                Family::default(),
+            ),
+            process: ProcessMetrics::default(),
             received: register(r, "received", "Frames received", Counter::default()),
             forwarded: register(r, "forwarded", "Packets forwarded", Counter::default()),
             dropped: register(
@@ -274,6 +336,18 @@ impl NodeMetrics {
                 "Verified documents refused: they publish another packet geometry",
                 Counter::default(),
             ),
+            descriptors_refused: register(
+                r,
+                "descriptors_refused",
+                "Descriptor uploads refused by an authority",
+                Counter::default(),
+            ),
+            authorities_unreachable: register(
+                r,
+                "authorities_unreachable",
+                "Requests to an authority that got no answer",
+                Counter::default(),
+            ),
             delay_capped: register(
                 r,
                 "delay_capped",
@@ -299,13 +373,45 @@ impl NodeMetrics {
                 Histogram::new([0.0, 1.0, 2.0, 4.0, 8.0]),
             ),
             registry: Registry::default(),
+            process_registry: Registry::default(),
         };
+        // Both directions from the start: a dashboard shows 0, not "no data".
+        for direction in [Direction::received, Direction::sent] {
+            m.link_bytes.get_or_create(&DirectionLabel { direction });
+        }
         let registry = std::mem::take(r);
-        NodeMetrics { registry, ..m }
+        let mut process_registry = Registry::default();
+        m.process.register(&mut process_registry);
+        NodeMetrics {
+            registry,
+            process_registry,
+            ..m
+        }
+    }
+
+    /// Sets `aegis_node_build_info` for this program and `role`.
+    pub fn set_build_info(&self, role: aegis_directory::Role) {
+        let role = match role {
+            aegis_directory::Role::Mix => "mix",
+            aegis_directory::Role::Gateway => "gateway",
+        };
+        self.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                role: role.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// Counts `bytes` crossing a link in `direction`.
+    pub fn count_bytes(&self, direction: Direction, bytes: usize) {
+        self.link_bytes
+            .get_or_create(&DirectionLabel { direction })
+            .inc_by(bytes as u64);
     }
 
     /// Counts a dropped packet.
-    pub fn drop(&self, reason: DropReason) {
+    pub fn count_drop(&self, reason: DropReason) {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
     }
 
@@ -360,10 +466,91 @@ impl NodeMetrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         self.sync_link_refusals();
+        self.process.refresh();
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.process_registry);
+        let _ = encode_eof(&mut out);
         out
+    }
+}
+
+/// The process's own figures, under the names every Prometheus exporter
+/// uses, read from `/proc/self` when scraped (zero where `/proc` is not).
+#[derive(Default)]
+struct ProcessMetrics {
+    cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    resident_bytes: Gauge,
+    threads: Gauge,
+    open_fds: Gauge,
+    start_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl ProcessMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.start_time.set(started);
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time the process has used, in seconds",
+            self.cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            self.resident_bytes.clone(),
+        );
+        registry.register(
+            "process_threads",
+            "Threads of the process",
+            self.threads.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors (sockets included)",
+            self.open_fds.clone(),
+        );
+        registry.register(
+            "process_start_time_seconds",
+            "When the process started, in Unix seconds",
+            self.start_time.clone(),
+        );
+    }
+
+    /// Reads `/proc/self` into the gauges; the CPU counter only grows.
+    fn refresh(&self) {
+        // schedstat: nanoseconds on the CPU, first field.
+        if let Some(ns) = std::fs::read_to_string("/proc/self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        {
+            let seconds = ns / 1e9;
+            let counted = self.cpu_seconds.get();
+            if seconds > counted {
+                self.cpu_seconds.inc_by(seconds - counted);
+            }
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|rest| rest.split_whitespace().next()?.parse::<i64>().ok())
+            };
+            if let Some(kb) = field("VmRSS:") {
+                self.resident_bytes.set(kb * 1024);
+            }
+            if let Some(n) = field("Threads:") {
+                self.threads.set(n);
+            }
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(fds.count() as i64);
+        }
     }
 }
 
@@ -415,9 +602,9 @@ mod tests {
     #[test]
     fn metrics_text_reads_what_the_registry_writes() {
         let metrics = NodeMetrics::default();
-        metrics.drop(DropReason::replay);
-        metrics.drop(DropReason::replay);
-        metrics.drop(DropReason::bad_header);
+        metrics.count_drop(DropReason::replay);
+        metrics.count_drop(DropReason::replay);
+        metrics.count_drop(DropReason::bad_header);
         let text = MetricsText(metrics.encode());
         let dropped = text.dropped();
         assert_eq!(dropped.get("replay"), Some(&2));
@@ -433,7 +620,7 @@ mod tests {
     fn exposition_has_reasons_and_no_other_labels() {
         let m = NodeMetrics::new();
         m.received.inc();
-        m.drop(DropReason::replay);
+        m.count_drop(DropReason::replay);
         m.processing_seconds.observe(0.0001);
         let text = m.encode();
         assert!(text.contains("aegis_node_received_total 1"), "{text}");
@@ -444,10 +631,40 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             if let Some(labels) = line.split('{').nth(1) {
                 assert!(
-                    labels.starts_with("reason=") || labels.starts_with("le="),
+                    labels.starts_with("reason=")
+                        || labels.starts_with("le=")
+                        || labels.starts_with("direction="),
                     "{line}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn build_info_bytes_and_process_figures_are_exported() {
+        let m = NodeMetrics::new();
+        m.set_build_info(aegis_directory::Role::Gateway);
+        m.count_bytes(Direction::received, 2_405);
+        m.count_bytes(Direction::sent, 100);
+        let text = MetricsText(m.encode());
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            text.value(&format!(
+                "aegis_node_build_info{{version=\"{version}\",role=\"gateway\"}}"
+            )),
+            Some(1),
+            "{}",
+            text.0
+        );
+        assert_eq!(
+            text.value("aegis_node_link_bytes_total{direction=\"received\"}"),
+            Some(2_405)
+        );
+        // This test process has threads, memory and files open.
+        assert!(text.value("process_threads").unwrap() >= 1);
+        assert!(text.value("process_resident_memory_bytes").unwrap() > 1_000_000);
+        assert!(text.value("process_open_fds").unwrap() >= 3);
+        assert!(text.value("process_start_time_seconds").unwrap() > 1_700_000_000);
+        assert!(text.0.contains("process_cpu_seconds_total "), "{}", text.0);
     }
 }

@@ -21,14 +21,16 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{DB_DIR, KEY_FILE, NodeConfig};
-use crate::cover::{self, Loops};
+use crate::cover::{self, CoverStage, Loops};
 use crate::egress::Egress;
+use crate::gateway::GatewayStage;
 use crate::keys::KeyRing;
-use crate::mailbox;
+use crate::mailbox::{self, MailboxStage};
 use crate::metrics::{DropReason, NodeMetrics};
-use crate::state::{Shared, Topologies, now_ms};
-use crate::store::NodeStore;
-use crate::sync::DirectorySync;
+use crate::mixstage::MixStage;
+use crate::state::{Clock, Directory, LoopKeys, Me, now_ms};
+use crate::store::{MailboxLimits, NodeStore};
+use crate::sync::{DirectorySync, PkiStage};
 use crate::workers::{self, WorkerContext};
 use crate::{gateway, ingress, mixstage};
 use aegis_link::Host;
@@ -51,9 +53,18 @@ pub enum NodeError {
     Setup(String),
 }
 
+/// What the status endpoints and the running node's accessors read.
+struct View {
+    me: Me,
+    directory: Arc<Directory>,
+    keys: Arc<KeyRing>,
+    store: Arc<NodeStore>,
+    metrics: Arc<NodeMetrics>,
+}
+
 /// A node running in this process.
 pub struct RunningNode {
-    shared: Arc<Shared>,
+    view: Arc<View>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -81,35 +92,32 @@ impl RunningNode {
     /// Starts every stage. The node joins the network as soon as the
     /// authorities answer.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-        let identity = load_or_create_identity(&config)?;
-        let store = NodeStore::open(&config.data_dir.join(DB_DIR))?;
+        let signing = load_or_create_identity(&config)?;
+        let store = Arc::new(NodeStore::open(&config.data_dir.join(DB_DIR))?);
         let mut rng = rand::rng();
         let mut loop_bytes = [0u8; 32];
         rand::Rng::fill_bytes(&mut rng, &mut loop_bytes);
         let loop_secret = SphinxSecret::from(loop_bytes);
-        let loop_public = SphinxPublicKey::from(&loop_secret);
         let mut loop_mailbox_key = [0u8; 32];
         rand::Rng::fill_bytes(&mut rng, &mut loop_mailbox_key);
-        let id = NodeId(identity.verifying_key().to_bytes());
-        let metrics = NodeMetrics::new();
-        let shared = Arc::new(Shared {
-            geometry: Geometry::STANDARD,
-            role: config.role,
-            keys: KeyRing::default(),
-            store,
-            metrics,
-            topologies: std::sync::RwLock::new(Topologies::default()),
-            schedule: std::sync::RwLock::new(None),
-            loop_secret,
-            loop_public,
-            loop_mailbox: mailbox_id_for(&loop_mailbox_key),
-            started: Instant::now(),
-            identity,
-            id,
-            config,
+        let loop_keys = Arc::new(LoopKeys {
+            public: SphinxPublicKey::from(&loop_secret),
+            secret: loop_secret,
+            mailbox: mailbox_id_for(&loop_mailbox_key),
         });
+        let me = Me {
+            id: NodeId(signing.verifying_key().to_bytes()),
+            role: config.role,
+            geometry: Geometry::STANDARD,
+        };
+        let metrics = Arc::new(NodeMetrics::new());
+        metrics.set_build_info(config.role);
+        let directory = Arc::new(Directory::default());
+        let clock = Clock::start();
         // Keys and filters from before a restart.
-        let (ring, fresh) = KeyRing::load(&shared.store, &mut rng, shared.filter_sizing())?;
+        let keys = Arc::new(KeyRing::default());
+        let sizing = directory.filter_sizing(config.line_rate, config.replay_filter_max_mb);
+        let (ring, fresh) = KeyRing::load(&store, &mut rng, sizing)?;
         if fresh > 0 {
             warn!(
                 fresh,
@@ -118,21 +126,20 @@ impl RunningNode {
         }
         for epoch in ring.epochs() {
             if let Some(slot) = ring.get(epoch) {
-                shared.keys.adopt(epoch, slot);
+                keys.adopt(epoch, slot);
             }
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let listen: Multiaddr = shared
-            .config
+        let listen: Multiaddr = config
             .listen
             .parse()
             .map_err(|_| NodeError::Setup("listen address".into()))?;
         let (host, swarm_task) = Host::start_limited(
-            &shared.identity,
+            &signing,
             Some(listen),
-            shared.config.connection_limits(),
-            shared.metrics.link_refusals.clone(),
+            config.connection_limits(),
+            metrics.link_refusals.clone(),
             shutdown_rx.clone(),
         )?;
         let listen = host
@@ -140,27 +147,38 @@ impl RunningNode {
             .await
             .ok_or_else(|| NodeError::Setup("libp2p did not start listening".into()))?;
 
-        let (ingress_tx, ingress_rx) = crossbeam_channel::bounded(shared.config.ingress_queue);
+        let (ingress_tx, ingress_rx) = crossbeam_channel::bounded(config.ingress_queue);
         // Batches of up to HANDOFF_BATCH packets: at most
         // min(mix_capacity, 65 536) packets wait between the workers and
         // the mixer.
         let (mix_tx, mix_rx) =
-            mpsc::channel((shared.config.mix_capacity.min(65_536) / workers::HANDOFF_BATCH).max(1));
+            mpsc::channel((config.mix_capacity.min(65_536) / workers::HANDOFF_BATCH).max(1));
         let egress = Arc::new(Egress::new(
-            shared.clone(),
+            me.id,
+            directory.clone(),
+            metrics.clone(),
+            config.egress_queue,
             host.clone(),
             shutdown_rx.clone(),
         ));
         let loops = Arc::new(Loops::default());
-        let workers = if shared.config.workers == 0 {
+        let workers = if config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
-            shared.config.workers
+            config.workers
         };
+        let gateway = me.role == aegis_directory::Role::Gateway;
         let mut mailbox_thread = None;
-        let mailboxes = if shared.role == aegis_directory::Role::Gateway {
-            let (handle, thread) =
-                mailbox::spawn(shared.clone()).map_err(|e| NodeError::Setup(e.to_string()))?;
+        let mailboxes = if gateway {
+            let (handle, thread) = mailbox::spawn(MailboxStage {
+                store: store.clone(),
+                limits: MailboxLimits {
+                    per_mailbox: config.mailbox_limit,
+                    mailboxes: config.max_mailboxes,
+                },
+                metrics: metrics.clone(),
+            })
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
             mailbox_thread = Some(thread);
             Some(handle)
         } else {
@@ -170,7 +188,13 @@ impl RunningNode {
             workers,
             ingress_rx,
             Arc::new(WorkerContext {
-                shared: shared.clone(),
+                me: me.clone(),
+                directory: directory.clone(),
+                keys: keys.clone(),
+                journal: store.clone(),
+                metrics: metrics.clone(),
+                loop_keys: loop_keys.clone(),
+                clock,
                 mix: mix_tx,
                 loops: loops.clone(),
                 mailboxes,
@@ -181,7 +205,7 @@ impl RunningNode {
         // having stored every deposit they queued.
         threads.extend(mailbox_thread);
 
-        let metrics_listener = tokio::net::TcpListener::bind(shared.config.metrics_listen)
+        let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
             .await
             .map_err(|e| NodeError::Setup(format!("metrics listener: {e}")))?;
         let metrics_addr = metrics_listener
@@ -189,55 +213,95 @@ impl RunningNode {
             .map_err(|e| NodeError::Setup(e.to_string()))?;
 
         let mut tasks = vec![swarm_task];
-        let sync = DirectorySync::new(shared.clone(), host.clone()).map_err(NodeError::Setup)?;
-        tasks.push(tokio::spawn(sync.run(shutdown_rx.clone())));
+        let chores = Housekeeping {
+            me: me.clone(),
+            keys: keys.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            snapshot_every: Duration::from_secs(config.filter_snapshot_secs),
+            retention_ms: (config.mailbox_retention_hours * 3_600_000.0) as u64,
+        };
+        if gateway {
+            let stage = Arc::new(GatewayStage {
+                me: me.clone(),
+                directory: directory.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                max_clients: config.max_clients,
+                rate_slack: config.client_rate_slack,
+            });
+            let (host, tx, rx) = (host.clone(), ingress_tx.clone(), shutdown_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = gateway::run(stage, host, tx, rx).await {
+                    warn!(%error, "client access stopped");
+                }
+            }));
+        }
         tasks.push(tokio::spawn(mixstage::run(
-            shared.clone(),
+            MixStage {
+                geometry: me.geometry.clone(),
+                capacity: config.mix_capacity,
+                directory: directory.clone(),
+                metrics: metrics.clone(),
+                clock,
+            },
             mix_rx,
             egress.clone(),
             shutdown_rx.clone(),
         )));
         {
-            let (shared, host, tx, rx) = (
-                shared.clone(),
+            let (geometry, directory, metrics, host, tx, rx) = (
+                me.geometry.clone(),
+                directory.clone(),
+                metrics.clone(),
                 host.clone(),
                 ingress_tx.clone(),
                 shutdown_rx.clone(),
             );
             tasks.push(tokio::spawn(async move {
-                if let Err(error) = ingress::run(shared, host, tx, rx).await {
+                if let Err(error) = ingress::run(geometry, directory, metrics, host, tx, rx).await {
                     warn!(%error, "mix ingress stopped");
                 }
             }));
         }
-        if shared.role == aegis_directory::Role::Gateway {
-            let (shared, host, tx, rx) = (
-                shared.clone(),
-                host.clone(),
-                ingress_tx.clone(),
-                shutdown_rx.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                if let Err(error) = gateway::run(shared, host, tx, rx).await {
-                    warn!(%error, "client access stopped");
-                }
-            }));
-        }
         tasks.push(tokio::spawn(cover::run(
-            shared.clone(),
+            CoverStage {
+                me: me.clone(),
+                directory: directory.clone(),
+                keys: loop_keys,
+                metrics: metrics.clone(),
+                clock,
+            },
             egress.clone(),
             loops,
             shutdown_rx.clone(),
         )));
-        tasks.push(tokio::spawn(housekeeping(
-            shared.clone(),
-            egress,
-            shutdown_rx.clone(),
-        )));
+        tasks.push(tokio::spawn(chores.run(egress, shutdown_rx.clone())));
+        let view = Arc::new(View {
+            me: me.clone(),
+            directory: directory.clone(),
+            keys: keys.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+        });
+        let sync = DirectorySync::new(
+            PkiStage {
+                me,
+                signing,
+                config,
+                directory,
+                keys,
+                store,
+                metrics,
+            },
+            host,
+        )
+        .map_err(NodeError::Setup)?;
+        tasks.push(tokio::spawn(sync.run(shutdown_rx.clone())));
         let router = Router::new()
             .route(aegis_directory::api::METRICS, get(metrics_handler))
             .route(aegis_directory::api::HEALTH, get(health_handler))
-            .with_state(shared.clone());
+            .with_state(view.clone());
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(metrics_listener, router)
@@ -246,9 +310,9 @@ impl RunningNode {
                 })
                 .await;
         }));
-        info!(role = ?shared.role, workers, "node started");
+        info!(role = ?view.me.role, workers, "node started");
         Ok(RunningNode {
-            shared,
+            view,
             shutdown,
             tasks,
             threads,
@@ -260,32 +324,32 @@ impl RunningNode {
 
     /// The node's identity.
     pub fn id(&self) -> NodeId {
-        self.shared.id
+        self.view.me.id
     }
 
     /// The node's metrics.
     pub fn metrics(&self) -> &NodeMetrics {
-        &self.shared.metrics
+        &self.view.metrics
     }
 
     /// The epoch clock the node runs, once learnt from signed statements.
     pub fn schedule(&self) -> Option<aegis_directory::Schedule> {
-        self.shared.schedule()
+        self.view.directory.schedule()
     }
 
     /// The epochs whose Sphinx keys the node holds, oldest first.
     pub fn key_epochs(&self) -> Vec<u64> {
-        self.shared.keys.epochs()
+        self.view.keys.epochs()
     }
 
     /// Bytes the node's replay filters take together.
     pub fn replay_filter_bytes(&self) -> u64 {
-        self.shared.keys.filter_bytes()
+        self.view.keys.filter_bytes()
     }
 
     /// The newest consensus epoch held, if any.
     pub fn consensus_epoch(&self) -> Option<u64> {
-        self.shared.topologies().latest().map(|t| t.epoch)
+        self.view.directory.topologies().latest().map(|t| t.epoch)
     }
 
     /// Stops every stage, then persists the replay filters and flushes the
@@ -304,16 +368,16 @@ impl RunningNode {
             }
         })
         .await;
-        persist(&self.shared);
+        persist(&self.view.keys, &self.view.store);
         info!("node stopped; keys, replay filters and mailboxes are on disk");
     }
 }
 
-fn persist(shared: &Shared) {
-    if let Err(error) = shared.keys.persist_filters(&shared.store) {
+fn persist(keys: &KeyRing, store: &NodeStore) {
+    if let Err(error) = keys.persist_filters(store) {
         warn!(%error, "saving replay filters failed");
     }
-    if let Err(error) = shared.store.flush() {
+    if let Err(error) = store.flush() {
         warn!(%error, "flushing the database failed");
     }
 }
@@ -324,78 +388,105 @@ const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Periodic work: replay-filter snapshots, mailbox expiry and purge, queue
 /// gauges.
-async fn housekeeping(
-    shared: Arc<Shared>,
-    egress: Arc<Egress>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let snapshot_every = Duration::from_secs(shared.config.filter_snapshot_secs);
-    let mut last_snapshot = Instant::now();
-    let mut last_purge = Instant::now();
-    let retention_ms = (shared.config.mailbox_retention_hours * 3_600_000.0) as u64;
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        shared.metrics.egress_depth.set(egress.depth() as i64);
-        if last_snapshot.elapsed() >= snapshot_every {
-            last_snapshot = Instant::now();
-            let purge = last_purge.elapsed() >= PURGE_EVERY;
-            if purge {
-                last_purge = Instant::now();
+struct Housekeeping {
+    me: Me,
+    keys: Arc<KeyRing>,
+    store: Arc<NodeStore>,
+    metrics: Arc<NodeMetrics>,
+    snapshot_every: Duration,
+    retention_ms: u64,
+}
+
+impl Housekeeping {
+    async fn run(self, egress: Arc<Egress>, mut shutdown: watch::Receiver<bool>) {
+        let chores = Arc::new(self);
+        let mut last_snapshot = Instant::now();
+        let mut last_purge = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            let shared = shared.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(error) = shared.keys.persist_filters(&shared.store) {
-                    warn!(%error, "saving replay filters failed");
+            chores.metrics.egress_depth.set(egress.depth() as i64);
+            if last_snapshot.elapsed() >= chores.snapshot_every {
+                last_snapshot = Instant::now();
+                let purge = last_purge.elapsed() >= PURGE_EVERY;
+                if purge {
+                    last_purge = Instant::now();
                 }
-                if shared.role == aegis_directory::Role::Gateway {
-                    match shared.store.expire(now_ms().saturating_sub(retention_ms)) {
-                        Ok(n) => {
-                            shared
-                                .metrics
-                                .dropped
-                                .get_or_create(&crate::metrics::ReasonLabel {
-                                    reason: DropReason::expired,
-                                })
-                                .inc_by(n as u64);
-                        }
-                        Err(error) => warn!(%error, "mailbox expiry failed"),
-                    }
-                    if purge && let Err(error) = shared.store.purge_deleted() {
-                        warn!(%error, "purging deleted mailbox entries failed");
-                    }
-                }
-            })
-            .await;
+                let chores = chores.clone();
+                let _ = tokio::task::spawn_blocking(move || chores.snapshot(purge)).await;
+            }
+        }
+    }
+
+    /// Saves the replay filters; a gateway also expires old mailbox
+    /// entries and, with `purge`, compacts away deleted ones.
+    fn snapshot(&self, purge: bool) {
+        if let Err(error) = self.keys.persist_filters(&self.store) {
+            warn!(%error, "saving replay filters failed");
+        }
+        if self.me.role != aegis_directory::Role::Gateway {
+            return;
+        }
+        match self
+            .store
+            .expire(now_ms().saturating_sub(self.retention_ms))
+        {
+            Ok(n) => {
+                self.metrics
+                    .dropped
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: DropReason::expired,
+                    })
+                    .inc_by(n as u64);
+            }
+            Err(error) => warn!(%error, "mailbox expiry failed"),
+        }
+        if purge && let Err(error) = self.store.purge_deleted() {
+            warn!(%error, "purging deleted mailbox entries failed");
         }
     }
 }
 
-async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics_handler(State(view): State<Arc<View>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared.metrics.encode(),
+        view.metrics.encode(),
     )
         .into_response()
 }
 
-async fn health_handler(State(shared): State<Arc<Shared>>) -> Response {
-    let epoch = shared.epoch();
-    let current = epoch.and_then(|e| shared.topologies().get(e));
+async fn health_handler(State(view): State<Arc<View>>) -> Response {
+    let epoch = view.directory.epoch();
+    let current = view.directory.current();
     let listed = current
         .as_ref()
-        .is_some_and(|t| t.node(&shared.id).is_some());
+        .is_some_and(|t| t.node(&view.me.id).is_some());
+    let why = (!listed).then(|| {
+        view.directory
+            .trouble()
+            .unwrap_or_else(|| match (epoch, &current) {
+                (None, _) => "no epoch clock yet: waiting for the authorities".to_owned(),
+                (Some(_), None) => "no consensus for the current epoch yet".to_owned(),
+                (Some(_), Some(_)) => {
+                    "the authorities took the descriptor; it is listed from the next consensus"
+                        .to_owned()
+                }
+            })
+    });
     let body = serde_json::json!({
-        "role": format!("{:?}", shared.role),
+        "identity": hex::encode(view.me.id.0),
+        "role": format!("{:?}", view.me.role),
         "epoch": epoch,
         "consensus": current.as_ref().map(|t| t.epoch),
         "listed": listed,
-        "key_epochs": shared.keys.epochs(),
+        "not_listed_because": why,
+        "key_epochs": view.keys.epochs(),
+        "links": view.metrics.links.get(),
     });
     let status = if listed {
         StatusCode::OK

@@ -1,17 +1,25 @@
-//! State shared by the node's stages.
+//! The handles the node's stages are given. Each stage holds only the
+//! ones it uses (see `node.rs`, where they are wired):
+//!
+//! * [`Me`] — who the node is (id, role, packet geometry), fixed for its life;
+//! * [`Directory`] — the consensus documents and the epoch clock: written by
+//!   the PKI stage (`sync`), read by the others;
+//! * [`LoopKeys`] — the keys of the node's own loop cover, in memory only;
+//! * [`Clock`] — the monotonic time origin mixing and loop timing share;
+//! * the key ring (`crate::keys::KeyRing`), the database
+//!   (`crate::store::NodeStore`) and the metrics
+//!   (`crate::metrics::NodeMetrics`), each behind its own `Arc`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use aegis_directory::{Role, Schedule};
-use aegis_mix_packet::{Geometry, MailboxId, NodeId, SphinxPublicKey, SphinxSecret};
-use ed25519_dalek::SigningKey;
+use std::time::Duration;
 
-use crate::config::NodeConfig;
-use crate::keys::{FilterSizing, KeyRing};
-use crate::metrics::NodeMetrics;
-use crate::store::NodeStore;
+use aegis_mix_packet::{Geometry, MailboxId, NodeId, SphinxPublicKey, SphinxSecret};
+
+use crate::keys::FilterSizing;
 use aegis_proto::Topology;
 
 pub use aegis_directory::api::unix_now_ms as now_ms;
@@ -62,39 +70,27 @@ impl Topologies {
     }
 }
 
-/// Everything the stages share.
-pub struct Shared {
-    /// The packet geometry.
-    pub geometry: Geometry,
-    /// The configuration.
-    pub config: NodeConfig,
-    /// The identity key (also the libp2p key).
-    pub identity: SigningKey,
+/// Who the node is: fixed for its life.
+#[derive(Debug, Clone)]
+pub struct Me {
     /// The identity as a node id.
     pub id: NodeId,
     /// Mix or gateway.
     pub role: Role,
-    /// Sphinx keys and replay filters.
-    pub keys: KeyRing,
-    /// The database.
-    pub store: NodeStore,
-    /// Metrics.
-    pub metrics: NodeMetrics,
-    /// Consensus documents held.
-    pub topologies: RwLock<Topologies>,
-    /// The epoch clock, once learnt from the authorities.
-    pub schedule: RwLock<Option<Schedule>>,
-    /// The key this node's own loop cover is sealed to (in memory only).
-    pub loop_secret: SphinxSecret,
-    /// Its public half.
-    pub loop_public: SphinxPublicKey,
-    /// The mailbox id this node's loop cover is addressed to.
-    pub loop_mailbox: MailboxId,
-    /// The origin of the node's monotonic time (mixing and cover).
-    pub started: Instant,
+    /// The packet geometry.
+    pub geometry: Geometry,
 }
 
-impl Shared {
+/// The consensus documents the node holds and the epoch clock. The PKI
+/// stage writes both; the other stages only read.
+#[derive(Default)]
+pub struct Directory {
+    topologies: RwLock<Topologies>,
+    schedule: RwLock<Option<Schedule>>,
+    trouble: RwLock<Option<String>>,
+}
+
+impl Directory {
     /// Read access to the held documents.
     pub fn topologies(&self) -> std::sync::RwLockReadGuard<'_, Topologies> {
         self.topologies.read().unwrap_or_else(|p| p.into_inner())
@@ -110,21 +106,74 @@ impl Shared {
         *self.schedule.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets the epoch clock; whether it changed.
+    pub fn set_schedule(&self, schedule: Schedule) -> bool {
+        let mut held = self.schedule.write().unwrap_or_else(|p| p.into_inner());
+        let changed = *held != Some(schedule);
+        *held = Some(schedule);
+        changed
+    }
+
+    /// Why the authorities did not take the node's last descriptor, if
+    /// they did not (said on `/health` and by `aegis-node status`).
+    pub fn trouble(&self) -> Option<String> {
+        self.trouble
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets or clears [`Directory::trouble`].
+    pub fn set_trouble(&self, trouble: Option<String>) {
+        *self.trouble.write().unwrap_or_else(|p| p.into_inner()) = trouble;
+    }
+
     /// The current epoch, if the clock is known.
     pub fn epoch(&self) -> Option<u64> {
         self.schedule().map(|s| s.epoch_at(now_ms()))
     }
 
-    /// The replay-filter size for one epoch.
-    pub fn filter_sizing(&self) -> FilterSizing {
+    /// The document of the current epoch, if the clock is known and the
+    /// document held.
+    pub fn current(&self) -> Option<Arc<Topology>> {
+        self.epoch().and_then(|e| self.topologies().get(e))
+    }
+
+    /// The replay-filter size for one epoch at `line_rate` packets a second,
+    /// at most `max_mb` megabytes (20-minute epochs until the clock is
+    /// known).
+    pub fn filter_sizing(&self, line_rate: u64, max_mb: u64) -> FilterSizing {
         let epoch_secs = self
             .schedule()
             .map(|s| s.epoch_length_ms as f64 / 1_000.0)
             .unwrap_or(1_200.0);
-        FilterSizing::for_epoch(
-            self.config.line_rate,
-            epoch_secs,
-            self.config.replay_filter_max_mb,
-        )
+        FilterSizing::for_epoch(line_rate, epoch_secs, max_mb)
+    }
+}
+
+/// The keys of the node's own loop cover (in memory only: loops in flight
+/// at a restart are simply lost).
+pub struct LoopKeys {
+    /// The key loop packets are sealed to.
+    pub secret: SphinxSecret,
+    /// Its public half.
+    pub public: SphinxPublicKey,
+    /// The mailbox id loop packets are addressed to.
+    pub mailbox: MailboxId,
+}
+
+/// The node's monotonic time, from its start (mixing and loop timing).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    /// Time since the node started.
+    pub fn now(&self) -> Duration {
+        self.0.elapsed()
     }
 }

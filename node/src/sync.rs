@@ -19,45 +19,109 @@ use aegis_directory::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::state::{Shared, now_ms};
+use crate::config::NodeConfig;
+use crate::keys::KeyRing;
+use crate::metrics::NodeMetrics;
+use crate::state::{Directory, Me, now_ms};
+use crate::store::NodeStore;
 use aegis_link::Host;
 use aegis_proto::Topology;
 
 /// Keys are kept for one epoch after their own, for packets in flight.
 const KEY_GRACE_EPOCHS: u64 = 1;
 
+/// Most bytes of an authority's refusal read back to log its reason.
+const REASON_BYTES: usize = 512;
+
+/// Repeated trouble of one kind, said at warn with back-off: on the 1st,
+/// 2nd, 4th, 8th … failure in a row, and once at info when it clears, so a
+/// node that cannot reach an authority for a day logs a few lines, not
+/// thousands. Every failure is still counted in the metrics.
+#[derive(Default)]
+struct Complaints(std::collections::HashMap<String, u64>);
+
+impl Complaints {
+    /// Notes one more failure of `what`; whether to say it now, and how
+    /// many in a row it makes.
+    fn failed(&mut self, what: &str) -> Option<u64> {
+        let count = self.0.entry(what.to_owned()).or_default();
+        *count += 1;
+        count.is_power_of_two().then_some(*count)
+    }
+
+    /// Notes a success of `what`; whether it had been failing.
+    fn cleared(&mut self, what: &str) -> bool {
+        self.0.remove(what).is_some()
+    }
+}
+
+/// The first line of an authority's refusal, printable and short.
+fn reason_of(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// What the PKI stage reads and writes: it is the one writer of the held
+/// documents, the epoch clock and the key ring.
+pub struct PkiStage {
+    /// Who the node is.
+    pub me: Me,
+    /// The identity key descriptors are signed with.
+    pub signing: ed25519_dalek::SigningKey,
+    /// The configuration: authorities, published addresses, filter sizes.
+    pub config: NodeConfig,
+    /// The documents and the clock.
+    pub directory: Arc<Directory>,
+    /// The Sphinx keys and replay filters.
+    pub keys: Arc<KeyRing>,
+    /// The database keys are kept in.
+    pub store: Arc<NodeStore>,
+    /// Where refusals and gauges are counted.
+    pub metrics: Arc<NodeMetrics>,
+}
+
+impl PkiStage {
+    fn filter_sizing(&self) -> crate::keys::FilterSizing {
+        self.directory
+            .filter_sizing(self.config.line_rate, self.config.replay_filter_max_mb)
+    }
+}
+
 /// The directory client of a node.
 pub struct DirectorySync {
-    shared: Arc<Shared>,
+    stage: PkiStage,
     host: Host,
     fetcher: Fetcher,
     http: reqwest::Client,
     uploaded: BTreeSet<u64>,
+    complaints: Complaints,
 }
 
 impl DirectorySync {
     /// A directory client with the configured authorities.
-    pub fn new(shared: Arc<Shared>, host: Host) -> Result<Self, String> {
-        let fetcher = Fetcher::for_authorities(&shared.config.authorities, Duration::from_secs(5))
+    pub fn new(stage: PkiStage, host: Host) -> Result<Self, String> {
+        let fetcher = Fetcher::for_authorities(&stage.config.authorities, Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(DirectorySync {
-            shared,
+            stage,
             host,
             fetcher,
             http,
             uploaded: BTreeSet::new(),
+            complaints: Complaints::default(),
         })
     }
 
     /// Asks every authority for its signed clock; a schedule is learnt once
     /// a majority of the pinned authorities signed the same one.
-    async fn learn_schedule(&self) -> Option<Schedule> {
+    async fn learn_schedule(&mut self) -> Option<Schedule> {
         let mut statements = Vec::new();
-        for authority in &self.shared.config.authorities {
+        for authority in &self.stage.config.authorities {
             let url = api::url(&authority.url, api::CLOCK);
             let body = match self.http.get(url).send().await {
                 Ok(r) if r.status().is_success() => read_limited(r, MAX_CLOCK_BYTES).await,
@@ -67,12 +131,29 @@ impl DirectorySync {
             match body.map(|b| SignedClock::from_bytes(&b).map_err(|e| e.to_string())) {
                 Ok(Ok(clock)) => statements.push(clock),
                 Ok(Err(error)) | Err(error) => {
-                    self.shared.metrics.clock_refused.inc();
+                    self.stage.metrics.clock_refused.inc();
                     tracing::debug!(%error, "no usable clock from an authority");
                 }
             }
         }
-        agreed_schedule(self.fetcher.verifier(), &statements)
+        let agreed = agreed_schedule(self.fetcher.verifier(), &statements);
+        let pinned = self.stage.config.authorities.len();
+        match agreed {
+            None => {
+                if let Some(times) = self.complaints.failed("clock") {
+                    warn!(
+                        usable = statements.len(),
+                        pinned,
+                        times,
+                        "no epoch clock yet: a majority of the pinned authorities must answer with a clock signed by their pinned key"
+                    );
+                }
+            }
+            Some(_) => {
+                self.complaints.cleared("clock");
+            }
+        }
+        agreed
     }
 
     /// Takes the clock a threshold-signed consensus implies, if it differs
@@ -84,31 +165,21 @@ impl DirectorySync {
         if aegis_directory::check_epoch_length(schedule.epoch_length_ms).is_err() {
             return;
         }
-        let mut held = self
-            .shared
-            .schedule
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        if *held != Some(schedule) {
+        if self.stage.directory.set_schedule(schedule) {
             warn!(
                 epoch_length_ms = schedule.epoch_length_ms,
                 "the consensus sets a different epoch clock; following it"
             );
-            *held = Some(schedule);
         }
     }
 
     /// One step: run it every tick. Returns the time to wait before the next.
     pub async fn step(&mut self) -> Duration {
-        let schedule = match self.shared.schedule() {
+        let schedule = match self.stage.directory.schedule() {
             Some(s) => s,
             None => match self.learn_schedule().await {
                 Some(s) => {
-                    *self
-                        .shared
-                        .schedule
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(s);
+                    self.stage.directory.set_schedule(s);
                     info!(
                         epoch = s.epoch_at(now_ms()),
                         epoch_length_ms = s.epoch_length_ms,
@@ -130,15 +201,16 @@ impl DirectorySync {
             }
         }
         self.uploaded = self.uploaded.split_off(&epoch);
-        let have_current = self.shared.topologies().get(epoch).is_some();
+        let have_current = self.stage.directory.topologies().get(epoch).is_some();
         if !have_current {
             self.fetch(epoch).await;
         }
-        let have_next = self.shared.topologies().get(epoch + 1).is_some();
+        let have_next = self.stage.directory.topologies().get(epoch + 1).is_some();
         if !have_next && now >= schedule.phase_at(epoch + 1, Phase::Publish) {
             self.fetch(epoch + 1).await;
         }
-        self.shared
+        self.stage
+            .directory
             .topologies_mut()
             .retire_before(epoch.saturating_sub(KEY_GRACE_EPOCHS));
         self.update_gauges();
@@ -146,20 +218,20 @@ impl DirectorySync {
     }
 
     fn rotate_keys(&self, epoch: u64) {
-        let shared = &self.shared;
+        let stage = &self.stage;
         let mut rng = rand::rng();
-        if let Err(error) = shared.keys.ensure(
-            &shared.store,
+        if let Err(error) = stage.keys.ensure(
+            &stage.store,
             &mut rng,
             epoch,
             epoch + crate::keys::KEYS_AHEAD,
-            shared.filter_sizing(),
+            stage.filter_sizing(),
         ) {
             warn!(%error, "generating epoch keys failed");
         }
-        match shared
+        match stage
             .keys
-            .retire_before(&shared.store, epoch.saturating_sub(KEY_GRACE_EPOCHS))
+            .retire_before(&stage.store, epoch.saturating_sub(KEY_GRACE_EPOCHS))
         {
             Ok(retired) if !retired.is_empty() => info!(?retired, "erased expired epoch keys"),
             Ok(_) => {}
@@ -167,42 +239,87 @@ impl DirectorySync {
         }
     }
 
-    async fn upload(&self, target: u64) -> bool {
-        let shared = &self.shared;
-        let Some(sphinx_keys) = shared.keys.published(target) else {
+    async fn upload(&mut self, target: u64) -> bool {
+        let stage = &self.stage;
+        let Some(sphinx_keys) = stage.keys.published(target) else {
             return false;
         };
         let descriptor = DescriptorBody {
-            identity: shared.id.0,
+            identity: stage.me.id.0,
             epoch: target,
             revision: now_ms(),
-            role: shared.role,
-            addresses: shared.config.published_addresses(),
+            role: stage.me.role,
+            addresses: stage.config.published_addresses(),
             sphinx_keys,
             version: format!("aegis-node/{}", env!("CARGO_PKG_VERSION")),
         }
-        .sign(&shared.identity);
+        .sign(&stage.signing);
         let bytes = descriptor.to_bytes();
         let mut accepted = 0;
-        for authority in &shared.config.authorities {
+        let mut troubles = Vec::new();
+        let mut complaints = std::mem::take(&mut self.complaints);
+        for authority in &stage.config.authorities {
             let url = aegis_directory::api::url(&authority.url, aegis_directory::api::DESCRIPTOR);
+            let refused_what = format!("refused by {}", authority.url);
+            let unreachable_what = format!("unreachable {}", authority.url);
             match self.http.post(url).body(bytes.clone()).send().await {
                 // 409: this revision or a newer one is already held.
-                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => accepted += 1,
-                Ok(r) => warn!(status = %r.status(), target, "descriptor refused"),
-                Err(_) => warn!(target, "an authority is unreachable"),
+                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {
+                    accepted += 1;
+                    for what in [&refused_what, &unreachable_what] {
+                        if complaints.cleared(what) {
+                            info!(authority = %authority.url, "the authority takes this node's descriptor again");
+                        }
+                    }
+                }
+                Ok(r) => {
+                    stage.metrics.descriptors_refused.inc();
+                    let status = r.status();
+                    let reason = read_limited(r, REASON_BYTES)
+                        .await
+                        .map(|body| reason_of(&body))
+                        .unwrap_or_default();
+                    troubles.push(format!("{} refused it ({status}): {reason}", authority.url));
+                    if let Some(times) = complaints.failed(&refused_what) {
+                        warn!(
+                            authority = %authority.url,
+                            %status,
+                            reason,
+                            target,
+                            times,
+                            "descriptor refused"
+                        );
+                    }
+                }
+                Err(error) => {
+                    stage.metrics.authorities_unreachable.inc();
+                    troubles.push(format!("{} is unreachable: {error}", authority.url));
+                    if let Some(times) = complaints.failed(&unreachable_what) {
+                        warn!(
+                            authority = %authority.url,
+                            %error,
+                            times,
+                            "an authority is unreachable; check its URL in aegis-node.toml and the network"
+                        );
+                    }
+                }
             }
         }
-        accepted >= aegis_directory::majority(shared.config.authorities.len())
+        self.complaints = complaints;
+        let enough = accepted >= aegis_directory::majority(stage.config.authorities.len());
+        stage
+            .directory
+            .set_trouble((!enough).then(|| troubles.join("; ")));
+        enough
     }
 
     async fn fetch(&self, epoch: u64) {
         match self.fetcher.fetch(Some(epoch), now_ms()).await {
             Ok(document) => {
-                let topology = match Topology::for_geometry(document, &self.shared.geometry) {
+                let topology = match Topology::for_geometry(document, &self.stage.me.geometry) {
                     Ok(topology) => topology,
                     Err(error) => {
-                        self.shared.metrics.consensus_refused.inc();
+                        self.stage.metrics.consensus_refused.inc();
                         warn!(%error, epoch, "consensus refused");
                         return;
                     }
@@ -211,27 +328,33 @@ impl DirectorySync {
                     self.host.add_node(&node.id.0, &node.addresses);
                 }
                 self.follow_consensus_clock(&topology);
-                let listed = topology.node(&self.shared.id).is_some();
+                let listed = topology.node(&self.stage.me.id).is_some();
                 info!(
                     epoch,
                     nodes = topology.nodes.len(),
                     listed,
                     "consensus verified"
                 );
-                self.shared.topologies_mut().insert(topology);
+                self.stage.directory.topologies_mut().insert(topology);
             }
             Err(error) => tracing::debug!(%error, epoch, "no consensus yet"),
         }
     }
 
     fn update_gauges(&self) {
-        let m = &self.shared.metrics;
-        if let Some(latest) = self.shared.topologies().latest() {
+        let m = &self.stage.metrics;
+        if let Some(latest) = self.stage.directory.topologies().latest() {
             m.consensus_epoch.set(latest.epoch as i64);
         }
+        let listed = self
+            .stage
+            .directory
+            .current()
+            .is_some_and(|t| t.node(&self.stage.me.id).is_some());
+        m.listed.set(i64::from(listed));
         m.replay_filters_saturated
-            .set(self.shared.keys.saturated_filters() as i64);
-        let (packets, mailboxes) = self.shared.store.mailbox_totals();
+            .set(self.stage.keys.saturated_filters() as i64);
+        let (packets, mailboxes) = self.stage.store.mailbox_totals();
         m.mailbox_packets.set(packets as i64);
         m.mailboxes.set(mailboxes as i64);
     }

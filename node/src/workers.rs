@@ -20,10 +20,12 @@ use aegis_proto::{Next, Source};
 
 use crate::cover::Loops;
 use crate::ingress::Inbound;
+use crate::keys::KeyRing;
 use crate::mailbox::{Deposit, Mailboxes};
-use crate::metrics::DropReason;
+use crate::metrics::{DropReason, NodeMetrics};
 use crate::mixstage::MixItem;
-use crate::state::Shared;
+use crate::state::{Clock, Directory, LoopKeys, Me};
+use crate::store::NodeStore;
 
 /// The most frames a worker processes before handing on what it has.
 pub const HANDOFF_BATCH: usize = 8;
@@ -46,8 +48,20 @@ impl Batch {
 
 /// What the workers need.
 pub struct WorkerContext {
-    /// Shared node state.
-    pub shared: Arc<Shared>,
+    /// Who the node is.
+    pub me: Me,
+    /// The consensus (hop order, known next hops) and the epoch clock.
+    pub directory: Arc<Directory>,
+    /// The Sphinx keys and replay filters.
+    pub keys: Arc<KeyRing>,
+    /// The database, for the replay-tag journal only.
+    pub journal: Arc<NodeStore>,
+    /// Where drops and timings are counted.
+    pub metrics: Arc<NodeMetrics>,
+    /// The node's loop cover keys.
+    pub loop_keys: Arc<LoopKeys>,
+    /// The node's monotonic time.
+    pub clock: Clock,
     /// Where forward packets go, a batch at a time.
     pub mix: mpsc::Sender<Vec<MixItem>>,
     /// Loop cover awaiting return.
@@ -79,11 +93,7 @@ pub fn spawn(
                             context.handle(&inbound, &mut batch);
                         }
                         context.hand_on(&mut batch);
-                        context
-                            .shared
-                            .metrics
-                            .ingress_depth
-                            .set(ingress.len() as i64);
+                        context.metrics.ingress_depth.set(ingress.len() as i64);
                     }
                 })
         })
@@ -95,36 +105,34 @@ impl WorkerContext {
     /// newest held document stands in for one not fetched yet); counts a
     /// drop if not.
     fn in_order(&self, epoch: u64, source: Source, next: Next) -> bool {
-        let shared = &self.shared;
         let topology = {
-            let held = shared.topologies();
+            let held = self.directory.topologies();
             held.get(epoch).or_else(|| held.latest())
         };
-        let ok = topology.is_some_and(|t| t.check_hop(&shared.id, source, next).is_ok());
+        let ok = topology.is_some_and(|t| t.check_hop(&self.me.id, source, next).is_ok());
         if !ok {
-            shared.metrics.drop(DropReason::hop_order);
+            self.metrics.count_drop(DropReason::hop_order);
         }
         ok
     }
 
     /// Processes one frame; what it produces joins `batch`.
     pub fn handle(&self, inbound: &Inbound, batch: &mut Batch) {
-        let shared = &self.shared;
+        let metrics = &self.metrics;
         let started = Instant::now();
-        let epochs = shared
+        let epochs = self
+            .directory
             .schedule()
             .map(|s| s.key_epochs_at(crate::state::now_ms()))
             .unwrap_or_default();
-        let result =
-            shared
-                .keys
-                .process(&shared.geometry, &inbound.frame, &epochs, &mut batch.tags);
-        shared
-            .metrics
+        let result = self
+            .keys
+            .process(&self.me.geometry, &inbound.frame, &epochs, &mut batch.tags);
+        metrics
             .processing_seconds
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Err(error) => shared.metrics.drop(DropReason::of(&error)),
+            Err(error) => metrics.count_drop(DropReason::of(&error)),
             Ok((
                 epoch,
                 Processed::Forward {
@@ -135,10 +143,10 @@ impl WorkerContext {
                 },
             )) => {
                 if delay_capped {
-                    shared.metrics.delay_capped.inc();
+                    metrics.delay_capped.inc();
                 }
-                if !shared.topologies().knows(&next_hop) {
-                    shared.metrics.drop(DropReason::unknown_next_hop);
+                if !self.directory.topologies().knows(&next_hop) {
+                    metrics.count_drop(DropReason::unknown_next_hop);
                     return;
                 }
                 if !self.in_order(epoch, inbound.source, Next::Forward(next_hop)) {
@@ -179,9 +187,9 @@ impl WorkerContext {
             finals,
             tags,
         } = std::mem::take(batch);
-        if let Err(error) = self.shared.store.journal_tags(&tags) {
+        if let Err(error) = self.journal.journal_tags(&tags) {
             tracing::warn!(%error, "journaling replay tags failed");
-            self.shared.metrics.drop_many(
+            self.metrics.drop_many(
                 DropReason::store_error,
                 (forward.len() + finals.len()) as u64,
             );
@@ -199,36 +207,34 @@ impl WorkerContext {
                 mpsc::error::TrySendError::Full(items)
                 | mpsc::error::TrySendError::Closed(items) => items.len(),
             };
-            self.shared
-                .metrics
-                .drop_many(DropReason::mix_full, count as u64);
+            self.metrics.drop_many(DropReason::mix_full, count as u64);
         }
     }
 
     fn final_hop(&self, destination: Destination, tag: &[u8; DELIVERY_TAG_LEN], payload: &[u8]) {
-        let shared = &self.shared;
+        let metrics = &self.metrics;
         let mailbox = match destination {
             Destination::Drop => {
-                shared.metrics.drop(DropReason::drop_cover);
+                metrics.count_drop(DropReason::drop_cover);
                 return;
             }
             Destination::Mailbox(m) => m,
         };
-        if mailbox == shared.loop_mailbox {
-            match open_delivery(&shared.geometry, &shared.loop_secret, payload) {
+        if mailbox == self.loop_keys.mailbox {
+            match open_delivery(&self.me.geometry, &self.loop_keys.secret, payload) {
                 Ok(Body::Loop(id)) => {
                     // Only this node can seal a loop body to its loop key: an
                     // unknown id is one of its own loops, back too late.
-                    if self.loops.returned(&id, shared.started.elapsed()) {
-                        shared.metrics.cover_returned.inc();
+                    if self.loops.returned(&id, self.clock.now()) {
+                        metrics.cover_returned.inc();
                     }
                 }
-                _ => shared.metrics.drop(DropReason::bad_packet),
+                _ => metrics.count_drop(DropReason::bad_packet),
             }
             return;
         }
-        if shared.role != aegis_directory::Role::Gateway {
-            shared.metrics.drop(DropReason::final_at_mix);
+        if self.me.role != aegis_directory::Role::Gateway {
+            metrics.count_drop(DropReason::final_at_mix);
             return;
         }
         match &self.mailboxes {
@@ -236,7 +242,7 @@ impl WorkerContext {
                 mailbox,
                 delivery: join_delivery(tag, payload),
             }),
-            None => shared.metrics.drop(DropReason::final_at_mix),
+            None => metrics.count_drop(DropReason::final_at_mix),
         }
     }
 }

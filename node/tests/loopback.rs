@@ -233,12 +233,18 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
         .await
         .unwrap();
     assert!(text.contains("aegis_node_stored_total 3"), "{text}");
+    // The only labels: drop and refusal reasons, histogram buckets, the
+    // direction of link bytes, and the build's version and role.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        if let Some(labels) = line.split_once('{').map(|(_, l)| l) {
-            assert!(
-                labels.starts_with("reason=") || labels.starts_with("le="),
-                "per-peer label in {line}"
-            );
+        if let Some((_, labels)) = line.split_once('{') {
+            let labels = labels.split_once('}').map_or(labels, |(l, _)| l);
+            for pair in labels.split(',') {
+                let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+                assert!(
+                    ["reason", "le", "direction", "version", "role"].contains(&key),
+                    "per-peer label in {line}"
+                );
+            }
         }
     }
     let health = reqwest::get(format!("http://{}/health", gateway.metrics_addr))

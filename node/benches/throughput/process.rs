@@ -152,10 +152,7 @@ impl NodeProcess {
     /// Stops the node as an operator would (SIGTERM), so it writes its
     /// keys and replay filters before the next placement starts it again.
     pub(crate) async fn stop(mut self) {
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .await;
+        aegis_testkit::processes::terminate(&self.child);
         if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .is_err()
