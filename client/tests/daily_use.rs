@@ -196,11 +196,7 @@ async fn the_daemon_keeps_the_profile_online_and_commands_return_at_once() {
     follow.kill().await.unwrap();
 
     // Stopped, the daemon gives the profile back: commands open it again.
-    let pid = daemon.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    aegis_testkit::processes::terminate(&daemon);
     let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
         .await
         .unwrap()

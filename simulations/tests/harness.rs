@@ -98,3 +98,61 @@ fn the_same_seed_gives_the_same_transcript() {
         first.0
     );
 }
+
+#[test]
+fn lossy_links_lose_what_they_should_and_every_message_still_arrives_once() {
+    const LOSS: f64 = 0.1;
+    let mut net = Harness::new(HarnessConfig {
+        seed: 5,
+        link_loss: LOSS,
+        ..HarnessConfig::default()
+    })
+    .expect("harness");
+    let sent: Vec<Vec<u8>> = (0..4u8).map(|i| message(i, 2_500)).collect();
+    for m in &sent {
+        net.send(0, 1, m.clone()).expect("queue");
+    }
+    net.send(1, 0, message(9, 300)).expect("queue");
+    net.run_for(90 * MINUTE);
+
+    let stats = net.stats();
+    // The losses follow the configured rate: a binomial count within four
+    // standard deviations of n·p.
+    let n = stats.link_frames as f64;
+    let sd = (n * LOSS * (1.0 - LOSS)).sqrt();
+    assert!(n > 1_000.0, "{stats:?}");
+    assert!(
+        (stats.link_lost as f64 - n * LOSS).abs() < 4.0 * sd,
+        "{} of {} frames lost, expected about {:.0}",
+        stats.link_lost,
+        stats.link_frames,
+        n * LOSS
+    );
+    // A fragment crosses five links and its SURB-ACK five more, so a single
+    // try succeeds only (0.9^10 ≈ 35 %) of the time; retransmission makes
+    // up for it, and duplicates are recognised.
+    let mut received = net.delivered(1).to_vec();
+    received.sort();
+    assert_eq!(received, sent, "every message exactly once");
+    assert_eq!(net.delivered(0), [message(9, 300)]);
+    for client in [0, 1] {
+        let shown: Vec<MessageStatus> = net.statuses(client).iter().map(|s| s.1).collect();
+        assert!(!shown.contains(&MessageStatus::Failed), "{shown:?}");
+    }
+    let sender = net.client_stats(0);
+    assert!(
+        sender.real_sent > 4 * 2,
+        "losses were made up by retransmissions: {sender:?}"
+    );
+}
+
+#[test]
+fn a_link_loss_that_is_not_a_probability_is_refused() {
+    for loss in [-0.1, 1.5, f64::NAN] {
+        let config = HarnessConfig {
+            link_loss: loss,
+            ..HarnessConfig::default()
+        };
+        assert!(Harness::new(config).is_err(), "{loss}");
+    }
+}

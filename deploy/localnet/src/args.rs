@@ -8,7 +8,7 @@ use clap::Parser;
 #[command(
     name = "aegis-localnet",
     version,
-    about = "Run a whole AegisLink network on loopback with two chatting clients"
+    about = "Run a whole AegisLink network with two chatting clients, on loopback or with every host in a network namespace of its own"
 )]
 pub struct Args {
     /// Directory authorities.
@@ -66,9 +66,25 @@ pub struct Args {
     /// (non-zero if the duration passes first).
     #[arg(long, value_name = "N-messages")]
     pub until: Option<u64>,
-    /// Working directory (kept); by default a temporary one, removed at exit.
+    /// Working directory (kept); by default a temporary one, removed at
+    /// exit. A directory an earlier run left is used again: the same keys,
+    /// databases and profiles (`network.json` describes the network).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Give every authority, node and client a network namespace of its
+    /// own with its own address on a private bridge (10.77.0.0/24), as
+    /// separate machines would have. Needs root, `unshare` and `ip`; all
+    /// of it vanishes when the launcher exits.
+    #[arg(long)]
+    pub netns: bool,
+    /// Fault (with --netns): cut the first client's gateway off the network
+    /// this many seconds into the traffic, and connect it again
+    /// `--disconnect-for` seconds later.
+    #[arg(long, value_name = "SECONDS")]
+    pub disconnect_gateway_at: Option<f64>,
+    /// How long the --disconnect-gateway-at fault lasts, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    pub disconnect_for: f64,
     /// Do not build the binaries first (use the ones next to this program).
     #[arg(long)]
     pub no_build: bool,
@@ -141,6 +157,29 @@ pub enum Mixing {
 }
 
 impl Args {
+    /// Refuses combinations that cannot work.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.netns {
+            for (given, flag) in [
+                (self.observe.is_some(), "--observe"),
+                (self.n_minus_one_at.is_some(), "--n-minus-one-at"),
+                (self.rogue_authority_at.is_some(), "--rogue-authority-at"),
+            ] {
+                anyhow::ensure!(
+                    !given,
+                    "{flag} works on loopback only (its taps and rules use loopback ports); leave out --netns"
+                );
+            }
+        } else {
+            anyhow::ensure!(
+                self.disconnect_gateway_at.is_none(),
+                "--disconnect-gateway-at needs --netns (hosts with links of their own)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The mixing strategy the consensus publishes.
     pub fn mixing_strategy(&self) -> aegis_directory::MixingStrategy {
         use aegis_directory::MixingStrategy;
         match self.mixing {

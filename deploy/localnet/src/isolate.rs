@@ -10,15 +10,19 @@
 //! blocked links on their way home, are what its alarm watches.
 //!
 //! Filter rules need root and must not touch the machine's own network, so
-//! the launcher re-runs itself under `unshare --net` first: the namespace,
-//! its loopback device and its rules vanish when the launcher exits.
+//! the launcher re-runs itself in namespaces of its own first
+//! (`aegis_testkit::netns::isolate`): the namespace, its loopback device and
+//! its rules vanish when the launcher exits.
 
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::nodes::{NodeConfigs, NodeIds, listen_port, name_of, node_url};
+use aegis_testkit::NetworkPlan;
+use aegis_testkit::netns::isolated;
+
+use crate::nodes::{listen_port, name_of, node_url};
 use crate::report::{self, NMinusOne};
 
 /// Seconds the n−1 fault holds the victim's input back: long enough for
@@ -41,23 +45,22 @@ impl Attack {
     /// Cuts the links of the first layer-2 mix of `document` from layer 1.
     pub fn start(
         document: aegis_directory::SignedConsensus,
-        node_ids: &NodeIds,
-        node_configs: &NodeConfigs,
+        plan: &NetworkPlan,
     ) -> anyhow::Result<Attack> {
         let (victim, predecessors) = victim_and_predecessors(document)?;
-        let victim_name = name_of(node_ids, &victim)?;
+        let victim_name = name_of(plan, &victim)?;
         let peers = predecessors
             .iter()
-            .map(|p| listen_port(node_ids, &name_of(node_ids, p)?))
+            .map(|p| listen_port(plan, &name_of(plan, p)?))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let victim_port = listen_port(node_ids, &victim_name)?;
+        let victim_port = listen_port(plan, &victim_name)?;
         cut_links(victim_port, &peers)?;
         eprintln!(
             "fault: n-1: every link between {victim_name} and the {} layer-1 mixes cut",
             peers.len()
         );
         Ok(Attack {
-            metrics: node_url(node_configs, &victim_name, "/metrics")?,
+            metrics: node_url(plan, &victim_name, aegis_directory::api::METRICS)?,
             report: NMinusOne {
                 victim: victim_name,
                 alarm_after_s: None,
@@ -96,33 +99,6 @@ impl Attack {
     }
 }
 
-/// Set in the environment of the launcher once it runs in its own network
-/// namespace.
-const PRIVATE_NETNS: &str = "AEGIS_LOCALNET_PRIVATE_NETNS";
-
-/// Whether this process runs in the private namespace made by [`reexec`].
-pub fn in_private_netns() -> bool {
-    std::env::var_os(PRIVATE_NETNS).is_some()
-}
-
-/// Runs this launcher again, with the same arguments, in a new network
-/// namespace with its loopback device up, and returns its exit code.
-pub fn reexec() -> anyhow::Result<i32> {
-    let me = std::env::current_exe().context("locating the launcher")?;
-    let status = Command::new("unshare")
-        .arg("--net")
-        .arg("--")
-        .arg("sh")
-        .arg("-c")
-        .arg(r#"ip link set lo up && exec "$0" "$@""#)
-        .arg(&me)
-        .args(std::env::args_os().skip(1))
-        .env(PRIVATE_NETNS, "1")
-        .status()
-        .context("running `unshare --net` (util-linux; needs root)")?;
-    Ok(status.code().unwrap_or(1))
-}
-
 /// The victim of the n−1 fault in `document` (the first layer-2 mix) and
 /// the mixes of the layer before it.
 pub fn victim_and_predecessors(
@@ -158,7 +134,7 @@ pub fn restore_links(victim: u16, peers: &[u16]) -> anyhow::Result<()> {
 }
 
 fn apply(rules: Vec<Vec<String>>) -> anyhow::Result<()> {
-    if !in_private_netns() {
+    if !isolated() {
         bail!("refusing to change packet filter rules outside the launcher's own namespace");
     }
     for rule in rules {

@@ -1,41 +1,40 @@
-//! `aegis-localnet`: a whole AegisLink network on loopback.
+//! `aegis-localnet`: a whole AegisLink network on one machine.
 //!
-//! Starts directory authorities (`aegis-dir`), mix nodes and gateways
-//! (`aegis-node`) and two clients (`aegis serve`) as separate processes,
-//! each configured with its own `init` command as an operator or a user
-//! would; the clients exchange real messages with cover traffic on, and a
-//! live summary shows what happens. Ctrl-C stops everything.
+//! Plans the network (`aegis_testkit::NetworkPlan`: the configuration files
+//! and keys an operator would have), starts directory authorities
+//! (`aegis-dir`), mix nodes and gateways (`aegis-node`) from them and two
+//! clients (`aegis serve`) as separate processes — on loopback, or with
+//! `--netns` each host in a network namespace of its own — and lets the
+//! clients exchange real messages with cover traffic on while a live summary
+//! shows what happens. Ctrl-C stops everything.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aegis_directory::api::{self, unix_now_ms as unix_ms};
-use aegis_directory::config::{Config as AuthorityConfig, PeerConfig};
-use aegis_directory::{TrustedAuthority, Verifier};
+use aegis_directory::TrustedAuthority;
 use aegis_testkit::free_port;
+use aegis_testkit::processes::{Fault, Proc, Procs, bin_dir, build_binaries, run_to_end};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::process::{ChildStdin, Command};
+use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 
 mod args;
 mod flood;
 mod isolate;
+mod network;
 mod nodes;
 mod observer;
-mod processes;
 mod report;
 mod rogue;
 
 use args::Args;
+use network::{CLIENTS, Network};
 use nodes::{current_document, last_gateway, node_url, wait_healthy};
-use processes::{
-    Fault, Proc, Procs, bin_dir, build_binaries, inject, printed, run_to_end, spawn_logged,
-};
 use report::{Tally, handle_event, node_drops, print_summary, summed_by_reason};
 
 struct ClientProc {
@@ -47,10 +46,11 @@ struct ClientProc {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.n_minus_one_at.is_some() && !isolate::in_private_netns() {
-        // The fault changes packet filter rules: only in a namespace of
-        // the launcher's own, which vanishes with it.
-        std::process::exit(isolate::reexec()?);
+    args.check()?;
+    if (args.n_minus_one_at.is_some() || args.netns) && !aegis_testkit::netns::isolated() {
+        // Packet filter rules and network namespaces: only inside
+        // namespaces of the launcher's own, which vanish with it.
+        std::process::exit(aegis_testkit::netns::isolate()?);
     }
     if !args.no_build {
         build_binaries()?;
@@ -104,218 +104,91 @@ async fn run(
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let aegis_dir = bins.join("aegis-dir");
-    let aegis_node = bins.join("aegis-node");
     let aegis = bins.join("aegis");
-
-    // Authorities: init each, then tell each about the others.
-    spinner.set_message(format!("initialising {} authorities", args.authorities));
-    let genesis = unix_ms();
-    let mut authorities = Vec::new();
-    for i in 0..args.authorities {
-        let data = dir.join(format!("authority-{i}"));
-        let port = free_port()?;
-        let out = run_to_end(
-            &aegis_dir,
-            &[
-                "init".into(),
-                "--data-dir".into(),
-                data.display().to_string(),
-                "--name".into(),
-                format!("authority-{i}"),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--epoch-length-ms".into(),
-                args.epoch_ms.to_string(),
-                "--genesis-unix-ms".into(),
-                genesis.to_string(),
-            ],
-            &[],
-        )
-        .await?;
-        let key = printed(&out, "public key: ").context("aegis-dir init printed no key")?;
-        authorities.push((
-            format!("authority-{i}"),
-            TrustedAuthority {
-                url: format!("http://127.0.0.1:{port}"),
-                public_key: aegis_directory::parse_key(&key)?,
-            },
-            data.join("aegis-dir.toml"),
-        ));
-    }
-    let authority_metrics: Vec<String> = authorities
-        .iter()
-        .map(|(_, a, _)| api::url(&a.url, api::METRICS))
-        .collect();
-    let authority_flags: Vec<String> = authorities
-        .iter()
-        .flat_map(|(_, authority, _)| ["--authority".to_owned(), authority.to_string()])
-        .collect();
-
-    // Nodes.
-    let mixes = 3 * args.mixes_per_layer;
-    let mut metrics_urls = Vec::new();
-    spinner.set_message(format!(
-        "initialising {mixes} mix nodes and {} gateways",
-        args.gateways
-    ));
-    let mut node_configs = Vec::new();
-    // Node identity (hex) → (name, libp2p listen port).
-    let mut node_ids: HashMap<String, (String, u16)> = HashMap::new();
     let origin = Instant::now();
-    let mut taps = Vec::new();
-    for i in 0..mixes + args.gateways {
-        let (role, name) = if i < mixes {
-            ("mix", format!("mix-{i}"))
-        } else {
-            ("gateway", format!("gateway-{}", i - mixes))
-        };
-        let data = dir.join(&name);
-        let metrics_port = free_port()?;
-        let listen_port = free_port()?;
-        let mut init_args: Vec<String> = vec![
-            "init".into(),
-            "--data-dir".into(),
-            data.display().to_string(),
-            "--role".into(),
-            role.into(),
-            "--listen".into(),
-            format!("/ip4/127.0.0.1/tcp/{listen_port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{metrics_port}"),
-        ];
-        if args.observe.is_some() {
-            // Others reach this node through the observer's tap.
-            let tap =
-                observer::Tap::start(&name, FRAME_LEN, free_port()?, listen_port, origin).await?;
-            init_args.push("--public-address".into());
-            init_args.push(format!("/ip4/127.0.0.1/tcp/{}", tap.port));
-            taps.push(tap);
-        }
-        init_args.extend(authority_flags.iter().cloned());
-        let out = run_to_end(&aegis_node, &init_args, &[]).await?;
-        let identity =
-            printed(&out, "identity: ").context("aegis-node init printed no identity")?;
-        node_ids.insert(identity, (name.clone(), listen_port));
-        metrics_urls.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
-        node_configs.push((name, data.join("aegis-node.toml"), metrics_port));
-    }
-    for (name, _, path) in &authorities {
-        let mut config = AuthorityConfig::load(path)?;
-        config.peers = authorities
-            .iter()
-            .filter(|(n, ..)| n != name)
-            .map(|(n, authority, _)| PeerConfig {
-                name: n.clone(),
-                authority: authority.clone(),
-            })
-            .collect();
-        config.parameters.mixing = args.mixing_strategy();
-        config.parameters.lambda_p = args.lambda_p;
-        config.parameters.lambda_l = args.lambda_l;
-        config.parameters.lambda_d = args.lambda_d;
-        config.parameters.lambda_m = args.lambda_m;
-        // As in production: only the network's own nodes are listed.
-        config.admission = aegis_directory::Admission::Allowlist {
-            nodes: node_ids
-                .keys()
-                .map(|id| aegis_directory::parse_key(id))
-                .collect::<Result<_, _>>()?,
-        };
-        config.check()?;
-        std::fs::write(path, config.to_documented_toml()?)?;
-    }
-    spinner.set_message("starting authorities");
-    for (name, _, path) in &authorities {
-        spawn_logged(
-            procs,
-            name,
-            &aegis_dir,
-            &["run".into(), "--config".into(), path.display().to_string()],
-            logs,
-        )?;
-    }
-    spinner.set_message("starting nodes");
-    for (name, path, _) in &node_configs {
-        spawn_logged(
-            procs,
-            name,
-            &aegis_node,
-            &["run".into(), "--config".into(), path.display().to_string()],
-            logs,
-        )?;
-    }
+    let started = Instant::now();
 
-    // Wait for a consensus listing everyone, held by every node.
+    spinner.set_message("planning the network");
+    let mut net = Network::plan(args, dir, origin).await?;
+    net.make_hosts()?;
+    let mixes = net
+        .plan
+        .nodes
+        .iter()
+        .filter(|n| n.role == aegis_directory::Role::Mix)
+        .count();
+    spinner.set_message("starting authorities and nodes");
+    net.start_servers(procs, bins, logs)?;
+    let metrics_urls = net.metrics_urls();
+    let authority_metrics = net.authority_metrics();
+    let authorities = net.authorities.clone();
+    let authority_flags = net.authority_flags()?;
+    let verifier = net.verifier();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()?;
-    let verifier = Verifier::new(authorities.iter().map(|(_, a, _)| a.public_key));
-    let started = Instant::now();
-    let ready_deadline = started + Duration::from_secs(60 + 4 * args.epoch_ms / 1_000);
-    loop {
-        let mut listed = 0;
-        if let Ok(r) = http
-            .get(api::url(&authorities[0].1.url, api::DOCUMENT_CURRENT))
-            .send()
-            .await
-            && let Ok(bytes) = r.bytes().await
-            && let Ok(doc) = verifier.verify_bytes(&bytes, None, unix_ms())
-        {
-            listed = doc.body.mixes().count() + doc.body.gateways.len();
-        }
-        let mut healthy = 0;
-        for (_, _, port) in &node_configs {
-            if let Ok(r) = http
-                .get(format!("http://127.0.0.1:{port}/health"))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                healthy += 1;
-            }
-        }
-        spinner.set_message(format!(
-            "waiting for the consensus: {listed}/{} nodes listed, {healthy} serving",
-            node_configs.len()
-        ));
-        if listed == node_configs.len() && healthy == node_configs.len() {
-            break;
-        }
-        if Instant::now() > ready_deadline {
-            bail!("the network did not form in time");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let formed_within = Duration::from_secs(60 + 4 * net.plan.epoch_length_ms / 1_000);
+    net.wait_formed(&http, &spinner, formed_within).await?;
 
     // Clients.
     spinner.set_message("creating the clients' profiles");
     let env = [("AEGIS_PASSPHRASE", "localnet passphrase")];
     let mut cards = HashMap::new();
     let mut client_gateways = HashMap::new();
-    for name in ["alice", "bob"] {
+    for name in CLIENTS {
         let profile = dir.join(name).display().to_string();
-        let mut a = vec!["--profile".to_owned(), profile.clone(), "init".into()];
-        a.extend(authority_flags.iter().cloned());
-        let out = run_to_end(&aegis, &a, &env).await?;
-        let gateway = printed(&out, "your gateway: ")
-            .and_then(|id| node_ids.get(&id))
-            .context("aegis init named no gateway of this network")?;
-        client_gateways.insert(name, gateway.clone());
-        let card = run_to_end(
-            &aegis,
-            &["--profile".into(), profile, "contact".into(), "show".into()],
-            &env,
-        )
-        .await?;
-        cards.insert(name, card.trim().to_owned());
-    }
-    for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
-        run_to_end(
+        let place = net.place(name);
+        if !dir.join(name).exists() {
+            let mut a = vec!["--profile".to_owned(), profile.clone(), "init".into()];
+            a.extend(authority_flags.iter().cloned());
+            run_to_end(&place, &aegis, &a, &env).await?;
+        }
+        let shown = run_to_end(
+            &place,
             &aegis,
             &[
                 "--profile".into(),
-                dir.join(me).display().to_string(),
+                profile.clone(),
+                "contact".into(),
+                "show".into(),
+                "--json".into(),
+            ],
+            &env,
+        )
+        .await?;
+        let shown: serde_json::Value =
+            serde_json::from_str(&shown).context("`aegis contact show --json` printed no JSON")?;
+        let gateway = shown["gateway"]
+            .as_str()
+            .and_then(|id| net.plan.node_with_identity(id))
+            .context("the client's gateway is not one of this network's")?;
+        client_gateways.insert(name, net.plan.nodes[gateway].name.clone());
+        let card = shown["card"].as_str().context("no card")?;
+        cards.insert(name, card.to_owned());
+    }
+    for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
+        let profile = dir.join(me).display().to_string();
+        let known = run_to_end(
+            &net.place(me),
+            &aegis,
+            &[
+                "--profile".into(),
+                profile.clone(),
+                "contact".into(),
+                "list".into(),
+            ],
+            &env,
+        )
+        .await?;
+        if known.lines().any(|l| l.split('\t').next() == Some(peer)) {
+            continue;
+        }
+        run_to_end(
+            &net.place(me),
+            &aegis,
+            &[
+                "--profile".into(),
+                profile,
                 "contact".into(),
                 "add".into(),
                 peer.into(),
@@ -338,7 +211,11 @@ async fn run(
             args.pull_interval.to_string(),
         ];
         if args.observe.is_some() {
-            let gateway_port = client_gateways[me].1;
+            let gateway = net
+                .plan
+                .node_named(&client_gateways[me])
+                .context("the client's gateway")?;
+            let gateway_port = net.plan.nodes[gateway].listen.port();
             let tap =
                 observer::Tap::start(me, ACCESS_UNIT, free_port()?, gateway_port, origin).await?;
             client_args.push("--gateway-address".into());
@@ -346,8 +223,9 @@ async fn run(
             client_taps.push(tap);
         }
         client_args.push("serve".into());
-        let mut child = Command::new(&aegis)
-            .args(&client_args)
+        let mut child = net
+            .place(me)
+            .command(&aegis, &client_args)
             .env("AEGIS_PASSPHRASE", "localnet passphrase")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -376,13 +254,23 @@ async fn run(
             stdin,
         });
     }
+    let where_ = if args.netns {
+        format!(
+            "each host in its own namespace on {}.0/24",
+            network::SUBNET.map(|o| o.to_string()).join(".")
+        )
+    } else {
+        "on loopback".to_owned()
+    };
     spinner.finish_with_message(format!(
-        "network up in {:.0?}: {} authorities, {mixes} mixes in 3 layers, {} gateways, 2 clients; logs in {}",
+        "network up in {:.0?} {where_}: {} authorities, {mixes} mixes in 3 layers, {} gateways, 2 clients; logs in {}",
         started.elapsed(),
-        args.authorities,
-        args.gateways,
+        net.authorities.len(),
+        net.plan.nodes.len() - mixes,
         logs.display()
     ));
+    let genesis = net.plan.genesis_unix_ms;
+    let epoch_ms = net.plan.epoch_length_ms;
 
     let duration = args
         .duration
@@ -400,7 +288,7 @@ async fn run(
         (args.kill_mix_at, "mix-0", Fault::Kill),
         (
             args.restart_gateway_at,
-            client_gateways["alice"].0.as_str(),
+            client_gateways["alice"].as_str(),
             Fault::Restart,
         ),
     ]
@@ -412,6 +300,8 @@ async fn run(
     let mut descriptor_flood_at = args.descriptor_flood_at;
     let mut n_minus_one_at = args.n_minus_one_at;
     let mut rogue_at = args.rogue_authority_at;
+    let mut disconnect_at = args.disconnect_gateway_at;
+    let mut reconnect_at: Option<f64> = None;
     let mut rogue: Option<rogue::Outcome> = None;
     let mut n_minus_one: Option<isolate::Attack> = None;
     let mut descriptor_flood = None;
@@ -420,11 +310,35 @@ async fn run(
         let elapsed = run_started.elapsed().as_secs_f64();
         while let Some(i) = faults.iter().position(|(at, ..)| *at <= elapsed) {
             let (_, name, fault) = faults.remove(i);
-            inject(procs, name, fault, logs).await?;
+            procs.inject(name, fault, logs).await?;
+        }
+        if disconnect_at.is_some_and(|at| at <= elapsed) {
+            disconnect_at = None;
+            let gateway = &client_gateways["alice"];
+            let subnet = net
+                .subnet
+                .as_ref()
+                .context("--disconnect-gateway-at needs --netns")?;
+            subnet.set_connected(gateway, false)?;
+            eprintln!(
+                "fault: {gateway} cut off the network for {} s",
+                args.disconnect_for
+            );
+            reconnect_at = Some(elapsed + args.disconnect_for);
+        }
+        if reconnect_at.is_some_and(|at| at <= elapsed) {
+            reconnect_at = None;
+            let gateway = &client_gateways["alice"];
+            let subnet = net
+                .subnet
+                .as_ref()
+                .context("--disconnect-gateway-at needs --netns")?;
+            subnet.set_connected(gateway, true)?;
+            eprintln!("fault: {gateway} connected again");
         }
         if flood_at.is_some_and(|at| at <= elapsed) {
             flood_at = None;
-            let flooder = last_gateway(&node_configs)?;
+            let flooder = last_gateway(&net.plan)?;
             let document =
                 current_document(&http, &authorities[1 % authorities.len()].1, &verifier).await?;
             let stop = flood_stop_rx.clone();
@@ -439,16 +353,13 @@ async fn run(
         }
         if replay_at.is_some_and(|at| at <= elapsed) {
             replay_at = None;
-            let sender = last_gateway(&node_configs)?;
+            let sender = last_gateway(&net.plan)?;
             let document = current_document(&http, &authorities[0].1, &verifier).await?;
             let probe = flood::Probe::new(&sender, document, flood_stop_rx.clone())?;
-            let (name, _) = node_ids
-                .get(&hex::encode(probe.target.0))
-                .cloned()
-                .context("the layer-1 mix is not one of ours")?;
-            let health = node_url(&node_configs, &name, "/health")?;
+            let name = nodes::name_of(&net.plan, &probe.target)?;
+            let health = node_url(&net.plan, &name, aegis_directory::api::HEALTH)?;
             probe.send_good().await?;
-            inject(procs, &name, Fault::KillRestart, logs).await?;
+            procs.inject(&name, Fault::KillRestart, logs).await?;
             wait_healthy(&http, &health, Duration::from_secs(30))
                 .await
                 .with_context(|| format!("{name} did not come back after the kill"))?;
@@ -461,7 +372,7 @@ async fn run(
                 authorities.iter().map(|(_, a, _)| a.clone()).collect();
             let schedule = aegis_directory::Schedule {
                 genesis_ms: genesis,
-                epoch_length_ms: args.epoch_ms,
+                epoch_length_ms: epoch_ms,
             };
             descriptor_flood = Some(tokio::spawn(async move {
                 match flood::descriptor_flood(trusted, schedule, 500).await {
@@ -475,13 +386,13 @@ async fn run(
         if n_minus_one_at.is_some_and(|at| at <= elapsed) {
             n_minus_one_at = None;
             let document = current_document(&http, &authorities[0].1, &verifier).await?;
-            n_minus_one = Some(isolate::Attack::start(document, &node_ids, &node_configs)?);
+            n_minus_one = Some(isolate::Attack::start(document, &net.plan)?);
         }
         if rogue_at.is_some_and(|at| at <= elapsed) {
             rogue_at = None;
             let honest = aegis_directory::Schedule {
                 genesis_ms: genesis,
-                epoch_length_ms: args.epoch_ms,
+                epoch_length_ms: epoch_ms,
             };
             let takeover = rogue::Takeover {
                 procs,
@@ -489,7 +400,7 @@ async fn run(
                 http: &http,
                 authorities: &authorities,
                 verifier: &verifier,
-                node_configs: &node_configs,
+                plan: &net.plan,
                 honest,
             };
             rogue = Some(takeover.run().await?);
@@ -536,7 +447,7 @@ async fn run(
             if let Some(flood) = descriptor_flood.take() {
                 let _ = flood.await;
             }
-            write_observation(args, &taps, &client_taps, quiet_end, origin)?;
+            write_observation(args, &net.taps, &client_taps, quiet_end, origin)?;
             finish(
                 args,
                 &tally,
@@ -591,7 +502,7 @@ async fn finish(
 }
 
 /// Bytes per write on links between nodes: one link frame.
-const FRAME_LEN: usize = aegis_mix_packet::Geometry::STANDARD.frame_len();
+pub(crate) const FRAME_LEN: usize = aegis_mix_packet::Geometry::STANDARD.frame_len();
 /// Bytes per write on a client's link: a length-prefixed access cell.
 const ACCESS_UNIT: usize = 4 + aegis_mix_packet::access::cell_len(FRAME_LEN);
 

@@ -1,56 +1,45 @@
-//! The launched nodes as the faults see them: their configuration files,
-//! ports and addresses, their health, and the current document.
+//! The launched nodes as the faults see them, looked up in the network's
+//! plan: their configuration files, ports and addresses, their health, and
+//! the current document.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aegis_directory::api::{self, unix_now_ms as unix_ms};
 use aegis_directory::{TrustedAuthority, Verifier};
+use aegis_testkit::NetworkPlan;
 use anyhow::{Context as _, bail};
 
-/// Each node's name, configuration file and metrics port.
-pub type NodeConfigs = [(String, PathBuf, u16)];
-
-/// Node identity (hex) → (name, libp2p listen port).
-pub type NodeIds = HashMap<String, (String, u16)>;
-
 /// The name of the node with identity `id`.
-pub fn name_of(node_ids: &NodeIds, id: &aegis_mix_packet::NodeId) -> anyhow::Result<String> {
-    node_ids
-        .get(&hex::encode(id.0))
-        .map(|(name, _)| name.clone())
+pub fn name_of(plan: &NetworkPlan, id: &aegis_mix_packet::NodeId) -> anyhow::Result<String> {
+    plan.node_with_identity(&hex::encode(id.0))
+        .map(|i| plan.nodes[i].name.clone())
         .context("a listed node is not one of ours")
 }
 
 /// The libp2p listen port of the node named `name`.
-pub fn listen_port(node_ids: &NodeIds, name: &str) -> anyhow::Result<u16> {
-    node_ids
-        .values()
-        .find(|(n, _)| n == name)
-        .map(|(_, port)| *port)
-        .with_context(|| format!("no listen port for {name}"))
+pub fn listen_port(plan: &NetworkPlan, name: &str) -> anyhow::Result<u16> {
+    plan.node_named(name)
+        .map(|i| plan.nodes[i].listen.port())
+        .with_context(|| format!("no node {name}"))
 }
 
 /// The configuration file of the last gateway started: the node whose
 /// identity the launcher's faults speak with.
-pub fn last_gateway(node_configs: &NodeConfigs) -> anyhow::Result<PathBuf> {
-    node_configs
-        .iter()
+pub fn last_gateway(plan: &NetworkPlan) -> anyhow::Result<PathBuf> {
+    (0..plan.nodes.len())
         .rev()
-        .find(|(name, ..)| name.starts_with("gateway-"))
-        .map(|(_, path, _)| path.clone())
+        .find(|&i| plan.nodes[i].role == aegis_directory::Role::Gateway)
+        .map(|i| plan.node_config_path(i))
         .context("no gateway")
 }
 
-/// The address of `path` (`/health`, `/metrics`) on the metrics port of the
-/// node named `name`.
-pub fn node_url(node_configs: &NodeConfigs, name: &str, path: &str) -> anyhow::Result<String> {
-    node_configs
-        .iter()
-        .find(|(n, ..)| n == name)
-        .map(|(_, _, port)| format!("http://127.0.0.1:{port}{path}"))
-        .with_context(|| format!("no metrics port for {name}"))
+/// The address of `path` (`/health`, `/metrics`) on the metrics listener of
+/// the node named `name`.
+pub fn node_url(plan: &NetworkPlan, name: &str, path: &str) -> anyhow::Result<String> {
+    plan.node_named(name)
+        .map(|i| format!("http://{}{path}", plan.nodes[i].metrics))
+        .with_context(|| format!("no node {name}"))
 }
 
 /// Waits until `health` answers 200 (the node holds the current document

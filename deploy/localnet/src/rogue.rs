@@ -29,8 +29,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use ed25519_dalek::SigningKey;
 
-use crate::nodes::{NodeConfigs, node_url, wait_healthy};
-use crate::processes::{Fault, Procs, inject};
+use aegis_testkit::NetworkPlan;
+use aegis_testkit::processes::{Fault, Procs};
+
+use crate::nodes::{node_url, wait_healthy};
 use crate::report::RogueAuthority;
 
 /// The node restarted while the rogue answers: it must learn the clock
@@ -50,8 +52,8 @@ pub struct Takeover<'a> {
     pub authorities: &'a [(String, TrustedAuthority, PathBuf)],
     /// Checks the honest documents.
     pub verifier: &'a Verifier,
-    /// The nodes' configuration files and metrics ports.
-    pub node_configs: &'a NodeConfigs,
+    /// The network.
+    pub plan: &'a NetworkPlan,
     /// The network's real epoch clock.
     pub honest: Schedule,
 }
@@ -84,7 +86,7 @@ impl Takeover<'_> {
                 .data_dir
                 .join(aegis_directory::config::KEY_FILE),
         )?;
-        inject(self.procs, name, Fault::Stop, self.logs).await?;
+        self.procs.inject(name, Fault::Stop, self.logs).await?;
         let address = authority
             .url
             .trim_start_matches("http://")
@@ -96,8 +98,10 @@ impl Takeover<'_> {
         let honest_source = self.authorities[1].1.clone();
         let (served, task) = serve(listener, key, honest_source, self.verifier.clone());
         eprintln!("fault: rogue authority: {name}'s key answers at {address}");
-        inject(self.procs, RESTARTED, Fault::KillRestart, self.logs).await?;
-        let health = node_url(self.node_configs, RESTARTED, "/health")?;
+        self.procs
+            .inject(RESTARTED, Fault::KillRestart, self.logs)
+            .await?;
+        let health = node_url(self.plan, RESTARTED, aegis_directory::api::HEALTH)?;
         wait_healthy(self.http, &health, Duration::from_secs(60))
             .await
             .with_context(|| format!("{RESTARTED} did not come back with the rogue answering"))?;

@@ -59,7 +59,10 @@ fn launch_until(extra: &[&str], message_interval: &str, until: &str) -> serde_js
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(report["duplicates"], 0, "{report}");
-    assert!(report["received"].as_u64().unwrap() >= 12, "{report}");
+    assert!(
+        report["received"].as_u64().unwrap() >= until.parse::<u64>().unwrap(),
+        "{report}"
+    );
     assert_eq!(report["failed"], 0, "{report}");
     report
 }
@@ -123,6 +126,60 @@ fn a_rogue_authority_with_a_stolen_key_changes_nothing() {
 /// (40 loops) is over in 10 s; messages for about 40 s.
 const LOOPS_FAST: &[&str] = &["--lambda-m", "4"];
 
+/// Whether this machine lets the launcher make namespaces of its own (root
+/// and `unshare`); where it cannot, the test says so and stops, as the
+/// container test does without a Docker engine.
+fn can_unshare() -> bool {
+    let can = Command::new("unshare")
+        .args(["--net", "--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!(
+            "SKIPPED: this machine cannot create a network namespace (root and unshare needed)"
+        );
+    }
+    can
+}
+
+#[test]
+fn with_every_host_in_its_own_namespace_a_gateway_cut_off_and_back_loses_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    // Each authority, node and client has its own address on a private
+    // bridge; 3 s in, the first client's gateway is cut off for 10 s.
+    let report = launch(
+        &[
+            "--netns",
+            "--disconnect-gateway-at",
+            "3",
+            "--disconnect-for",
+            "10",
+        ],
+        "0.5",
+    );
+    assert_eq!(report["failed"], 0, "{report}");
+}
+
+#[test]
+fn a_network_started_again_in_its_folder_keeps_its_keys_and_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("net");
+    let folder_arg = folder.to_str().unwrap();
+    launch_until(&["--dir", folder_arg], "0.5", "6");
+    let plan = std::fs::read_to_string(folder.join("network.json")).unwrap();
+    assert!(folder.join("alice").is_dir(), "alice's profile is kept");
+    // The same folder again: the same network (keys, genesis, profiles and
+    // contacts), which carries messages again.
+    launch_until(&["--dir", folder_arg], "0.5", "6");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("network.json")).unwrap(),
+        plan,
+        "the plan is reused, not remade"
+    );
+}
+
 #[test]
 fn an_n_minus_one_attack_on_a_mix_raises_its_loop_alarm_and_loses_no_message() {
     // Every link between a layer-2 mix and layer 1 is cut 15 s in, for
@@ -130,17 +187,8 @@ fn an_n_minus_one_attack_on_a_mix_raises_its_loop_alarm_and_loses_no_message() {
     // Its alarm must be raised within 30 s (a 10 s loop deadline, then
     // enough lost loops to be implausible under 5 % loss), and
     // retransmission still delivers every message exactly once.
-    // The fault needs a network namespace of the launcher's own (root and
-    // `unshare`), as the container test needs a Docker engine: where the
-    // machine cannot make one, say so and stop here.
-    let can_unshare = Command::new("unshare")
-        .args(["--net", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !can_unshare {
-        eprintln!(
-            "SKIPPED: this machine cannot create a network namespace (root and unshare needed)"
-        );
+    // The fault needs a network namespace of the launcher's own.
+    if !can_unshare() {
         return;
     }
     let mut args = LOOPS_FAST.to_vec();

@@ -1,16 +1,19 @@
 //! A whole network in one process on loopback — directory authorities, mix
 //! nodes and gateways configured as an operator would configure them — for
-//! tests, benchmarks and experiments. (The `aegis-localnet` launcher runs
-//! the same network as separate processes.)
+//! tests, benchmarks and experiments: the in-process runner of a
+//! [`NetworkPlan`]. (The `aegis-localnet` launcher runs plans as separate
+//! processes, or in network namespaces.)
 
 use aegis_directory::api::unix_now_ms as now_ms;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::{Path, PathBuf};
+use std::net::TcpListener as StdListener;
+use std::path::Path;
 use std::time::Duration;
 
-use aegis_directory::config::{Config as AuthorityFileConfig, PeerConfig, generate_key};
+use aegis_directory::config::Config as AuthorityFileConfig;
 use aegis_directory::server::{RunningAuthority, spawn};
 use aegis_directory::{Fetcher, Role, Schedule, TrustedAuthority};
+
+use crate::plan::{Hosts, NetworkPlan, NodeTuning, Shape};
 
 use aegis_node::{NodeConfig, RunningNode};
 use aegis_proto::Topology;
@@ -92,83 +95,55 @@ pub struct LocalNet {
     pub nodes: Vec<NodeSlot>,
     /// The epoch clock.
     pub schedule: Schedule,
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+    /// What was started.
+    pub plan: NetworkPlan,
 }
 
 impl LocalNet {
-    /// Writes every configuration under `base` and starts everything.
+    /// Plans the network under `base` ([`NetworkPlan`], on loopback),
+    /// writes every configuration and starts everything.
     pub async fn start(base: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalNet> {
-        let genesis = now_ms();
-        let mut authorities = Vec::new();
-        for i in 0..spec.authorities {
-            let dir = base.join(format!("authority-{i}"));
-            std::fs::create_dir_all(&dir)?;
-            let key = generate_key(&dir.join(aegis_directory::config::KEY_FILE))?;
-            let port = free_port()?;
-            let mut config = AuthorityFileConfig::new(
-                &format!("authority-{i}"),
-                loopback(port),
-                &dir,
-                spec.epoch_length_ms,
-                genesis,
-            );
-            config.parameters.lambda_m = 1.0;
-            authorities.push(AuthoritySlot {
-                config,
-                public_key: key.verifying_key().to_bytes(),
-                url: format!("http://127.0.0.1:{port}"),
-                running: None,
-            });
-        }
-        let trusted: Vec<TrustedAuthority> = authorities
-            .iter()
-            .map(|a| TrustedAuthority {
-                url: a.url.clone(),
-                public_key: a.public_key,
-            })
-            .collect();
-        let names: Vec<String> = authorities.iter().map(|a| a.config.name.clone()).collect();
-        for a in &mut authorities {
-            a.config.peers = names
-                .iter()
-                .zip(&trusted)
-                .filter(|(name, _)| **name != a.config.name)
-                .map(|(name, authority)| PeerConfig {
-                    name: name.clone(),
-                    authority: authority.clone(),
-                })
-                .collect();
-        }
-        let mut nodes = Vec::new();
-        for i in 0..spec.mixes + spec.gateways {
-            let (role, name) = if i < spec.mixes {
-                (Role::Mix, format!("mix-{i}"))
-            } else {
-                (Role::Gateway, format!("gateway-{}", i - spec.mixes))
-            };
-            let dir: PathBuf = base.join(name);
-            let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
-            let mut config =
-                NodeConfig::new(role, &dir, &listen, loopback(free_port()?), trusted.clone());
-            config.workers = spec.workers;
-            config.line_rate = spec.line_rate;
-            config.filter_snapshot_secs = spec.filter_snapshot_secs;
-            nodes.push(NodeSlot {
-                config,
-                running: None,
-            });
-        }
-        let schedule = Schedule {
-            genesis_ms: genesis,
+        let shape = Shape {
+            authorities: spec.authorities,
+            mixes: spec.mixes,
+            gateways: spec.gateways,
             epoch_length_ms: spec.epoch_length_ms,
         };
+        let mut plan = NetworkPlan::create(base, shape, Hosts::Loopback, now_ms())?;
+        plan.parameters.lambda_m = 1.0;
+        plan.tuning = NodeTuning {
+            workers: Some(spec.workers),
+            line_rate: Some(spec.line_rate),
+            filter_snapshot_secs: Some(spec.filter_snapshot_secs),
+        };
+        plan.write(base)?;
+        LocalNet::start_plan(plan).await
+    }
+
+    /// Starts every authority and node of a written plan.
+    pub async fn start_plan(plan: NetworkPlan) -> anyhow::Result<LocalNet> {
+        let mut authorities = Vec::new();
+        for (i, host) in plan.authorities.iter().enumerate() {
+            authorities.push(AuthoritySlot {
+                config: plan.authority_config(i)?,
+                public_key: aegis_directory::parse_key(&host.public_key)?,
+                url: format!("http://{}", host.listen),
+                running: None,
+            });
+        }
+        let nodes = (0..plan.nodes.len())
+            .map(|i| {
+                Ok(NodeSlot {
+                    config: plan.node_config(i)?,
+                    running: None,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut net = LocalNet {
             authorities,
             nodes,
-            schedule,
+            schedule: plan.schedule(),
+            plan,
         };
         for i in 0..net.authorities.len() {
             net.start_authority(i).await?;

@@ -1,15 +1,22 @@
 //! The test kit: whole AegisLink networks of real directory authorities,
 //! mix nodes and gateways, for tests, benchmarks and tools (not shipped).
 //!
-//! [`inprocess`] starts a network inside the calling process on loopback,
-//! each node configured as an operator would configure it; the
-//! `aegis-localnet` launcher runs the same kind of network as separate
-//! processes. Nothing in the product crates depends on this one.
+//! A network is described once, as a [`plan::NetworkPlan`]: its hosts,
+//! their addresses and keys, the epoch clock and the consensus parameters,
+//! written out as the configuration files an operator would have.
+//! [`inprocess`] starts a plan inside the calling process on loopback; the
+//! `aegis-localnet` launcher starts one as separate processes, or with every
+//! host in a network namespace of its own ([`processes`] holds what both
+//! need). Nothing in the product crates depends on this one.
 #![forbid(unsafe_code)]
 
 pub mod inprocess;
 pub mod ks;
+pub mod netns;
+pub mod plan;
+pub mod processes;
 pub use inprocess::{LocalNet, LocalNetSpec, free_port};
+pub use plan::{Hosts, NetworkPlan, NodeTuning, Shape};
 
 /// The `p`-quantile (0 ≤ p ≤ 1) of `sorted` by the nearest rank, or `None`
 /// for no values: what the launcher's report and the benchmarks print.

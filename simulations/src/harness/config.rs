@@ -20,6 +20,11 @@ pub struct HarnessConfig {
     pub parameters: NetworkParameters,
     /// One-way latency of every link.
     pub link_latency: Duration,
+    /// Probability that a link loses a packet (a client's frame to its
+    /// gateway, or a frame between nodes), each independently: what a
+    /// flaky network or a node dropping under load does. Pulls are answered
+    /// over the client's stream and not lost.
+    pub link_loss: f64,
     /// Each client's outbox bounds and retries.
     pub outbox: OutboxConfig,
 }
@@ -43,6 +48,7 @@ impl Default for HarnessConfig {
             clients: 2,
             parameters,
             link_latency: Duration::from_millis(20),
+            link_loss: 0.0,
             outbox: OutboxConfig::default(),
         }
     }
@@ -54,6 +60,9 @@ pub enum HarnessError {
     /// A layer or the gateway list would be empty.
     #[error("every layer needs a mix and the network a gateway and a client")]
     Empty,
+    /// The link loss is not a probability.
+    #[error("link loss {0} is not between 0 and 1")]
+    LinkLoss(f64),
     /// The parameters are out of range.
     #[error(transparent)]
     Parameters(#[from] aegis_directory::ParameterError),

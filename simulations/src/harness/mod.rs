@@ -6,8 +6,8 @@
 //! `aegis_mix_packet::process_frame`, holds it in an [`aegis_proto::Mixer`]
 //! and, at a gateway, stores it in a mailbox served under
 //! [`aegis_proto::access`]'s limits; nodes send their own loop cover along
-//! [`aegis_proto::Topology::loop_route`]. Links are lossless queues with a
-//! fixed latency. Nothing reads a clock or opens a socket, and one seeded
+//! [`aegis_proto::Topology::loop_route`]. Links are queues with a fixed latency
+//! that lose each packet with a set probability (none by default). Nothing reads a clock or opens a socket, and one seeded
 //! RNG makes a run reproducible bit for bit, so tests can script faults —
 //! a client offline for hours, a mix lost, a gateway restarted — and check
 //! exactly-once delivery in seconds. This is quinn-proto's `Pair` idea for
@@ -61,6 +61,10 @@ pub struct HarnessStats {
     pub replays: u64,
     /// Frames lost: sent to a stopped node or from an offline client.
     pub lost: u64,
+    /// Frames put on a link (client to gateway, node to node).
+    pub link_frames: u64,
+    /// Of those, frames the link lost ([`HarnessConfig::link_loss`]).
+    pub link_lost: u64,
     /// Packets refused by a node's mixer, a gateway's rate limit or a full mailbox.
     pub refused: u64,
     /// Drop cover discarded at its exit gateway.
@@ -151,6 +155,9 @@ impl Harness {
     pub fn new(config: HarnessConfig) -> Result<Self, HarnessError> {
         if config.width == 0 || config.gateways == 0 || config.clients == 0 {
             return Err(HarnessError::Empty);
+        }
+        if !(0.0..=1.0).contains(&config.link_loss) {
+            return Err(HarnessError::LinkLoss(config.link_loss));
         }
         config.parameters.validate()?;
         let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
@@ -445,6 +452,9 @@ impl Harness {
         let pull = client.endpoint.poll_pull(now);
         let mailbox = client.address.mailbox;
         for frame in frames {
+            if !self.link_carries() {
+                continue;
+            }
             self.queue.schedule(
                 now + self.latency,
                 Event::Frame {
@@ -525,7 +535,23 @@ impl Harness {
         }
     }
 
+    /// Whether a link carries the frame put on it (else it is lost and
+    /// counted). With no loss configured the RNG is not drawn from, so
+    /// lossless runs keep their transcripts.
+    fn link_carries(&mut self) -> bool {
+        self.stats.link_frames += 1;
+        let loss = self.config.link_loss;
+        if loss > 0.0 && self.rng.random_bool(loss) {
+            self.stats.link_lost += 1;
+            return false;
+        }
+        true
+    }
+
     fn forward(&mut self, next_hop: NodeId, frame: Vec<u8>, now: Duration) {
+        if !self.link_carries() {
+            return;
+        }
         match self.by_id.get(&next_hop) {
             Some(&node) => self.queue.schedule(
                 now + self.latency,
