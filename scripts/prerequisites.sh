@@ -10,13 +10,17 @@
 #   own (`unshare --net`, from util-linux, which every Debian system has).
 # * zbar-tools: the client's safety-number test decodes the QR code it
 #   draws in the terminal with zbarimg, a QR decoder written elsewhere.
+# * prometheus: its promtool checks and unit-tests the alert rules in
+#   deploy/monitoring (only promtool is used; no server is started).
+# * chromium: a test loads the authorities' status page in a real browser
+#   (headless).
 #
 # As root the script installs what is missing with apt-get; otherwise it
 # prints the one command to run and stops.
 
 aegis_missing_packages() {
     local pkg missing=""
-    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables zbar-tools; do
+    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables zbar-tools prometheus chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
     done
     echo "$missing"
@@ -39,10 +43,12 @@ aegis_prerequisites() {
         echo "  fonts-dejavu-core: text in the simulator's plots"
         echo "  iproute2, iptables: the launcher's n-1 fault cuts links in a private network namespace"
         echo "  zbar-tools:        a test reads the client's terminal QR codes with zbarimg"
+        echo "  prometheus:        promtool checks the alert rules in deploy/monitoring"
+        echo "  chromium:          a test loads the status page in headless Chromium"
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             echo "Installing them with apt-get (a minute or two)..."
             apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
         else
             echo "Run this, then start again:" >&2
             echo "  sudo apt-get install -y$missing" >&2
