@@ -52,6 +52,27 @@ pub fn unix_now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A Unix time in milliseconds as a UTC calendar date and time of day:
+/// `(year, month, day, hour, minute, second)`, proleptic Gregorian (the
+/// days-to-civil conversion of Howard Hinnant's `chrono`-compatible date
+/// algorithms), for what people read: the status page and the client's
+/// history.
+pub fn utc_fields(unix_ms: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let secs = unix_ms / 1_000;
+    let days = (secs / 86_400) as i64;
+    let (hour, minute, second) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60, secs % 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, hour, minute, second)
+}
+
 /// `path` under the base URL `base` (such as `http://192.0.2.7:7900`).
 pub fn url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))

@@ -377,7 +377,7 @@ impl NodeMetrics {
         };
         // Both directions from the start: a dashboard shows 0, not "no data".
         for direction in [Direction::received, Direction::sent] {
-            m.link_bytes.get_or_create(&DirectionLabel { direction });
+            let _ = m.link_bytes.get_or_create(&DirectionLabel { direction });
         }
         let registry = std::mem::take(r);
         let mut process_registry = Registry::default();
@@ -490,10 +490,8 @@ struct ProcessMetrics {
 
 impl ProcessMetrics {
     fn register(&self, registry: &mut Registry) {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.start_time.set(started);
+        self.start_time
+            .set(aegis_directory::api::unix_now_ms() as f64 / 1_000.0);
         registry.register(
             "process_cpu_seconds",
             "CPU time the process has used, in seconds",

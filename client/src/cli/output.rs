@@ -110,19 +110,7 @@ pub(crate) fn utc_minutes(unix_ms: u64) -> String {
     if unix_ms == 0 {
         return "????-??-?? ??:??".into();
     }
-    let minutes = unix_ms / 60_000;
-    let days = (minutes / 1_440) as i64;
-    let (hour, minute) = ((minutes % 1_440) / 60, minutes % 60);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, hour, minute, _) = aegis_directory::api::utc_fields(unix_ms);
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
 }
 
