@@ -48,12 +48,47 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
 /// Another authority this one talks to: a name for logs beside the one
 /// description of a trusted authority (`url`, `public_key` in hex).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PeerEntry", into = "PeerEntry")]
 pub struct PeerConfig {
     /// A name for logs.
     pub name: String,
     /// Where it is and the key it signs with.
-    #[serde(flatten)]
     pub authority: TrustedAuthority,
+}
+
+/// A `[[peers]]` entry as the file holds it: every key known, so a
+/// misspelt one is an error rather than silently dropped (serde cannot
+/// refuse unknown keys next to a flattened field).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerEntry {
+    name: String,
+    public_key: String,
+    url: String,
+}
+
+impl TryFrom<PeerEntry> for PeerConfig {
+    type Error = ConfigError;
+
+    fn try_from(entry: PeerEntry) -> Result<Self, ConfigError> {
+        Ok(PeerConfig {
+            authority: TrustedAuthority {
+                url: entry.url,
+                public_key: parse_key(&entry.public_key)?,
+            },
+            name: entry.name,
+        })
+    }
+}
+
+impl From<PeerConfig> for PeerEntry {
+    fn from(peer: PeerConfig) -> Self {
+        PeerEntry {
+            name: peer.name,
+            public_key: hex::encode(peer.authority.public_key),
+            url: peer.authority.url,
+        }
+    }
 }
 
 /// The network parameters as written in the file.
@@ -339,6 +374,11 @@ mod tests {
             let error = Config::load(&path).unwrap_err().to_string();
             assert!(error.contains(word), "{error}");
         }
+        // An unknown key inside a [[peers]] entry.
+        let peer = "\n[[peers]]\nname = \"a2\"\nurl = \"http://127.0.0.1:7901\"\npubkey = \"11\"\n";
+        fs::write(&path, good.replace("peers = []\n", "") + peer).unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("pubkey"), "{error}");
         let text = good.replace("lambda_p", "lambda_q");
         fs::write(&path, text).unwrap();
         let error = Config::load(&path).unwrap_err().to_string();

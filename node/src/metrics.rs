@@ -207,6 +207,8 @@ pub struct NodeMetrics {
     pub descriptors_refused: Counter,
     /// Requests to an authority that got no answer at all.
     pub authorities_unreachable: Counter,
+    /// Epoch keys that could not be generated, stored or erased.
+    pub key_errors: Counter,
     /// Packets whose sender asked for a hop delay above the cap (held for
     /// the cap instead).
     pub delay_capped: Counter,
@@ -346,6 +348,12 @@ impl NodeMetrics {
                 r,
                 "authorities_unreachable",
                 "Requests to an authority that got no answer",
+                Counter::default(),
+            ),
+            key_errors: register(
+                r,
+                "key_errors",
+                "Epoch keys that could not be generated, stored or erased",
                 Counter::default(),
             ),
             delay_capped: register(

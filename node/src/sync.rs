@@ -227,6 +227,7 @@ impl DirectorySync {
             epoch + crate::keys::KEYS_AHEAD,
             stage.filter_sizing(),
         ) {
+            stage.metrics.key_errors.inc();
             warn!(%error, "generating epoch keys failed");
         }
         match stage
@@ -235,7 +236,10 @@ impl DirectorySync {
         {
             Ok(retired) if !retired.is_empty() => info!(?retired, "erased expired epoch keys"),
             Ok(_) => {}
-            Err(error) => warn!(%error, "erasing expired keys failed"),
+            Err(error) => {
+                stage.metrics.key_errors.inc();
+                warn!(%error, "erasing expired keys failed");
+            }
         }
     }
 
