@@ -38,20 +38,32 @@ const REASON_BYTES: usize = 512;
 /// node that cannot reach an authority for a day logs a few lines, not
 /// thousands. Every failure is still counted in the metrics.
 #[derive(Default)]
-struct Complaints(std::collections::HashMap<String, u64>);
+struct Complaints(std::collections::HashMap<Trouble, u64>);
+
+/// A kind of trouble, and the authority (by its place in the
+/// configuration) it is with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Trouble {
+    /// No majority of signed clocks.
+    Clock,
+    /// The authority refused the descriptor.
+    Refused(usize),
+    /// The authority did not answer.
+    Unreachable(usize),
+}
 
 impl Complaints {
     /// Notes one more failure of `what`; whether to say it now, and how
     /// many in a row it makes.
-    fn failed(&mut self, what: &str) -> Option<u64> {
-        let count = self.0.entry(what.to_owned()).or_default();
+    fn failed(&mut self, what: Trouble) -> Option<u64> {
+        let count = self.0.entry(what).or_default();
         *count += 1;
         count.is_power_of_two().then_some(*count)
     }
 
     /// Notes a success of `what`; whether it had been failing.
-    fn cleared(&mut self, what: &str) -> bool {
-        self.0.remove(what).is_some()
+    fn cleared(&mut self, what: Trouble) -> bool {
+        self.0.remove(&what).is_some()
     }
 }
 
@@ -140,7 +152,7 @@ impl DirectorySync {
         let pinned = self.stage.config.authorities.len();
         match agreed {
             None => {
-                if let Some(times) = self.complaints.failed("clock") {
+                if let Some(times) = self.complaints.failed(Trouble::Clock) {
                     warn!(
                         usable = statements.len(),
                         pinned,
@@ -150,7 +162,7 @@ impl DirectorySync {
                 }
             }
             Some(_) => {
-                self.complaints.cleared("clock");
+                self.complaints.cleared(Trouble::Clock);
             }
         }
         agreed
@@ -262,15 +274,15 @@ impl DirectorySync {
         let mut accepted = 0;
         let mut troubles = Vec::new();
         let mut complaints = std::mem::take(&mut self.complaints);
-        for authority in &stage.config.authorities {
+        for (index, authority) in stage.config.authorities.iter().enumerate() {
             let url = aegis_directory::api::url(&authority.url, aegis_directory::api::DESCRIPTOR);
-            let refused_what = format!("refused by {}", authority.url);
-            let unreachable_what = format!("unreachable {}", authority.url);
+            let (refused_what, unreachable_what) =
+                (Trouble::Refused(index), Trouble::Unreachable(index));
             match self.http.post(url).body(bytes.clone()).send().await {
                 // 409: this revision or a newer one is already held.
                 Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {
                     accepted += 1;
-                    for what in [&refused_what, &unreachable_what] {
+                    for what in [refused_what, unreachable_what] {
                         if complaints.cleared(what) {
                             // No URL at info level: operators find it in the warning before.
                             info!("an authority takes this node's descriptor again");
@@ -285,7 +297,7 @@ impl DirectorySync {
                         .map(|body| reason_of(&body))
                         .unwrap_or_default();
                     troubles.push(format!("{} refused it ({status}): {reason}", authority.url));
-                    if let Some(times) = complaints.failed(&refused_what) {
+                    if let Some(times) = complaints.failed(refused_what) {
                         warn!(
                             authority = %authority.url,
                             %status,
@@ -299,7 +311,7 @@ impl DirectorySync {
                 Err(error) => {
                     stage.metrics.authorities_unreachable.inc();
                     troubles.push(format!("{} is unreachable: {error}", authority.url));
-                    if let Some(times) = complaints.failed(&unreachable_what) {
+                    if let Some(times) = complaints.failed(unreachable_what) {
                         warn!(
                             authority = %authority.url,
                             %error,

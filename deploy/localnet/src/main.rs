@@ -122,7 +122,7 @@ async fn run(
     let metrics_urls = net.metrics_urls();
     let authority_metrics = net.authority_metrics();
     let authorities = net.authorities.clone();
-    let authority_flags = net.authority_flags()?;
+    let authority_flags = net.plan.authority_flags()?;
     let verifier = net.verifier();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -300,8 +300,7 @@ async fn run(
     let mut descriptor_flood_at = args.descriptor_flood_at;
     let mut n_minus_one_at = args.n_minus_one_at;
     let mut rogue_at = args.rogue_authority_at;
-    let mut disconnect_at = args.disconnect_gateway_at;
-    let mut reconnect_at: Option<f64> = None;
+    let mut link_change = args.disconnect_gateway_at.map(|at| (at, false));
     let mut rogue: Option<rogue::Outcome> = None;
     let mut n_minus_one: Option<isolate::Attack> = None;
     let mut descriptor_flood = None;
@@ -312,29 +311,27 @@ async fn run(
             let (_, name, fault) = faults.remove(i);
             procs.inject(name, fault, logs).await?;
         }
-        if disconnect_at.is_some_and(|at| at <= elapsed) {
-            disconnect_at = None;
+        // The gateway's link goes down at the fault's time and back up
+        // `--disconnect-for` seconds later.
+        if let Some((at, connected)) = link_change
+            && at <= elapsed
+        {
             let gateway = &client_gateways["alice"];
             let subnet = net
                 .subnet
                 .as_ref()
                 .context("--disconnect-gateway-at needs --netns")?;
-            subnet.set_connected(gateway, false)?;
-            eprintln!(
-                "fault: {gateway} cut off the network for {} s",
-                args.disconnect_for
-            );
-            reconnect_at = Some(elapsed + args.disconnect_for);
-        }
-        if reconnect_at.is_some_and(|at| at <= elapsed) {
-            reconnect_at = None;
-            let gateway = &client_gateways["alice"];
-            let subnet = net
-                .subnet
-                .as_ref()
-                .context("--disconnect-gateway-at needs --netns")?;
-            subnet.set_connected(gateway, true)?;
-            eprintln!("fault: {gateway} connected again");
+            subnet.set_connected(gateway, connected)?;
+            if connected {
+                eprintln!("fault: {gateway} connected again");
+                link_change = None;
+            } else {
+                eprintln!(
+                    "fault: {gateway} cut off the network for {} s",
+                    args.disconnect_for
+                );
+                link_change = Some((elapsed + args.disconnect_for, true));
+            }
         }
         if flood_at.is_some_and(|at| at <= elapsed) {
             flood_at = None;

@@ -12,7 +12,7 @@ use aegis_directory::{TrustedAuthority, Verifier};
 use aegis_testkit::netns::Subnet;
 use aegis_testkit::processes::{Launch, Place, Procs};
 use aegis_testkit::{Hosts, NetworkPlan, Shape, free_port};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use indicatif::ProgressBar;
 
 use crate::args::Args;
@@ -241,12 +241,5 @@ impl Network {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-    }
-
-    /// The authorities as `init` commands take them.
-    pub fn authority_flags(&self) -> anyhow::Result<Vec<String>> {
-        self.plan
-            .authority_flags()
-            .context("the plan's authorities")
     }
 }

@@ -48,7 +48,6 @@ const BRIDGE: &str = "aegis-br0";
 
 /// A subnet of hosts, each in its own namespace.
 pub struct Subnet {
-    prefix: [u8; 3],
     hosts: Vec<(String, Ipv4Addr)>,
 }
 
@@ -64,7 +63,6 @@ impl Subnet {
         ip(&["addr", "add", &format!("{a}.{b}.{c}.1/24"), "dev", BRIDGE])?;
         ip(&["link", "set", BRIDGE, "up"])?;
         let subnet = Subnet {
-            prefix,
             hosts: hosts.to_vec(),
         };
         for (i, (name, address)) in hosts.iter().enumerate() {
@@ -94,11 +92,6 @@ impl Subnet {
     /// Where host `name`'s programs run.
     pub fn place(&self, name: &str) -> Place {
         Place::Namespace(namespace_of(name))
-    }
-
-    /// The subnet's first three octets.
-    pub fn prefix(&self) -> [u8; 3] {
-        self.prefix
     }
 
     /// Cuts host `name` off the network (its link goes down) or connects

@@ -72,14 +72,6 @@ impl Hosts {
         }
     }
 
-    /// The address of the runner's side of a subnet (`.1`), if any.
-    pub fn gateway_address(self) -> Option<Ipv4Addr> {
-        match self {
-            Hosts::Loopback => None,
-            Hosts::Subnet([a, b, c]) => Some(Ipv4Addr::new(a, b, c, 1)),
-        }
-    }
-
     /// The address of client `index` (loopback, or its own in a subnet).
     pub fn client_address(self, index: usize) -> anyhow::Result<IpAddr> {
         self.ip(200, index, SUBNET_CLIENTS, "clients")

@@ -43,6 +43,11 @@ fn declared(scrape: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The text `/metrics` at `url` serves.
+async fn scrape(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn promtool(args: &[&str]) {
     let out = Command::new("promtool")
         .args(args)
@@ -99,14 +104,7 @@ async fn every_metric_the_dashboard_and_the_rules_name_is_exported() {
     let http = reqwest::Client::new();
     let gateway = net.gateways()[0];
     let node_url = format!("http://{}/metrics", net.node(gateway).unwrap().metrics_addr);
-    let node = http
-        .get(node_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let node = scrape(&http, &node_url).await;
     // Refusals are counted by reason, and a family shows once a reason
     // occurred: send the authority one bad upload of each kind first.
     for route in [api::DESCRIPTOR, api::VOTE, api::SIGNATURE] {
@@ -118,15 +116,7 @@ async fn every_metric_the_dashboard_and_the_rules_name_is_exported() {
             .unwrap();
         assert!(refused.status().is_client_error(), "{route}");
     }
-    let authority_url = api::url(&net.authorities[0].url, api::METRICS);
-    let authority = http
-        .get(authority_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let authority = scrape(&http, &api::url(&net.authorities[0].url, api::METRICS)).await;
     net.shutdown().await;
 
     let mut exported = declared(&node);

@@ -107,9 +107,10 @@ async fn post_descriptor(
                 .into_response();
         }
     }
-    if let (Some(reached), Ok(bytes)) = (&shared.reached, &body)
-        && let Ok(descriptor) = SignedDescriptor::decode(bytes)
-        && let Err(why) = reached.check(&descriptor, &shared.admission).await
+    // Decoded once: for the dial-back and for the state machine.
+    let decoded = body.as_ref().ok().map(|b| SignedDescriptor::decode(b));
+    if let (Some(reached), Some(Ok(descriptor))) = (&shared.reached, &decoded)
+        && let Err(why) = reached.check(descriptor, &shared.admission).await
     {
         Metrics::reject(&metrics.descriptors_rejected, "unreachable");
         debug!("descriptor refused: its node cannot be dialled");
@@ -125,7 +126,8 @@ async fn post_descriptor(
         &metrics.descriptors_accepted,
         &metrics.descriptors_rejected,
         |b| {
-            SignedDescriptor::decode(b)
+            decoded
+                .unwrap_or_else(|| SignedDescriptor::decode(b))
                 .map(Input::Descriptor)
                 .map_err(Rejection::from)
         },
