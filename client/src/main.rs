@@ -30,6 +30,7 @@ mod cli {
 use cli::args::{BackupCommand, Cli, Command, ContactCommand};
 use cli::online::{
     chat, chat_through_daemon, fetch_for, follow_daemon, run_daemon, send_online, serve,
+    serve_through_daemon,
 };
 use cli::output::print_reply;
 use cli::terminal::{make_parent, passphrase, profile_dir};
@@ -93,8 +94,13 @@ fn main() -> anyhow::Result<()> {
             authorities,
             gateway,
             insecure_fast_kdf,
+            if_missing,
         } => {
             if profile_path.exists() {
+                if if_missing {
+                    println!("{} exists already; left as it is", profile_path.display());
+                    return Ok(());
+                }
                 bail!("{} exists already", profile_path.display());
             }
             make_parent(&profile_path)?;
@@ -261,6 +267,9 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(chat(profile, config, contact))
         }
         Command::Serve => {
+            if let Some(connection) = runtime.block_on(daemon(&profile_path)) {
+                return runtime.block_on(serve_through_daemon(connection));
+            }
             let profile = open(&profile_path)?;
             runtime.block_on(serve(profile, config))
         }

@@ -14,7 +14,7 @@ use aegis_client::profile::Profile;
 use aegis_client::store::Argon2Params;
 use aegis_client::{ContactId, MessageStatus};
 use aegis_testkit::{LocalNet, LocalNetSpec};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
@@ -194,6 +194,60 @@ async fn the_daemon_keeps_the_profile_online_and_commands_return_at_once() {
     .expect("the answer was not shown");
     assert!(arrived.starts_with('#'), "{arrived}");
     follow.kill().await.unwrap();
+
+    // `serve` speaks its protocol through the daemon, events included, and
+    // ends with its input while the daemon stays online.
+    let mut serve = Command::new(AEGIS)
+        .arg("--profile")
+        .arg(&alice_path)
+        .arg("serve")
+        .env("AEGIS_PASSPHRASE", "wrong")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = serve.stdin.take().unwrap();
+    input
+        .write_all(b"{\"send\":{\"to\":\"bob\",\"text\":\"sent through serve\"}}\n")
+        .await
+        .unwrap();
+    let mut replies = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let mut id = None;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = replies.next_line().await.unwrap() {
+            let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+            match reply["event"].as_str() {
+                Some("queued") => id = reply["id"].as_u64(),
+                Some("status") if reply["status"] == "delivered" && reply["id"].as_u64() == id => {
+                    return;
+                }
+                _ => {}
+            }
+        }
+        panic!("serve ended");
+    })
+    .await
+    .expect("serve reported no delivery");
+    assert!(id.is_some(), "serve answered the send with its id");
+    message(
+        &mut bob_events,
+        b"sent through serve",
+        Duration::from_secs(10),
+    )
+    .await;
+    drop(input);
+    let ended = tokio::time::timeout(Duration::from_secs(10), serve.wait())
+        .await
+        .expect("serve ends with its input")
+        .unwrap();
+    assert!(ended.success());
+    assert!(
+        aegis_client::daemon::Connection::open(&socket)
+            .await
+            .is_some(),
+        "the daemon is still online"
+    );
 
     // Stopped, the daemon gives the profile back: commands open it again.
     aegis_testkit::processes::terminate(&daemon);

@@ -44,6 +44,10 @@ pub(crate) enum Command {
         /// Use fast (insecure) passphrase hashing; for tests only.
         #[arg(long, hide = true)]
         insecure_fast_kdf: bool,
+        /// Do nothing (and succeed) if the profile exists already, as a
+        /// container's first-start step wants.
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Move your mailbox to another gateway (with the daemon stopped). Your
     /// contacts get your new card inside your conversations the next time

@@ -185,6 +185,34 @@ pub(crate) async fn serve(profile: Profile, config: ClientConfig) -> anyhow::Res
     Ok(())
 }
 
+/// `aegis serve` while a daemon runs: the same protocol on standard input
+/// and output, relayed to the daemon with its events, so an app speaks to
+/// `serve` alike whether or not a daemon keeps the profile online. Ends
+/// when standard input does; the daemon stays online.
+pub(crate) async fn serve_through_daemon(mut connection: Connection) -> anyhow::Result<()> {
+    connection.request(&Request::Follow).await?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            line = lines.next_line() => match line? {
+                None => return Ok(()),
+                Some(line) if line.trim().is_empty() => {}
+                Some(line) => match serde_json::from_str::<Request>(&line) {
+                    Ok(request) => connection.send(&request).await?,
+                    Err(e) => emit(&Reply::Error { message: format!("bad request: {e}") }),
+                },
+            },
+            reply = connection.next() => match reply? {
+                None => bail!("the daemon closed the connection"),
+                Some(reply) => emit(&reply),
+            },
+        }
+    }
+}
+
 /// `aegis daemon`: online until SIGTERM or Ctrl-C, serving the socket.
 pub(crate) async fn run_daemon(
     profile: Profile,
