@@ -77,9 +77,23 @@ pub struct Args {
     /// of it vanishes when the launcher exits.
     #[arg(long)]
     pub netns: bool,
-    /// Fault (with --netns): cut the first client's gateway off the network
-    /// this many seconds into the traffic, and connect it again
-    /// `--disconnect-for` seconds later.
+    /// Run every authority, node and client in a container of its own with
+    /// its own address on a private Docker network (10.78.0.0/24), from
+    /// deploy/docker/compose.yml and images built from the programs next
+    /// to this one (deploy/docker/build-images.sh). Needs Docker and
+    /// Compose; 3 authorities, 2 mixes per layer and 2 gateways. The
+    /// containers are removed at exit, their output kept in
+    /// logs/containers.log.
+    #[arg(long)]
+    pub containers: bool,
+    /// With --containers and --dir: build the images, write the plan and
+    /// the compose environment, print the command that starts the
+    /// network, and exit.
+    #[arg(long)]
+    pub plan_only: bool,
+    /// Fault (with --netns or --containers): cut the first client's
+    /// gateway off the network this many seconds into the traffic, and
+    /// connect it again `--disconnect-for` seconds later.
     #[arg(long, value_name = "SECONDS")]
     pub disconnect_gateway_at: Option<f64>,
     /// How long the --disconnect-gateway-at fault lasts, in seconds.
@@ -159,6 +173,24 @@ pub enum Mixing {
 impl Args {
     /// Refuses combinations that cannot work.
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.containers {
+            for (given, flag) in [
+                (self.netns, "--netns"),
+                (self.observe.is_some(), "--observe"),
+                (self.n_minus_one_at.is_some(), "--n-minus-one-at"),
+                (self.rogue_authority_at.is_some(), "--rogue-authority-at"),
+            ] {
+                anyhow::ensure!(!given, "{flag} does not work with --containers");
+            }
+            anyhow::ensure!(
+                (self.authorities, self.mixes_per_layer, self.gateways) == (3, 2, 2),
+                "the compose file runs 3 authorities, 2 mixes per layer and 2 gateways"
+            );
+        }
+        anyhow::ensure!(
+            !self.plan_only || (self.containers && self.dir.is_some()),
+            "--plan-only needs --containers and --dir (where the plan is kept)"
+        );
         if self.netns {
             for (given, flag) in [
                 (self.observe.is_some(), "--observe"),
@@ -170,10 +202,10 @@ impl Args {
                     "{flag} works on loopback only (its taps and rules use loopback ports); leave out --netns"
                 );
             }
-        } else {
+        } else if !self.containers {
             anyhow::ensure!(
                 self.disconnect_gateway_at.is_none(),
-                "--disconnect-gateway-at needs --netns (hosts with links of their own)"
+                "--disconnect-gateway-at needs --netns or --containers (hosts with links of their own)"
             );
         }
         Ok(())

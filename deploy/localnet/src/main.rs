@@ -3,8 +3,10 @@
 //! Plans the network (`aegis_testkit::NetworkPlan`: the configuration files
 //! and keys an operator would have), starts directory authorities
 //! (`aegis-dir`), mix nodes and gateways (`aegis-node`) from them and two
-//! clients (`aegis serve`) as separate processes — on loopback, or with
-//! `--netns` each host in a network namespace of its own — and lets the
+//! clients (`aegis serve`) as separate processes — on loopback, with
+//! `--netns` each host in a network namespace of its own, or with
+//! `--containers` each host in a container (`deploy/docker/compose.yml`,
+//! the clients kept online by `aegis daemon`) — and lets the
 //! clients exchange real messages with cover traffic on while a live summary
 //! shows what happens. Ctrl-C stops everything.
 
@@ -104,12 +106,40 @@ async fn run(
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let aegis = bins.join("aegis");
-    let origin = Instant::now();
-    let started = Instant::now();
-
     spinner.set_message("planning the network");
-    let mut net = Network::plan(args, dir, origin).await?;
+    let mut net = Network::plan(args, dir, Instant::now()).await?;
+    if args.containers {
+        spinner.set_message("building the container images");
+        net.make_containers(args, bins, dir).await?;
+        if args.plan_only {
+            spinner.finish_and_clear();
+            let compose = net.compose.as_ref().context("no compose environment")?;
+            println!(
+                "images built and the network planned in {}; start it with\n  {}",
+                dir.display(),
+                compose.command_line(&["up", "--detach"]).join(" ")
+            );
+            return Ok(true);
+        }
+    }
+    let result = run_network(args, bins, dir, logs, procs, &mut net, &spinner).await;
+    net.tear_down(procs, logs).await;
+    result
+}
+
+/// Starts the planned network, its clients and the faults asked for, and
+/// runs the traffic to its end.
+async fn run_network(
+    args: &Args,
+    bins: &Path,
+    dir: &Path,
+    logs: &Path,
+    procs: &mut Procs,
+    net: &mut Network,
+    spinner: &ProgressBar,
+) -> anyhow::Result<bool> {
+    let aegis = bins.join("aegis");
+    let origin = net.origin;
     net.make_hosts()?;
     let mixes = net
         .plan
@@ -118,7 +148,7 @@ async fn run(
         .filter(|n| n.role == aegis_directory::Role::Mix)
         .count();
     spinner.set_message("starting authorities and nodes");
-    net.start_servers(procs, bins, logs)?;
+    net.start_servers(procs, bins, logs).await?;
     let metrics_urls = net.metrics_urls();
     let authority_metrics = net.authority_metrics();
     let authorities = net.authorities.clone();
@@ -128,17 +158,19 @@ async fn run(
         .timeout(Duration::from_secs(3))
         .build()?;
     let formed_within = Duration::from_secs(60 + 4 * net.plan.epoch_length_ms / 1_000);
-    net.wait_formed(&http, &spinner, formed_within).await?;
+    net.wait_formed(&http, spinner, formed_within).await?;
+    spinner.set_message("starting the clients' containers");
+    net.start_clients(dir, formed_within).await?;
 
     // Clients.
     spinner.set_message("creating the clients' profiles");
-    let env = [("AEGIS_PASSPHRASE", "localnet passphrase")];
+    let env = [("AEGIS_PASSPHRASE", network::PASSPHRASE)];
     let mut cards = HashMap::new();
     let mut client_gateways = HashMap::new();
     for name in CLIENTS {
-        let profile = dir.join(name).display().to_string();
-        let place = net.place(name);
-        if !dir.join(name).exists() {
+        let profile = net.profile(dir, name).display().to_string();
+        let place = net.place(name).await?;
+        if !net.profile(dir, name).exists() {
             let mut a = vec!["--profile".to_owned(), profile.clone(), "init".into()];
             a.extend(authority_flags.iter().cloned());
             run_to_end(&place, &aegis, &a, &env).await?;
@@ -167,9 +199,10 @@ async fn run(
         cards.insert(name, card.to_owned());
     }
     for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
-        let profile = dir.join(me).display().to_string();
+        let profile = net.profile(dir, me).display().to_string();
+        let place = net.place(me).await?;
         let known = run_to_end(
-            &net.place(me),
+            &place,
             &aegis,
             &[
                 "--profile".into(),
@@ -184,7 +217,7 @@ async fn run(
             continue;
         }
         run_to_end(
-            &net.place(me),
+            &place,
             &aegis,
             &[
                 "--profile".into(),
@@ -206,7 +239,7 @@ async fn run(
         let log = std::fs::File::create(logs.join(format!("{me}.log")))?;
         let mut client_args = vec![
             "--profile".to_owned(),
-            dir.join(me).display().to_string(),
+            net.profile(dir, me).display().to_string(),
             "--pull-interval".into(),
             args.pull_interval.to_string(),
         ];
@@ -225,8 +258,9 @@ async fn run(
         client_args.push("serve".into());
         let mut child = net
             .place(me)
+            .await?
             .command(&aegis, &client_args)
-            .env("AEGIS_PASSPHRASE", "localnet passphrase")
+            .env("AEGIS_PASSPHRASE", network::PASSPHRASE)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -254,7 +288,12 @@ async fn run(
             stdin,
         });
     }
-    let where_ = if args.netns {
+    let where_ = if args.containers {
+        format!(
+            "each host in its own container on {}.0/24",
+            network::CONTAINER_SUBNET.map(|o| o.to_string()).join(".")
+        )
+    } else if args.netns {
         format!(
             "each host in its own namespace on {}.0/24",
             network::SUBNET.map(|o| o.to_string()).join(".")
@@ -264,7 +303,7 @@ async fn run(
     };
     spinner.finish_with_message(format!(
         "network up in {:.0?} {where_}: {} authorities, {mixes} mixes in 3 layers, {} gateways, 2 clients; logs in {}",
-        started.elapsed(),
+        origin.elapsed(),
         net.authorities.len(),
         net.plan.nodes.len() - mixes,
         logs.display()
@@ -281,6 +320,23 @@ async fn run(
     let mut next_message = Instant::now() + Duration::from_secs_f64(args.quiet_for.max(0.0));
     let quiet_end = next_message.duration_since(origin).as_secs_f64();
     let mut next_summary = Instant::now() + Duration::from_secs(2);
+    // The nodes' drops, scraped beside the loop: a node cut off the network
+    // makes each scrape wait for its timeout, which must not hold up the
+    // messages and the clients' events.
+    let (drops_tx, drops) = tokio::sync::watch::channel(std::collections::BTreeMap::new());
+    let scraper = {
+        let http = http.clone();
+        let urls = metrics_urls.clone();
+        tokio::spawn(async move {
+            loop {
+                if drops_tx.send(node_drops(&http, &urls).await).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    let _stop_scraper = AbortOnDrop(scraper);
     let mut turn = 0usize;
     let mut counter = 0u64;
     let mut faults: Vec<(f64, &str, Fault)> = [
@@ -309,7 +365,7 @@ async fn run(
         let elapsed = run_started.elapsed().as_secs_f64();
         while let Some(i) = faults.iter().position(|(at, ..)| *at <= elapsed) {
             let (_, name, fault) = faults.remove(i);
-            procs.inject(name, fault, logs).await?;
+            net.inject(procs, name, fault, logs).await?;
         }
         // The gateway's link goes down at the fault's time and back up
         // `--disconnect-for` seconds later.
@@ -317,11 +373,7 @@ async fn run(
             && at <= elapsed
         {
             let gateway = &client_gateways["alice"];
-            let subnet = net
-                .subnet
-                .as_ref()
-                .context("--disconnect-gateway-at needs --netns")?;
-            subnet.set_connected(gateway, connected)?;
+            net.set_connected(gateway, connected).await?;
             if connected {
                 eprintln!("fault: {gateway} connected again");
                 link_change = None;
@@ -356,7 +408,7 @@ async fn run(
             let name = nodes::name_of(&net.plan, &probe.target)?;
             let health = node_url(&net.plan, &name, aegis_directory::api::HEALTH)?;
             probe.send_good().await?;
-            procs.inject(&name, Fault::KillRestart, logs).await?;
+            net.inject(procs, &name, Fault::KillRestart, logs).await?;
             wait_healthy(&http, &health, Duration::from_secs(30))
                 .await
                 .with_context(|| format!("{name} did not come back after the kill"))?;
@@ -432,7 +484,7 @@ async fn run(
             for c in &mut clients {
                 c.stdin.write_all(b"\"stats\"\n").await?;
             }
-            let drops = node_drops(&http, &metrics_urls).await;
+            let drops = drops.borrow().clone();
             print_summary(&tally.report(&drops, run_started.elapsed()));
         }
         let reached = args
@@ -464,9 +516,18 @@ async fn run(
             if tally.duplicates > 0 {
                 bail!("{} messages were delivered twice", tally.duplicates);
             }
-            procs.check_alive()?;
+            net.check_alive(procs).await?;
             return Ok(true);
         }
+    }
+}
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

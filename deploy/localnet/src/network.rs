@@ -1,7 +1,8 @@
 //! Bringing the network up: its plan (made, or found in `--dir` from an
 //! earlier run), the authorities and nodes started from the plan's
-//! configuration files, on loopback or each in a network namespace of its
-//! own, and the wait until a consensus lists everyone.
+//! configuration files — on loopback, each in a network namespace of its
+//! own, or each in a container — and the wait until a consensus lists
+//! everyone.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -9,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use aegis_directory::api::{self, unix_now_ms as unix_ms};
 use aegis_directory::{TrustedAuthority, Verifier};
+use aegis_testkit::containers::{self, Compose, Settings};
 use aegis_testkit::netns::Subnet;
-use aegis_testkit::processes::{Launch, Place, Procs};
+use aegis_testkit::processes::{Fault, Launch, Place, Procs};
 use aegis_testkit::{Hosts, NetworkPlan, Shape, free_port};
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use indicatif::ProgressBar;
 
 use crate::args::Args;
@@ -21,8 +23,20 @@ use crate::observer;
 /// The subnet hosts get in `--netns` mode.
 pub const SUBNET: [u8; 3] = [10, 77, 0];
 
+/// The subnet of the Docker network in `--containers` mode.
+pub const CONTAINER_SUBNET: [u8; 3] = [10, 78, 0];
+
+/// The compose project (and network) of `--containers` mode.
+pub const PROJECT: &str = "aegislink-localnet";
+
+/// The tag of the images `--containers` mode builds and runs.
+pub const IMAGE_TAG: &str = "local";
+
+/// The clients' profile passphrase.
+pub const PASSPHRASE: &str = "localnet passphrase";
+
 /// The clients, in the order they are planned.
-pub const CLIENTS: [&str; 2] = ["alice", "bob"];
+pub const CLIENTS: [&str; 2] = containers::CLIENTS;
 
 /// A network brought up from its plan.
 pub struct Network {
@@ -30,10 +44,14 @@ pub struct Network {
     pub plan: NetworkPlan,
     /// Each host's namespace, in `--netns` mode.
     pub subnet: Option<Subnet>,
+    /// The containers, in `--containers` mode.
+    pub compose: Option<Compose>,
     /// Each authority's name, pinned key and configuration file.
     pub authorities: Vec<(String, TrustedAuthority, PathBuf)>,
     /// The observer's taps in front of the nodes, with `--observe`.
     pub taps: Vec<observer::Tap>,
+    /// When the network was planned: the observer's time origin.
+    pub origin: Instant,
 }
 
 impl Network {
@@ -42,7 +60,9 @@ impl Network {
     /// replace the old ones only for a new plan), and writes every
     /// configuration file.
     pub async fn plan(args: &Args, dir: &Path, origin: Instant) -> anyhow::Result<Network> {
-        let hosts = if args.netns {
+        let hosts = if args.containers {
+            Hosts::Subnet(CONTAINER_SUBNET)
+        } else if args.netns {
             Hosts::Subnet(SUBNET)
         } else {
             Hosts::Loopback
@@ -57,13 +77,10 @@ impl Network {
                 );
                 if plan.hosts != hosts {
                     bail!(
-                        "{} holds a network planned {}; use another --dir",
+                        "{} holds a network planned for other hosts ({:?}, not {hosts:?}: \
+                         --netns and --containers as then); use another --dir",
                         dir.display(),
-                        if args.netns {
-                            "without --netns"
-                        } else {
-                            "with --netns"
-                        }
+                        plan.hosts
                     );
                 }
                 plan
@@ -114,9 +131,34 @@ impl Network {
         Ok(Network {
             plan,
             subnet: None,
+            compose: None,
             authorities,
             taps,
+            origin,
         })
+    }
+
+    /// In `--containers` mode, builds the images from the programs in
+    /// `bins` and writes the compose file's environment beside the plan
+    /// (see [`Compose::write`]); containers left by an earlier run are
+    /// removed.
+    pub async fn make_containers(
+        &mut self,
+        args: &Args,
+        bins: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        containers::build_images(bins, IMAGE_TAG).await?;
+        let settings = Settings {
+            project: PROJECT,
+            tag: IMAGE_TAG,
+            passphrase: PASSPHRASE,
+            pull_interval: args.pull_interval,
+        };
+        let compose = Compose::write(&self.plan, dir, &settings)?;
+        compose.down().await?;
+        self.compose = Some(compose);
+        Ok(())
     }
 
     /// In `--netns` mode, gives every authority, node and client a network
@@ -125,6 +167,9 @@ impl Network {
         let Hosts::Subnet(prefix) = self.plan.hosts else {
             return Ok(());
         };
+        if self.compose.is_some() {
+            return Ok(());
+        }
         let v4 = |ip: IpAddr| match ip {
             IpAddr::V4(v4) => Ok(v4),
             IpAddr::V6(_) => bail!("a subnet host has an IPv6 address"),
@@ -144,18 +189,39 @@ impl Network {
     }
 
     /// Where host `name`'s programs run.
-    pub fn place(&self, name: &str) -> Place {
-        match &self.subnet {
+    pub async fn place(&self, name: &str) -> anyhow::Result<Place> {
+        if let Some(compose) = &self.compose {
+            return compose.place(name).await;
+        }
+        Ok(match &self.subnet {
             Some(subnet) => subnet.place(name),
             None => Place::Here,
+        })
+    }
+
+    /// Client `name`'s profile: its own folder under `dir`, or in
+    /// `--containers` mode the `profile` folder in it (the compose file's
+    /// `AEGIS_PROFILE`, at the same path inside the container).
+    pub fn profile(&self, dir: &Path, name: &str) -> PathBuf {
+        match &self.compose {
+            Some(compose) => compose.client_dir(name).join("profile"),
+            None => dir.join(name),
         }
     }
 
     /// Starts every authority, then every node, from its configuration file.
-    pub fn start_servers(&self, procs: &mut Procs, bins: &Path, logs: &Path) -> anyhow::Result<()> {
+    pub async fn start_servers(
+        &self,
+        procs: &mut Procs,
+        bins: &Path,
+        logs: &Path,
+    ) -> anyhow::Result<()> {
+        if let Some(compose) = &self.compose {
+            return compose.up(&compose.servers()).await;
+        }
         for (name, _, path) in &self.authorities {
             let launch = Launch {
-                place: self.place(name),
+                place: self.place(name).await?,
                 bin: bins.join("aegis-dir"),
                 args: vec!["run".into(), "--config".into(), path.display().to_string()],
             };
@@ -163,7 +229,7 @@ impl Network {
         }
         for (i, node) in self.plan.nodes.iter().enumerate() {
             let launch = Launch {
-                place: self.place(&node.name),
+                place: self.place(&node.name).await?,
                 bin: bins.join("aegis-node"),
                 args: vec![
                     "run".into(),
@@ -174,6 +240,80 @@ impl Network {
             procs.spawn_logged(&node.name, launch, logs)?;
         }
         Ok(())
+    }
+
+    /// In `--containers` mode, starts the clients' containers (each makes
+    /// its profile once, then runs `aegis daemon`) and waits until both
+    /// daemons answer on their sockets; elsewhere nothing (the launcher
+    /// makes the profiles and runs the clients itself).
+    pub async fn start_clients(&self, dir: &Path, timeout: Duration) -> anyhow::Result<()> {
+        let Some(compose) = &self.compose else {
+            return Ok(());
+        };
+        compose.up(&CLIENTS).await?;
+        let deadline = Instant::now() + timeout;
+        for name in CLIENTS {
+            // The daemon's socket is `profile.sock` beside the profile.
+            let mut socket = self.profile(dir, name).into_os_string();
+            socket.push(".sock");
+            while tokio::net::UnixStream::connect(&socket).await.is_err() {
+                if Instant::now() > deadline {
+                    compose.check_running().await?;
+                    bail!("{name}'s daemon did not open its socket in time");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Does `fault` to the authority or node `name`: to its process, or in
+    /// `--containers` mode to its container.
+    pub async fn inject(
+        &mut self,
+        procs: &mut Procs,
+        name: &str,
+        fault: Fault,
+        logs: &Path,
+    ) -> anyhow::Result<()> {
+        match &mut self.compose {
+            Some(compose) => compose.inject(name, fault).await,
+            None => procs.inject(name, fault, logs).await,
+        }
+    }
+
+    /// Cuts host `name` off the network or connects it again.
+    pub async fn set_connected(&self, name: &str, connected: bool) -> anyhow::Result<()> {
+        if let Some(compose) = &self.compose {
+            return compose.set_connected(name, connected).await;
+        }
+        self.subnet
+            .as_ref()
+            .context("cutting a host off needs --netns or --containers")?
+            .set_connected(name, connected)
+    }
+
+    /// Fails if an authority, node or client that should run does not.
+    pub async fn check_alive(&self, procs: &mut Procs) -> anyhow::Result<()> {
+        procs.check_alive()?;
+        if let Some(compose) = &self.compose {
+            compose.check_running().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every process; in `--containers` mode saves the containers'
+    /// output to `logs/containers.log` and removes them and their network.
+    pub async fn tear_down(&self, procs: &mut Procs, logs: &Path) {
+        procs.stop_all().await;
+        if let Some(compose) = &self.compose {
+            if let Err(error) = compose.save_logs(&logs.join("containers.log")).await {
+                eprintln!("could not save the containers' logs: {error:#}");
+            }
+            if let Err(error) = compose.down().await {
+                eprintln!("could not remove the containers: {error:#}");
+            }
+        }
     }
 
     /// The nodes' `/metrics` addresses.

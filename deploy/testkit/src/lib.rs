@@ -7,9 +7,11 @@
 //! [`inprocess`] starts a plan inside the calling process on loopback; the
 //! `aegis-localnet` launcher starts one as separate processes, or with every
 //! host in a network namespace of its own ([`processes`] holds what both
-//! need). Nothing in the product crates depends on this one.
+//! need), or in containers ([`containers`]). Nothing in the product crates
+//! depends on this one.
 #![forbid(unsafe_code)]
 
+pub mod containers;
 pub mod inprocess;
 pub mod ks;
 pub mod netns;

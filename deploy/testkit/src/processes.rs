@@ -1,8 +1,8 @@
 //! A network's programs as child processes: started with their output in
 //! a log file, stopped with SIGTERM (then killed), faulted, restarted with
 //! the same command. A process may run in a network namespace of its own
-//! ([`Place::Namespace`]), which is how the launcher gives each host its
-//! own address.
+//! ([`Place::Namespace`]) or in a container ([`Place::Container`]), which
+//! is how the launcher gives each host its own address.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +23,10 @@ pub enum Place {
     Here,
     /// In the named network namespace (`ip netns exec NAME`).
     Namespace(String),
+    /// In the running container with this id or name (`docker exec`),
+    /// whose image holds the program under `/usr/local/bin`; the
+    /// container's own environment applies.
+    Container(String),
 }
 
 impl Place {
@@ -37,6 +41,18 @@ impl Place {
             Place::Namespace(name) => {
                 let mut command = Command::new("ip");
                 command.args(["netns", "exec", name]).arg(bin).args(args);
+                command
+            }
+            Place::Container(id) => {
+                let program = bin.file_name().map_or_else(
+                    || bin.to_path_buf(),
+                    |name| Path::new("/usr/local/bin").join(name),
+                );
+                let mut command = Command::new("docker");
+                command
+                    .args(["exec", "--interactive", id])
+                    .arg(program)
+                    .args(args);
                 command
             }
         }
@@ -282,6 +298,25 @@ mod tests {
         assert_eq!(
             args,
             ["netns", "exec", "aegis-m0", "/bin/aegis-node", "run"]
+        );
+    }
+
+    #[test]
+    fn a_command_in_a_container_runs_the_image_s_program_through_docker_exec() {
+        let place = Place::Container("c0ffee".into());
+        let command = place.command(Path::new("/build/debug/aegis"), &["serve".into()]);
+        let std = command.as_std();
+        assert_eq!(std.get_program(), "docker");
+        let args: Vec<_> = std.get_args().collect();
+        assert_eq!(
+            args,
+            [
+                "exec",
+                "--interactive",
+                "c0ffee",
+                "/usr/local/bin/aegis",
+                "serve"
+            ]
         );
     }
 }
