@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::admission::Admission;
-use crate::consensus::{MixingStrategy, NetworkParameters, ParameterError};
+use crate::consensus::{ClientShaping, MixingStrategy, NetworkParameters, ParameterError};
 use crate::schedule::Schedule;
 use crate::trust::TrustedAuthority;
 
@@ -108,6 +108,9 @@ pub struct ParametersConfig {
     /// Packet geometry hash in hex; the standard geometry if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geometry_hash: Option<String>,
+    /// How clients schedule their packets (Poisson if absent).
+    #[serde(default)]
+    pub shaping: ClientShaping,
 }
 
 /// The whole configuration file. A key it does not know is an error, not
@@ -168,6 +171,7 @@ impl ParametersConfig {
             lambda_d: p.lambda_d,
             lambda_m: p.lambda_m,
             geometry_hash: None,
+            shaping: p.shaping,
         }
     }
 }
@@ -238,6 +242,7 @@ impl Config {
             lambda_m: p.lambda_m,
             geometry_hash,
             epoch_length_ms: self.epoch_length_ms,
+            shaping: p.shaping,
         })
     }
 
@@ -273,6 +278,8 @@ const CONFIG_HEADER: &str = "\
 #   lambda_p/l/d   client real-or-loop, loop and drop cover rates (packets/s)
 #   lambda_m       node loop cover rate (packets/s)
 #   geometry_hash  optional hex; defaults to the standard packet geometry
+#   shaping        \"poisson\" (Loopix's three random streams, the default)
+#                  or \"constant_rate\" (one packet every 1/(λP+λL+λD) s)
 #
 # [admission]      which nodes this authority lists:
 #   mode = \"allowlist\", nodes = [\"<node identity, 64 hex digits>\", ...]

@@ -39,6 +39,19 @@ pub enum MixingStrategy {
     },
 }
 
+/// When clients send, as the consensus tells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientShaping {
+    /// Loopix's three independent Poisson streams at λP, λL and λD.
+    #[default]
+    Poisson,
+    /// One real-or-loop packet at fixed intervals of 1 / (λP + λL + λD):
+    /// the same bandwidth as the Poisson streams, with no randomness in
+    /// the timing for an observer to read.
+    ConstantRate,
+}
+
 /// Network-wide parameters that every node and client follows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NetworkParameters {
@@ -56,6 +69,8 @@ pub struct NetworkParameters {
     pub geometry_hash: [u8; 32],
     /// Epoch length in milliseconds.
     pub epoch_length_ms: u64,
+    /// How clients schedule their packets.
+    pub shaping: ClientShaping,
 }
 
 /// Why network parameters are refused.
@@ -86,7 +101,14 @@ impl NetworkParameters {
             lambda_m: 2.0,
             geometry_hash: aegis_mix_packet::Geometry::STANDARD.hash(),
             epoch_length_ms,
+            shaping: ClientShaping::Poisson,
         }
+    }
+
+    /// A client's packets per second on its link to the gateway, pulls
+    /// aside: λP + λL + λD in either shaping.
+    pub fn client_rate(&self) -> f64 {
+        self.lambda_p + self.lambda_l + self.lambda_d
     }
 
     /// Checks every parameter is finite and in a sane range.

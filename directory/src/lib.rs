@@ -35,8 +35,8 @@ pub use descriptor::{
 
 mod consensus;
 pub use consensus::{
-    ConsensusBody, DocumentError, DocumentSignature, MixingStrategy, NetworkParameters,
-    ParameterError, SignedConsensus,
+    ClientShaping, ConsensusBody, DocumentError, DocumentSignature, MixingStrategy,
+    NetworkParameters, ParameterError, SignedConsensus,
 };
 
 mod vote;

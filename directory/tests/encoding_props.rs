@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use aegis_directory::{
-    ConsensusBody, DescriptorBody, DocumentSignature, EpochSphinxKey, MixingStrategy,
-    NetworkParameters, Role, SignedConsensus, SignedDescriptor, SignedVote, Verifier,
+    ClientShaping, ConsensusBody, DescriptorBody, DocumentSignature, EpochSphinxKey,
+    MixingStrategy, NetworkParameters, Role, SignedConsensus, SignedDescriptor, SignedVote,
+    Verifier,
 };
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
@@ -64,6 +65,11 @@ fn parameters_strategy() -> impl Strategy<Value = NetworkParameters> {
                 lambda_m: a,
                 geometry_hash: [3; 32],
                 epoch_length_ms: epoch,
+                shaping: if kind == 0 {
+                    ClientShaping::ConstantRate
+                } else {
+                    ClientShaping::Poisson
+                },
             }
         })
 }

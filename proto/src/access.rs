@@ -58,7 +58,7 @@ impl TokenBucket {
 /// The rate in packets per second a client may send at under `parameters`:
 /// the sum of the client streams' rates times `slack`.
 pub fn client_send_rate(parameters: &NetworkParameters, slack: f64) -> f64 {
-    (parameters.lambda_p + parameters.lambda_l + parameters.lambda_d) * slack
+    parameters.client_rate() * slack
 }
 
 /// What to do with a message from an attached client.

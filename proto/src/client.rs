@@ -33,6 +33,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aegis_directory::ClientShaping;
 use aegis_mix_packet::access::PULL_BATCH;
 use aegis_mix_packet::constants::ID_LEN;
 use aegis_mix_packet::{
@@ -129,11 +130,19 @@ pub struct Endpoint<C> {
     inbox_changed: bool,
 }
 
+/// The schedule the consensus asks for: Loopix's three Poisson streams, or
+/// one real-or-loop packet at fixed intervals at the same total rate.
 fn shaping_of(topology: &Topology) -> ShapingConfig {
-    ShapingConfig::Poisson {
-        payload_rate: topology.parameters.lambda_p,
-        loop_rate: topology.parameters.lambda_l,
-        drop_rate: topology.parameters.lambda_d,
+    let p = &topology.parameters;
+    match p.shaping {
+        ClientShaping::Poisson => ShapingConfig::Poisson {
+            payload_rate: p.lambda_p,
+            loop_rate: p.lambda_l,
+            drop_rate: p.lambda_d,
+        },
+        ClientShaping::ConstantRate => ShapingConfig::ConstantRate {
+            interval: Duration::from_secs_f64(1.0 / p.client_rate()),
+        },
     }
 }
 
@@ -394,14 +403,20 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
     }
 
     /// Time between pulls: the configured interval, shortened when the
-    /// consensus rates need it. A client's mailbox fills at about λP + λL
-    /// packets a second (its own loops and what its contacts send in their
-    /// payload slots), and each pull takes [`PULL_BATCH`] of them, so pulls
-    /// come at least twice as often as that inflow needs. The interval
-    /// depends only on the published rates, the same for every client.
+    /// consensus rates need it. Under Poisson shaping a client's mailbox
+    /// fills at about λP + λL packets a second (its own loops and what its
+    /// contacts send in their payload slots); at a constant rate every slot
+    /// is real or a loop, so at λP + λL + λD. Each pull takes
+    /// [`PULL_BATCH`] of them, so pulls come at least twice as often as
+    /// that inflow needs. The interval depends only on the published
+    /// parameters, the same for every client.
     pub fn pull_interval(&self) -> Duration {
         let p = &self.topology.parameters;
-        let inflow = (p.lambda_p + p.lambda_l).max(0.0);
+        let inflow = match p.shaping {
+            ClientShaping::Poisson => p.lambda_p + p.lambda_l,
+            ClientShaping::ConstantRate => p.client_rate(),
+        }
+        .max(0.0);
         if inflow <= 0.0 || !inflow.is_finite() {
             return self.config.pull_interval;
         }

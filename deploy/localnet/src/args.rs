@@ -50,6 +50,10 @@ pub struct Args {
     /// Client drop cover rate λD, packets/s.
     #[arg(long, default_value_t = 2.0)]
     pub lambda_d: f64,
+    /// How clients schedule their packets, as the consensus publishes it:
+    /// Loopix's Poisson streams, or one packet every 1/(λP+λL+λD) seconds.
+    #[arg(long, value_enum, default_value_t = Shaping::Poisson)]
+    pub shaping: Shaping,
     /// Node loop cover rate λM, packets/s.
     #[arg(long, default_value_t = 1.0)]
     pub lambda_m: f64,
@@ -159,6 +163,15 @@ pub struct Args {
     pub report: Option<PathBuf>,
 }
 
+/// Client shaping (see `ClientShaping` in the directory crate).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Shaping {
+    /// Three independent Poisson streams at λP, λL and λD.
+    Poisson,
+    /// One real-or-loop packet at fixed intervals, at λP + λL + λD.
+    ConstantRate,
+}
+
 /// Mixing strategies (see `MixingStrategy` in the directory crate).
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Mixing {
@@ -209,6 +222,14 @@ impl Args {
             );
         }
         Ok(())
+    }
+
+    /// The client shaping the consensus publishes.
+    pub fn client_shaping(&self) -> aegis_directory::ClientShaping {
+        match self.shaping {
+            Shaping::Poisson => aegis_directory::ClientShaping::Poisson,
+            Shaping::ConstantRate => aegis_directory::ClientShaping::ConstantRate,
+        }
     }
 
     /// The mixing strategy the consensus publishes.

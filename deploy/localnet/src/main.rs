@@ -601,8 +601,14 @@ fn write_observation(
     }
     for c in &clients {
         println!(
-            "  {:<10} emits {:.1}/s with cover only, {:.1}/s with messages; gap distributions differ by {:.3} (0.1 % level: {:.3})",
-            c.label, c.quiet.rate, c.busy.rate, c.ks_distance, c.ks_critical
+            "  {:<10} emits {:.1}/s with cover only, {:.1}/s with messages (gap CV {:.2} and {:.2}); gap distributions differ by {:.3} (0.1 % level: {:.3})",
+            c.label,
+            c.quiet.rate,
+            c.busy.rate,
+            c.quiet.gap_cv,
+            c.busy.gap_cv,
+            c.ks_distance,
+            c.ks_critical
         );
     }
     let report = serde_json::json!({ "links": links, "clients": clients });

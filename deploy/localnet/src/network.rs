@@ -97,6 +97,7 @@ impl Network {
                 plan.parameters.lambda_p = args.lambda_p;
                 plan.parameters.lambda_l = args.lambda_l;
                 plan.parameters.lambda_d = args.lambda_d;
+                plan.parameters.shaping = args.client_shaping();
                 plan.parameters.lambda_m = args.lambda_m;
                 // As in production: only the network's own nodes are listed.
                 plan.allowlist = true;

@@ -342,6 +342,10 @@ pub struct Window {
     pub units: usize,
     /// Units per second.
     pub rate: f64,
+    /// Coefficient of variation (standard deviation / mean) of the gaps
+    /// between units: about 1 for Poisson emissions, near 0 for fixed
+    /// intervals.
+    pub gap_cv: f64,
 }
 
 /// How a client's emissions compare before and after it has messages.
@@ -388,7 +392,22 @@ fn window(times: &[f64], from: f64, to: f64) -> Window {
         } else {
             0.0
         },
+        gap_cv: coefficient_of_variation(&gaps(times)),
     }
+}
+
+/// Standard deviation over mean of `values` (0 for fewer than two).
+fn coefficient_of_variation(values: &[f64]) -> f64 {
+    if values.len() < 2 {
+        return 0.0;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    variance.sqrt() / mean
 }
 
 fn gaps(times: &[f64]) -> Vec<f64> {
@@ -427,6 +446,35 @@ pub fn emission_report(tap: &Tap, quiet_to: f64, busy_to: f64) -> EmissionReport
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Against closed forms: exponential gaps have a coefficient of
+    /// variation of exactly 1, fixed gaps 0, and uniform gaps on [0, 2m]
+    /// 1/√3.
+    #[test]
+    fn the_gap_cv_is_one_for_poisson_emissions_and_zero_for_fixed_ones() {
+        use rand::{RngExt as _, SeedableRng as _};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut t = 0.0;
+        let poisson: Vec<f64> = (0..20_000)
+            .map(|_| {
+                t += -(1.0 - rng.random::<f64>()).ln() / 14.0;
+                t
+            })
+            .collect();
+        let cv = window(&poisson, 0.0, t).gap_cv;
+        assert!((cv - 1.0).abs() < 0.03, "{cv}");
+        let fixed: Vec<f64> = (0..1_000).map(|i| f64::from(i) / 14.0).collect();
+        assert!(window(&fixed, 0.0, 100.0).gap_cv < 1e-9);
+        let mut t = 0.0;
+        let uniform: Vec<f64> = (0..20_000)
+            .map(|_| {
+                t += rng.random::<f64>() * 2.0;
+                t
+            })
+            .collect();
+        let cv = window(&uniform, 0.0, t).gap_cv;
+        assert!((cv - 1.0 / 3f64.sqrt()).abs() < 0.02, "{cv}");
+    }
 
     #[test]
     fn shapes_follow_the_framing() {

@@ -285,5 +285,47 @@ fn a_wire_observer_sees_one_size_and_an_unchanged_schedule() {
             client["ks_distance"].as_f64().unwrap() < client["ks_critical"].as_f64().unwrap(),
             "{client}: the gaps between emissions changed with messages"
         );
+        // Poisson streams: gaps as irregular as exponential ones (CV 1;
+        // the pulls' fixed grid lowers it a little).
+        for window in ["quiet", "busy"] {
+            let cv = client[window]["gap_cv"].as_f64().unwrap();
+            assert!(cv > 0.75, "{client}: gap CV {cv} in the {window} window");
+        }
+    }
+}
+
+#[test]
+fn under_constant_rate_shaping_a_wire_observer_sees_fixed_intervals_with_or_without_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("observer.json");
+    launch(
+        &[
+            "--shaping",
+            "constant-rate",
+            "--observe",
+            report.to_str().unwrap(),
+            "--quiet-for",
+            "20",
+        ],
+        "0.5",
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // One packet every 1/14 s (λP + λL + λD = 14) and 3.5 pulls a second:
+    // at a constant rate every idle slot is a loop, so the mailbox fills at
+    // 14 packets a second and a pull of eight comes twice as often as that
+    // needs. Gaps on a fixed grid with the pulls between them have a CV of
+    // about 0.32 (Poisson streams: about 1).
+    for client in report["clients"].as_array().unwrap() {
+        for window in ["quiet", "busy"] {
+            let rate = client[window]["rate"].as_f64().unwrap();
+            assert!((rate - 17.5).abs() <= 0.25 * 17.5, "{client}: {rate}/s");
+            let cv = client[window]["gap_cv"].as_f64().unwrap();
+            assert!(cv < 0.55, "{client}: gap CV {cv} in the {window} window");
+        }
+        assert!(
+            client["ks_distance"].as_f64().unwrap() < client["ks_critical"].as_f64().unwrap(),
+            "{client}: the gaps between emissions changed with messages"
+        );
     }
 }

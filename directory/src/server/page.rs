@@ -141,6 +141,7 @@ pub fn render(context: &PageContext<'_>, document: Option<&SignedConsensus>) -> 
          <tr><td>λL (loop cover, per client)</td><td>{} /s</td></tr>\n\
          <tr><td>λD (drop cover, per client)</td><td>{} /s</td></tr>\n\
          <tr><td>λM (loop cover, per node)</td><td>{} /s</td></tr>\n\
+         <tr><td>client sending</td><td id=\"shaping\">{}</td></tr>\n\
          <tr><td>epoch length</td><td>{} s</td></tr>\n\
          <tr><td>packet geometry</td><td class=\"id\">{}…</td></tr>\n</table>\n",
         body.epoch,
@@ -151,6 +152,10 @@ pub fn render(context: &PageContext<'_>, document: Option<&SignedConsensus>) -> 
         p.lambda_l,
         p.lambda_d,
         p.lambda_m,
+        match p.shaping {
+            crate::ClientShaping::Poisson => "Poisson streams",
+            crate::ClientShaping::ConstantRate => "constant rate",
+        },
         p.epoch_length_ms as f64 / 1_000.0,
         &hex::encode(p.geometry_hash)[..16],
     );
