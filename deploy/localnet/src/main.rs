@@ -577,6 +577,8 @@ fn write_observation(
         return Ok(());
     };
     let end = origin.elapsed().as_secs_f64();
+    // A constant-rate client's slot period.
+    let period = 1.0 / (args.lambda_p + args.lambda_l + args.lambda_d);
     let links: Vec<_> = taps
         .iter()
         .chain(client_taps)
@@ -584,7 +586,7 @@ fn write_observation(
         .collect();
     let clients: Vec<_> = client_taps
         .iter()
-        .map(|t| observer::emission_report(t, quiet_end, end))
+        .map(|t| observer::emission_report(t, quiet_end, end, period))
         .collect();
     println!("what a wire observer saw:");
     for l in &links {
@@ -601,12 +603,15 @@ fn write_observation(
     }
     for c in &clients {
         println!(
-            "  {:<10} emits {:.1}/s with cover only, {:.1}/s with messages (gap CV {:.2} and {:.2}); gap distributions differ by {:.3} (0.1 % level: {:.3})",
+            "  {:<10} emits {:.1}/s with cover only, {:.1}/s with messages (gap CV {:.2} and {:.2}; phase R on {:.0} ms slots {:.2} and {:.2}); gap distributions differ by {:.3} (0.1 % level: {:.3})",
             c.label,
             c.quiet.rate,
             c.busy.rate,
             c.quiet.gap_cv,
             c.busy.gap_cv,
+            1_000.0 * period,
+            c.quiet.phase_r,
+            c.busy.phase_r,
             c.ks_distance,
             c.ks_critical
         );

@@ -346,6 +346,13 @@ pub struct Window {
     /// between units: about 1 for Poisson emissions, near 0 for fixed
     /// intervals.
     pub gap_cv: f64,
+    /// Mean resultant length R of the units' phases on the slot period
+    /// 1/(λP + λL + λD): 1 when every unit leaves on one fixed grid, about
+    /// 1/√n for times that ignore the period (uniform phases).
+    pub phase_r: f64,
+    /// Rayleigh's test of uniform phases: the probability of an R at least
+    /// this large if the phases were uniform, exp(−n R²).
+    pub phase_p: f64,
 }
 
 /// How a client's emissions compare before and after it has messages.
@@ -382,9 +389,12 @@ fn emissions(tap: &Tap, from: f64, to: f64) -> Vec<f64> {
     times
 }
 
-fn window(times: &[f64], from: f64, to: f64) -> Window {
+fn window(times: &[f64], from: f64, to: f64, period: f64) -> Window {
     let seconds = (to - from).max(0.0);
+    let phase_r = phase_concentration(times, period);
     Window {
+        phase_r,
+        phase_p: (-(times.len() as f64) * phase_r * phase_r).exp(),
         seconds,
         units: times.len(),
         rate: if seconds > 0.0 {
@@ -394,6 +404,21 @@ fn window(times: &[f64], from: f64, to: f64) -> Window {
         },
         gap_cv: coefficient_of_variation(&gaps(times)),
     }
+}
+
+/// The mean resultant length of `times` taken as angles on a circle of
+/// `period` seconds (0 for no times or no period).
+fn phase_concentration(times: &[f64], period: f64) -> f64 {
+    if times.is_empty() || period.is_nan() || period <= 0.0 {
+        return 0.0;
+    }
+    let (mut c, mut s) = (0.0, 0.0);
+    for t in times {
+        let angle = std::f64::consts::TAU * (t / period).fract();
+        c += angle.cos();
+        s += angle.sin();
+    }
+    (c * c + s * s).sqrt() / times.len() as f64
 }
 
 /// Standard deviation over mean of `values` (0 for fewer than two).
@@ -425,7 +450,7 @@ pub fn ks_distance(a: &[f64], b: &[f64]) -> f64 {
 /// Compares a client's emissions while it has only cover to send — from one
 /// second after its first emission until `quiet_to` — with those in
 /// `[quiet_to, busy_to)`.
-pub fn emission_report(tap: &Tap, quiet_to: f64, busy_to: f64) -> EmissionReport {
+pub fn emission_report(tap: &Tap, quiet_to: f64, busy_to: f64, period: f64) -> EmissionReport {
     let quiet_from = emissions(tap, 0.0, quiet_to)
         .first()
         .map_or(quiet_to, |first| (first + 1.0).min(quiet_to));
@@ -435,8 +460,8 @@ pub fn emission_report(tap: &Tap, quiet_to: f64, busy_to: f64) -> EmissionReport
     let (n, m) = (gq.len().max(1) as f64, gb.len().max(1) as f64);
     EmissionReport {
         label: tap.label.clone(),
-        quiet: window(&quiet, quiet_from, quiet_to),
-        busy: window(&busy, quiet_to, busy_to),
+        quiet: window(&quiet, quiet_from, quiet_to, period),
+        busy: window(&busy, quiet_to, busy_to, period),
         ks_distance: ks_distance(&gq, &gb),
         // c(α = 0.001) = 1.949.
         ks_critical: 1.949 * ((n + m) / (n * m)).sqrt(),
@@ -451,7 +476,7 @@ mod tests {
     /// variation of exactly 1, fixed gaps 0, and uniform gaps on [0, 2m]
     /// 1/√3.
     #[test]
-    fn the_gap_cv_is_one_for_poisson_emissions_and_zero_for_fixed_ones() {
+    fn gap_cv_and_phase_concentration_match_their_closed_forms() {
         use rand::{RngExt as _, SeedableRng as _};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut t = 0.0;
@@ -461,10 +486,27 @@ mod tests {
                 t
             })
             .collect();
-        let cv = window(&poisson, 0.0, t).gap_cv;
-        assert!((cv - 1.0).abs() < 0.03, "{cv}");
-        let fixed: Vec<f64> = (0..1_000).map(|i| f64::from(i) / 14.0).collect();
-        assert!(window(&fixed, 0.0, 100.0).gap_cv < 1e-9);
+        let poisson = window(&poisson, 0.0, t, 1.0 / 14.0);
+        assert!((poisson.gap_cv - 1.0).abs() < 0.03, "{}", poisson.gap_cv);
+        // Uniform phases: n R² is exponential with mean 1.
+        assert!(poisson.phase_p > 1e-3, "{poisson:?}");
+        let fixed: Vec<f64> = (0..1_000).map(|i| 0.01 + f64::from(i) / 14.0).collect();
+        let fixed = window(&fixed, 0.0, 100.0, 1.0 / 14.0);
+        assert!(fixed.gap_cv < 1e-9);
+        assert!((fixed.phase_r - 1.0).abs() < 1e-9, "{fixed:?}");
+        // A grid with normal jitter σ: R → exp(−(2πσ/T)² / 2) (the wrapped
+        // normal's mean resultant length).
+        let sigma = 0.01;
+        let jittered: Vec<f64> = (0..20_000)
+            .map(|i| {
+                let (u, v): (f64, f64) = (rng.random(), rng.random());
+                let normal = (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+                1.0 + f64::from(i) / 14.0 + sigma * normal
+            })
+            .collect();
+        let r = window(&jittered, 0.0, 2_000.0, 1.0 / 14.0).phase_r;
+        let expected = (-(std::f64::consts::TAU * sigma * 14.0).powi(2) / 2.0).exp();
+        assert!((r - expected).abs() < 0.02, "{r} against {expected}");
         let mut t = 0.0;
         let uniform: Vec<f64> = (0..20_000)
             .map(|_| {
@@ -472,7 +514,7 @@ mod tests {
                 t
             })
             .collect();
-        let cv = window(&uniform, 0.0, t).gap_cv;
+        let cv = window(&uniform, 0.0, t, 1.0).gap_cv;
         assert!((cv - 1.0 / 3f64.sqrt()).abs() < 0.02, "{cv}");
     }
 

@@ -286,10 +286,14 @@ fn a_wire_observer_sees_one_size_and_an_unchanged_schedule() {
             "{client}: the gaps between emissions changed with messages"
         );
         // Poisson streams: gaps as irregular as exponential ones (CV 1;
-        // the pulls' fixed grid lowers it a little).
+        // the pulls' fixed grid lowers it a little), and no phase on the
+        // 1/14 s slot period (Rayleigh's test does not reject uniform
+        // phases at the 0.1 % level).
         for window in ["quiet", "busy"] {
             let cv = client[window]["gap_cv"].as_f64().unwrap();
             assert!(cv > 0.75, "{client}: gap CV {cv} in the {window} window");
+            let p = client[window]["phase_p"].as_f64().unwrap();
+            assert!(p > 1e-3, "{client}: phases on the slot period, p = {p}");
         }
     }
 }
@@ -314,14 +318,23 @@ fn under_constant_rate_shaping_a_wire_observer_sees_fixed_intervals_with_or_with
     // One packet every 1/14 s (λP + λL + λD = 14) and 3.5 pulls a second:
     // at a constant rate every idle slot is a loop, so the mailbox fills at
     // 14 packets a second and a pull of eight comes twice as often as that
-    // needs. Gaps on a fixed grid with the pulls between them have a CV of
-    // about 0.32 (Poisson streams: about 1).
+    // needs. The units keep one phase on the 1/14 s slot period (a pull
+    // leaves every fourth slot, with it): Rayleigh's test rejects uniform
+    // phases far beyond the 0.1 % level, where Poisson streams do not (see
+    // the test above). Gaps are one slot, or about 0 for the pull that
+    // leaves with a slot (a fifth of the units), so their CV is
+    // √(0.2 · 0.8) / 0.8 = 0.5 (exponential gaps: 1).
     for client in report["clients"].as_array().unwrap() {
         for window in ["quiet", "busy"] {
             let rate = client[window]["rate"].as_f64().unwrap();
             assert!((rate - 17.5).abs() <= 0.25 * 17.5, "{client}: {rate}/s");
+            let p = client[window]["phase_p"].as_f64().unwrap();
+            assert!(p < 1e-6, "{client}: no phase on the slot period, p = {p}");
             let cv = client[window]["gap_cv"].as_f64().unwrap();
-            assert!(cv < 0.55, "{client}: gap CV {cv} in the {window} window");
+            assert!(
+                (cv - 0.5).abs() < 0.15,
+                "{client}: gap CV {cv} in the {window} window"
+            );
         }
         assert!(
             client["ks_distance"].as_f64().unwrap() < client["ks_critical"].as_f64().unwrap(),

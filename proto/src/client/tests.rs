@@ -3,14 +3,22 @@
 use super::*;
 use crate::delivery::{InboxConfig, MessageStatus, OutboxConfig};
 use crate::testnet;
-use aegis_directory::{NetworkParameters, Role};
+use aegis_directory::{ClientShaping, NetworkParameters, Role};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 /// An endpoint on a one-mix-per-layer test network, and a recipient
 /// address whose acknowledgements never come back.
 fn endpoint(rng: &mut ChaCha20Rng, shaping: Option<ShapingConfig>) -> (Endpoint<u8>, Address) {
-    let parameters = NetworkParameters::standard(3_600_000);
+    endpoint_under(rng, NetworkParameters::standard(3_600_000), shaping)
+}
+
+/// [`endpoint`] under a consensus publishing `parameters`.
+fn endpoint_under(
+    rng: &mut ChaCha20Rng,
+    parameters: NetworkParameters,
+    shaping: Option<ShapingConfig>,
+) -> (Endpoint<u8>, Address) {
     let nodes: Vec<_> = (0..4)
         .map(|i| {
             let role = if i == 0 { Role::Gateway } else { Role::Mix };
@@ -197,6 +205,40 @@ fn the_schedule_and_the_pulls_do_not_depend_on_what_is_queued() {
     let gaps: Vec<Duration> = idle_pulls.windows(2).map(|w| w[1] - w[0]).collect();
     let interval = Duration::from_secs_f64(8.0 / 24.0);
     assert!(gaps.iter().all(|g| *g == interval), "{gaps:?}");
+}
+
+#[test]
+fn a_consensus_asking_for_a_constant_rate_gets_one_frame_per_fixed_interval() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let mut parameters = NetworkParameters::standard(3_600_000);
+    parameters.shaping = ClientShaping::ConstantRate;
+    let (mut endpoint, _) = endpoint_under(&mut rng, parameters, None);
+    let mut sent = Vec::new();
+    let mut now = Duration::ZERO;
+    while now < Duration::from_secs(60) {
+        endpoint.handle_timeout(&mut rng, now);
+        while endpoint.poll_transmit().is_some() {
+            sent.push(now);
+        }
+        endpoint.prepare(&mut rng, now);
+        if endpoint.poll_pull(now).is_some() {
+            endpoint.handle_pulled(&mut rng, Vec::new(), now);
+        }
+        now = endpoint.poll_timeout().max(now + Duration::from_micros(1));
+    }
+    // λP + λL + λD = 14: one frame every 1/14 s, no more, no less.
+    assert!((839..=841).contains(&sent.len()), "{}", sent.len());
+    let interval = Duration::from_secs_f64(1.0 / 14.0);
+    for gap in sent.windows(2).map(|w| w[1] - w[0]) {
+        let off = gap.abs_diff(interval);
+        assert!(off < Duration::from_micros(2), "{gap:?}");
+    }
+    // Every idle slot is a loop: the mailbox fills at 14 a second, so a
+    // pull of eight comes every 8 / (2 · 14) s.
+    assert_eq!(
+        endpoint.pull_interval(),
+        Duration::from_secs_f64(8.0 / 28.0)
+    );
 }
 
 #[test]
