@@ -77,8 +77,8 @@ impl Network {
                 );
                 if plan.hosts != hosts {
                     bail!(
-                        "{} holds a network planned for other hosts ({:?}, not {hosts:?}: \
-                         --netns and --containers as then); use another --dir",
+                        "{} holds a network planned for hosts {:?}, not {hosts:?}: give the \
+                         --netns or --containers it was made with, or use another --dir",
                         dir.display(),
                         plan.hosts
                     );
@@ -142,7 +142,8 @@ impl Network {
     /// In `--containers` mode, builds the images from the programs in
     /// `bins` and writes the compose file's environment beside the plan
     /// (see [`Compose::write`]); containers left by an earlier run are
-    /// removed.
+    /// removed, unless only the plan is asked for (`--plan-only` leaves a
+    /// running network alone).
     pub async fn make_containers(
         &mut self,
         args: &Args,
@@ -157,7 +158,9 @@ impl Network {
             pull_interval: args.pull_interval,
         };
         let compose = Compose::write(&self.plan, dir, &settings)?;
-        compose.down().await?;
+        if !args.plan_only {
+            compose.down().await?;
+        }
         self.compose = Some(compose);
         Ok(())
     }
