@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context as _, bail};
-use tokio::process::Command;
 
 use crate::plan::{Hosts, NetworkPlan};
-use crate::processes::{Fault, Place, STOP_GRACE};
+use crate::processes::{Fault, Place, STOP_GRACE, run_to_end};
 
 /// The compose file of the test network.
 pub const COMPOSE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/compose.yml");
@@ -36,21 +35,15 @@ pub const SHAPE: (usize, usize, usize) = (3, 6, 2);
 /// Builds `aegislink/{base,aegis-dir,aegis-node,aegis}:TAG` from the
 /// programs in `bins`.
 pub async fn build_images(bins: &Path, tag: &str) -> anyhow::Result<()> {
-    let output = Command::new("bash")
-        .arg(BUILD_IMAGES)
-        .arg(bins)
-        .arg(tag)
-        .stdin(Stdio::null())
-        .output()
+    let args = [
+        BUILD_IMAGES.to_owned(),
+        bins.display().to_string(),
+        tag.to_owned(),
+    ];
+    run_to_end(&Place::Here, Path::new("bash"), &args, &[])
         .await
-        .context("running deploy/docker/build-images.sh")?;
-    if !output.status.success() {
-        bail!(
-            "building the container images failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
+        .context("building the container images")
+        .map(drop)
 }
 
 /// What a test network in containers is run with.
@@ -69,6 +62,9 @@ pub struct Settings<'a> {
 /// A test network run by Docker Compose.
 #[derive(Debug)]
 pub struct Compose {
+    /// The compose program and its leading arguments (`docker compose`
+    /// or `docker-compose`), found once.
+    program: Vec<String>,
     project: String,
     env_file: PathBuf,
     /// The plan's folder: every client's folder is in it.
@@ -151,6 +147,7 @@ impl Compose {
         std::fs::write(&env_file, env.join("\n") + "\n")
             .with_context(|| format!("writing {}", env_file.display()))?;
         Ok(Compose {
+            program: compose_program(),
             project: project.to_owned(),
             env_file,
             dir: dir.to_owned(),
@@ -163,11 +160,7 @@ impl Compose {
     /// `docker compose` where the plugin is installed, else the
     /// standalone `docker-compose`.
     pub fn command_line(&self, args: &[&str]) -> Vec<String> {
-        let mut line: Vec<String> = if plugin_installed() {
-            vec!["docker".into(), "compose".into()]
-        } else {
-            vec!["docker-compose".into()]
-        };
+        let mut line = self.program.clone();
         line.extend(
             [
                 "--env-file",
@@ -337,34 +330,25 @@ fn same_place(data_dir: &Path, dir: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `docker compose` (the plugin) answers.
-fn plugin_installed() -> bool {
-    std::process::Command::new("docker")
+/// `docker compose` where the plugin answers, else `docker-compose`.
+fn compose_program() -> Vec<String> {
+    let plugin = std::process::Command::new("docker")
         .args(["compose", "version"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if plugin {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
 }
 
-/// Runs `line` to its end: its standard output, or an error with its
-/// standard error.
+/// Runs `line` here to its end ([`run_to_end`]).
 async fn run(line: &[String]) -> anyhow::Result<String> {
     let (program, args) = line.split_first().context("an empty command")?;
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("running {program}"))?;
-    if !output.status.success() {
-        bail!(
-            "{} failed: {}",
-            line.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    run_to_end(&Place::Here, Path::new(program), args, &[]).await
 }
 
 #[cfg(test)]

@@ -288,29 +288,32 @@ mod tests {
         assert_eq!(second, "started\nterminated\n");
     }
 
+    /// The program and arguments `place` runs `bin ARG` with.
+    fn command_line(place: &Place, bin: &str, arg: &str) -> Vec<String> {
+        let command = place.command(Path::new(bin), &[arg.into()]);
+        let std = command.as_std();
+        std::iter::once(std.get_program())
+            .chain(std.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
     #[test]
     fn a_namespaced_command_runs_through_ip_netns_exec() {
         let place = Place::Namespace("aegis-m0".into());
-        let command = place.command(Path::new("/bin/aegis-node"), &["run".into()]);
-        let std = command.as_std();
-        assert_eq!(std.get_program(), "ip");
-        let args: Vec<_> = std.get_args().collect();
         assert_eq!(
-            args,
-            ["netns", "exec", "aegis-m0", "/bin/aegis-node", "run"]
+            command_line(&place, "/bin/aegis-node", "run"),
+            ["ip", "netns", "exec", "aegis-m0", "/bin/aegis-node", "run"]
         );
     }
 
     #[test]
     fn a_command_in_a_container_runs_the_image_s_program_through_docker_exec() {
         let place = Place::Container("c0ffee".into());
-        let command = place.command(Path::new("/build/debug/aegis"), &["serve".into()]);
-        let std = command.as_std();
-        assert_eq!(std.get_program(), "docker");
-        let args: Vec<_> = std.get_args().collect();
         assert_eq!(
-            args,
+            command_line(&place, "/build/debug/aegis", "serve"),
             [
+                "docker",
                 "exec",
                 "--interactive",
                 "c0ffee",
