@@ -496,7 +496,7 @@ async fn run_network(
             if let Some(flood) = descriptor_flood.take() {
                 let _ = flood.await;
             }
-            write_observation(args, &net.taps, &client_taps, quiet_end, origin)?;
+            write_observation(args, net, &client_taps, quiet_end, origin)?;
             finish(
                 args,
                 &tally,
@@ -568,7 +568,7 @@ const ACCESS_UNIT: usize = 4 + aegis_mix_packet::access::cell_len(FRAME_LEN);
 /// gist.
 fn write_observation(
     args: &Args,
-    taps: &[observer::Tap],
+    net: &Network,
     client_taps: &[observer::Tap],
     quiet_end: f64,
     origin: Instant,
@@ -577,9 +577,12 @@ fn write_observation(
         return Ok(());
     };
     let end = origin.elapsed().as_secs_f64();
-    // A constant-rate client's slot period.
-    let period = 1.0 / (args.lambda_p + args.lambda_l + args.lambda_d);
-    let links: Vec<_> = taps
+    // A constant-rate client's slot period, from the rates the network
+    // runs with (a reused --dir keeps its own).
+    let p = &net.plan.parameters;
+    let period = 1.0 / (p.lambda_p + p.lambda_l + p.lambda_d);
+    let links: Vec<_> = net
+        .taps
         .iter()
         .chain(client_taps)
         .map(observer::link_report)
