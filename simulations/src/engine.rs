@@ -25,8 +25,9 @@ use crate::clock::EventQueue;
 use crate::disclosure::DisclosureAttack;
 use crate::latency::LatencyHistogram;
 use crate::layout::{Layout, MAX_ROUTE, NodeRole};
+use crate::lineage::{Lineage, Source};
 use crate::report::{AnonymityReport, BandwidthReport, NetworkReport, TargetRecord};
-use crate::scenario::{AdversaryModel, NetworkScenario, secs};
+use crate::scenario::{AdversaryModel, NetworkScenario, ShapingSpec, Tracking, secs};
 use crate::social::SocialGraph;
 use crate::{SimError, relay};
 
@@ -79,16 +80,68 @@ struct Packet {
     route: [u32; MAX_ROUTE],
     delays: [Duration; MAX_ROUTE],
     hop: u8,
-    dist: Option<SenderDist>,
+    view: View,
     mixes_all_corrupt: bool,
+}
+
+/// The observer's knowledge of a packet's sender, as the tracking method keeps it.
+#[derive(Debug)]
+enum View {
+    /// Tracking is off.
+    Untracked,
+    /// A distribution carried with the packet ([`MixturePool`]).
+    Dense(SenderDist),
+    /// Where it came from, expanded at delivery ([`Lineage`]).
+    Lineage(Source),
+}
+
+/// What the observer can tell about a packet held by a node: the class of
+/// link it arrived on. At a gateway, packets from clients leave towards the
+/// first layer and packets from the last layer leave towards mailboxes, so an
+/// observer of every link never confuses the two; each class is its own pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arrival {
+    FromClient = 0,
+    FromNode = 1,
+}
+
+/// The lineage pool of `node`'s arrivals of `class`.
+fn pool_id(node: usize, class: Arrival) -> usize {
+    2 * node + class as usize
+}
+
+impl Arrival {
+    fn of_hop(hop: u8) -> Self {
+        if hop == 0 {
+            Arrival::FromClient
+        } else {
+            Arrival::FromNode
+        }
+    }
 }
 
 struct Node {
     mixer: Mixer<u32>,
-    pool: Option<MixturePool>,
+    /// The observer's pools, one per arrival class, made on first use; none
+    /// for a node whose outputs the observer links to its inputs (corrupt,
+    /// or forwarding at once).
+    pools: [Option<MixturePool>; 2],
+    /// Whether probability tracking pools this node's packets.
+    pooled: bool,
+    /// Whether the node holds packets (false: a gateway forwarding at once).
+    delays: bool,
     due: Option<Duration>,
     corrupt: bool,
     is_mix: bool,
+}
+
+impl Node {
+    fn pool(&mut self, class: Arrival, senders: usize) -> Option<&mut MixturePool> {
+        if !self.pooled {
+            return None;
+        }
+        Some(self.pools[class as usize].get_or_insert_with(|| MixturePool::new(senders)))
+    }
 }
 
 struct Sim<'a> {
@@ -102,6 +155,8 @@ struct Sim<'a> {
     packets: Vec<Option<Packet>>,
     free: Vec<u32>,
     out: Vec<u32>,
+    tracking: Option<Tracking>,
+    lineage: Option<Lineage>,
     poisson: bool,
     mean_delay: Duration,
     latency: Duration,
@@ -174,6 +229,28 @@ pub(crate) fn target_stride(s: &NetworkScenario) -> u64 {
     ((expected / s.adversary.targets.max(1) as f64) as u64).max(1)
 }
 
+/// The chain closed form for `s` ([`crate::theory::chain_entropy_bits`]):
+/// the clients' whole packet rate through every delaying hop. Only for
+/// Poisson mixing seen by the global passive observer.
+fn chain_closed_form(s: &NetworkScenario, poisson: bool) -> Option<f64> {
+    if !poisson || s.adversary.model != AdversaryModel::GlobalPassive {
+        return None;
+    }
+    let per_client = match s.shaping {
+        ShapingSpec::Poisson {
+            payload_rate,
+            loop_rate,
+            drop_rate,
+        } => payload_rate + loop_rate + drop_rate,
+        ShapingSpec::Constant { interval_ms } => 1000.0 / interval_ms,
+        ShapingSpec::None => s.clients.rate,
+    };
+    let gateways = if s.mixing.gateways_delay { 2 } else { 0 };
+    let hops = u32::try_from(s.topology.layers + gateways).ok()?;
+    let lambda = per_client * s.clients.count as f64;
+    (lambda > 0.0).then(|| crate::theory::chain_entropy_bits(lambda, s.mixing.mu, hops))
+}
+
 impl<'a> Sim<'a> {
     fn new(s: &'a NetworkScenario) -> Result<Self, SimError> {
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
@@ -186,15 +263,22 @@ impl<'a> Sim<'a> {
         );
         let adversary = Adversary::new(&mut rng, &s.adversary, &topo);
         let config = s.mixing.config()?;
-        let tracking = s.adversary.targets > 0;
+        let tracking = (s.adversary.targets > 0).then_some(s.adversary.tracking);
+        let lineage = (tracking == Some(Tracking::Lineage))
+            .then(|| Lineage::new(2 * topo.nodes(), s.lineage_horizon_secs()));
         let nodes = (0..topo.nodes())
-            .map(|id| Node {
-                mixer: Mixer::new(&config, s.mixing.capacity, Duration::ZERO),
-                pool: (tracking && !adversary.is_corrupt(id))
-                    .then(|| MixturePool::new(s.clients.count)),
-                due: None,
-                corrupt: adversary.is_corrupt(id),
-                is_mix: matches!(topo.role(id), NodeRole::Mix(_)),
+            .map(|id| {
+                let is_mix = matches!(topo.role(id), NodeRole::Mix(_));
+                let delays = is_mix || s.mixing.gateways_delay;
+                Node {
+                    mixer: Mixer::new(&config, s.mixing.capacity, Duration::ZERO),
+                    pools: [None, None],
+                    pooled: tracking.is_some() && delays && !adversary.is_corrupt(id),
+                    delays,
+                    due: None,
+                    corrupt: adversary.is_corrupt(id),
+                    is_mix,
+                }
             })
             .collect();
         let shaping = s.shaping.config();
@@ -239,6 +323,8 @@ impl<'a> Sim<'a> {
             packets: Vec::new(),
             free: Vec::new(),
             out: Vec::new(),
+            tracking,
+            lineage,
             poisson: matches!(config, MixingStrategy::Poisson { .. }),
             mean_delay: s.mixing.mean_delay(),
             latency: secs(s.topology.link_latency_ms / 1000.0),
@@ -358,10 +444,11 @@ impl<'a> Sim<'a> {
             route,
             delays,
             hop: 0,
-            dist: self.nodes[entry]
-                .pool
-                .is_some()
-                .then_some(SenderDist::Point(sender as u32)),
+            view: match self.tracking {
+                None => View::Untracked,
+                Some(Tracking::Dense) => View::Dense(SenderDist::Point(sender as u32)),
+                Some(Tracking::Lineage) => View::Lineage(Source::Client(sender as u32)),
+            },
             mixes_all_corrupt: true,
         };
         let id = match self.free.pop() {
@@ -391,15 +478,30 @@ impl<'a> Sim<'a> {
         let Some(p) = self.packets[id as usize].as_ref() else {
             return;
         };
+        if !self.nodes[node].delays {
+            self.depart(now, node, id);
+            return;
+        }
         let delay = p.delays[p.hop as usize];
+        let class = Arrival::of_hop(p.hop);
         let n = &mut self.nodes[node];
         if n.mixer.push(now, delay, id).is_err() {
             self.bw.refused_by_nodes += 1;
             self.release(id);
             return;
         }
-        if let (Some(pool), Some(dist)) = (n.pool.as_mut(), p.dist.as_ref()) {
-            pool.arrive(dist);
+        match &p.view {
+            View::Dense(dist) => {
+                if let Some(pool) = n.pool(class, self.s.clients.count) {
+                    pool.arrive(dist);
+                }
+            }
+            View::Lineage(source) => {
+                if let (true, Some(book)) = (n.pooled, self.lineage.as_mut()) {
+                    book.arrive(pool_id(node, class), now.as_secs_f64(), *source);
+                }
+            }
+            View::Untracked => {}
         }
         self.arm(now, node);
     }
@@ -439,8 +541,19 @@ impl<'a> Sim<'a> {
         let Some(p) = self.packets[id as usize].as_mut() else {
             return;
         };
-        if let (Some(pool), Some(dist)) = (n.pool.as_mut(), p.dist.as_mut()) {
-            *dist = pool.depart();
+        let class = Arrival::of_hop(p.hop);
+        match &mut p.view {
+            View::Dense(dist) => {
+                if let Some(pool) = n.pool(class, self.s.clients.count) {
+                    *dist = pool.depart();
+                }
+            }
+            View::Lineage(source) => {
+                if let (true, Some(book)) = (n.pooled, self.lineage.as_mut()) {
+                    *source = book.depart(pool_id(node, class));
+                }
+            }
+            View::Untracked => {}
         }
         if n.is_mix && !n.corrupt {
             p.mixes_all_corrupt = false;
@@ -475,17 +588,15 @@ impl<'a> Sim<'a> {
                     sda.observe_delivery(now, m.recipient as usize);
                 }
                 if m.target
-                    && let Some(dist) = &p.dist
+                    && let Some((guess, untracked_mass)) = self.judge(&p)
                 {
-                    let probs = dist.to_dense(self.s.clients.count);
-                    let guess =
-                        GuessSummary::of_dense(&probs, p.sender as usize, self.s.adversary.top_k);
                     self.records.push(TargetRecord {
                         message: m.id,
                         sender: p.sender,
                         written_secs: m.written.as_secs_f64(),
                         delivered_secs: now.as_secs_f64(),
                         guess,
+                        untracked_mass,
                         fully_corrupt_path: p.mixes_all_corrupt,
                     });
                 }
@@ -496,6 +607,25 @@ impl<'a> Sim<'a> {
                 }
             }
             Kind::Drop => {}
+        }
+    }
+
+    /// The observer's guess about a delivered packet's sender, and the mass
+    /// the tracking could not attribute.
+    fn judge(&self, p: &Packet) -> Option<(GuessSummary, f64)> {
+        let k = self.s.adversary.top_k;
+        match &p.view {
+            View::Untracked => None,
+            View::Dense(dist) => {
+                let probs = dist.to_dense(self.s.clients.count);
+                Some((GuessSummary::of_dense(&probs, p.sender as usize, k), 0.0))
+            }
+            View::Lineage(source) => {
+                let m = self.lineage.as_ref()?.senders(*source);
+                let truth = m.mass.get(&p.sender).copied().unwrap_or(0.0);
+                let guess = GuessSummary::from_probs(m.mass.values().copied(), truth, k);
+                Some((guess, m.lost))
+            }
         }
     }
 
@@ -522,8 +652,9 @@ impl<'a> Sim<'a> {
             _ => 0.0,
         };
         self.records.sort_by_key(|r| r.message);
-        let anonymity = (s.adversary.targets > 0).then(|| {
-            AnonymityReport::from_targets(
+        let anonymity = (s.adversary.targets > 0).then(|| AnonymityReport {
+            chain_closed_form_bits: chain_closed_form(s, self.poisson),
+            ..AnonymityReport::from_targets(
                 &self.records,
                 s.adversary.top_k,
                 s.clients.count,

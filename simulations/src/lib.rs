@@ -22,7 +22,7 @@ pub use error::SimError;
 mod scenario;
 pub use scenario::{
     AdversaryModel, AdversarySpec, ClientSpec, DisclosureSpec, MixingSpec, NetworkScenario,
-    Scenario, ShapingSpec, SingleMixScenario, TopologySpec,
+    Scenario, ShapingSpec, SingleMixScenario, TopologySpec, Tracking,
 };
 
 pub mod anonymity;
@@ -45,6 +45,10 @@ pub use disclosure::{DisclosureAttack, DisclosurePoint};
 
 mod latency;
 pub use latency::{LatencyHistogram, LatencySummary};
+
+pub mod theory;
+
+pub mod lineage;
 
 mod single_mix;
 pub use single_mix::{SingleMixPoint, closed_form_entropy_bits, run_single_mix};

@@ -166,6 +166,12 @@ pub fn summary(report: &Report) -> String {
                     "  fully corrupt paths: {:.4} (b^L = {:.4})",
                     a.fully_corrupt_paths, a.predicted_fully_corrupt
                 );
+                if let Some(h) = a.chain_closed_form_bits {
+                    let _ = writeln!(
+                        s,
+                        "  chain closed form log2(λ) + h(Gamma(k, 1/μ)) = {h:.3} bits (inputs; an upper bound on senders)"
+                    );
+                }
             }
             let l = &r.latency;
             let _ = writeln!(

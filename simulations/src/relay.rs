@@ -81,6 +81,7 @@ pub fn run_dumb_relay(
                     written_secs: now.as_secs_f64(),
                     delivered_secs: now.as_secs_f64() + delay,
                     guess: GuessSummary::of_dense(&[1.0], 0, s.adversary.top_k),
+                    untracked_mass: 0.0,
                     fully_corrupt_path: true,
                 });
             }

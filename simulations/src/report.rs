@@ -46,6 +46,9 @@ pub struct TargetRecord {
     /// The adversary's view of its sender.
     #[serde(flatten)]
     pub guess: GuessSummary,
+    /// Probability mass the tracking could not attribute to a sender (0 for
+    /// dense tracking; lineage tracking's forgotten and cut-off mass).
+    pub untracked_mass: f64,
     /// Whether every mix on its route was corrupt.
     pub fully_corrupt_path: bool,
 }
@@ -73,6 +76,17 @@ pub struct AnonymityReport {
     pub fully_corrupt_paths: f64,
     /// b^L, the expected share of fully corrupt paths.
     pub predicted_fully_corrupt: f64,
+    /// For Poisson mixing under the global passive observer: the entropy
+    /// log2(λ) + h(Gamma(k, 1/μ)) of a chain of k delaying hops fed with the
+    /// clients' λ packets per second ([`crate::theory`]). It counts inputs, not
+    /// senders, so it bounds the sender entropy from above; with one real
+    /// message per sender in the relevant window the two agree.
+    pub chain_closed_form_bits: Option<f64>,
+    /// Largest untracked mass δ over the targets.
+    pub max_untracked_mass: f64,
+    /// Bound on how far any target's entropy can be off because of it:
+    /// h(δ) + δ·log2(clients) ([`crate::lineage::entropy_error_bound`]).
+    pub entropy_error_bound: f64,
 }
 
 /// Traffic counts and the cost of cover.
@@ -141,6 +155,7 @@ impl AnonymityReport {
     ) -> Self {
         let n = targets.len().max(1) as f64;
         let mean = |f: &dyn Fn(&TargetRecord) -> f64| targets.iter().map(f).sum::<f64>() / n;
+        let max_untracked = targets.iter().map(|t| t.untracked_mass).fold(0.0, f64::max);
         AnonymityReport {
             targets: targets.len(),
             entropy_bits: mean(&|t| t.guess.entropy_bits),
@@ -160,6 +175,9 @@ impl AnonymityReport {
             ideal_bits: (clients as f64).log2(),
             fully_corrupt_paths: mean(&|t| f64::from(u8::from(t.fully_corrupt_path))),
             predicted_fully_corrupt: predicted,
+            chain_closed_form_bits: None,
+            max_untracked_mass: max_untracked,
+            entropy_error_bound: crate::lineage::entropy_error_bound(max_untracked, clients),
         }
     }
 }

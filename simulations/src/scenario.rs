@@ -199,6 +199,16 @@ pub struct MixingSpec {
     /// Packets a node holds before refusing more.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// Whether gateways delay packets as mixes do. The protocol's senders
+    /// give every hop a delay, gateways included (true); much of the
+    /// literature's analysis assumes gateways forward at once (false), and
+    /// then the sender's delays for the first and last hop are zero.
+    #[serde(default = "default_gateways_delay")]
+    pub gateways_delay: bool,
+}
+
+fn default_gateways_delay() -> bool {
+    true
 }
 
 fn default_strategy() -> String {
@@ -294,6 +304,28 @@ pub struct AdversarySpec {
     /// k of the top-k guess success.
     #[serde(default = "default_top_k")]
     pub top_k: usize,
+    /// How the observer's distributions are computed.
+    #[serde(default)]
+    pub tracking: Tracking,
+    /// Lineage tracking: seconds of pool arrivals kept (default: for every
+    /// hop, 30 mean delays plus the link latency and jitter).
+    #[serde(default)]
+    pub horizon_secs: Option<f64>,
+}
+
+/// The probability-tracking method.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tracking {
+    /// A distribution over every sender carried with every packet: exact for
+    /// the pool model, memory grows with clients × packets in flight
+    /// (limited to 20,000 clients).
+    #[default]
+    Dense,
+    /// Pool logs expanded backward at delivery ([`crate::lineage`]): the same
+    /// model, memory grows with the packets of the last seconds only; the
+    /// report bounds its error.
+    Lineage,
 }
 
 fn default_corrupt_gateways() -> usize {
@@ -314,6 +346,8 @@ impl Default for AdversarySpec {
             corrupt_gateways: default_corrupt_gateways(),
             targets: default_targets(),
             top_k: default_top_k(),
+            tracking: Tracking::default(),
+            horizon_secs: None,
         }
     }
 }
@@ -367,6 +401,17 @@ fn positive(x: f64) -> bool {
 /// Seconds as a duration, saturating instead of panicking on bad input.
 pub(crate) fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+impl NetworkScenario {
+    /// Seconds of pool arrivals lineage tracking keeps.
+    pub fn lineage_horizon_secs(&self) -> f64 {
+        self.adversary.horizon_secs.unwrap_or_else(|| {
+            let t = &self.topology;
+            let per_hop = 30.0 / self.mixing.mu + (t.link_latency_ms + t.link_jitter_ms) / 1000.0;
+            (t.layers + 2) as f64 * per_hop
+        })
+    }
 }
 
 impl Scenario {
@@ -441,10 +486,14 @@ impl Scenario {
                 if a.targets > 0
                     && n.clients.count > MAX_TRACKED_CLIENTS
                     && a.model != AdversaryModel::DumbRelay
+                    && a.tracking == Tracking::Dense
                 {
                     return bad(
-                        "probability tracking is limited to 20000 clients: set adversary.targets = 0",
+                        "dense probability tracking is limited to 20000 clients: set adversary.tracking = \"lineage\" (or targets = 0)",
                     );
+                }
+                if a.horizon_secs.is_some_and(|h| !positive(h)) {
+                    return bad("adversary.horizon_secs must be positive");
                 }
             }
         }
@@ -468,6 +517,16 @@ mod tests {
             }
         }
         assert!(n >= 3);
+    }
+
+    #[test]
+    fn a_resolved_scenario_reads_back_as_itself() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        for name in ["small-mixnet.toml", "fig4-single-mix.toml", "scale-1m.toml"] {
+            let s = Scenario::load(&dir.join(name)).unwrap();
+            let text = toml::to_string(&s).unwrap();
+            assert_eq!(Scenario::from_toml(&text).unwrap(), s, "{name}:\n{text}");
+        }
     }
 
     #[test]

@@ -49,9 +49,9 @@ pub struct SingleMixPoint {
     pub samples: usize,
 }
 
-/// log2(e·λ/μ).
+/// log2(e·λ/μ): the chain closed form for one hop.
 pub fn closed_form_entropy_bits(lambda: f64, mu: f64) -> f64 {
-    (std::f64::consts::E * lambda / mu).log2()
+    crate::theory::chain_entropy_bits(lambda, mu, 1)
 }
 
 /// Runs one grid point: `targets` outputs sampled after warm-up.
