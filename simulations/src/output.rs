@@ -36,6 +36,50 @@ pub fn write_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, SimErro
     Ok(files)
 }
 
+/// What produced an output folder: the program and version, the command
+/// line, and the seeds, written beside the resolved scenario.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Provenance {
+    /// `aegis-sim`.
+    pub program: &'static str,
+    /// The crate version of the binary.
+    pub version: &'static str,
+    /// The command line, as given.
+    pub command: Vec<String>,
+    /// Seeds of the runs in the folder.
+    pub seeds: Vec<u64>,
+}
+
+impl Provenance {
+    /// This binary's provenance for runs with `seeds`.
+    pub fn new(seeds: Vec<u64>) -> Self {
+        Provenance {
+            program: "aegis-sim",
+            version: env!("CARGO_PKG_VERSION"),
+            command: std::env::args().collect(),
+            seeds,
+        }
+    }
+}
+
+/// Writes `scenario.toml` (the scenario with every default filled in, so
+/// the folder reruns without the original file) and `provenance.json`.
+pub fn write_provenance(
+    dir: &Path,
+    scenario: &crate::Scenario,
+    provenance: &Provenance,
+) -> Result<Vec<PathBuf>, SimError> {
+    let text = toml::to_string(scenario).map_err(|e| SimError::Format(e.to_string()))?;
+    Ok(vec![
+        write_file(dir, "scenario.toml", &text)?,
+        write_file(
+            dir,
+            "provenance.json",
+            &(serde_json::to_string_pretty(provenance)? + "\n"),
+        )?,
+    ])
+}
+
 /// Writes the wall-clock figures of a run to `dir/perf.json`.
 pub fn write_stats(dir: &Path, stats: &EngineStats) -> Result<PathBuf, SimError> {
     write_file(

@@ -32,7 +32,7 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 /// One line of a chart.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Series {
     /// Legend label.
     pub label: String,
@@ -42,6 +42,12 @@ pub struct Series {
     pub dashed: bool,
     /// Palette index; lines sharing it share a colour.
     pub color: usize,
+    /// Points drawn as markers, not joined.
+    pub markers: bool,
+    /// Half-widths of vertical error bars, one per point (none if empty).
+    pub errors: Vec<f64>,
+    /// Text drawn beside each point (none if empty).
+    pub labels: Vec<String>,
 }
 
 /// A chart: title, axis labels, lines.
@@ -107,6 +113,11 @@ fn bounds(chart: &Chart) -> ((f64, f64), (f64, f64)) {
     }
     if chart.log_x {
         x0 = x0.max(1e-9);
+    } else if chart.series.iter().any(|s| s.markers) {
+        // Room for the markers' labels on both sides.
+        let pad = ((x1 - x0) * 0.1).max(x1.abs() * 0.05).max(1e-6);
+        x0 -= pad;
+        x1 += 2.0 * pad;
     }
     let pad = ((y1 - y0) * 0.05).max(1e-3);
     (
@@ -162,7 +173,26 @@ where
     for s in &chart.series {
         let color = PALETTE[s.color % PALETTE.len()];
         let style = color.stroke_width(2);
-        let anno = if s.dashed {
+        for ((x, y), e) in s.points.iter().zip(&s.errors) {
+            if e.is_finite() {
+                c.draw_series(std::iter::once(PathElement::new(
+                    vec![(*x, y - e), (*x, y + e)],
+                    color.stroke_width(1),
+                )))
+                .map_err(|e| err(&e))?;
+            }
+        }
+        for ((x, y), text) in s.points.iter().zip(&s.labels) {
+            c.draw_series(std::iter::once(
+                EmptyElement::at((*x, *y))
+                    + Text::new(text.clone(), (8, -16), ("sans-serif", 14).into_font()),
+            ))
+            .map_err(|e| err(&e))?;
+        }
+        let anno = if s.markers {
+            c.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| err(&e))?
+        } else if s.dashed {
             c.draw_series(DashedLineSeries::new(s.points.iter().copied(), 8, 5, style))
                 .map_err(|e| err(&e))?
         } else {
@@ -193,12 +223,14 @@ pub fn single_mix_chart(r: &SingleMixReport) -> Chart {
             points: pts.iter().map(|p| (p.lambda, p.entropy_bits)).collect(),
             dashed: false,
             color: i,
+            ..Series::default()
         });
         series.push(Series {
             label: format!("μ = {mu}: log2(eλ/μ)"),
             points: pts.iter().map(|p| (p.lambda, p.closed_form_bits)).collect(),
             dashed: true,
             color: i,
+            ..Series::default()
         });
     }
     Chart {
@@ -219,12 +251,14 @@ pub fn disclosure_chart(r: &NetworkReport) -> Chart {
             points: pts.iter().map(|p| (p.time_secs, p.recall)).collect(),
             dashed: false,
             color,
+            ..Series::default()
         });
         series.push(Series {
             label: format!("{name} precision"),
             points: pts.iter().map(|p| (p.time_secs, p.precision)).collect(),
             dashed: true,
             color,
+            ..Series::default()
         });
     };
     add(&r.adversary, &r.disclosure, 0);
@@ -252,7 +286,56 @@ pub fn latency_chart(r: &NetworkReport) -> Chart {
             points: r.latency_cdf.clone(),
             dashed: false,
             color: 0,
+            ..Series::default()
         }],
+    }
+}
+
+/// The anonymity–latency–bandwidth trade-off of a sweep: sender entropy
+/// (mean and 95 % interval over replicates) against mean latency, each grid
+/// point labelled with its swept values and its bandwidth overhead.
+pub fn tradeoff_chart(points: &[crate::sweep::PointSummary]) -> Chart {
+    let fig = |p: &crate::sweep::PointSummary, name: &str| {
+        p.figure(name).unwrap_or(crate::sweep::Estimate {
+            mean: f64::NAN,
+            ci95: f64::NAN,
+        })
+    };
+    let series = Series {
+        label: "grid points (bars: 95 % CI)".into(),
+        points: points
+            .iter()
+            .map(|p| (fig(p, "latency_mean").mean, fig(p, "entropy_bits").mean))
+            .collect(),
+        errors: points.iter().map(|p| fig(p, "entropy_bits").ci95).collect(),
+        labels: points
+            .iter()
+            .map(|p| {
+                let values: Vec<&str> = p.overrides.iter().map(|(_, v)| v.as_str()).collect();
+                format!("{} ×{:.1}", values.join(", "), fig(p, "overhead").mean)
+            })
+            .collect(),
+        markers: true,
+        ..Series::default()
+    };
+    let keys: Vec<&str> = points
+        .first()
+        .map(|p| {
+            p.overrides
+                .iter()
+                .map(|(k, _)| k.rsplit('.').next().unwrap_or(k))
+                .collect()
+        })
+        .unwrap_or_default();
+    Chart {
+        title: format!(
+            "Anonymity vs latency; labels: {} ×packets per message",
+            keys.join(", ")
+        ),
+        x_label: "mean latency (s)".into(),
+        y_label: "sender entropy (bits)".into(),
+        log_x: false,
+        series: vec![series],
     }
 }
 

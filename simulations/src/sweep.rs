@@ -1,7 +1,11 @@
 //! Parameter sweeps: one scenario, a grid of overrides, one run per point.
 //!
 //! `--param mixing.mu=200,20,2` sets the dotted TOML key to each value in
-//! turn; several `--param`s form their Cartesian product.
+//! turn; several `--param`s form their Cartesian product. With
+//! `--replicates N` every grid point runs N times, replicate r with the
+//! point's seed + r, and the table gives each figure's mean and the
+//! half-width of its 95 % confidence interval (Student's t with N − 1
+//! degrees of freedom).
 
 use std::fmt::Write as _;
 
@@ -33,6 +37,8 @@ pub struct GridPoint {
 pub struct SweepRow {
     /// `key=value` pairs.
     pub overrides: Vec<(String, String)>,
+    /// The run's seed.
+    pub seed: u64,
     /// Mean sender entropy (network) or mean measured entropy (single mix), bits.
     pub entropy_bits: f64,
     /// Mean min-entropy, bits.
@@ -138,6 +144,7 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                 |f: &dyn Fn(&crate::SingleMixPoint) -> f64| r.points.iter().map(f).sum::<f64>() / n;
             SweepRow {
                 overrides,
+                seed: r.seed,
                 entropy_bits: mean(&|p| p.entropy_bits),
                 min_entropy_bits: mean(&|p| p.min_entropy_bits),
                 top1: mean(&|p| p.top1),
@@ -151,6 +158,7 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
             let a = r.anonymity.clone().unwrap_or_default();
             SweepRow {
                 overrides,
+                seed: r.seed,
                 entropy_bits: a.entropy_bits,
                 min_entropy_bits: a.min_entropy_bits,
                 top1: a.top1,
@@ -163,32 +171,201 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
     }
 }
 
-/// The sweep table as CSV, one column per swept key.
-pub fn to_csv(rows: &[SweepRow]) -> String {
-    let mut s = String::new();
-    if let Some(first) = rows.first() {
-        for (k, _) in &first.overrides {
-            let _ = write!(s, "{k},");
+/// The figures of a row, in table order, with their column names.
+const FIGURES: [&str; 7] = [
+    "entropy_bits",
+    "min_entropy_bits",
+    "top1",
+    "latency_mean",
+    "latency_p99",
+    "overhead",
+    "disclosure_recall",
+];
+
+impl SweepRow {
+    fn figures(&self) -> [f64; 7] {
+        [
+            self.entropy_bits,
+            self.min_entropy_bits,
+            self.top1,
+            self.latency_mean,
+            self.latency_p99,
+            self.overhead,
+            self.disclosure_recall,
+        ]
+    }
+}
+
+/// One run to do: replicate `replicate` of grid point `point`.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Index into the grid.
+    pub point: usize,
+    /// 0-based replicate.
+    pub replicate: usize,
+    /// The point's scenario with the replicate's seed.
+    pub scenario: Scenario,
+}
+
+/// Every (point, replicate) of `grid`, point-major; replicate r runs with
+/// the point's seed + r.
+pub fn tasks(grid: &[GridPoint], replicates: usize) -> Vec<Task> {
+    let mut out = Vec::new();
+    for (point, g) in grid.iter().enumerate() {
+        for replicate in 0..replicates.max(1) {
+            let mut scenario = g.scenario.clone();
+            let bump = replicate as u64;
+            match &mut scenario {
+                Scenario::SingleMix(s) => s.seed = s.seed.wrapping_add(bump),
+                Scenario::Network(s) => s.seed = s.seed.wrapping_add(bump),
+            }
+            out.push(Task {
+                point,
+                replicate,
+                scenario,
+            });
         }
     }
-    s.push_str(
-        "entropy_bits,min_entropy_bits,top1,latency_mean,latency_p99,overhead,disclosure_recall\n",
-    );
+    out
+}
+
+/// Two-sided 95 % quantile of Student's t with `df` degrees of freedom
+/// (published table values; the normal 1.960 beyond 30).
+pub fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => 1.960,
+    }
+}
+
+/// A figure over replicates: the mean and the half-width of its 95 %
+/// confidence interval (NaN with one replicate).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Sample mean.
+    pub mean: f64,
+    /// t(0.975, n − 1) · s / √n.
+    pub ci95: f64,
+}
+
+impl Estimate {
+    /// The estimate from samples `xs`.
+    pub fn of(xs: &[f64]) -> Self {
+        let n = xs.len();
+        if n == 0 {
+            return Estimate {
+                mean: f64::NAN,
+                ci95: f64::NAN,
+            };
+        }
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+        Estimate {
+            mean,
+            ci95: t_975(n - 1) * (var / n as f64).sqrt(),
+        }
+    }
+}
+
+/// A grid point over its replicates.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PointSummary {
+    /// `key=value` pairs.
+    pub overrides: Vec<(String, String)>,
+    /// Seeds of the replicates, in order.
+    pub seeds: Vec<u64>,
+    /// Each figure of [`SweepRow`], in table order.
+    pub figures: Vec<(String, Estimate)>,
+}
+
+impl PointSummary {
+    /// Summarises the replicates `rows` of one grid point.
+    pub fn of(rows: &[SweepRow]) -> Self {
+        let figures = FIGURES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let xs: Vec<f64> = rows.iter().map(|r| r.figures()[i]).collect();
+                ((*name).to_string(), Estimate::of(&xs))
+            })
+            .collect();
+        PointSummary {
+            overrides: rows
+                .first()
+                .map(|r| r.overrides.clone())
+                .unwrap_or_default(),
+            seeds: rows.iter().map(|r| r.seed).collect(),
+            figures,
+        }
+    }
+
+    /// The estimate of figure `name`.
+    pub fn figure(&self, name: &str) -> Option<Estimate> {
+        self.figures
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| *e)
+    }
+}
+
+fn key_columns(s: &mut String, overrides: &[(String, String)]) {
+    for (k, _) in overrides {
+        let _ = write!(s, "{k},");
+    }
+}
+
+/// The sweep table as CSV: one row per grid point, one column per swept
+/// key, the number of replicates, then each figure's mean and 95 % CI
+/// half-width.
+pub fn to_csv(points: &[PointSummary]) -> String {
+    let mut s = String::new();
+    if let Some(first) = points.first() {
+        key_columns(&mut s, &first.overrides);
+    }
+    s.push_str("replicates");
+    for f in FIGURES {
+        let _ = write!(s, ",{f},{f}_ci95");
+    }
+    s.push('\n');
+    for p in points {
+        for (_, v) in &p.overrides {
+            let _ = write!(s, "{v},");
+        }
+        let _ = write!(s, "{}", p.seeds.len());
+        for (_, e) in &p.figures {
+            let _ = write!(s, ",{:.6},{:.6}", e.mean, e.ci95);
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Every run as CSV: swept keys, seed, then the figures.
+pub fn runs_csv(rows: &[SweepRow]) -> String {
+    let mut s = String::new();
+    if let Some(first) = rows.first() {
+        key_columns(&mut s, &first.overrides);
+    }
+    s.push_str("seed");
+    for f in FIGURES {
+        let _ = write!(s, ",{f}");
+    }
+    s.push('\n');
     for r in rows {
         for (_, v) in &r.overrides {
             let _ = write!(s, "{v},");
         }
-        let _ = writeln!(
-            s,
-            "{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
-            r.entropy_bits,
-            r.min_entropy_bits,
-            r.top1,
-            r.latency_mean,
-            r.latency_p99,
-            r.overhead,
-            r.disclosure_recall
-        );
+        let _ = write!(s, "{}", r.seed);
+        for x in r.figures() {
+            let _ = write!(s, ",{x:.6}");
+        }
+        s.push('\n');
     }
     s
 }
@@ -214,6 +391,28 @@ mod tests {
             Scenario::SingleMix(s) => assert_eq!((s.seed, s.targets), (3, 6)),
             Scenario::Network(_) => panic!("wrong kind"),
         }
+    }
+
+    #[test]
+    fn replicates_take_consecutive_seeds_and_give_a_t_interval() {
+        let g = grid(BASE, &[parse_param("targets=5,6").unwrap()]).unwrap();
+        let t = tasks(&g, 3);
+        assert_eq!(t.len(), 6);
+        let seeds: Vec<u64> = t
+            .iter()
+            .map(|t| match &t.scenario {
+                Scenario::SingleMix(s) => s.seed,
+                Scenario::Network(s) => s.seed,
+            })
+            .collect();
+        assert_eq!(seeds, [1, 2, 3, 1, 2, 3]);
+        assert_eq!((t[4].point, t[4].replicate), (1, 1));
+        // Samples 1, 2, 3: mean 2, s = 1, half-width t(0.975, 2)/√3 = 4.303/1.732.
+        let e = Estimate::of(&[1.0, 2.0, 3.0]);
+        assert!((e.mean - 2.0).abs() < 1e-12);
+        assert!((e.ci95 - 4.303 / 3f64.sqrt()).abs() < 1e-9, "{e:?}");
+        assert!(Estimate::of(&[5.0]).ci95.is_nan());
+        assert_eq!(t_975(1000), 1.960);
     }
 
     #[test]
