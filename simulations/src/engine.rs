@@ -23,6 +23,7 @@ use crate::adversary::Adversary;
 use crate::anonymity::{GuessSummary, MixturePool, SenderDist};
 use crate::clock::EventQueue;
 use crate::disclosure::DisclosureAttack;
+use crate::intersection::{IntersectionAttack, OnlineLog};
 use crate::latency::LatencyHistogram;
 use crate::layout::{Layout, MAX_ROUTE, NodeRole};
 use crate::lineage::{Lineage, Source};
@@ -53,7 +54,12 @@ pub struct EngineStats {
 enum Event {
     Write,
     ClientDue(u32),
-    Arrive { node: u32, packet: u32 },
+    /// A client connects or disconnects.
+    Toggle(u32),
+    Arrive {
+        node: u32,
+        packet: u32,
+    },
     NodeDue(u32),
 }
 
@@ -171,6 +177,14 @@ struct Sim<'a> {
     records: Vec<TargetRecord>,
     sda: Option<DisclosureAttack>,
     relay_sda: Option<DisclosureAttack>,
+    /// Online and offline period lengths, when clients go offline.
+    churn: Option<(Exp<f64>, Exp<f64>)>,
+    online: OnlineLog,
+    /// Whether a `ClientDue` is scheduled for each client.
+    due_pending: Vec<bool>,
+    /// What waits in an offline client's mailbox: (written, a real message?).
+    mailbox: Vec<Vec<(Duration, bool)>>,
+    intersection: Option<IntersectionAttack>,
 }
 
 /// Runs a network scenario; the dumb-relay model runs the relay baseline.
@@ -283,6 +297,7 @@ impl<'a> Sim<'a> {
             .collect();
         let shaping = s.shaping.config();
         let mut queue = EventQueue::new();
+        let mut due_pending = vec![false; s.clients.count];
         let shapers = (0..s.clients.count)
             .map(|c| {
                 let shaper = shaping.as_ref().map(|cfg| {
@@ -290,10 +305,41 @@ impl<'a> Sim<'a> {
                 });
                 if let Some(due) = shaper.as_ref().and_then(TrafficShaper::next_deadline) {
                     queue.schedule(due, Event::ClientDue(c as u32));
+                    due_pending[c] = true;
                 }
                 shaper
             })
             .collect();
+        // Churn draws from the RNG only when enabled, so runs without it
+        // keep their transcripts.
+        let churn = s.churn.enabled().then(|| {
+            let rate = |mean: f64| Exp::new(1.0 / mean).ok();
+            (
+                rate(s.churn.mean_online_secs),
+                rate(s.churn.mean_offline_secs),
+            )
+        });
+        let churn = match churn {
+            Some((Some(on), Some(off))) => Some((on, off)),
+            _ => None,
+        };
+        let online = match &churn {
+            None => vec![true; s.clients.count],
+            Some((on, off)) => {
+                let share = s.churn.mean_online_secs
+                    / (s.churn.mean_online_secs + s.churn.mean_offline_secs);
+                (0..s.clients.count)
+                    .map(|c| {
+                        let online = rng.random::<f64>() < share;
+                        // Exponential periods are memoryless: the rest of the
+                        // current one has the same law.
+                        let left = if online { on } else { off }.sample(&mut rng);
+                        queue.schedule(secs(left), Event::Toggle(c as u32));
+                        online
+                    })
+                    .collect()
+            }
+        };
         let write_gap = Exp::new(s.clients.rate * s.clients.count as f64).ok();
         if let Some(gap) = write_gap {
             queue.schedule(secs(gap.sample(&mut rng)), Event::Write);
@@ -310,7 +356,25 @@ impl<'a> Sim<'a> {
                 linked,
             )
         };
+        let i = &s.intersection;
+        let intersection = (i.recipients > 0).then(|| {
+            IntersectionAttack::new(
+                s.clients.count,
+                (0..i.recipients.min(s.clients.count) as u32).collect(),
+                secs(i.window_secs),
+                duration,
+            )
+        });
         Ok(Sim {
+            mailbox: if churn.is_some() {
+                vec![Vec::new(); s.clients.count]
+            } else {
+                Vec::new()
+            },
+            churn,
+            online: OnlineLog::new(online),
+            due_pending,
+            intersection,
             sda: (d.users > 0).then(|| make_sda(false)),
             relay_sda: (d.users > 0 && d.compare_relay).then(|| make_sda(true)),
             s,
@@ -344,6 +408,7 @@ impl<'a> Sim<'a> {
         match event {
             Event::Write => self.write(now),
             Event::ClientDue(c) => self.client_due(now, c as usize),
+            Event::Toggle(c) => self.toggle(now, c as usize),
             Event::Arrive { node, packet } => self.arrive(now, node as usize, packet),
             Event::NodeDue(node) => self.node_due(now, node as usize),
         }
@@ -354,7 +419,9 @@ impl<'a> Sim<'a> {
     fn write(&mut self, now: Duration) {
         let clients = self.s.clients.count;
         let sender = self.rng.random_range(0..clients);
-        if let Some(recipient) = self.graph.pick(&mut self.rng, sender) {
+        // People write while their client is online.
+        let online = self.online.is_online(sender);
+        if online && let Some(recipient) = self.graph.pick(&mut self.rng, sender) {
             let id = self.written;
             self.written += 1;
             self.bw.messages_written += 1;
@@ -389,7 +456,46 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// A client connects or disconnects. Back online, it fetches what
+    /// waited in its mailbox and its shaper resumes (slots missed while
+    /// offline are skipped, as the real client skips them).
+    fn toggle(&mut self, now: Duration, client: usize) {
+        let Some((on, off)) = self.churn else {
+            return;
+        };
+        let online = !self.online.is_online(client);
+        self.online.set(client, online, now);
+        let period = if online { on } else { off }.sample(&mut self.rng);
+        self.queue
+            .schedule(now + secs(period), Event::Toggle(client as u32));
+        if !online {
+            return;
+        }
+        for (written, real) in std::mem::take(&mut self.mailbox[client]) {
+            self.fetched(now, client, written, real);
+        }
+        if !self.due_pending[client] && self.shapers[client].is_some() {
+            self.due_pending[client] = true;
+            self.queue.schedule(now, Event::ClientDue(client as u32));
+        }
+    }
+
+    /// A client fetched a packet from its mailbox: a real message
+    /// (`real`) written at `written`, or one of its loops.
+    fn fetched(&mut self, now: Duration, client: usize, written: Duration, real: bool) {
+        if real {
+            self.hist.record((now - written).as_secs_f64());
+        }
+        if let Some(sda) = &mut self.sda {
+            sda.observe_delivery(now, client);
+        }
+    }
+
     fn client_due(&mut self, now: Duration, client: usize) {
+        self.due_pending[client] = false;
+        if !self.online.is_online(client) {
+            return; // resumes when the client is back
+        }
         let Some(shaper) = self.shapers[client].as_mut() else {
             return;
         };
@@ -404,6 +510,7 @@ impl<'a> Sim<'a> {
             self.emit(e.at, client, kind);
         }
         if let Some(due) = next {
+            self.due_pending[client] = true;
             self.queue.schedule(due, Event::ClientDue(client as u32));
         }
     }
@@ -573,19 +680,31 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The exit gateway puts the packet in the recipient's mailbox; the
-    /// recipient is taken to fetch it at once.
+    /// The exit gateway puts the packet in the recipient's mailbox; an
+    /// online recipient is taken to fetch it at once, an offline one when it
+    /// is back.
     fn deliver(&mut self, now: Duration, id: u32) {
         let Some(p) = self.packets[id as usize].take() else {
             return;
         };
         self.free.push(id);
+        let mailbox = match p.kind {
+            Kind::Real(m) => Some((m.recipient as usize, m.written, true)),
+            Kind::Loop => Some((p.sender as usize, now, false)),
+            Kind::Drop => None,
+        };
+        if let Some((owner, written, real)) = mailbox {
+            if self.online.is_online(owner) {
+                self.fetched(now, owner, written, real);
+            } else if let Some(waiting) = self.mailbox.get_mut(owner) {
+                waiting.push((written, real));
+            }
+        }
         match p.kind {
             Kind::Real(m) => {
                 self.bw.real_delivered += 1;
-                self.hist.record((now - m.written).as_secs_f64());
-                if let Some(sda) = &mut self.sda {
-                    sda.observe_delivery(now, m.recipient as usize);
+                if let Some(attack) = &mut self.intersection {
+                    attack.observe_delivery(now, m.recipient as usize, p.sender, &self.online);
                 }
                 if m.target
                     && let Some((guess, untracked_mass)) = self.judge(&p)
@@ -601,12 +720,7 @@ impl<'a> Sim<'a> {
                     });
                 }
             }
-            Kind::Loop => {
-                if let Some(sda) = &mut self.sda {
-                    sda.observe_delivery(now, p.sender as usize);
-                }
-            }
-            Kind::Drop => {}
+            Kind::Loop | Kind::Drop => {}
         }
     }
 
@@ -638,6 +752,9 @@ impl<'a> Sim<'a> {
     fn finish(mut self, end: Duration) -> NetworkReport {
         for sda in [&mut self.sda, &mut self.relay_sda].into_iter().flatten() {
             sda.advance(end);
+        }
+        if let Some(attack) = &mut self.intersection {
+            attack.advance(end, &self.online);
         }
         let bw = &mut self.bw;
         let client_packets = bw.real_sent + bw.loop_sent + bw.drop_sent;
@@ -674,6 +791,10 @@ impl<'a> Sim<'a> {
             bandwidth: self.bw,
             disclosure: self.sda.map(|a| a.curve().to_vec()).unwrap_or_default(),
             relay_disclosure: self.relay_sda.map(|a| a.curve().to_vec()),
+            intersection: self
+                .intersection
+                .map(|a| a.curve().to_vec())
+                .unwrap_or_default(),
             events: self.queue.processed(),
         }
     }

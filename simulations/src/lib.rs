@@ -40,6 +40,8 @@ pub use social::SocialGraph;
 mod adversary;
 pub use adversary::Adversary;
 
+pub mod intersection;
+
 mod disclosure;
 pub use disclosure::{DisclosureAttack, DisclosurePoint};
 

@@ -31,6 +31,9 @@ pub fn write_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, SimErro
             files.push(write_file(dir, "targets.csv", &targets_csv(r))?);
             files.push(write_file(dir, "latency_cdf.csv", &latency_csv(r))?);
             files.push(write_file(dir, "disclosure.csv", &disclosure_csv(r))?);
+            if !r.intersection.is_empty() {
+                files.push(write_file(dir, "intersection.csv", &intersection_csv(r))?);
+            }
         }
     }
     Ok(files)
@@ -157,6 +160,14 @@ fn disclosure_csv(r: &NetworkReport) -> String {
     s
 }
 
+fn intersection_csv(r: &NetworkReport) -> String {
+    let mut s = String::from("time_secs,recall\n");
+    for p in &r.intersection {
+        let _ = writeln!(s, "{},{:.6}", p.time_secs, p.recall);
+    }
+    s
+}
+
 /// A human-readable summary table.
 pub fn summary(report: &Report) -> String {
     let mut s = String::new();
@@ -246,6 +257,14 @@ pub fn summary(report: &Report) -> String {
             };
             if !r.disclosure.is_empty() {
                 let _ = writeln!(s, "  disclosure attack: {}", last(&r.disclosure));
+            }
+            if let Some(p) = r.intersection.last() {
+                let _ = writeln!(
+                    s,
+                    "  intersection attack on who is online: recall {:.3} after {:.1} days",
+                    p.recall,
+                    p.time_secs / 86_400.0
+                );
             }
             if let Some(c) = &r.relay_disclosure {
                 let _ = writeln!(s, "  disclosure attack on a dumb relay: {}", last(c));

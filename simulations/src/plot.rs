@@ -274,6 +274,25 @@ pub fn disclosure_chart(r: &NetworkReport) -> Chart {
     }
 }
 
+/// Intersection-attack recall against days observed.
+pub fn intersection_chart(r: &NetworkReport) -> Chart {
+    Chart {
+        title: format!("Intersection attack on who is online ({})", r.name),
+        x_label: "observation (days)".into(),
+        y_label: "correspondents recovered".into(),
+        log_x: false,
+        series: vec![Series {
+            label: "recall".into(),
+            points: r
+                .intersection
+                .iter()
+                .map(|p| (p.time_secs / 86_400.0, p.recall))
+                .collect(),
+            ..Series::default()
+        }],
+    }
+}
+
 /// Empirical CDF of write-to-mailbox latency.
 pub fn latency_chart(r: &NetworkReport) -> Chart {
     Chart {
@@ -347,6 +366,9 @@ pub fn plot_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, SimError
             let mut files = draw(dir, "latency_cdf", &latency_chart(r))?;
             if !r.disclosure.is_empty() {
                 files.extend(draw(dir, "disclosure", &disclosure_chart(r))?);
+            }
+            if !r.intersection.is_empty() {
+                files.extend(draw(dir, "intersection", &intersection_chart(r))?);
             }
             Ok(files)
         }

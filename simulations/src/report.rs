@@ -141,6 +141,8 @@ pub struct NetworkReport {
     pub disclosure: Vec<DisclosurePoint>,
     /// Disclosure attack on a dumb relay carrying the same messages.
     pub relay_disclosure: Option<Vec<DisclosurePoint>>,
+    /// Intersection attack recall over time (empty when off).
+    pub intersection: Vec<DisclosurePoint>,
     /// Events the engine processed.
     pub events: u64,
 }

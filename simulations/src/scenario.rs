@@ -77,6 +77,58 @@ pub struct NetworkScenario {
     /// The statistical disclosure attack.
     #[serde(default)]
     pub disclosure: DisclosureSpec,
+    /// Clients going on- and offline.
+    #[serde(default)]
+    pub churn: ChurnSpec,
+    /// The intersection attack on who is online when messages land.
+    #[serde(default)]
+    pub intersection: IntersectionSpec,
+}
+
+/// Clients going on- and offline: each alternates online and offline
+/// periods of exponential length (independent of everything else).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChurnSpec {
+    /// Mean seconds online (0 with `mean_offline_secs` 0: always online).
+    #[serde(default)]
+    pub mean_online_secs: f64,
+    /// Mean seconds offline.
+    #[serde(default)]
+    pub mean_offline_secs: f64,
+}
+
+impl ChurnSpec {
+    /// Whether clients go offline at all.
+    pub fn enabled(&self) -> bool {
+        self.mean_offline_secs > 0.0
+    }
+}
+
+/// The long-term intersection attack ([`crate::intersection`]).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntersectionSpec {
+    /// Recipients whose correspondents are attacked (0 turns it off).
+    #[serde(default)]
+    pub recipients: usize,
+    /// The adversary's bound on latency, seconds: a message landing at t was
+    /// sent by someone online during [t − window, t].
+    #[serde(default = "default_intersection_window")]
+    pub window_secs: f64,
+}
+
+fn default_intersection_window() -> f64 {
+    60.0
+}
+
+impl Default for IntersectionSpec {
+    fn default() -> Self {
+        IntersectionSpec {
+            recipients: 0,
+            window_secs: default_intersection_window(),
+        }
+    }
 }
 
 /// Network shape.
@@ -491,6 +543,16 @@ impl Scenario {
                     return bad(
                         "dense probability tracking is limited to 20000 clients: set adversary.tracking = \"lineage\" (or targets = 0)",
                     );
+                }
+                let c = &n.churn;
+                if c.enabled() && !positive(c.mean_online_secs) {
+                    return bad("churn.mean_online_secs must be positive when clients go offline");
+                }
+                if !(c.mean_online_secs >= 0.0 && c.mean_offline_secs >= 0.0) {
+                    return bad("churn means must not be negative");
+                }
+                if !positive(n.intersection.window_secs) {
+                    return bad("intersection.window_secs must be positive");
                 }
                 if a.horizon_secs.is_some_and(|h| !positive(h)) {
                     return bad("adversary.horizon_secs must be positive");

@@ -53,6 +53,8 @@ pub struct SweepRow {
     pub overhead: f64,
     /// Final disclosure-attack recall (network only).
     pub disclosure_recall: f64,
+    /// Final intersection-attack recall (network with churn only).
+    pub intersection_recall: f64,
 }
 
 /// Parses `key=v1,v2,...`; values are read as TOML integers, floats,
@@ -152,6 +154,7 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                 latency_p99: 0.0,
                 overhead: 0.0,
                 disclosure_recall: 0.0,
+                intersection_recall: 0.0,
             }
         }
         Report::Network(r) => {
@@ -166,13 +169,14 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                 latency_p99: r.latency.p99,
                 overhead: r.bandwidth.overhead,
                 disclosure_recall: r.disclosure.last().map_or(0.0, |p| p.recall),
+                intersection_recall: r.intersection.last().map_or(0.0, |p| p.recall),
             }
         }
     }
 }
 
 /// The figures of a row, in table order, with their column names.
-const FIGURES: [&str; 7] = [
+const FIGURES: [&str; 8] = [
     "entropy_bits",
     "min_entropy_bits",
     "top1",
@@ -180,10 +184,11 @@ const FIGURES: [&str; 7] = [
     "latency_p99",
     "overhead",
     "disclosure_recall",
+    "intersection_recall",
 ];
 
 impl SweepRow {
-    fn figures(&self) -> [f64; 7] {
+    fn figures(&self) -> [f64; 8] {
         [
             self.entropy_bits,
             self.min_entropy_bits,
@@ -192,6 +197,7 @@ impl SweepRow {
             self.latency_p99,
             self.overhead,
             self.disclosure_recall,
+            self.intersection_recall,
         ]
     }
 }

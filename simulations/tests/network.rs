@@ -184,3 +184,64 @@ fn lineage_tracking_lifts_the_client_limit() {
     let a = r.anonymity.unwrap();
     assert!(a.targets >= 5 && a.entropy_bits > 1.0, "{a:?}");
 }
+
+#[test]
+fn churn_lets_the_intersection_attack_find_correspondents_unless_clients_stay_online() {
+    let text = r#"
+kind = "network"
+name = "churn"
+seed = 8
+duration_secs = 86400.0
+[topology]
+layers = 2
+width = 2
+gateways = 2
+[clients]
+count = 300
+rate = 0.002
+contacts = 3
+[shaping]
+kind = "poisson"
+payload_rate = 0.01
+loop_rate = 0.002
+drop_rate = 0.002
+[mixing]
+mu = 20.0
+[adversary]
+targets = 0
+[disclosure]
+users = 0
+[churn]
+mean_online_secs = 3600.0
+mean_offline_secs = 10800.0
+[intersection]
+recipients = 15
+window_secs = 120.0
+"#;
+    let churn = Scenario::from_toml(text).unwrap();
+    let always = with_model(&churn, |n| n.churn.mean_offline_secs = 0.0);
+    let a = network(run(&churn, &mut |_| {}).unwrap());
+    let b = network(run(&always, &mut |_| {}).unwrap());
+    // People write only while online: an alternating renewal process is
+    // online a share on/(on + off) = 1/4 of the time, so the Poisson count
+    // of messages is about clients · rate · duration / 4.
+    let expected = 300.0 * 0.002 * 86_400.0 / 4.0;
+    let written = a.bandwidth.messages_written as f64;
+    assert!(
+        (written - expected).abs() < 4.0 * expected.sqrt() + 0.03 * expected,
+        "{written} written, {expected} expected"
+    );
+    let full = b.bandwidth.messages_written as f64;
+    assert!(
+        (full - 4.0 * expected).abs() < 4.0 * (4.0 * expected).sqrt(),
+        "{full}"
+    );
+    let churned = a.intersection.last().unwrap().recall;
+    let online = b.intersection.last().unwrap().recall;
+    assert!(churned > 0.3, "with churn: {churned}");
+    assert!(online < 0.05, "always online: {online}");
+    // Messages to an offline recipient wait in its mailbox until it is back.
+    // A recipient is offline 3/4 of the time, for 3 h on average.
+    assert!(a.latency.mean > 3000.0, "{:?}", a.latency);
+    assert!(b.latency.mean < 600.0, "{:?}", b.latency);
+}
