@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegis_mix_packet::{Body, HopDelays, LoopId, build_mailbox_packet};
-use aegis_proto::loop_alarm::loop_deadline;
+use aegis_proto::loop_alarm::{NODE_LINK_SLACK, loop_deadline};
 use aegis_proto::loop_cover::NODE_LOOP_TIMEOUT;
 use aegis_proto::{AlarmChange, LoopTracker, LossAlarm, LossAlarmConfig};
 use rand::{Rng as _, SeedableRng as _};
@@ -20,9 +20,6 @@ use tokio::sync::watch;
 use crate::egress::Egress;
 use crate::metrics::NodeMetrics;
 use crate::state::{Clock, Directory, LoopKeys, Me};
-
-/// Slack for links and queues on top of the loop's mixing delays.
-const LINK_SLACK: Duration = Duration::from_secs(5);
 
 /// The node's loops in flight, shared by the cover task (which sends them
 /// and judges the overdue ones) and the crypto workers (which see them
@@ -165,7 +162,7 @@ pub async fn run(
         let deadline = loop_deadline(
             topology.layers.len() + 1,
             topology.mean_hop_delay(),
-            LINK_SLACK,
+            NODE_LINK_SLACK,
             NODE_LOOP_TIMEOUT,
         );
         let (lost, change) = loops.judge(clock.now(), deadline);

@@ -195,6 +195,9 @@ fn ln_choose(n: usize, k: usize) -> f64 {
         .sum()
 }
 
+/// What a node adds to a loop's deadline for links and queues.
+pub const NODE_LINK_SLACK: Duration = Duration::from_secs(5);
+
 /// How long a node waits for one of its loops before it counts as lost:
 /// long enough that a loop through `hops` hops with exponential delays of
 /// mean `mean_delay` is overdue with probability below 10⁻¹² (the sum of

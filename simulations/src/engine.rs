@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use aegis_directory::MixingStrategy;
 use aegis_mix_packet::HopDelays;
-use aegis_proto::Mixer;
+use aegis_proto::loop_alarm::{NODE_LINK_SLACK, loop_deadline};
+use aegis_proto::loop_cover::NODE_LOOP_TIMEOUT;
+use aegis_proto::{AlarmChange, LoopTracker, LossAlarm, LossAlarmConfig, Mixer};
 use aegis_proto::{Slot, TrafficShaper};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,7 +29,9 @@ use crate::intersection::{IntersectionAttack, OnlineLog};
 use crate::latency::LatencyHistogram;
 use crate::layout::{Layout, MAX_ROUTE, NodeRole};
 use crate::lineage::{Lineage, Source};
-use crate::report::{AnonymityReport, BandwidthReport, NetworkReport, TargetRecord};
+use crate::report::{
+    AnonymityReport, BandwidthReport, NMinusOneReport, NetworkReport, TargetRecord,
+};
 use crate::scenario::{AdversaryModel, NetworkScenario, ShapingSpec, Tracking, secs};
 use crate::social::SocialGraph;
 use crate::{SimError, relay};
@@ -56,6 +60,8 @@ enum Event {
     ClientDue(u32),
     /// A client connects or disconnects.
     Toggle(u32),
+    /// A mix judges its loops and sends the next one.
+    MixLoop(u32),
     Arrive {
         node: u32,
         packet: u32,
@@ -77,6 +83,29 @@ enum Kind {
     Real(Message),
     Loop,
     Drop,
+    /// A mix's own loop, back to `origin`.
+    NodeLoop {
+        origin: u32,
+        id: u64,
+    },
+}
+
+/// A mix's loops in flight and its loss alarm: the node's own bookkeeping.
+struct MixLoops {
+    tracker: LoopTracker<u64>,
+    alarm: LossAlarm,
+    returned: usize,
+    next_id: u64,
+}
+
+/// The n−1 attack's target and what came of it.
+struct Attack {
+    mix: usize,
+    start: Duration,
+    detected: Option<Duration>,
+    false_alarms: u32,
+    collateral_alarms: u32,
+    held_back: u64,
 }
 
 #[derive(Debug)]
@@ -86,6 +115,8 @@ struct Packet {
     route: [u32; MAX_ROUTE],
     delays: [Duration; MAX_ROUTE],
     hop: u8,
+    /// Hops of the route.
+    hops: u8,
     view: View,
     mixes_all_corrupt: bool,
 }
@@ -185,6 +216,11 @@ struct Sim<'a> {
     /// What waits in an offline client's mailbox: (written, a real message?).
     mailbox: Vec<Vec<(Duration, bool)>>,
     intersection: Option<IntersectionAttack>,
+    /// Each mix's loops, when mixes send loop cover.
+    loops: Vec<Option<MixLoops>>,
+    loop_gap: Option<Exp<f64>>,
+    loop_deadline: Duration,
+    attack: Option<Attack>,
 }
 
 /// Runs a network scenario; the dumb-relay model runs the relay baseline.
@@ -356,6 +392,34 @@ impl<'a> Sim<'a> {
                 linked,
             )
         };
+        let loop_gap = Exp::new(s.node_cover.loop_rate).ok();
+        let loop_deadline = loop_deadline(
+            topo.route_len() - 1,
+            s.mixing.mean_delay(),
+            NODE_LINK_SLACK,
+            NODE_LOOP_TIMEOUT,
+        );
+        let loops = (0..topo.nodes())
+            .map(|id| {
+                let is_mix = matches!(topo.role(id), NodeRole::Mix(_));
+                let gap = loop_gap.filter(|_| is_mix)?;
+                queue.schedule(secs(gap.sample(&mut rng)), Event::MixLoop(id as u32));
+                Some(MixLoops {
+                    tracker: LoopTracker::new(loop_deadline),
+                    alarm: LossAlarm::new(LossAlarmConfig::default()),
+                    returned: 0,
+                    next_id: 0,
+                })
+            })
+            .collect();
+        let attack = s.n_minus_one.start_secs.map(|start| Attack {
+            mix: topo.mix(s.n_minus_one.layer, 0),
+            start: secs(start),
+            detected: None,
+            false_alarms: 0,
+            collateral_alarms: 0,
+            held_back: 0,
+        });
         let i = &s.intersection;
         let intersection = (i.recipients > 0).then(|| {
             IntersectionAttack::new(
@@ -366,6 +430,10 @@ impl<'a> Sim<'a> {
             )
         });
         Ok(Sim {
+            loops,
+            loop_gap,
+            loop_deadline,
+            attack,
             mailbox: if churn.is_some() {
                 vec![Vec::new(); s.clients.count]
             } else {
@@ -409,6 +477,7 @@ impl<'a> Sim<'a> {
             Event::Write => self.write(now),
             Event::ClientDue(c) => self.client_due(now, c as usize),
             Event::Toggle(c) => self.toggle(now, c as usize),
+            Event::MixLoop(node) => self.mix_loop(now, node as usize),
             Event::Arrive { node, packet } => self.arrive(now, node as usize, packet),
             Event::NodeDue(node) => self.node_due(now, node as usize),
         }
@@ -491,6 +560,79 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// A mix judges the loops resolved since its last loop (as the node
+    /// does before sending each one), then sends the next loop.
+    fn mix_loop(&mut self, now: Duration, mix: usize) {
+        self.judge_loops(now, mix);
+        let (route, hops) = self.topo.loop_route(&mut self.rng, mix);
+        let mut delays = [Duration::ZERO; MAX_ROUTE];
+        if self.poisson {
+            let sampled = HopDelays::sample_exponential(&mut self.rng, hops, self.mean_delay);
+            for (d, s) in delays.iter_mut().zip(sampled.as_durations()) {
+                *d = s;
+            }
+        }
+        let Some(loops) = self.loops.get_mut(mix).and_then(Option::as_mut) else {
+            return;
+        };
+        let id = loops.next_id;
+        loops.next_id += 1;
+        loops.tracker.sent(id, now);
+        self.bw.node_loops_sent += 1;
+        let packet = Packet {
+            kind: Kind::NodeLoop {
+                origin: mix as u32,
+                id,
+            },
+            sender: u32::MAX,
+            route,
+            delays,
+            hop: 0,
+            hops: hops as u8,
+            view: View::Untracked,
+            mixes_all_corrupt: false,
+        };
+        let pid = self.store(packet);
+        let arrive = now + self.link_delay();
+        self.queue.schedule(
+            arrive,
+            Event::Arrive {
+                node: route[0],
+                packet: pid,
+            },
+        );
+        if let Some(gap) = self.loop_gap {
+            let next = now + secs(gap.sample(&mut self.rng));
+            self.queue.schedule(next, Event::MixLoop(mix as u32));
+        }
+    }
+
+    /// The node's judgement: loops back since the last one count as kept,
+    /// loops past the deadline as lost; an alarm on the attacked mix after
+    /// the attack started is a detection, any other alarm is counted.
+    fn judge_loops(&mut self, now: Duration, mix: usize) {
+        let Some(loops) = self.loops.get_mut(mix).and_then(Option::as_mut) else {
+            return;
+        };
+        let back = std::mem::take(&mut loops.returned);
+        let mut change = loops.alarm.observe_many(false, back);
+        let lost = loops.tracker.expire(now);
+        if let Some(c) = loops.alarm.observe_many(true, lost) {
+            change = Some(c);
+        }
+        let (Some(AlarmChange::Raised { .. }), Some(attack)) = (change, self.attack.as_mut())
+        else {
+            return;
+        };
+        if now < attack.start {
+            attack.false_alarms += 1;
+        } else if mix == attack.mix {
+            attack.detected.get_or_insert(now);
+        } else {
+            attack.collateral_alarms += 1;
+        }
+    }
+
     fn client_due(&mut self, now: Duration, client: usize) {
         self.due_pending[client] = false;
         if !self.online.is_online(client) {
@@ -528,13 +670,14 @@ impl<'a> Sim<'a> {
         let entry = self.topo.gateway_of(sender);
         let exit = match kind {
             Kind::Real(m) => self.topo.gateway_of(m.recipient as usize),
-            Kind::Loop => entry,
+            Kind::Loop | Kind::NodeLoop { .. } => entry,
             Kind::Drop => self.rng.random_range(0..self.topo.gateways()),
         };
         match kind {
             Kind::Real(_) => self.bw.real_sent += 1,
             Kind::Loop => self.bw.loop_sent += 1,
             Kind::Drop => self.bw.drop_sent += 1,
+            Kind::NodeLoop { .. } => {}
         }
         let route = self.topo.route(&mut self.rng, entry, exit);
         let hops = self.topo.route_len();
@@ -551,6 +694,7 @@ impl<'a> Sim<'a> {
             route,
             delays,
             hop: 0,
+            hops: self.topo.route_len() as u8,
             view: match self.tracking {
                 None => View::Untracked,
                 Some(Tracking::Dense) => View::Dense(SenderDist::Point(sender as u32)),
@@ -558,16 +702,7 @@ impl<'a> Sim<'a> {
             },
             mixes_all_corrupt: true,
         };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.packets[id as usize] = Some(packet);
-                id
-            }
-            None => {
-                self.packets.push(Some(packet));
-                (self.packets.len() - 1) as u32
-            }
-        };
+        let id = self.store(packet);
         if let Some(sda) = &mut self.sda {
             sda.observe_send(at, sender);
         }
@@ -582,6 +717,15 @@ impl<'a> Sim<'a> {
     }
 
     fn arrive(&mut self, now: Duration, node: usize, id: u32) {
+        if let Some(attack) = self.attack.as_mut()
+            && node == attack.mix
+            && now >= attack.start
+        {
+            // The n−1 attacker holds back everything bound for the mix.
+            attack.held_back += 1;
+            self.release(id);
+            return;
+        }
         let Some(p) = self.packets[id as usize].as_ref() else {
             return;
         };
@@ -642,7 +786,6 @@ impl<'a> Sim<'a> {
 
     fn depart(&mut self, now: Duration, node: usize, id: u32) {
         self.bw.packet_hops += 1;
-        let hops = self.topo.route_len();
         let link = self.link_delay();
         let n = &mut self.nodes[node];
         let Some(p) = self.packets[id as usize].as_mut() else {
@@ -666,7 +809,7 @@ impl<'a> Sim<'a> {
             p.mixes_all_corrupt = false;
         }
         p.hop += 1;
-        if (p.hop as usize) < hops {
+        if p.hop < p.hops {
             let next = p.route[p.hop as usize];
             self.queue.schedule(
                 now + link,
@@ -692,6 +835,14 @@ impl<'a> Sim<'a> {
             Kind::Real(m) => Some((m.recipient as usize, m.written, true)),
             Kind::Loop => Some((p.sender as usize, now, false)),
             Kind::Drop => None,
+            Kind::NodeLoop { origin, id } => {
+                if let Some(loops) = self.loops.get_mut(origin as usize).and_then(Option::as_mut)
+                    && loops.tracker.returned(&id, now).is_some()
+                {
+                    loops.returned += 1;
+                }
+                None
+            }
         };
         if let Some((owner, written, real)) = mailbox {
             if self.online.is_online(owner) {
@@ -720,7 +871,7 @@ impl<'a> Sim<'a> {
                     });
                 }
             }
-            Kind::Loop | Kind::Drop => {}
+            Kind::Loop | Kind::Drop | Kind::NodeLoop { .. } => {}
         }
     }
 
@@ -739,6 +890,20 @@ impl<'a> Sim<'a> {
                 let truth = m.mass.get(&p.sender).copied().unwrap_or(0.0);
                 let guess = GuessSummary::from_probs(m.mass.values().copied(), truth, k);
                 Some((guess, m.lost))
+            }
+        }
+    }
+
+    /// Keeps `packet` in a free slot; returns its id.
+    fn store(&mut self, packet: Packet) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.packets[id as usize] = Some(packet);
+                id
+            }
+            None => {
+                self.packets.push(Some(packet));
+                (self.packets.len() - 1) as u32
             }
         }
     }
@@ -795,6 +960,17 @@ impl<'a> Sim<'a> {
                 .intersection
                 .map(|a| a.curve().to_vec())
                 .unwrap_or_default(),
+            n_minus_one: self.attack.map(|a| NMinusOneReport {
+                mix: a.mix as u32,
+                layer: s.n_minus_one.layer,
+                start_secs: a.start.as_secs_f64(),
+                loop_rate: s.node_cover.loop_rate,
+                deadline_secs: self.loop_deadline.as_secs_f64(),
+                detected_after_secs: a.detected.map(|t| (t - a.start).as_secs_f64()),
+                false_alarms: a.false_alarms,
+                collateral_alarms: a.collateral_alarms,
+                held_back: a.held_back,
+            }),
             events: self.queue.processed(),
         }
     }

@@ -5,7 +5,7 @@
 //! gateway — the exit being the recipient's gateway, where its mailbox is.
 
 use aegis_proto::route::pick_per_layer;
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 use crate::scenario::TopologySpec;
 
@@ -104,6 +104,38 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// A mix's loop: one random mix of every layer after its own, a random
+    /// gateway, one random mix of every layer before its own, and the mix
+    /// itself (the order `aegis_proto::Topology::loop_route` uses). Returns
+    /// the route and its number of hops (`layers + 1`).
+    pub fn loop_route<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        mix: usize,
+    ) -> ([u32; MAX_ROUTE], usize) {
+        let mut route = [0u32; MAX_ROUTE];
+        let NodeRole::Mix(layer) = self.role(mix) else {
+            return (route, 0);
+        };
+        let picks =
+            pick_per_layer(rng, self.mixes.iter().map(Vec::as_slice), None).unwrap_or_default();
+        let mut hops = 0;
+        for l in layer + 1..self.layers {
+            route[hops] = picks.get(l).copied().unwrap_or_default();
+            hops += 1;
+        }
+        route[hops] = rng.random_range(0..self.gateways) as u32;
+        hops += 1;
+        for l in 0..layer {
+            route[hops] = picks.get(l).copied().unwrap_or_default();
+            hops += 1;
+        }
+        route[hops] = mix as u32;
+        (route, hops + 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +159,13 @@ mod tests {
                 assert_eq!(t.role(r[layer + 1] as usize), NodeRole::Mix(layer));
             }
         }
+        // A loop from the middle layer: layer 2, a gateway, layer 0, itself.
+        let mix = t.mix(1, 3);
+        let (r, hops) = t.loop_route(&mut rng, mix);
+        assert_eq!(hops, 4);
+        assert_eq!(t.role(r[0] as usize), NodeRole::Mix(2));
+        assert_eq!(t.role(r[1] as usize), NodeRole::Gateway);
+        assert_eq!(t.role(r[2] as usize), NodeRole::Mix(0));
+        assert_eq!(r[3] as usize, mix);
     }
 }

@@ -63,7 +63,8 @@ pub use relay::run_dumb_relay;
 
 mod report;
 pub use report::{
-    AnonymityReport, BandwidthReport, NetworkReport, Report, SingleMixReport, TargetRecord,
+    AnonymityReport, BandwidthReport, NMinusOneReport, NetworkReport, Report, SingleMixReport,
+    TargetRecord,
 };
 
 pub mod output;

@@ -258,6 +258,24 @@ pub fn summary(report: &Report) -> String {
             if !r.disclosure.is_empty() {
                 let _ = writeln!(s, "  disclosure attack: {}", last(&r.disclosure));
             }
+            if let Some(a) = &r.n_minus_one {
+                let detected = a
+                    .detected_after_secs
+                    .map_or("not detected".to_string(), |t| {
+                        format!("detected after {t:.1} s")
+                    });
+                let _ = writeln!(
+                    s,
+                    "  n-1 attack on mix {} (layer {}) from {:.0} s, λM = {}: {detected}; {} false alarms before, {} alarms at other mixes after; {} packets held back",
+                    a.mix,
+                    a.layer,
+                    a.start_secs,
+                    a.loop_rate,
+                    a.false_alarms,
+                    a.collateral_alarms,
+                    a.held_back
+                );
+            }
             if let Some(p) = r.intersection.last() {
                 let _ = writeln!(
                     s,

@@ -116,6 +116,7 @@ pub fn run_dumb_relay(
         disclosure: sda.as_ref().map(|a| a.curve().to_vec()).unwrap_or_default(),
         relay_disclosure: None,
         intersection: Vec::new(),
+        n_minus_one: None,
         events: written,
     };
     let wall = started.elapsed().as_secs_f64().max(1e-9);

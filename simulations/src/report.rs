@@ -53,6 +53,31 @@ pub struct TargetRecord {
     pub fully_corrupt_path: bool,
 }
 
+/// An n−1 attack on one mix and how long its loop alarm took to notice.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NMinusOneReport {
+    /// The attacked mix (node id).
+    pub mix: u32,
+    /// Its layer.
+    pub layer: usize,
+    /// When the attacker started holding back its input.
+    pub start_secs: f64,
+    /// λM, loops per second per mix.
+    pub loop_rate: f64,
+    /// How long a mix waits for a loop before counting it lost.
+    pub deadline_secs: f64,
+    /// Seconds from the start of the attack to the attacked mix's alarm
+    /// (none: not detected within the run).
+    pub detected_after_secs: Option<f64>,
+    /// Alarms raised by any mix before the attack started.
+    pub false_alarms: u32,
+    /// Alarms raised after the start by other mixes, whose loops cross the
+    /// attacked one.
+    pub collateral_alarms: u32,
+    /// Packets the attacker held back.
+    pub held_back: u64,
+}
+
 /// Sender anonymity over all target messages.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AnonymityReport {
@@ -104,6 +129,8 @@ pub struct BandwidthReport {
     pub drop_sent: u64,
     /// Real messages that reached the recipient's mailbox.
     pub real_delivered: u64,
+    /// Loops the mixes sent (node loop cover).
+    pub node_loops_sent: u64,
     /// Packets refused by a full node.
     pub refused_by_nodes: u64,
     /// Packets forwarded by nodes (one per node per packet).
@@ -143,6 +170,8 @@ pub struct NetworkReport {
     pub relay_disclosure: Option<Vec<DisclosurePoint>>,
     /// Intersection attack recall over time (empty when off).
     pub intersection: Vec<DisclosurePoint>,
+    /// The n−1 attack and its detection, when one was run.
+    pub n_minus_one: Option<NMinusOneReport>,
     /// Events the engine processed.
     pub events: u64,
 }

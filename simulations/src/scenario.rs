@@ -83,6 +83,36 @@ pub struct NetworkScenario {
     /// The intersection attack on who is online when messages land.
     #[serde(default)]
     pub intersection: IntersectionSpec,
+    /// The mixes' own loop cover.
+    #[serde(default)]
+    pub node_cover: NodeCoverSpec,
+    /// An n−1 attack on one mix.
+    #[serde(default)]
+    pub n_minus_one: NMinusOneSpec,
+}
+
+/// The mixes' loop cover: each mix sends loops through every other layer
+/// and a gateway back to itself, and judges their loss with the node's own
+/// alarm (`aegis_proto::loop_alarm`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCoverSpec {
+    /// λM: loops per second each mix sends (0: none).
+    #[serde(default)]
+    pub loop_rate: f64,
+}
+
+/// An n−1 (blending) attack: from `start_secs` on, the attacker holds back
+/// every packet bound for the first mix of `layer`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NMinusOneSpec {
+    /// When the attack starts (none: no attack).
+    #[serde(default)]
+    pub start_secs: Option<f64>,
+    /// The layer of the attacked mix (0-based).
+    #[serde(default)]
+    pub layer: usize,
 }
 
 /// Clients going on- and offline: each alternates online and offline
@@ -550,6 +580,15 @@ impl Scenario {
                 }
                 if !(c.mean_online_secs >= 0.0 && c.mean_offline_secs >= 0.0) {
                     return bad("churn means must not be negative");
+                }
+                if !(n.node_cover.loop_rate >= 0.0 && n.node_cover.loop_rate.is_finite()) {
+                    return bad("node_cover.loop_rate must be a non-negative number");
+                }
+                if n.n_minus_one.start_secs.is_some_and(|t| t.is_nan() || t < 0.0) {
+                    return bad("n_minus_one.start_secs must not be negative");
+                }
+                if n.n_minus_one.start_secs.is_some() && n.n_minus_one.layer >= t.layers {
+                    return bad("n_minus_one.layer must be one of the topology's layers");
                 }
                 if !positive(n.intersection.window_secs) {
                     return bad("intersection.window_secs must be positive");

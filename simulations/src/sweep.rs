@@ -55,6 +55,9 @@ pub struct SweepRow {
     pub disclosure_recall: f64,
     /// Final intersection-attack recall (network with churn only).
     pub intersection_recall: f64,
+    /// Seconds until the attacked mix's alarm in an n−1 attack (NaN: no
+    /// attack, or not detected).
+    pub n_minus_one_detection_secs: f64,
 }
 
 /// Parses `key=v1,v2,...`; values are read as TOML integers, floats,
@@ -155,6 +158,7 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                 overhead: 0.0,
                 disclosure_recall: 0.0,
                 intersection_recall: 0.0,
+                n_minus_one_detection_secs: f64::NAN,
             }
         }
         Report::Network(r) => {
@@ -170,13 +174,18 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                 overhead: r.bandwidth.overhead,
                 disclosure_recall: r.disclosure.last().map_or(0.0, |p| p.recall),
                 intersection_recall: r.intersection.last().map_or(0.0, |p| p.recall),
+                n_minus_one_detection_secs: r
+                    .n_minus_one
+                    .as_ref()
+                    .and_then(|a| a.detected_after_secs)
+                    .unwrap_or(f64::NAN),
             }
         }
     }
 }
 
 /// The figures of a row, in table order, with their column names.
-const FIGURES: [&str; 8] = [
+const FIGURES: [&str; 9] = [
     "entropy_bits",
     "min_entropy_bits",
     "top1",
@@ -185,10 +194,11 @@ const FIGURES: [&str; 8] = [
     "overhead",
     "disclosure_recall",
     "intersection_recall",
+    "n_minus_one_detection_secs",
 ];
 
 impl SweepRow {
-    fn figures(&self) -> [f64; 8] {
+    fn figures(&self) -> [f64; 9] {
         [
             self.entropy_bits,
             self.min_entropy_bits,
@@ -198,6 +208,7 @@ impl SweepRow {
             self.overhead,
             self.disclosure_recall,
             self.intersection_recall,
+            self.n_minus_one_detection_secs,
         ]
     }
 }

@@ -31,9 +31,53 @@ pub fn chain_entropy_bits(lambda: f64, mu: f64, hops: u32) -> f64 {
     lambda.log2() + gamma_entropy_bits(hops, 1.0 / mu)
 }
 
+/// The fewest lost loops among the last `window` that a loss alarm with
+/// baseline loss `p` and false-alarm tail `alpha` calls implausible: the
+/// least l with P[Binomial(window, p) ≥ l] < alpha.
+pub fn alarm_threshold(window: usize, p: f64, alpha: f64) -> usize {
+    let pmf = |k: usize| {
+        let ln_choose: f64 = (0..k)
+            .map(|i| ((window - i) as f64).ln() - ((i + 1) as f64).ln())
+            .sum();
+        (ln_choose + k as f64 * p.ln() + (window - k) as f64 * (1.0 - p).ln()).exp()
+    };
+    (0..=window)
+        .find(|&l| (l..=window).map(pmf).sum::<f64>() < alpha)
+        .unwrap_or(window + 1)
+}
+
+/// Expected seconds from the start of an n−1 attack to the attacked mix's
+/// loss alarm, for a mix that sends Poisson loops at `loop_rate`, counts a
+/// loop lost `deadline` seconds after sending it, judges its loops each time
+/// it sends one, and alarms once `threshold` of the loops it judges in a row
+/// are lost. Every loop reaching the mix's input after the start is held
+/// back: those sent in the last `mean_return` seconds before it (the time a
+/// loop takes to come back to the mix's input) and all sent after. The
+/// `threshold`-th of them is sent Gamma(threshold, 1/λM) − `mean_return`
+/// after the start on average, is declared lost `deadline` later, and is
+/// noticed at the next loop, Exp(λM) after that:
+/// deadline + (threshold + 1)/λM − mean_return.
+pub fn n_minus_one_detection_secs(
+    deadline: f64,
+    loop_rate: f64,
+    threshold: usize,
+    mean_return: f64,
+) -> f64 {
+    deadline + (threshold as f64 + 1.0) / loop_rate - mean_return
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alarm_threshold_is_the_binomial_quantile() {
+        // P[Bin(20, 0.05) ≥ 9] = 1.98e-7 < 1e-6 ≤ P[Bin(20, 0.05) ≥ 8] = 2.86e-6.
+        assert_eq!(alarm_threshold(20, 0.05, 1e-6), 9);
+        // With p = 1/2, P[X ≥ 20] = 2^-20: below 1.5 · 2^-20, not below 2^-20.
+        assert_eq!(alarm_threshold(20, 0.5, 0.5f64.powi(20)), 21);
+        assert_eq!(alarm_threshold(20, 0.5, 0.5f64.powi(20) * 1.5), 20);
+    }
 
     #[test]
     fn one_hop_is_danezis_single_mix_formula() {

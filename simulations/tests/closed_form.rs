@@ -174,3 +174,86 @@ fn a_constant_link_latency_does_not_move_the_result() {
         "0 ms: {fast:.3}, 50 ms: {slow:.3}"
     );
 }
+
+/// One n−1 attack on the first mix of the middle layer from `start` with
+/// loops at `loop_rate`; returns the report.
+fn n_minus_one(loop_rate: f64, seed: u64) -> aegis_sim::NMinusOneReport {
+    // Enough loops before the attack for the alarm's warm-up (40) and
+    // window (20), and time after it for ten times the expected wait.
+    let start = 10.0 + 80.0 / loop_rate;
+    let duration = start + 30.0 + 30.0 / loop_rate;
+    let text = format!(
+        r#"
+kind = "network"
+name = "n-1"
+seed = {seed}
+duration_secs = {duration}
+[topology]
+layers = 3
+width = 3
+gateways = 2
+link_latency_ms = 10.0
+[clients]
+count = 20
+rate = 0.01
+contacts = 3
+[shaping]
+kind = "poisson"
+payload_rate = 0.05
+loop_rate = 0.01
+drop_rate = 0.01
+[mixing]
+mu = 20.0
+[adversary]
+targets = 0
+[disclosure]
+users = 0
+[node_cover]
+loop_rate = {loop_rate}
+[n_minus_one]
+start_secs = {start}
+layer = 1
+"#
+    );
+    let scenario = Scenario::from_toml(&text).unwrap();
+    let Report::Network(r) = run(&scenario, &mut |_| {}).unwrap() else {
+        panic!("expected a network report");
+    };
+    r.n_minus_one.unwrap()
+}
+
+#[test]
+fn an_n_minus_one_attack_is_detected_when_the_loop_alarm_predicts() {
+    // The node's alarm (window 20, floor 0.05, tail 1e-6) needs 9 losses in
+    // a row; a mix's loop (3 hops of 50 ms and 4 links of 10 ms) comes back
+    // to its input 0.19 s after it leaves on average.
+    let threshold = aegis_sim::theory::alarm_threshold(20, 0.05, 1e-6);
+    assert_eq!(threshold, 9);
+    for loop_rate in [0.2, 1.0, 5.0] {
+        let runs: Vec<aegis_sim::NMinusOneReport> = (0..30)
+            .map(|seed| n_minus_one(loop_rate, 100 + seed))
+            .collect();
+        let deadline = runs[0].deadline_secs;
+        assert_eq!(
+            deadline, 10.0,
+            "the node's deadline for 4-hop loops of 50 ms"
+        );
+        let times: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                assert_eq!(r.false_alarms, 0, "{r:?}");
+                r.detected_after_secs
+                    .unwrap_or_else(|| panic!("not detected: {r:?}"))
+            })
+            .collect();
+        let n = times.len() as f64;
+        let mean = times.iter().sum::<f64>() / n;
+        let sd = (times.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let expected =
+            aegis_sim::theory::n_minus_one_detection_secs(deadline, loop_rate, threshold, 0.19);
+        assert!(
+            (mean - expected).abs() < 3.5 * sd / n.sqrt() + 0.5,
+            "λM = {loop_rate}: {mean:.2} s (sd {sd:.2}) against {expected:.2} s"
+        );
+    }
+}
