@@ -340,7 +340,7 @@ impl<'a> Sim<'a> {
                     TrafficShaper::new(cfg, Duration::ZERO, s.clients.max_queue, &mut rng)
                 });
                 if let Some(due) = shaper.as_ref().and_then(TrafficShaper::next_deadline) {
-                    queue.schedule(due, Event::ClientDue(c as u32));
+                    queue.schedule_far(due, Event::ClientDue(c as u32));
                     due_pending[c] = true;
                 }
                 shaper
@@ -370,7 +370,7 @@ impl<'a> Sim<'a> {
                         // Exponential periods are memoryless: the rest of the
                         // current one has the same law.
                         let left = if online { on } else { off }.sample(&mut rng);
-                        queue.schedule(secs(left), Event::Toggle(c as u32));
+                        queue.schedule_far(secs(left), Event::Toggle(c as u32));
                         online
                     })
                     .collect()
@@ -392,7 +392,10 @@ impl<'a> Sim<'a> {
                 linked,
             )
         };
-        let loop_gap = Exp::new(s.node_cover.loop_rate).ok();
+        // Like churn, node loops draw from the RNG only when enabled.
+        let loop_gap = Some(s.node_cover.loop_rate)
+            .filter(|&rate| rate > 0.0)
+            .and_then(|rate| Exp::new(rate).ok());
         let loop_deadline = loop_deadline(
             topo.route_len() - 1,
             s.mixing.mean_delay(),
@@ -536,7 +539,7 @@ impl<'a> Sim<'a> {
         self.online.set(client, online, now);
         let period = if online { on } else { off }.sample(&mut self.rng);
         self.queue
-            .schedule(now + secs(period), Event::Toggle(client as u32));
+            .schedule_far(now + secs(period), Event::Toggle(client as u32));
         if !online {
             return;
         }
@@ -545,7 +548,8 @@ impl<'a> Sim<'a> {
         }
         if !self.due_pending[client] && self.shapers[client].is_some() {
             self.due_pending[client] = true;
-            self.queue.schedule(now, Event::ClientDue(client as u32));
+            self.queue
+                .schedule_far(now, Event::ClientDue(client as u32));
         }
     }
 
@@ -653,7 +657,8 @@ impl<'a> Sim<'a> {
         }
         if let Some(due) = next {
             self.due_pending[client] = true;
-            self.queue.schedule(due, Event::ClientDue(client as u32));
+            self.queue
+                .schedule_far(due, Event::ClientDue(client as u32));
         }
     }
 

@@ -26,6 +26,11 @@
 //! million clients report sender anonymity.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+/// A hash map whose iteration order depends only on what was inserted (a
+/// fixed hasher), so sums over it, and the report, repeat bit for bit.
+pub type FixedMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// Weights below this share of a level's mass are not followed further.
 const CUTOFF: f64 = 1e-12;
@@ -73,7 +78,7 @@ struct LogPool {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SenderMass {
     /// Probability per sender (sums to 1 − `lost`).
-    pub mass: HashMap<u32, f64>,
+    pub mass: FixedMap<u32, f64>,
     /// Mass not attributed: arrivals past the horizon or below the cut-off.
     pub lost: f64,
 }
@@ -140,7 +145,7 @@ impl Lineage {
     /// The distribution over senders of a packet whose last source is `source`.
     pub fn senders(&self, source: Source) -> SenderMass {
         let mut out = SenderMass::default();
-        let mut level: HashMap<u32, Vec<(Departure, f64)>> = HashMap::new();
+        let mut level: FixedMap<u32, Vec<(Departure, f64)>> = FixedMap::default();
         match source {
             Source::Client(c) => {
                 out.mass.insert(c, 1.0);
@@ -151,7 +156,7 @@ impl Lineage {
             }
         }
         while !level.is_empty() {
-            let mut next: HashMap<u32, Vec<(Departure, f64)>> = HashMap::new();
+            let mut next: FixedMap<u32, Vec<(Departure, f64)>> = FixedMap::default();
             for (pool, departures) in level {
                 self.expand(pool, departures, &mut out, &mut next);
             }
@@ -169,7 +174,7 @@ impl Lineage {
         pool: u32,
         mut departures: Vec<(Departure, f64)>,
         out: &mut SenderMass,
-        next: &mut HashMap<u32, Vec<(Departure, f64)>>,
+        next: &mut FixedMap<u32, Vec<(Departure, f64)>>,
     ) {
         let Some(p) = self.pools.get(pool as usize) else {
             return;

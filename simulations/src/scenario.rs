@@ -584,7 +584,10 @@ impl Scenario {
                 if !(n.node_cover.loop_rate >= 0.0 && n.node_cover.loop_rate.is_finite()) {
                     return bad("node_cover.loop_rate must be a non-negative number");
                 }
-                if n.n_minus_one.start_secs.is_some_and(|t| t.is_nan() || t < 0.0) {
+                if n.n_minus_one
+                    .start_secs
+                    .is_some_and(|t| t.is_nan() || t < 0.0)
+                {
                     return bad("n_minus_one.start_secs must not be negative");
                 }
                 if n.n_minus_one.start_secs.is_some() && n.n_minus_one.layer >= t.layers {

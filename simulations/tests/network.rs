@@ -160,6 +160,12 @@ fn lineage_tracking_gives_the_dense_figures_target_by_target() {
         );
         assert!((x.guess.top1 - y.guess.top1).abs() < 1e-9, "{x:?} vs {y:?}");
     }
+    let again = output::to_json(&run(&lineage, &mut |_| {}).unwrap()).unwrap();
+    assert_eq!(
+        output::to_json(&Report::Network(Box::new(b.clone()))).unwrap(),
+        again,
+        "the same seed gives the same bytes"
+    );
     let r = b.anonymity.unwrap();
     assert!(r.entropy_error_bound < 1e-3, "{r:?}");
 }
