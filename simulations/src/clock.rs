@@ -7,18 +7,124 @@ use std::time::Duration;
 /// A min-queue of events by time. Events at the same instant come out in
 /// the order they were scheduled, so a run never depends on heap internals.
 ///
-/// Two heaps share one order: `schedule` puts an event in the near heap,
-/// `schedule_far` in the far one. The far heap is for the many events a
-/// large population keeps pending (one per client), the near one for the
-/// packets in flight: most events then go through a small heap that stays
-/// in cache, and the order of events is the same as with one heap.
+/// Two lanes share one order: `schedule` puts an event in the near lane, a
+/// binary heap, and `schedule_far` in the far lane, a calendar of time
+/// buckets. The far lane is for the many events a large population keeps
+/// pending (one per client), the near one for the packets in flight: the
+/// heap stays small and in cache, the calendar costs O(1) per event
+/// however many clients wait, and events come out in the same order as
+/// from one heap.
 #[derive(Debug)]
 pub struct EventQueue<E> {
     near: BinaryHeap<Reverse<(Duration, u64, E)>>,
-    far: BinaryHeap<Reverse<(Duration, u64, E)>>,
+    far: Calendar<E>,
     seq: u64,
     now: Duration,
     popped: u64,
+}
+
+/// Width of a calendar bucket.
+const BUCKET: Duration = Duration::from_millis(32);
+/// Buckets in the calendar's ring (about 17 minutes ahead, past most cover
+/// streams' gaps); later events wait in an overflow heap until their bucket
+/// comes into range.
+const BUCKETS: usize = 32_768;
+
+/// A calendar queue: events in buckets of `BUCKET` by time; the current
+/// bucket is sorted when it is reached and popped from its end.
+#[derive(Debug)]
+struct Calendar<E> {
+    ring: Vec<Vec<(Duration, u64, E)>>,
+    /// Absolute index of the current bucket (`ring[cursor % BUCKETS]`).
+    cursor: u64,
+    /// Whether the current bucket is sorted (latest first).
+    sorted: bool,
+    /// Events in the ring.
+    in_ring: usize,
+    overflow: BinaryHeap<Reverse<(Duration, u64, E)>>,
+}
+
+fn bucket_of(at: Duration) -> u64 {
+    (at.as_nanos() / BUCKET.as_nanos()) as u64
+}
+
+impl<E: Ord> Calendar<E> {
+    fn new() -> Self {
+        Calendar {
+            ring: (0..BUCKETS).map(|_| Vec::new()).collect(),
+            cursor: 0,
+            sorted: false,
+            in_ring: 0,
+            overflow: BinaryHeap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.in_ring + self.overflow.len()
+    }
+
+    fn slot(b: u64) -> usize {
+        (b % BUCKETS as u64) as usize
+    }
+
+    fn push(&mut self, item: (Duration, u64, E)) {
+        let b = bucket_of(item.0).max(self.cursor);
+        if b >= self.cursor + BUCKETS as u64 {
+            self.overflow.push(Reverse(item));
+            return;
+        }
+        let bucket = &mut self.ring[Self::slot(b)];
+        if b == self.cursor && self.sorted {
+            // Keep the current bucket sorted, latest first.
+            let at = bucket.partition_point(|x| (x.0, x.1) > (item.0, item.1));
+            bucket.insert(at, item);
+        } else {
+            bucket.push(item);
+        }
+        self.in_ring += 1;
+    }
+
+    /// Moves the cursor to the first non-empty bucket and sorts it; the
+    /// earliest event is then the current bucket's last.
+    fn settle(&mut self) -> Option<&(Duration, u64, E)> {
+        if self.len() == 0 {
+            return None;
+        }
+        while self.ring[Self::slot(self.cursor)].is_empty() {
+            if self.in_ring == 0 {
+                // Nothing in range: jump to the overflow's first bucket.
+                let Reverse(next) = self.overflow.peek()?;
+                self.cursor = self.cursor.max(bucket_of(next.0));
+            } else {
+                self.cursor += 1;
+            }
+            self.sorted = false;
+            let horizon = self.cursor + BUCKETS as u64;
+            while let Some(Reverse(next)) = self.overflow.peek() {
+                if bucket_of(next.0) >= horizon {
+                    break;
+                }
+                let Some(Reverse(item)) = self.overflow.pop() else {
+                    break;
+                };
+                let b = bucket_of(item.0).max(self.cursor);
+                self.ring[Self::slot(b)].push(item);
+                self.in_ring += 1;
+            }
+        }
+        let bucket = &mut self.ring[Self::slot(self.cursor)];
+        if !self.sorted {
+            bucket.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            self.sorted = true;
+        }
+        bucket.last()
+    }
+
+    fn pop(&mut self) -> Option<(Duration, u64, E)> {
+        self.settle()?;
+        self.in_ring -= 1;
+        self.ring[Self::slot(self.cursor)].pop()
+    }
 }
 
 impl<E: Ord> Default for EventQueue<E> {
@@ -32,7 +138,7 @@ impl<E: Ord> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
             near: BinaryHeap::new(),
-            far: BinaryHeap::new(),
+            far: Calendar::new(),
             seq: 0,
             now: Duration::ZERO,
             popped: 0,
@@ -49,40 +155,39 @@ impl<E: Ord> EventQueue<E> {
     /// Schedules `event` at `at` in the far heap (same order as `schedule`).
     pub fn schedule_far(&mut self, at: Duration, event: E) {
         self.seq += 1;
-        self.far.push(Reverse((at.max(self.now), self.seq, event)));
+        self.far.push((at.max(self.now), self.seq, event));
     }
 
-    /// Which heap holds the next event: true for the far one.
-    fn next_is_far(&self) -> Option<bool> {
-        match (self.near.peek(), self.far.peek()) {
+    /// The next event's time and whether it is in the far lane.
+    fn next(&mut self) -> Option<(Duration, bool)> {
+        let far = self.far.settle().map(|x| (x.0, x.1));
+        let near = self.near.peek().map(|Reverse(x)| (x.0, x.1));
+        match (near, far) {
             (None, None) => None,
-            (Some(_), None) => Some(false),
-            (None, Some(_)) => Some(true),
-            (Some(Reverse((a, sa, _))), Some(Reverse((b, sb, _)))) => Some((b, sb) < (a, sa)),
+            (Some((a, _)), None) => Some((a, false)),
+            (None, Some((b, _))) => Some((b, true)),
+            (Some(a), Some(b)) => Some(if b < a { (b.0, true) } else { (a.0, false) }),
         }
     }
 
     /// The next event, advancing the clock to its time.
     pub fn pop(&mut self) -> Option<(Duration, E)> {
-        let heap = if self.next_is_far()? {
-            &mut self.far
+        let (_, far) = self.next()?;
+        let (at, event) = if far {
+            let (at, _, event) = self.far.pop()?;
+            (at, event)
         } else {
-            &mut self.near
+            let Reverse((at, _, event)) = self.near.pop()?;
+            (at, event)
         };
-        let Reverse((at, _, event)) = heap.pop()?;
         self.now = at;
         self.popped += 1;
         Some((at, event))
     }
 
     /// The time of the next event, if any.
-    pub fn peek_time(&self) -> Option<Duration> {
-        let heap = if self.next_is_far()? {
-            &self.far
-        } else {
-            &self.near
-        };
-        heap.peek().map(|Reverse((at, _, _))| *at)
+    pub fn peek_time(&mut self) -> Option<Duration> {
+        self.next().map(|(at, _)| at)
     }
 
     /// The current virtual time.
@@ -102,7 +207,7 @@ impl<E: Ord> EventQueue<E> {
 
     /// Whether nothing is scheduled.
     pub fn is_empty(&self) -> bool {
-        self.near.is_empty() && self.far.is_empty()
+        self.near.is_empty() && self.far.len() == 0
     }
 }
 
@@ -123,6 +228,37 @@ mod tests {
         assert_eq!(q.pop(), Some((ms(1), 'z')), "the past is clamped to now");
         assert_eq!(q.pop(), Some((ms(5), 'c')));
         assert_eq!(q.processed(), 4);
+    }
+
+    #[test]
+    fn the_far_lane_keeps_one_heaps_order_over_random_schedules() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut q = EventQueue::new();
+        let mut reference = BinaryHeap::new();
+        let mut seq = 0u64;
+        for step in 0..200_000u64 {
+            if rng.random_range(0..3) > 0 || q.is_empty() {
+                // Anything from now to 40 minutes ahead: past the ring's 17 too.
+                let ahead = Duration::from_micros(rng.random_range(0..2_400_000_000));
+                let at = q.now() + ahead;
+                seq += 1;
+                if rng.random::<bool>() {
+                    q.schedule_far(at, step);
+                } else {
+                    q.schedule(at, step);
+                }
+                reference.push(Reverse((at, seq, step)));
+            } else {
+                let Reverse((at, _, want)) = reference.pop().unwrap();
+                assert_eq!(q.peek_time(), Some(at));
+                assert_eq!(q.pop(), Some((at, want)));
+            }
+        }
+        while let Some(Reverse((at, _, want))) = reference.pop() {
+            assert_eq!(q.pop(), Some((at, want)));
+        }
+        assert!(q.is_empty());
     }
 
     #[test]
