@@ -91,6 +91,9 @@ impl<E: Ord> Calendar<E> {
             return None;
         }
         while self.ring[Self::slot(self.cursor)].is_empty() {
+            // A spent bucket gives its memory back: the ring would otherwise
+            // keep every bucket's largest size, many times what is pending.
+            self.ring[Self::slot(self.cursor)] = Vec::new();
             if self.in_ring == 0 {
                 // Nothing in range: jump to the overflow's first bucket.
                 let Reverse(next) = self.overflow.peek()?;
@@ -114,7 +117,7 @@ impl<E: Ord> Calendar<E> {
         }
         let bucket = &mut self.ring[Self::slot(self.cursor)];
         if !self.sorted {
-            bucket.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            bucket.sort_unstable_by_key(|x| std::cmp::Reverse((x.0, x.1)));
             self.sorted = true;
         }
         bucket.last()
