@@ -36,6 +36,13 @@ use crate::scenario::{AdversaryModel, NetworkScenario, ShapingSpec, Tracking, se
 use crate::social::SocialGraph;
 use crate::{SimError, relay};
 
+mod clients;
+mod loops;
+mod observer;
+
+use loops::{Attack, MixLoops};
+use observer::{Arrival, View, chain_closed_form, pool_id};
+
 /// How often (in events) the progress callback is called.
 const PROGRESS_EVERY: u64 = 1 << 16;
 
@@ -90,24 +97,6 @@ enum Kind {
     },
 }
 
-/// A mix's loops in flight and its loss alarm: the node's own bookkeeping.
-struct MixLoops {
-    tracker: LoopTracker<u64>,
-    alarm: LossAlarm,
-    returned: usize,
-    next_id: u64,
-}
-
-/// The n−1 attack's target and what came of it.
-struct Attack {
-    mix: usize,
-    start: Duration,
-    detected: Option<Duration>,
-    false_alarms: u32,
-    collateral_alarms: u32,
-    held_back: u64,
-}
-
 #[derive(Debug)]
 struct Packet {
     kind: Kind,
@@ -119,42 +108,6 @@ struct Packet {
     hops: u8,
     view: View,
     mixes_all_corrupt: bool,
-}
-
-/// The observer's knowledge of a packet's sender, as the tracking method keeps it.
-#[derive(Debug)]
-enum View {
-    /// Tracking is off.
-    Untracked,
-    /// A distribution carried with the packet ([`MixturePool`]).
-    Dense(SenderDist),
-    /// Where it came from, expanded at delivery ([`Lineage`]).
-    Lineage(Source),
-}
-
-/// What the observer can tell about a packet held by a node: the class of
-/// link it arrived on. At a gateway, packets from clients leave towards the
-/// first layer and packets from the last layer leave towards mailboxes, so an
-/// observer of every link never confuses the two; each class is its own pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Arrival {
-    FromClient = 0,
-    FromNode = 1,
-}
-
-/// The lineage pool of `node`'s arrivals of `class`.
-fn pool_id(node: usize, class: Arrival) -> usize {
-    2 * node + class as usize
-}
-
-impl Arrival {
-    fn of_hop(hop: u8) -> Self {
-        if hop == 0 {
-            Arrival::FromClient
-        } else {
-            Arrival::FromNode
-        }
-    }
 }
 
 struct Node {
@@ -170,15 +123,6 @@ struct Node {
     due: Option<Duration>,
     corrupt: bool,
     is_mix: bool,
-}
-
-impl Node {
-    fn pool(&mut self, class: Arrival, senders: usize) -> Option<&mut MixturePool> {
-        if !self.pooled {
-            return None;
-        }
-        Some(self.pools[class as usize].get_or_insert_with(|| MixturePool::new(senders)))
-    }
 }
 
 struct Sim<'a> {
@@ -277,28 +221,6 @@ pub(crate) fn target_stride(s: &NetworkScenario) -> u64 {
     let expected =
         s.clients.count as f64 * s.clients.rate * (s.duration_secs - s.warmup_secs) * 0.66;
     ((expected / s.adversary.targets.max(1) as f64) as u64).max(1)
-}
-
-/// The chain closed form for `s` ([`crate::theory::chain_entropy_bits`]):
-/// the clients' whole packet rate through every delaying hop. Only for
-/// Poisson mixing seen by the global passive observer.
-fn chain_closed_form(s: &NetworkScenario, poisson: bool) -> Option<f64> {
-    if !poisson || s.adversary.model != AdversaryModel::GlobalPassive {
-        return None;
-    }
-    let per_client = match s.shaping {
-        ShapingSpec::Poisson {
-            payload_rate,
-            loop_rate,
-            drop_rate,
-        } => payload_rate + loop_rate + drop_rate,
-        ShapingSpec::Constant { interval_ms } => 1000.0 / interval_ms,
-        ShapingSpec::None => s.clients.rate,
-    };
-    let gateways = if s.mixing.gateways_delay { 2 } else { 0 };
-    let hops = u32::try_from(s.topology.layers + gateways).ok()?;
-    let lambda = per_client * s.clients.count as f64;
-    (lambda > 0.0).then(|| crate::theory::chain_entropy_bits(lambda, s.mixing.mu, hops))
 }
 
 impl<'a> Sim<'a> {
@@ -486,239 +408,12 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// A uniformly chosen client writes to one of its contacts (the merged
-    /// Poisson process of all clients' writes).
-    fn write(&mut self, now: Duration) {
-        let clients = self.s.clients.count;
-        let sender = self.rng.random_range(0..clients);
-        // People write while their client is online.
-        let online = self.online.is_online(sender);
-        if online && let Some(recipient) = self.graph.pick(&mut self.rng, sender) {
-            let id = self.written;
-            self.written += 1;
-            self.bw.messages_written += 1;
-            let target = self.s.adversary.targets > 0
-                && now >= self.warmup
-                && self.targets_taken < self.s.adversary.targets
-                && id.is_multiple_of(self.target_stride);
-            if target {
-                self.targets_taken += 1;
-            }
-            if let Some(r) = &mut self.relay_sda {
-                r.observe_pair(now, sender, recipient as usize);
-            }
-            let message = Message {
-                id,
-                recipient,
-                written: now,
-                target,
-            };
-            match &mut self.shapers[sender] {
-                Some(shaper) => {
-                    if shaper.enqueue(message).is_err() {
-                        self.bw.messages_queue_dropped += 1;
-                    }
-                }
-                None => self.emit(now, sender, Kind::Real(message)),
-            }
-        }
-        if let Some(gap) = self.write_gap {
-            let next = now + secs(gap.sample(&mut self.rng));
-            self.queue.schedule(next, Event::Write);
-        }
-    }
-
-    /// A client connects or disconnects. Back online, it fetches what
-    /// waited in its mailbox and its shaper resumes (slots missed while
-    /// offline are skipped, as the real client skips them).
-    fn toggle(&mut self, now: Duration, client: usize) {
-        let Some((on, off)) = self.churn else {
-            return;
-        };
-        let online = !self.online.is_online(client);
-        self.online.set(client, online, now);
-        let period = if online { on } else { off }.sample(&mut self.rng);
-        self.queue
-            .schedule_far(now + secs(period), Event::Toggle(client as u32));
-        if !online {
-            return;
-        }
-        for (written, real) in std::mem::take(&mut self.mailbox[client]) {
-            self.fetched(now, client, written, real);
-        }
-        if !self.due_pending[client] && self.shapers[client].is_some() {
-            self.due_pending[client] = true;
-            self.queue
-                .schedule_far(now, Event::ClientDue(client as u32));
-        }
-    }
-
-    /// A client fetched a packet from its mailbox: a real message
-    /// (`real`) written at `written`, or one of its loops.
-    fn fetched(&mut self, now: Duration, client: usize, written: Duration, real: bool) {
-        if real {
-            self.hist.record((now - written).as_secs_f64());
-        }
-        if let Some(sda) = &mut self.sda {
-            sda.observe_delivery(now, client);
-        }
-    }
-
-    /// A mix judges the loops resolved since its last loop (as the node
-    /// does before sending each one), then sends the next loop.
-    fn mix_loop(&mut self, now: Duration, mix: usize) {
-        self.judge_loops(now, mix);
-        let (route, hops) = self.topo.loop_route(&mut self.rng, mix);
-        let mut delays = [Duration::ZERO; MAX_ROUTE];
-        if self.poisson {
-            let sampled = HopDelays::sample_exponential(&mut self.rng, hops, self.mean_delay);
-            for (d, s) in delays.iter_mut().zip(sampled.as_durations()) {
-                *d = s;
-            }
-        }
-        let Some(loops) = self.loops.get_mut(mix).and_then(Option::as_mut) else {
-            return;
-        };
-        let id = loops.next_id;
-        loops.next_id += 1;
-        loops.tracker.sent(id, now);
-        self.bw.node_loops_sent += 1;
-        let packet = Packet {
-            kind: Kind::NodeLoop {
-                origin: mix as u32,
-                id,
-            },
-            sender: u32::MAX,
-            route,
-            delays,
-            hop: 0,
-            hops: hops as u8,
-            view: View::Untracked,
-            mixes_all_corrupt: false,
-        };
-        let pid = self.store(packet);
-        let arrive = now + self.link_delay();
-        self.queue.schedule(
-            arrive,
-            Event::Arrive {
-                node: route[0],
-                packet: pid,
-            },
-        );
-        if let Some(gap) = self.loop_gap {
-            let next = now + secs(gap.sample(&mut self.rng));
-            self.queue.schedule(next, Event::MixLoop(mix as u32));
-        }
-    }
-
-    /// The node's judgement: loops back since the last one count as kept,
-    /// loops past the deadline as lost; an alarm on the attacked mix after
-    /// the attack started is a detection, any other alarm is counted.
-    fn judge_loops(&mut self, now: Duration, mix: usize) {
-        let Some(loops) = self.loops.get_mut(mix).and_then(Option::as_mut) else {
-            return;
-        };
-        let back = std::mem::take(&mut loops.returned);
-        let mut change = loops.alarm.observe_many(false, back);
-        let lost = loops.tracker.expire(now);
-        if let Some(c) = loops.alarm.observe_many(true, lost) {
-            change = Some(c);
-        }
-        let (Some(AlarmChange::Raised { .. }), Some(attack)) = (change, self.attack.as_mut())
-        else {
-            return;
-        };
-        if now < attack.start {
-            attack.false_alarms += 1;
-        } else if mix == attack.mix {
-            attack.detected.get_or_insert(now);
-        } else {
-            attack.collateral_alarms += 1;
-        }
-    }
-
-    fn client_due(&mut self, now: Duration, client: usize) {
-        self.due_pending[client] = false;
-        if !self.online.is_online(client) {
-            return; // resumes when the client is back
-        }
-        let Some(shaper) = self.shapers[client].as_mut() else {
-            return;
-        };
-        let emissions = shaper.poll(now, &mut self.rng);
-        let next = shaper.next_deadline();
-        for e in emissions {
-            let kind = match e.slot {
-                Slot::Real(m) => Kind::Real(m),
-                Slot::Loop => Kind::Loop,
-                Slot::Drop => Kind::Drop,
-            };
-            self.emit(e.at, client, kind);
-        }
-        if let Some(due) = next {
-            self.due_pending[client] = true;
-            self.queue
-                .schedule_far(due, Event::ClientDue(client as u32));
-        }
-    }
-
     fn link_delay(&mut self) -> Duration {
         if self.jitter > 0.0 {
             self.latency + secs(self.rng.random::<f64>() * self.jitter)
         } else {
             self.latency
         }
-    }
-
-    /// A client puts a packet on its link to its gateway.
-    fn emit(&mut self, at: Duration, sender: usize, kind: Kind) {
-        let entry = self.topo.gateway_of(sender);
-        let exit = match kind {
-            Kind::Real(m) => self.topo.gateway_of(m.recipient as usize),
-            Kind::Loop | Kind::NodeLoop { .. } => entry,
-            Kind::Drop => self.rng.random_range(0..self.topo.gateways()),
-        };
-        match kind {
-            Kind::Real(_) => self.bw.real_sent += 1,
-            Kind::Loop => self.bw.loop_sent += 1,
-            Kind::Drop => self.bw.drop_sent += 1,
-            Kind::NodeLoop { .. } => {}
-        }
-        let route = self.topo.route(&mut self.rng, entry, exit);
-        let hops = self.topo.route_len();
-        let mut delays = [Duration::ZERO; MAX_ROUTE];
-        if self.poisson {
-            let sampled = HopDelays::sample_exponential(&mut self.rng, hops, self.mean_delay);
-            for (d, s) in delays.iter_mut().zip(sampled.as_durations()) {
-                *d = s;
-            }
-        }
-        let packet = Packet {
-            kind,
-            sender: sender as u32,
-            route,
-            delays,
-            hop: 0,
-            hops: self.topo.route_len() as u8,
-            view: match self.tracking {
-                None => View::Untracked,
-                Some(Tracking::Dense) => View::Dense(SenderDist::Point(sender as u32)),
-                Some(Tracking::Lineage) => View::Lineage(Source::Client(sender as u32)),
-            },
-            mixes_all_corrupt: true,
-        };
-        let id = self.store(packet);
-        if let Some(sda) = &mut self.sda {
-            sda.observe_send(at, sender);
-        }
-        let arrive = at + self.link_delay();
-        self.queue.schedule(
-            arrive,
-            Event::Arrive {
-                node: entry as u32,
-                packet: id,
-            },
-        );
     }
 
     fn arrive(&mut self, now: Duration, node: usize, id: u32) {
@@ -880,23 +575,17 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The observer's guess about a delivered packet's sender, and the mass
-    /// the tracking could not attribute.
-    fn judge(&self, p: &Packet) -> Option<(GuessSummary, f64)> {
-        let k = self.s.adversary.top_k;
-        match &p.view {
-            View::Untracked => None,
-            View::Dense(dist) => {
-                let probs = dist.to_dense(self.s.clients.count);
-                Some((GuessSummary::of_dense(&probs, p.sender as usize, k), 0.0))
-            }
-            View::Lineage(source) => {
-                let m = self.lineage.as_ref()?.senders(*source);
-                let truth = m.mass.get(&p.sender).copied().unwrap_or(0.0);
-                let guess = GuessSummary::from_probs(m.mass.values().copied(), truth, k);
-                Some((guess, m.lost))
+    /// The sender-chosen delays of a route of `hops` hops (none unless the
+    /// nodes run Poisson mixes, whose delays the packets carry).
+    fn hop_delays(&mut self, hops: usize) -> [Duration; MAX_ROUTE] {
+        let mut delays = [Duration::ZERO; MAX_ROUTE];
+        if self.poisson {
+            let sampled = HopDelays::sample_exponential(&mut self.rng, hops, self.mean_delay);
+            for (d, s) in delays.iter_mut().zip(sampled.as_durations()) {
+                *d = s;
             }
         }
+        delays
     }
 
     /// Keeps `packet` in a free slot; returns its id.
