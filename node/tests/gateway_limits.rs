@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
+use aegis_link::access::read_message;
 use aegis_link::{ACCESS_PROTOCOL, GatewaySession, Host, SessionError};
 use aegis_mix_packet::Geometry;
+use aegis_mix_packet::access::ServerMessage;
 use aegis_node::gateway::max_pending_hellos;
 use aegis_node::metrics::AccessRefusal;
 use aegis_node::peer_id_of;
@@ -76,13 +78,37 @@ async fn slots_follow_mailboxes_and_every_refusal_is_counted() {
     drop(silent);
 
     // Handshakes in progress are capped: strangers who never say hello
-    // beyond the cap are turned away at once.
+    // beyond the cap are turned away at once. Each stream's first message
+    // is read before the next is opened: the host drops inbound streams
+    // that arrive faster than the gateway accepts them, uncounted.
     let cap = max_pending_hellos(1);
-    let mut stalled = Vec::new();
-    for _ in 0..cap + 3 {
-        stalled.push(host.open(peer, ACCESS_PROTOCOL).await.unwrap());
+    let (mut held, mut busy) = (Vec::new(), 0);
+    for _ in 0..cap + 16 {
+        if busy == 3 {
+            break;
+        }
+        let mut stream = host.open(peer, ACCESS_PROTOCOL).await.unwrap();
+        let first = tokio::time::timeout(
+            Duration::from_secs(5),
+            read_message::<_, ServerMessage>(&mut stream, 0),
+        )
+        .await;
+        match first {
+            Ok(Ok(ServerMessage::Challenge { .. })) => held.push(stream),
+            Ok(Ok(ServerMessage::Refused { reason })) => {
+                assert_eq!(reason, "gateway busy");
+                assert!(held.len() + 1 >= cap, "refused below the cap");
+                busy += 1;
+            }
+            // Dropped by the host before the gateway saw it: try again.
+            Ok(Err(SessionError::Io(_))) => {}
+            Ok(other) => panic!("unexpected first message: {other:?}"),
+            Err(_) => panic!("no first message in time"),
+        }
     }
-    eventually("handshakes over the cap are refused", || {
+    assert_eq!(busy, 3, "handshakes over the cap are refused");
+    assert!(held.len() <= cap, "{} handshakes held", held.len());
+    eventually("each refusal is counted", || {
         gateway
             .metrics()
             .refused_for(AccessRefusal::handshake_limit)
@@ -91,6 +117,6 @@ async fn slots_follow_mailboxes_and_every_refusal_is_counted() {
     .await;
     // Alice's session is unaffected.
     second.pull(&[]).await.unwrap();
-    drop(stalled);
+    drop(held);
     net.shutdown().await;
 }
