@@ -25,6 +25,7 @@ use crate::adversary::Adversary;
 use crate::anonymity::{GuessSummary, MixturePool, SenderDist};
 use crate::clock::EventQueue;
 use crate::disclosure::DisclosureAttack;
+use crate::flow::{DelayKernel, FlowAttack, FlowReport};
 use crate::intersection::{IntersectionAttack, OnlineLog};
 use crate::latency::LatencyHistogram;
 use crate::layout::{Layout, MAX_ROUTE, NodeRole};
@@ -69,6 +70,8 @@ enum Event {
     Toggle(u32),
     /// A mix judges its loops and sends the next one.
     MixLoop(u32),
+    /// A conversation's sender writes to its partner.
+    Converse(u32),
     Arrive {
         node: u32,
         packet: u32,
@@ -165,6 +168,8 @@ struct Sim<'a> {
     loop_gap: Option<Exp<f64>>,
     loop_deadline: Duration,
     attack: Option<Attack>,
+    /// The conversations' flows, and the gap between their messages.
+    flow: Option<(FlowAttack, Exp<f64>)>,
 }
 
 /// Runs a network scenario; the dumb-relay model runs the relay baseline.
@@ -354,7 +359,8 @@ impl<'a> Sim<'a> {
                 duration,
             )
         });
-        Ok(Sim {
+        let mut sim = Sim {
+            flow: None,
             loops,
             loop_gap,
             loop_deadline,
@@ -394,7 +400,9 @@ impl<'a> Sim<'a> {
             hist: LatencyHistogram::new(),
             bw: BandwidthReport::default(),
             records: Vec::new(),
-        })
+        };
+        sim.start_conversations();
+        Ok(sim)
     }
 
     fn handle(&mut self, now: Duration, event: Event) {
@@ -403,6 +411,7 @@ impl<'a> Sim<'a> {
             Event::ClientDue(c) => self.client_due(now, c as usize),
             Event::Toggle(c) => self.toggle(now, c as usize),
             Event::MixLoop(node) => self.mix_loop(now, node as usize),
+            Event::Converse(pair) => self.converse(now, pair as usize),
             Event::Arrive { node, packet } => self.arrive(now, node as usize, packet),
             Event::NodeDue(node) => self.node_due(now, node as usize),
         }
@@ -545,6 +554,9 @@ impl<'a> Sim<'a> {
             }
         };
         if let Some((owner, written, real)) = mailbox {
+            if let Some((flow, _)) = &mut self.flow {
+                flow.observe_arrival(owner, now.as_secs_f64(), p.sender as usize);
+            }
             if self.online.is_online(owner) {
                 self.fetched(now, owner, written, real);
             } else if let Some(waiting) = self.mailbox.get_mut(owner) {
@@ -609,6 +621,7 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(mut self, end: Duration) -> NetworkReport {
+        let flow = self.flow_report();
         for sda in [&mut self.sda, &mut self.relay_sda].into_iter().flatten() {
             sda.advance(end);
         }
@@ -665,6 +678,7 @@ impl<'a> Sim<'a> {
                 collateral_alarms: a.collateral_alarms,
                 held_back: a.held_back,
             }),
+            flow,
             events: self.queue.processed(),
         }
     }

@@ -42,6 +42,8 @@ pub use adversary::Adversary;
 
 pub mod intersection;
 
+pub mod flow;
+
 mod disclosure;
 pub use disclosure::{DisclosureAttack, DisclosurePoint};
 

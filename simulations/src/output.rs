@@ -34,6 +34,9 @@ pub fn write_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, SimErro
             if !r.intersection.is_empty() {
                 files.push(write_file(dir, "intersection.csv", &intersection_csv(r))?);
             }
+            if let Some(flow) = &r.flow {
+                files.push(write_file(dir, "flow.csv", &flow_csv(flow))?);
+            }
         }
     }
     Ok(files)
@@ -168,6 +171,26 @@ fn intersection_csv(r: &NetworkReport) -> String {
     s
 }
 
+fn flow_csv(f: &crate::flow::FlowReport) -> String {
+    let mut s = String::from(
+        "observe_secs,tpr,threshold,fpr_at_normal,tpr_at_normal,predicted_tpr,messages\n",
+    );
+    for p in &f.points {
+        let _ = writeln!(
+            s,
+            "{},{:.6},{:.4},{:.6},{:.6},{:.6},{:.2}",
+            p.observe_secs,
+            p.tpr,
+            p.threshold,
+            p.fpr_at_normal,
+            p.tpr_at_normal,
+            p.predicted_tpr,
+            p.messages
+        );
+    }
+    s
+}
+
 /// A human-readable summary table.
 pub fn summary(report: &Report) -> String {
     let mut s = String::new();
@@ -283,6 +306,24 @@ pub fn summary(report: &Report) -> String {
                     p.recall,
                     p.time_secs / 86_400.0
                 );
+            }
+            if let Some(f) = &r.flow {
+                for p in &f.points {
+                    let _ = writeln!(
+                        s,
+                        "  flow correlation after {:.0} s ({:.1} messages per conversation): TPR {:.3} at FPR {} over {} conversations and {} cross pairs (closed form at z {:.2}: {:.3}, measured {:.3}; cross pairs above it {:.4})",
+                        p.observe_secs,
+                        p.messages,
+                        p.tpr,
+                        f.false_positive_rate,
+                        f.pairs,
+                        f.negatives,
+                        crate::flow::normal_quantile(1.0 - f.false_positive_rate),
+                        p.predicted_tpr,
+                        p.tpr_at_normal,
+                        p.fpr_at_normal
+                    );
+                }
             }
             if let Some(c) = &r.relay_disclosure {
                 let _ = writeln!(s, "  disclosure attack on a dumb relay: {}", last(c));

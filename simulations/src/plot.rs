@@ -293,6 +293,30 @@ pub fn intersection_chart(r: &NetworkReport) -> Chart {
     }
 }
 
+/// Flow correlation: true positives at the false-positive rate, and the
+/// closed form's prediction, against seconds observed.
+pub fn flow_chart(r: &NetworkReport) -> Chart {
+    let points = r.flow.as_ref().map_or(&[][..], |f| &f.points[..]);
+    let line = |label: &str, value: fn(&crate::flow::FlowPoint) -> f64| Series {
+        label: label.into(),
+        points: points.iter().map(|p| (p.observe_secs, value(p))).collect(),
+        ..Series::default()
+    };
+    Chart {
+        title: format!("Flow correlation on conversations ({})", r.name),
+        x_label: "observation (s)".into(),
+        y_label: "conversations found".into(),
+        log_x: true,
+        series: vec![
+            line("TPR at the FPR", |p| p.tpr),
+            Series {
+                dashed: true,
+                ..line("closed form (normal threshold)", |p| p.predicted_tpr)
+            },
+        ],
+    }
+}
+
 /// Empirical CDF of write-to-mailbox latency.
 pub fn latency_chart(r: &NetworkReport) -> Chart {
     Chart {
@@ -369,6 +393,9 @@ pub fn plot_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, SimError
             }
             if !r.intersection.is_empty() {
                 files.extend(draw(dir, "intersection", &intersection_chart(r))?);
+            }
+            if r.flow.is_some() {
+                files.extend(draw(dir, "flow", &flow_chart(r))?);
             }
             Ok(files)
         }

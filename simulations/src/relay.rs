@@ -117,6 +117,7 @@ pub fn run_dumb_relay(
         relay_disclosure: None,
         intersection: Vec::new(),
         n_minus_one: None,
+        flow: None,
         events: written,
     };
     let wall = started.elapsed().as_secs_f64().max(1e-9);

@@ -172,6 +172,8 @@ pub struct NetworkReport {
     pub intersection: Vec<DisclosurePoint>,
     /// The n−1 attack and its detection, when one was run.
     pub n_minus_one: Option<NMinusOneReport>,
+    /// Flow correlation on long conversations, when run.
+    pub flow: Option<crate::flow::FlowReport>,
     /// Events the engine processed.
     pub events: u64,
 }

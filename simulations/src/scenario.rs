@@ -89,6 +89,9 @@ pub struct NetworkScenario {
     /// An n−1 attack on one mix.
     #[serde(default)]
     pub n_minus_one: NMinusOneSpec,
+    /// Flow correlation on long conversations.
+    #[serde(default)]
+    pub flow: crate::flow::FlowSpec,
 }
 
 /// The mixes' loop cover: each mix sends loops through every other layer
@@ -599,6 +602,8 @@ impl Scenario {
                 if a.horizon_secs.is_some_and(|h| !positive(h)) {
                     return bad("adversary.horizon_secs must be positive");
                 }
+                let poisson = n.mixing.strategy == "poisson";
+                n.flow.validate(n.clients.count, n.duration_secs, poisson)?;
             }
         }
         Ok(())

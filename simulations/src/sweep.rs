@@ -58,6 +58,9 @@ pub struct SweepRow {
     /// Seconds until the attacked mix's alarm in an n−1 attack (NaN: no
     /// attack, or not detected).
     pub n_minus_one_detection_secs: f64,
+    /// Flow correlation's true-positive rate at its false-positive rate,
+    /// over the longest observation (NaN: not run).
+    pub flow_tpr: f64,
 }
 
 /// Parses `key=v1,v2,...`; values are read as TOML integers, floats,
@@ -159,6 +162,7 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                 disclosure_recall: 0.0,
                 intersection_recall: 0.0,
                 n_minus_one_detection_secs: f64::NAN,
+                flow_tpr: f64::NAN,
             }
         }
         Report::Network(r) => {
@@ -179,13 +183,18 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                     .as_ref()
                     .and_then(|a| a.detected_after_secs)
                     .unwrap_or(f64::NAN),
+                flow_tpr: r
+                    .flow
+                    .as_ref()
+                    .and_then(|f| f.points.last())
+                    .map_or(f64::NAN, |p| p.tpr),
             }
         }
     }
 }
 
 /// The figures of a row, in table order, with their column names.
-const FIGURES: [&str; 9] = [
+const FIGURES: [&str; 10] = [
     "entropy_bits",
     "min_entropy_bits",
     "top1",
@@ -195,10 +204,11 @@ const FIGURES: [&str; 9] = [
     "disclosure_recall",
     "intersection_recall",
     "n_minus_one_detection_secs",
+    "flow_tpr",
 ];
 
 impl SweepRow {
-    fn figures(&self) -> [f64; 9] {
+    fn figures(&self) -> [f64; 10] {
         [
             self.entropy_bits,
             self.min_entropy_bits,
@@ -209,6 +219,7 @@ impl SweepRow {
             self.disclosure_recall,
             self.intersection_recall,
             self.n_minus_one_detection_secs,
+            self.flow_tpr,
         ]
     }
 }

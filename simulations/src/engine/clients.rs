@@ -12,37 +12,72 @@ impl Sim<'_> {
         // People write while their client is online.
         let online = self.online.is_online(sender);
         if online && let Some(recipient) = self.graph.pick(&mut self.rng, sender) {
-            let id = self.written;
-            self.written += 1;
-            self.bw.messages_written += 1;
-            let target = self.s.adversary.targets > 0
-                && now >= self.warmup
-                && self.targets_taken < self.s.adversary.targets
-                && id.is_multiple_of(self.target_stride);
-            if target {
-                self.targets_taken += 1;
-            }
-            if let Some(r) = &mut self.relay_sda {
-                r.observe_pair(now, sender, recipient as usize);
-            }
-            let message = Message {
-                id,
-                recipient,
-                written: now,
-                target,
-            };
-            match &mut self.shapers[sender] {
-                Some(shaper) => {
-                    if shaper.enqueue(message).is_err() {
-                        self.bw.messages_queue_dropped += 1;
-                    }
-                }
-                None => self.emit(now, sender, Kind::Real(message)),
-            }
+            self.send_message(now, sender, recipient);
         }
         if let Some(gap) = self.write_gap {
             let next = now + secs(gap.sample(&mut self.rng));
             self.queue.schedule(next, Event::Write);
+        }
+    }
+
+    /// Starts the flow-correlation experiment's conversations, if any.
+    pub(super) fn start_conversations(&mut self) {
+        let f = &self.s.flow;
+        let Some(gap) = Some(f.rate)
+            .filter(|_| f.enabled())
+            .and_then(|r| Exp::new(r).ok())
+        else {
+            return;
+        };
+        for pair in 0..f.pairs {
+            let at = secs(gap.sample(&mut self.rng));
+            self.queue.schedule_far(at, Event::Converse(pair as u32));
+        }
+        self.flow = Some((FlowAttack::new(self.s.clients.count, f.pairs), gap));
+    }
+
+    /// Conversation `pair`'s sender writes to its partner (while online).
+    pub(super) fn converse(&mut self, now: Duration, pair: usize) {
+        let Some((flow, gap)) = &self.flow else {
+            return;
+        };
+        let (sender, recipient) = flow.pair(pair);
+        let next = now + secs(gap.sample(&mut self.rng));
+        self.queue.schedule_far(next, Event::Converse(pair as u32));
+        if self.online.is_online(sender) {
+            self.send_message(now, sender, recipient as u32);
+        }
+    }
+
+    /// `sender` writes one message to `recipient`; its shaper queues it, or
+    /// without a shaper it leaves at once.
+    fn send_message(&mut self, now: Duration, sender: usize, recipient: u32) {
+        let id = self.written;
+        self.written += 1;
+        self.bw.messages_written += 1;
+        let target = self.s.adversary.targets > 0
+            && now >= self.warmup
+            && self.targets_taken < self.s.adversary.targets
+            && id.is_multiple_of(self.target_stride);
+        if target {
+            self.targets_taken += 1;
+        }
+        if let Some(r) = &mut self.relay_sda {
+            r.observe_pair(now, sender, recipient as usize);
+        }
+        let message = Message {
+            id,
+            recipient,
+            written: now,
+            target,
+        };
+        match &mut self.shapers[sender] {
+            Some(shaper) => {
+                if shaper.enqueue(message).is_err() {
+                    self.bw.messages_queue_dropped += 1;
+                }
+            }
+            None => self.emit(now, sender, Kind::Real(message)),
         }
     }
 
@@ -138,6 +173,9 @@ impl Sim<'_> {
             mixes_all_corrupt: true,
         };
         let id = self.store(packet);
+        if let Some((flow, _)) = &mut self.flow {
+            flow.observe_send(sender, at.as_secs_f64());
+        }
         if let Some(sda) = &mut self.sda {
             sda.observe_send(at, sender);
         }

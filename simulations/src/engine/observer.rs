@@ -49,6 +49,13 @@ impl Node {
     }
 }
 
+/// Hops of a client's route that delay its packets: the mixes, and the two
+/// gateways when they delay.
+fn delaying_hops(s: &NetworkScenario) -> Option<u32> {
+    let gateways = if s.mixing.gateways_delay { 2 } else { 0 };
+    u32::try_from(s.topology.layers + gateways).ok()
+}
+
 /// The chain closed form for `s` ([`crate::theory::chain_entropy_bits`]):
 /// the clients' whole packet rate through every delaying hop. Only for
 /// Poisson mixing seen by the global passive observer.
@@ -65,8 +72,7 @@ pub(super) fn chain_closed_form(s: &NetworkScenario, poisson: bool) -> Option<f6
         ShapingSpec::Constant { interval_ms } => 1000.0 / interval_ms,
         ShapingSpec::None => s.clients.rate,
     };
-    let gateways = if s.mixing.gateways_delay { 2 } else { 0 };
-    let hops = u32::try_from(s.topology.layers + gateways).ok()?;
+    let hops = delaying_hops(s)?;
     let lambda = per_client * s.clients.count as f64;
     (lambda > 0.0).then(|| crate::theory::chain_entropy_bits(lambda, s.mixing.mu, hops))
 }
@@ -89,5 +95,27 @@ impl Sim<'_> {
                 Some((guess, m.lost))
             }
         }
+    }
+
+    /// Scores the conversations' flows (`crate::flow`) with the delay model
+    /// the adversary knows from the published parameters: Gamma(k, 1/μ)
+    /// over the delaying hops after every link's mean latency.
+    pub(super) fn flow_report(&self) -> Option<FlowReport> {
+        let (flow, _) = self.flow.as_ref()?;
+        let s = self.s;
+        let hops = delaying_hops(s)?;
+        let links = self.topo.route_len() as f64;
+        let shift = links * (self.latency.as_secs_f64() + self.jitter / 2.0);
+        let kernel = DelayKernel::gamma(hops, s.mixing.mu, shift);
+        let lengths = s.flow.lengths(s.duration_secs);
+        let alpha = s.flow.false_positive_rate;
+        Some(FlowReport {
+            pairs: s.flow.pairs,
+            negatives: flow.negatives(),
+            false_positive_rate: alpha,
+            hops,
+            shift_secs: shift,
+            points: flow.evaluate(&kernel, &lengths, alpha),
+        })
     }
 }
