@@ -25,7 +25,7 @@ use crate::adversary::Adversary;
 use crate::anonymity::{GuessSummary, MixturePool, SenderDist};
 use crate::clock::EventQueue;
 use crate::disclosure::DisclosureAttack;
-use crate::flow::{DelayKernel, FlowAttack, FlowReport};
+use crate::flow::{DelayKernel, FlowAttack, FlowReport, Slots};
 use crate::intersection::{IntersectionAttack, OnlineLog};
 use crate::latency::LatencyHistogram;
 use crate::layout::{Layout, MAX_ROUTE, NodeRole};

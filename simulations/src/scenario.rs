@@ -603,7 +603,7 @@ impl Scenario {
                     return bad("adversary.horizon_secs must be positive");
                 }
                 let poisson = n.mixing.strategy == "poisson";
-                n.flow.validate(n.clients.count, n.duration_secs, poisson)?;
+                n.flow.validate(n.clients.count, poisson)?;
             }
         }
         Ok(())

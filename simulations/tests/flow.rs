@@ -42,9 +42,9 @@ fn with_cover_recall_grows_with_observation_as_the_closed_form_says() {
         // Unrelated pairs cross the normal threshold about 1 % of the time
         // (binomial sd over ~1500 pairs: 0.26 %).
         assert!(p.fpr_at_normal < 0.025, "{p:?}");
-        // Forty conversations: the measured share is within a few
-        // binomial sd (≤ 0.08) of the closed form.
-        assert!((p.tpr_at_normal - p.predicted_tpr).abs() < 0.2, "{p:?}");
+        // Forty conversations: the measured share is within about two
+        // binomial sd (each at most 0.08) of the closed form.
+        assert!((p.tpr_at_normal - p.predicted_tpr).abs() < 0.15, "{p:?}");
     }
 }
 

@@ -109,13 +109,18 @@ impl Sim<'_> {
         let kernel = DelayKernel::gamma(hops, s.mixing.mu, shift);
         let lengths = s.flow.lengths(s.duration_secs);
         let alpha = s.flow.false_positive_rate;
+        let slots = match s.shaping {
+            ShapingSpec::Poisson { payload_rate, .. } => Slots::Poisson(payload_rate),
+            ShapingSpec::None => Slots::AtOnce,
+            ShapingSpec::Constant { .. } => Slots::Other,
+        };
         Some(FlowReport {
             pairs: s.flow.pairs,
             negatives: flow.negatives(),
             false_positive_rate: alpha,
             hops,
             shift_secs: shift,
-            points: flow.evaluate(&kernel, &lengths, alpha),
+            points: flow.evaluate(&kernel, &lengths, alpha, slots),
         })
     }
 }
