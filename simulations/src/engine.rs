@@ -25,6 +25,7 @@ use crate::adversary::Adversary;
 use crate::anonymity::{GuessSummary, MixturePool, SenderDist};
 use crate::clock::EventQueue;
 use crate::disclosure::DisclosureAttack;
+use crate::faults::{FaultReport, OutageReport};
 use crate::flow::{DelayKernel, FlowAttack, FlowReport, Slots};
 use crate::intersection::{IntersectionAttack, OnlineLog};
 use crate::latency::LatencyHistogram;
@@ -38,9 +39,12 @@ use crate::social::SocialGraph;
 use crate::{SimError, relay};
 
 mod clients;
+mod faults;
 mod loops;
 mod observer;
+mod report;
 
+use faults::Faults;
 use loops::{Attack, MixLoops};
 use observer::{Arrival, View, chain_closed_form, pool_id};
 
@@ -72,6 +76,10 @@ enum Event {
     MixLoop(u32),
     /// A conversation's sender writes to its partner.
     Converse(u32),
+    /// An outage starts.
+    Fail(u32),
+    /// An outage ends.
+    Recover(u32),
     Arrive {
         node: u32,
         packet: u32,
@@ -170,6 +178,7 @@ struct Sim<'a> {
     attack: Option<Attack>,
     /// The conversations' flows, and the gap between their messages.
     flow: Option<(FlowAttack, Exp<f64>)>,
+    faults: Option<Faults>,
 }
 
 /// Runs a network scenario; the dumb-relay model runs the relay baseline.
@@ -334,12 +343,7 @@ impl<'a> Sim<'a> {
                 let is_mix = matches!(topo.role(id), NodeRole::Mix(_));
                 let gap = loop_gap.filter(|_| is_mix)?;
                 queue.schedule(secs(gap.sample(&mut rng)), Event::MixLoop(id as u32));
-                Some(MixLoops {
-                    tracker: LoopTracker::new(loop_deadline),
-                    alarm: LossAlarm::new(LossAlarmConfig::default()),
-                    returned: 0,
-                    next_id: 0,
-                })
+                Some(MixLoops::new(loop_deadline))
             })
             .collect();
         let attack = s.n_minus_one.start_secs.map(|start| Attack {
@@ -361,6 +365,7 @@ impl<'a> Sim<'a> {
         });
         let mut sim = Sim {
             flow: None,
+            faults: None,
             loops,
             loop_gap,
             loop_deadline,
@@ -402,6 +407,7 @@ impl<'a> Sim<'a> {
             records: Vec::new(),
         };
         sim.start_conversations();
+        sim.start_faults();
         Ok(sim)
     }
 
@@ -412,6 +418,8 @@ impl<'a> Sim<'a> {
             Event::Toggle(c) => self.toggle(now, c as usize),
             Event::MixLoop(node) => self.mix_loop(now, node as usize),
             Event::Converse(pair) => self.converse(now, pair as usize),
+            Event::Fail(outage) => self.fail(outage as usize),
+            Event::Recover(outage) => self.recover(outage as usize),
             Event::Arrive { node, packet } => self.arrive(now, node as usize, packet),
             Event::NodeDue(node) => self.node_due(now, node as usize),
         }
@@ -433,6 +441,9 @@ impl<'a> Sim<'a> {
             // The n−1 attacker holds back everything bound for the mix.
             attack.held_back += 1;
             self.release(id);
+            return;
+        }
+        if self.down_drops(node, id) {
             return;
         }
         let Some(p) = self.packets[id as usize].as_ref() else {
@@ -520,6 +531,9 @@ impl<'a> Sim<'a> {
         p.hop += 1;
         if p.hop < p.hops {
             let next = p.route[p.hop as usize];
+            if self.link_drops(id) {
+                return;
+            }
             self.queue.schedule(
                 now + link,
                 Event::Arrive {
@@ -617,69 +631,6 @@ impl<'a> Sim<'a> {
     fn release(&mut self, id: u32) {
         if self.packets[id as usize].take().is_some() {
             self.free.push(id);
-        }
-    }
-
-    fn finish(mut self, end: Duration) -> NetworkReport {
-        let flow = self.flow_report();
-        for sda in [&mut self.sda, &mut self.relay_sda].into_iter().flatten() {
-            sda.advance(end);
-        }
-        if let Some(attack) = &mut self.intersection {
-            attack.advance(end, &self.online);
-        }
-        let bw = &mut self.bw;
-        let client_packets = bw.real_sent + bw.loop_sent + bw.drop_sent;
-        bw.overhead = client_packets as f64 / bw.real_sent.max(1) as f64;
-        bw.hops_per_delivered_message = bw.packet_hops as f64 / bw.real_delivered.max(1) as f64;
-        let s = self.s;
-        let b = match s.adversary.model {
-            AdversaryModel::CorruptMixes => {
-                (s.adversary.corrupt_fraction * s.topology.width as f64).round()
-                    / s.topology.width as f64
-            }
-            _ => 0.0,
-        };
-        self.records.sort_by_key(|r| r.message);
-        let anonymity = (s.adversary.targets > 0).then(|| AnonymityReport {
-            chain_closed_form_bits: chain_closed_form(s, self.poisson),
-            ..AnonymityReport::from_targets(
-                &self.records,
-                s.adversary.top_k,
-                s.clients.count,
-                b.powi(s.topology.layers as i32),
-            )
-        });
-        NetworkReport {
-            name: s.name.clone(),
-            seed: s.seed,
-            adversary: format!("{:?}", s.adversary.model),
-            clients: s.clients.count,
-            duration_secs: s.duration_secs,
-            anonymity,
-            targets: self.records,
-            latency: self.hist.summary(),
-            latency_cdf: self.hist.cdf(),
-            bandwidth: self.bw,
-            disclosure: self.sda.map(|a| a.curve().to_vec()).unwrap_or_default(),
-            relay_disclosure: self.relay_sda.map(|a| a.curve().to_vec()),
-            intersection: self
-                .intersection
-                .map(|a| a.curve().to_vec())
-                .unwrap_or_default(),
-            n_minus_one: self.attack.map(|a| NMinusOneReport {
-                mix: a.mix as u32,
-                layer: s.n_minus_one.layer,
-                start_secs: a.start.as_secs_f64(),
-                loop_rate: s.node_cover.loop_rate,
-                deadline_secs: self.loop_deadline.as_secs_f64(),
-                detected_after_secs: a.detected.map(|t| (t - a.start).as_secs_f64()),
-                false_alarms: a.false_alarms,
-                collateral_alarms: a.collateral_alarms,
-                held_back: a.held_back,
-            }),
-            flow,
-            events: self.queue.processed(),
         }
     }
 }

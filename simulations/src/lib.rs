@@ -44,6 +44,8 @@ pub mod intersection;
 
 pub mod flow;
 
+pub mod faults;
+
 mod disclosure;
 pub use disclosure::{DisclosureAttack, DisclosurePoint};
 

@@ -116,6 +116,15 @@ impl Lineage {
         p.held += 1;
     }
 
+    /// Everything `pool` held is gone at once (its node stopped): later
+    /// departures owe nothing to what arrived before.
+    pub fn clear(&mut self, pool: usize) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.log_scale += EMPTIED;
+            p.held = 0;
+        }
+    }
+
     /// A packet left `pool`; returns what the next pool logs as its source.
     pub fn depart(&mut self, pool: usize) -> Source {
         let Some(p) = self.pools.get_mut(pool) else {

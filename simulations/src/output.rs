@@ -307,6 +307,31 @@ pub fn summary(report: &Report) -> String {
                     p.time_secs / 86_400.0
                 );
             }
+            if let Some(f) = &r.faults {
+                let _ = writeln!(
+                    s,
+                    "  faults: {} real packets delivered, {} lost (ratio {:.4}; link loss {} alone leaves {:.4}); {} packets lost on links, {} at stopped nodes",
+                    f.real_delivered,
+                    f.real_lost,
+                    f.delivery_ratio,
+                    f.link_loss,
+                    f.link_loss_closed_form,
+                    f.lost_on_links,
+                    f.lost_at_failed_nodes
+                );
+                for o in &f.outages {
+                    let alarm = o
+                        .first_alarm_after_secs
+                        .map_or("no mix alarmed".to_string(), |t| {
+                            format!("first alarm at another mix after {t:.1} s")
+                        });
+                    let _ = writeln!(
+                        s,
+                        "  node {} down from {:.0} s: {} packets held lost, {} arrived while down; {alarm}",
+                        o.node, o.start_secs, o.held_at_failure, o.arrived_while_down
+                    );
+                }
+            }
             if let Some(f) = &r.flow {
                 for p in &f.points {
                     let _ = writeln!(

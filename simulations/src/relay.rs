@@ -118,6 +118,7 @@ pub fn run_dumb_relay(
         intersection: Vec::new(),
         n_minus_one: None,
         flow: None,
+        faults: None,
         events: written,
     };
     let wall = started.elapsed().as_secs_f64().max(1e-9);

@@ -174,6 +174,8 @@ pub struct NetworkReport {
     pub n_minus_one: Option<NMinusOneReport>,
     /// Flow correlation on long conversations, when run.
     pub flow: Option<crate::flow::FlowReport>,
+    /// Loss and outages, when the scenario has any.
+    pub faults: Option<crate::faults::FaultReport>,
     /// Events the engine processed.
     pub events: u64,
 }

@@ -92,6 +92,9 @@ pub struct NetworkScenario {
     /// Flow correlation on long conversations.
     #[serde(default)]
     pub flow: crate::flow::FlowSpec,
+    /// Packet loss and node outages.
+    #[serde(default)]
+    pub faults: crate::faults::FaultSpec,
 }
 
 /// The mixes' loop cover: each mix sends loops through every other layer
@@ -604,6 +607,7 @@ impl Scenario {
                 }
                 let poisson = n.mixing.strategy == "poisson";
                 n.flow.validate(n.clients.count, poisson)?;
+                n.faults.validate(t)?;
             }
         }
         Ok(())

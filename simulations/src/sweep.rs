@@ -61,6 +61,8 @@ pub struct SweepRow {
     /// Flow correlation's true-positive rate at its false-positive rate,
     /// over the longest observation (NaN: not run).
     pub flow_tpr: f64,
+    /// Share of real packets delivered, with faults (NaN: no faults).
+    pub delivery_ratio: f64,
 }
 
 /// Parses `key=v1,v2,...`; values are read as TOML integers, floats,
@@ -163,6 +165,7 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                 intersection_recall: 0.0,
                 n_minus_one_detection_secs: f64::NAN,
                 flow_tpr: f64::NAN,
+                delivery_ratio: f64::NAN,
             }
         }
         Report::Network(r) => {
@@ -188,13 +191,14 @@ pub fn row(overrides: Vec<(String, String)>, report: &Report) -> SweepRow {
                     .as_ref()
                     .and_then(|f| f.points.last())
                     .map_or(f64::NAN, |p| p.tpr),
+                delivery_ratio: r.faults.as_ref().map_or(f64::NAN, |f| f.delivery_ratio),
             }
         }
     }
 }
 
 /// The figures of a row, in table order, with their column names.
-const FIGURES: [&str; 10] = [
+const FIGURES: [&str; 11] = [
     "entropy_bits",
     "min_entropy_bits",
     "top1",
@@ -205,10 +209,11 @@ const FIGURES: [&str; 10] = [
     "intersection_recall",
     "n_minus_one_detection_secs",
     "flow_tpr",
+    "delivery_ratio",
 ];
 
 impl SweepRow {
-    fn figures(&self) -> [f64; 10] {
+    fn figures(&self) -> [f64; 11] {
         [
             self.entropy_bits,
             self.min_entropy_bits,
@@ -220,6 +225,7 @@ impl SweepRow {
             self.intersection_recall,
             self.n_minus_one_detection_secs,
             self.flow_tpr,
+            self.delivery_ratio,
         ]
     }
 }

@@ -91,6 +91,16 @@ impl<P> Mixer<P> {
         }
     }
 
+    /// Empties the mixer at once (a node that stops loses what it held),
+    /// appending every packet held to `out` in no meaningful order.
+    pub fn drain(&mut self, out: &mut Vec<P>) {
+        match self {
+            Mixer::Poisson(m) => m.drain(out),
+            Mixer::TimedPool(m) => m.drain(out),
+            Mixer::ThresholdPool(m) => m.drain(out),
+        }
+    }
+
     /// Packets held.
     pub fn len(&self) -> usize {
         match self {
@@ -103,5 +113,42 @@ impl<P> Mixer<P> {
     /// Whether no packet is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    #[test]
+    fn drain_empties_every_strategy_and_loses_nothing() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let strategies = [
+            MixingStrategy::Poisson {
+                mean_delay_ms: 50.0,
+            },
+            MixingStrategy::TimedPool {
+                interval_ms: 100,
+                min_pool: 3,
+                fraction: 0.5,
+            },
+            MixingStrategy::ThresholdPool { threshold: 100 },
+        ];
+        for strategy in &strategies {
+            let mut mixer = Mixer::new(strategy, 1000, Duration::ZERO);
+            for i in 0..20u32 {
+                mixer
+                    .push(Duration::ZERO, Duration::from_secs(1), i)
+                    .unwrap();
+            }
+            let mut out = Vec::new();
+            mixer.poll(Duration::from_millis(150), &mut rng, &mut out);
+            mixer.drain(&mut out);
+            assert!(mixer.is_empty());
+            out.sort_unstable();
+            assert_eq!(out, (0..20).collect::<Vec<_>>(), "{strategy:?}");
+        }
     }
 }

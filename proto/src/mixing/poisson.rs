@@ -86,6 +86,11 @@ impl<P> PoissonMix<P> {
         }
     }
 
+    /// Appends every packet held, emptying the mix.
+    pub fn drain(&mut self, out: &mut Vec<P>) {
+        out.extend(self.heap.drain().map(|Reverse(held)| held.packet));
+    }
+
     /// When the earliest held packet is due.
     pub fn next_deadline(&self) -> Option<Duration> {
         self.heap.peek().map(|Reverse(h)| h.due)

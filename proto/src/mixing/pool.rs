@@ -78,6 +78,11 @@ impl<P> TimedPool<P> {
         self.next_round
     }
 
+    /// Appends every packet held, emptying the pool.
+    pub fn drain(&mut self, out: &mut Vec<P>) {
+        out.append(&mut self.pool);
+    }
+
     /// Packets held.
     pub fn len(&self) -> usize {
         self.pool.len()
@@ -130,6 +135,11 @@ impl<P> ThresholdPool<P> {
     /// only a new arrival can make anything due.
     pub fn next_deadline(&self) -> Option<Duration> {
         (self.pool.len() >= self.threshold).then_some(Duration::ZERO)
+    }
+
+    /// Appends every packet held, emptying the pool.
+    pub fn drain(&mut self, out: &mut Vec<P>) {
+        out.append(&mut self.pool);
     }
 
     /// Packets held.

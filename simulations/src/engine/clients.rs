@@ -179,6 +179,9 @@ impl Sim<'_> {
         if let Some(sda) = &mut self.sda {
             sda.observe_send(at, sender);
         }
+        if self.link_drops(id) {
+            return;
+        }
         let arrive = at + self.link_delay();
         self.queue.schedule(
             arrive,

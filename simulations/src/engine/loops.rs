@@ -11,6 +11,18 @@ pub(super) struct MixLoops {
     pub(super) next_id: u64,
 }
 
+impl MixLoops {
+    /// A mix's loop bookkeeping at start: nothing in flight, no alarm.
+    pub(super) fn new(deadline: Duration) -> Self {
+        MixLoops {
+            tracker: LoopTracker::new(deadline),
+            alarm: LossAlarm::new(LossAlarmConfig::default()),
+            returned: 0,
+            next_id: 0,
+        }
+    }
+}
+
 /// The n−1 attack's target and what came of it.
 pub(super) struct Attack {
     pub(super) mix: usize,
@@ -25,6 +37,11 @@ impl Sim<'_> {
     /// A mix judges the loops resolved since its last loop (as the node
     /// does before sending each one), then sends the next loop.
     pub(super) fn mix_loop(&mut self, now: Duration, mix: usize) {
+        if self.is_down(mix) {
+            // A stopped mix sends nothing; it resumes when it is back.
+            self.next_loop(now, mix);
+            return;
+        }
         self.judge_loops(now, mix);
         let (route, hops) = self.topo.loop_route(&mut self.rng, mix);
         let delays = self.hop_delays(hops);
@@ -49,14 +66,20 @@ impl Sim<'_> {
             mixes_all_corrupt: false,
         };
         let pid = self.store(packet);
-        let arrive = now + self.link_delay();
-        self.queue.schedule(
-            arrive,
-            Event::Arrive {
-                node: route[0],
-                packet: pid,
-            },
-        );
+        if !self.link_drops(pid) {
+            let arrive = now + self.link_delay();
+            self.queue.schedule(
+                arrive,
+                Event::Arrive {
+                    node: route[0],
+                    packet: pid,
+                },
+            );
+        }
+        self.next_loop(now, mix);
+    }
+
+    fn next_loop(&mut self, now: Duration, mix: usize) {
         if let Some(gap) = self.loop_gap {
             let next = now + secs(gap.sample(&mut self.rng));
             self.queue.schedule(next, Event::MixLoop(mix as u32));
@@ -76,8 +99,11 @@ impl Sim<'_> {
         if let Some(c) = loops.alarm.observe_many(true, lost) {
             change = Some(c);
         }
-        let (Some(AlarmChange::Raised { .. }), Some(attack)) = (change, self.attack.as_mut())
-        else {
+        if !matches!(change, Some(AlarmChange::Raised { .. })) {
+            return;
+        }
+        self.note_alarm(now, mix);
+        let Some(attack) = self.attack.as_mut() else {
             return;
         };
         if now < attack.start {
