@@ -8,6 +8,7 @@
 //! senders do) and, when probability tracking is on, the adversary's current
 //! distribution over its sender.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use aegis_directory::MixingStrategy;
@@ -15,7 +16,7 @@ use aegis_mix_packet::HopDelays;
 use aegis_proto::loop_alarm::{NODE_LINK_SLACK, loop_deadline};
 use aegis_proto::loop_cover::NODE_LOOP_TIMEOUT;
 use aegis_proto::{AlarmChange, LoopTracker, LossAlarm, LossAlarmConfig, Mixer};
-use aegis_proto::{Slot, TrafficShaper};
+use aegis_proto::{Slot, Stream, TrafficShaper};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
@@ -39,11 +40,13 @@ use crate::social::SocialGraph;
 use crate::{SimError, relay};
 
 mod clients;
+mod delivery;
 mod faults;
 mod loops;
 mod observer;
 mod report;
 
+use delivery::Delivery;
 use faults::Faults;
 use loops::{Attack, MixLoops};
 use observer::{Arrival, View, chain_closed_form, pool_id};
@@ -80,6 +83,8 @@ enum Event {
     Fail(u32),
     /// An outage ends.
     Recover(u32),
+    /// A client's outbox timer.
+    OutboxDue(u32),
     Arrive {
         node: u32,
         packet: u32,
@@ -94,6 +99,19 @@ struct Message {
     recipient: u32,
     written: Duration,
     target: bool,
+    /// The SURB-ACK's id with acks on (0: none).
+    ack: u64,
+}
+
+/// What lands in a mailbox.
+#[derive(Clone, Copy, Debug)]
+enum Boxed {
+    /// A real message (a fragment's copy, with acks on).
+    Real(Message),
+    /// One of the owner's own loops.
+    Loop,
+    /// The acknowledgement of the owner's transmission `ack`.
+    Ack(u64),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +119,11 @@ enum Kind {
     Real(Message),
     Loop,
     Drop,
+    /// A recipient's acknowledgement of transmission `ack`, to `to`.
+    Ack {
+        to: u32,
+        ack: u64,
+    },
     /// A mix's own loop, back to `origin`.
     NodeLoop {
         origin: u32,
@@ -168,8 +191,8 @@ struct Sim<'a> {
     online: OnlineLog,
     /// Whether a `ClientDue` is scheduled for each client.
     due_pending: Vec<bool>,
-    /// What waits in an offline client's mailbox: (written, a real message?).
-    mailbox: Vec<Vec<(Duration, bool)>>,
+    /// What waits in an offline client's mailbox.
+    mailbox: Vec<Vec<Boxed>>,
     intersection: Option<IntersectionAttack>,
     /// Each mix's loops, when mixes send loop cover.
     loops: Vec<Option<MixLoops>>,
@@ -179,6 +202,7 @@ struct Sim<'a> {
     /// The conversations' flows, and the gap between their messages.
     flow: Option<(FlowAttack, Exp<f64>)>,
     faults: Option<Faults>,
+    delivery: Option<Delivery>,
 }
 
 /// Runs a network scenario; the dumb-relay model runs the relay baseline.
@@ -366,6 +390,7 @@ impl<'a> Sim<'a> {
         let mut sim = Sim {
             flow: None,
             faults: None,
+            delivery: None,
             loops,
             loop_gap,
             loop_deadline,
@@ -408,6 +433,7 @@ impl<'a> Sim<'a> {
         };
         sim.start_conversations();
         sim.start_faults();
+        sim.start_delivery();
         Ok(sim)
     }
 
@@ -420,6 +446,7 @@ impl<'a> Sim<'a> {
             Event::Converse(pair) => self.converse(now, pair as usize),
             Event::Fail(outage) => self.fail(outage as usize),
             Event::Recover(outage) => self.recover(outage as usize),
+            Event::OutboxDue(client) => self.outbox_due(now, client as usize),
             Event::Arrive { node, packet } => self.arrive(now, node as usize, packet),
             Event::NodeDue(node) => self.node_due(now, node as usize),
         }
@@ -555,8 +582,9 @@ impl<'a> Sim<'a> {
         };
         self.free.push(id);
         let mailbox = match p.kind {
-            Kind::Real(m) => Some((m.recipient as usize, m.written, true)),
-            Kind::Loop => Some((p.sender as usize, now, false)),
+            Kind::Real(message) => Some((message.recipient as usize, Boxed::Real(message))),
+            Kind::Loop => Some((p.sender as usize, Boxed::Loop)),
+            Kind::Ack { to, ack } => Some((to as usize, Boxed::Ack(ack))),
             Kind::Drop => None,
             Kind::NodeLoop { origin, id } => {
                 if let Some(loops) = self.loops.get_mut(origin as usize).and_then(Option::as_mut)
@@ -567,14 +595,14 @@ impl<'a> Sim<'a> {
                 None
             }
         };
-        if let Some((owner, written, real)) = mailbox {
+        if let Some((owner, boxed)) = mailbox {
             if let Some((flow, _)) = &mut self.flow {
                 flow.observe_arrival(owner, now.as_secs_f64(), p.sender as usize);
             }
             if self.online.is_online(owner) {
-                self.fetched(now, owner, written, real);
+                self.fetched(now, owner, boxed);
             } else if let Some(waiting) = self.mailbox.get_mut(owner) {
-                waiting.push((written, real));
+                waiting.push(boxed);
             }
         }
         match p.kind {
@@ -597,7 +625,7 @@ impl<'a> Sim<'a> {
                     });
                 }
             }
-            Kind::Loop | Kind::Drop | Kind::NodeLoop { .. } => {}
+            Kind::Loop | Kind::Drop | Kind::Ack { .. } | Kind::NodeLoop { .. } => {}
         }
     }
 

@@ -46,6 +46,8 @@ pub mod flow;
 
 pub mod faults;
 
+pub mod delivery;
+
 mod disclosure;
 pub use disclosure::{DisclosureAttack, DisclosurePoint};
 

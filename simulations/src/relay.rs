@@ -119,6 +119,7 @@ pub fn run_dumb_relay(
         n_minus_one: None,
         flow: None,
         faults: None,
+        delivery: None,
         events: written,
     };
     let wall = started.elapsed().as_secs_f64().max(1e-9);

@@ -127,6 +127,8 @@ pub struct BandwidthReport {
     pub loop_sent: u64,
     /// Drop cover packets sent by clients.
     pub drop_sent: u64,
+    /// Acknowledgements sent by clients (with `[delivery] acks`).
+    pub ack_sent: u64,
     /// Real messages that reached the recipient's mailbox.
     pub real_delivered: u64,
     /// Loops the mixes sent (node loop cover).
@@ -176,6 +178,8 @@ pub struct NetworkReport {
     pub flow: Option<crate::flow::FlowReport>,
     /// Loss and outages, when the scenario has any.
     pub faults: Option<crate::faults::FaultReport>,
+    /// Outboxes, acknowledgements and retransmission, when on.
+    pub delivery: Option<crate::delivery::DeliveryReport>,
     /// Events the engine processed.
     pub events: u64,
 }

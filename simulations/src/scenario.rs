@@ -95,6 +95,9 @@ pub struct NetworkScenario {
     /// Packet loss and node outages.
     #[serde(default)]
     pub faults: crate::faults::FaultSpec,
+    /// Outboxes, SURB-ACKs and retransmission.
+    #[serde(default)]
+    pub delivery: crate::delivery::DeliverySpec,
 }
 
 /// The mixes' loop cover: each mix sends loops through every other layer

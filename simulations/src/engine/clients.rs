@@ -70,7 +70,11 @@ impl Sim<'_> {
             recipient,
             written: now,
             target,
+            ack: 0,
         };
+        if self.queue_message(now, sender, message) {
+            return;
+        }
         match &mut self.shapers[sender] {
             Some(shaper) => {
                 if shaper.enqueue(message).is_err() {
@@ -96,8 +100,8 @@ impl Sim<'_> {
         if !online {
             return;
         }
-        for (written, real) in std::mem::take(&mut self.mailbox[client]) {
-            self.fetched(now, client, written, real);
+        for boxed in std::mem::take(&mut self.mailbox[client]) {
+            self.fetched(now, client, boxed);
         }
         if !self.due_pending[client] && self.shapers[client].is_some() {
             self.due_pending[client] = true;
@@ -106,11 +110,16 @@ impl Sim<'_> {
         }
     }
 
-    /// A client fetched a packet from its mailbox: a real message
-    /// (`real`) written at `written`, or one of its loops.
-    pub(super) fn fetched(&mut self, now: Duration, client: usize, written: Duration, real: bool) {
-        if real {
-            self.hist.record((now - written).as_secs_f64());
+    /// A client fetched a packet from its mailbox.
+    pub(super) fn fetched(&mut self, now: Duration, client: usize, boxed: Boxed) {
+        match boxed {
+            Boxed::Real(message) => {
+                if self.receive(client, &message) {
+                    self.hist.record((now - message.written).as_secs_f64());
+                }
+            }
+            Boxed::Loop => {}
+            Boxed::Ack(ack) => self.acknowledged(now, client, ack),
         }
         if let Some(sda) = &mut self.sda {
             sda.observe_delivery(now, client);
@@ -130,6 +139,9 @@ impl Sim<'_> {
         for e in emissions {
             let kind = match e.slot {
                 Slot::Real(m) => Kind::Real(m),
+                Slot::Loop if e.stream == Stream::Payload => {
+                    self.fill_slot(e.at, client).unwrap_or(Kind::Loop)
+                }
                 Slot::Loop => Kind::Loop,
                 Slot::Drop => Kind::Drop,
             };
@@ -147,6 +159,7 @@ impl Sim<'_> {
         let entry = self.topo.gateway_of(sender);
         let exit = match kind {
             Kind::Real(m) => self.topo.gateway_of(m.recipient as usize),
+            Kind::Ack { to, .. } => self.topo.gateway_of(to as usize),
             Kind::Loop | Kind::NodeLoop { .. } => entry,
             Kind::Drop => self.rng.random_range(0..self.topo.gateways()),
         };
@@ -154,6 +167,7 @@ impl Sim<'_> {
             Kind::Real(_) => self.bw.real_sent += 1,
             Kind::Loop => self.bw.loop_sent += 1,
             Kind::Drop => self.bw.drop_sent += 1,
+            Kind::Ack { .. } => self.bw.ack_sent += 1,
             Kind::NodeLoop { .. } => {}
         }
         let route = self.topo.route(&mut self.rng, entry, exit);

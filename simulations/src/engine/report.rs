@@ -7,6 +7,7 @@ impl Sim<'_> {
     pub(super) fn finish(mut self, end: Duration) -> NetworkReport {
         let flow = self.flow_report();
         let faults = self.fault_report();
+        let delivery = self.delivery_report();
         for sda in [&mut self.sda, &mut self.relay_sda].into_iter().flatten() {
             sda.advance(end);
         }
@@ -14,7 +15,7 @@ impl Sim<'_> {
             attack.advance(end, &self.online);
         }
         let bw = &mut self.bw;
-        let client_packets = bw.real_sent + bw.loop_sent + bw.drop_sent;
+        let client_packets = bw.real_sent + bw.loop_sent + bw.drop_sent + bw.ack_sent;
         bw.overhead = client_packets as f64 / bw.real_sent.max(1) as f64;
         bw.hops_per_delivered_message = bw.packet_hops as f64 / bw.real_delivered.max(1) as f64;
         let s = self.s;
@@ -65,6 +66,7 @@ impl Sim<'_> {
             }),
             flow,
             faults,
+            delivery,
             events: self.queue.processed(),
         }
     }
