@@ -15,6 +15,13 @@
 //! message ids (one fragment each); the cryptography is left out, as
 //! everywhere in these modes.
 //!
+//! With `pull_interval_secs` clients fetch their mailboxes on a pull grid
+//! as the client endpoint does (its default interval is the smaller of its
+//! configured one and 8 / (2 (λP + λL)), so pulls keep up with twice the
+//! inflow), and an acknowledgement's timeout counts the pull interval as
+//! the client's does; without it, the recipient's wait for a payload slot
+//! stands in for the pulls.
+//!
 //! With independent losses, a transmission succeeds (its fragment and its
 //! acknowledgement both arrive) with probability q², q the share of
 //! packets a route delivers; when no acknowledgement times out early, a
@@ -31,6 +38,11 @@ pub struct DeliverySpec {
     /// once, in the shaper's next payload slot).
     #[serde(default)]
     pub acks: bool,
+    /// Seconds between a client's pulls of its mailbox, on a fixed grid of
+    /// random phase, each fetching at most `PULL_BATCH` (8) boxes (none: an
+    /// online client fetches each box as it lands).
+    #[serde(default)]
+    pub pull_interval_secs: Option<f64>,
 }
 
 /// What reliable delivery did.

@@ -85,6 +85,8 @@ enum Event {
     Recover(u32),
     /// A client's outbox timer.
     OutboxDue(u32),
+    /// A client pulls its mailbox.
+    Pull(u32),
     Arrive {
         node: u32,
         packet: u32,
@@ -203,6 +205,10 @@ struct Sim<'a> {
     flow: Option<(FlowAttack, Exp<f64>)>,
     faults: Option<Faults>,
     delivery: Option<Delivery>,
+    /// The pull grid's interval, when clients pull.
+    pull: Option<Duration>,
+    /// Whether a `Pull` is scheduled for each client.
+    pull_pending: Vec<bool>,
 }
 
 /// Runs a network scenario; the dumb-relay model runs the relay baseline.
@@ -391,11 +397,13 @@ impl<'a> Sim<'a> {
             flow: None,
             faults: None,
             delivery: None,
+            pull: s.delivery.pull_interval_secs.map(secs),
+            pull_pending: Vec::new(),
             loops,
             loop_gap,
             loop_deadline,
             attack,
-            mailbox: if churn.is_some() {
+            mailbox: if churn.is_some() || s.delivery.pull_interval_secs.is_some() {
                 vec![Vec::new(); s.clients.count]
             } else {
                 Vec::new()
@@ -447,6 +455,7 @@ impl<'a> Sim<'a> {
             Event::Fail(outage) => self.fail(outage as usize),
             Event::Recover(outage) => self.recover(outage as usize),
             Event::OutboxDue(client) => self.outbox_due(now, client as usize),
+            Event::Pull(client) => self.pull(now, client as usize),
             Event::Arrive { node, packet } => self.arrive(now, node as usize, packet),
             Event::NodeDue(node) => self.node_due(now, node as usize),
         }
@@ -599,7 +608,7 @@ impl<'a> Sim<'a> {
             if let Some((flow, _)) = &mut self.flow {
                 flow.observe_arrival(owner, now.as_secs_f64(), p.sender as usize);
             }
-            if self.online.is_online(owner) {
+            if self.online.is_online(owner) && self.pull.is_none() {
                 self.fetched(now, owner, boxed);
             } else if let Some(waiting) = self.mailbox.get_mut(owner) {
                 waiting.push(boxed);

@@ -611,6 +611,9 @@ impl Scenario {
                 let poisson = n.mixing.strategy == "poisson";
                 n.flow.validate(n.clients.count, poisson)?;
                 n.faults.validate(t)?;
+                if n.delivery.pull_interval_secs.is_some_and(|p| !positive(p)) {
+                    return bad("delivery.pull_interval_secs must be positive");
+                }
             }
         }
         Ok(())

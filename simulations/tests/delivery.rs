@@ -64,3 +64,35 @@ fn without_loss_each_message_is_sent_and_received_once() {
     );
     assert!(d.acknowledged as f64 > 0.98 * d.messages as f64, "{d:?}");
 }
+
+fn latency_and_delivery(s: &Scenario) -> (f64, DeliveryReport) {
+    match run(s, &mut |_| {}).unwrap() {
+        Report::Network(r) => (r.latency.mean, r.delivery.expect("a delivery report")),
+        Report::SingleMix(_) => panic!("expected a network report"),
+    }
+}
+
+#[test]
+fn on_the_pull_grid_the_closed_forms_hold_and_a_batch_caps_each_pull() {
+    let (at_once, _) = latency_and_delivery(&load(|_| {}));
+    // The client's own interval at these rates: 8 / (2 (λP + λL)).
+    let (grid, d) = latency_and_delivery(&load(|n| {
+        n.delivery.pull_interval_secs = Some(8.0 / (2.0 * 2.2));
+    }));
+    let q = 0.97f64.powi(5);
+    assert_eq!(d.failed, 0);
+    let t = d.transmissions_per_message;
+    assert!(
+        (t - 1.0 / (q * q)).abs() < 0.06,
+        "{t} transmissions per message"
+    );
+    // A box waits half an interval for the pull on average.
+    assert!(
+        grid > at_once + 0.5 && grid < at_once + 3.0,
+        "{at_once} → {grid}"
+    );
+    // Pulls of 8 every 10 s cannot keep up with 2.2 boxes a second: the
+    // mailbox backs up and messages wait far longer.
+    let (slow, _) = latency_and_delivery(&load(|n| n.delivery.pull_interval_secs = Some(10.0)));
+    assert!(slow > 10.0 * grid, "{grid} → {slow}");
+}

@@ -100,8 +100,12 @@ impl Sim<'_> {
         if !online {
             return;
         }
-        for boxed in std::mem::take(&mut self.mailbox[client]) {
-            self.fetched(now, client, boxed);
+        if self.pull.is_some() {
+            self.resume_pulls(now, client);
+        } else {
+            for boxed in std::mem::take(&mut self.mailbox[client]) {
+                self.fetched(now, client, boxed);
+            }
         }
         if !self.due_pending[client] && self.shapers[client].is_some() {
             self.due_pending[client] = true;

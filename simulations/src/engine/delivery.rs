@@ -1,6 +1,7 @@
 //! The outboxes, acknowledgements and retransmissions of
 //! [`crate::delivery`].
 
+use aegis_mix_packet::access::PULL_BATCH;
 use aegis_mix_packet::constants::{DELIVERY_TAG_LEN, ID_LEN, PAYLOAD_KEY_SEED_LEN};
 use aegis_mix_packet::{AckId, ReplyKey};
 use aegis_proto::delivery::{
@@ -63,13 +64,15 @@ impl Delivery {
 }
 
 impl Sim<'_> {
-    /// Starts reliable delivery, if the scenario asks for it.
+    /// Starts reliable delivery and the pull grid, if the scenario asks.
     pub(super) fn start_delivery(&mut self) {
         if !self.s.delivery.acks {
+            self.start_pulls();
             return;
         }
         let hops = self.topo.route_len() as u32;
         let route = self.mean_delay * hops + self.latency * hops;
+        self.start_pulls();
         let slot_wait = match self.s.shaping {
             ShapingSpec::Poisson { payload_rate, .. } if payload_rate > 0.0 => {
                 secs(1.0 / payload_rate)
@@ -77,6 +80,7 @@ impl Sim<'_> {
             ShapingSpec::Constant { interval_ms } => secs(interval_ms / 1000.0),
             _ => Duration::ZERO,
         };
+        let slot_wait = self.pull.unwrap_or(slot_wait);
         self.delivery = Some(Delivery::new(self.s.clients.count, route, slot_wait));
     }
 
@@ -220,6 +224,50 @@ impl Sim<'_> {
                 self.queue
                     .schedule_far(next, Event::OutboxDue(client as u32));
             }
+        }
+    }
+
+    /// Puts every online client on its pull grid, at a random phase.
+    fn start_pulls(&mut self) {
+        let Some(interval) = self.pull else {
+            return;
+        };
+        self.pull_pending = vec![false; self.s.clients.count];
+        for client in 0..self.s.clients.count {
+            if self.online.is_online(client) {
+                let phase = interval.mul_f64(self.rng.random::<f64>());
+                self.pull_pending[client] = true;
+                self.queue.schedule_far(phase, Event::Pull(client as u32));
+            }
+        }
+    }
+
+    /// `client` pulls: it fetches up to a batch of what waits, oldest
+    /// first, and its next pull is one interval on (an offline client stops
+    /// pulling until it is back).
+    pub(super) fn pull(&mut self, now: Duration, client: usize) {
+        self.pull_pending[client] = false;
+        let Some(interval) = self.pull else {
+            return;
+        };
+        if !self.online.is_online(client) {
+            return;
+        }
+        let n = PULL_BATCH.min(self.mailbox[client].len());
+        let batch: Vec<Boxed> = self.mailbox[client].drain(..n).collect();
+        for boxed in batch {
+            self.fetched(now, client, boxed);
+        }
+        self.pull_pending[client] = true;
+        self.queue
+            .schedule_far(now + interval, Event::Pull(client as u32));
+    }
+
+    /// A client back online pulls at once, then on its grid.
+    pub(super) fn resume_pulls(&mut self, now: Duration, client: usize) {
+        if self.pull.is_some() && !self.pull_pending[client] {
+            self.pull_pending[client] = true;
+            self.queue.schedule_far(now, Event::Pull(client as u32));
         }
     }
 
