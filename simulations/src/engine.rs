@@ -370,8 +370,7 @@ impl<'a> Sim<'a> {
         );
         let loops = (0..topo.nodes())
             .map(|id| {
-                let is_mix = matches!(topo.role(id), NodeRole::Mix(_));
-                let gap = loop_gap.filter(|_| is_mix)?;
+                let gap = loop_gap?;
                 queue.schedule(secs(gap.sample(&mut rng)), Event::MixLoop(id as u32));
                 Some(MixLoops::new(loop_deadline))
             })

@@ -105,18 +105,29 @@ impl Layout {
 }
 
 impl Layout {
-    /// A mix's loop: one random mix of every layer after its own, a random
-    /// gateway, one random mix of every layer before its own, and the mix
-    /// itself (the order `aegis_proto::Topology::loop_route` uses). Returns
-    /// the route and its number of hops (`layers + 1`).
+    /// A node's loop, in the order `aegis_proto::Topology::loop_route`
+    /// uses: from a mix, one random mix of every layer after its own, a
+    /// random gateway, one random mix of every layer before its own, and the
+    /// mix itself; from a gateway, one random mix of every layer and the
+    /// gateway itself. Returns the route and its number of hops
+    /// (`layers + 1`).
     pub fn loop_route<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
         mix: usize,
     ) -> ([u32; MAX_ROUTE], usize) {
         let mut route = [0u32; MAX_ROUTE];
-        let NodeRole::Mix(layer) = self.role(mix) else {
-            return (route, 0);
+        let layer = match self.role(mix) {
+            NodeRole::Mix(layer) => layer,
+            NodeRole::Gateway => {
+                let picks = pick_per_layer(rng, self.mixes.iter().map(Vec::as_slice), None)
+                    .unwrap_or_default();
+                for (hop, &m) in picks.iter().enumerate().take(self.layers) {
+                    route[hop] = m;
+                }
+                route[self.layers] = mix as u32;
+                return (route, self.layers + 1);
+            }
         };
         let picks =
             pick_per_layer(rng, self.mixes.iter().map(Vec::as_slice), None).unwrap_or_default();
@@ -167,5 +178,12 @@ mod tests {
         assert_eq!(t.role(r[1] as usize), NodeRole::Gateway);
         assert_eq!(t.role(r[2] as usize), NodeRole::Mix(0));
         assert_eq!(r[3] as usize, mix);
+        // A gateway's loop: one mix of each layer in order, then itself.
+        let (r, hops) = t.loop_route(&mut rng, 1);
+        assert_eq!(hops, 4);
+        for layer in 0..3 {
+            assert_eq!(t.role(r[layer] as usize), NodeRole::Mix(layer));
+        }
+        assert_eq!(r[3], 1);
     }
 }

@@ -59,11 +59,13 @@ fn a_stopped_mix_loses_its_share_and_the_other_mixes_notice() {
     let f = faults(&s);
     let o = &f.outages[0];
     // What reaches a middle-layer mix: a third of the clients' packets, and
-    // the loops of the first and last layers' mixes (a third of each
-    // layer's λM·width), for the 300 s it is down.
+    // a third of the loops of the first and last layers' mixes and of the
+    // gateways (each crosses the middle layer once), for the 300 s it is
+    // down.
     let (width, lambda_m) = (n.topology.width as f64, n.node_cover.loop_rate);
     let client_rate = n.clients.count as f64 * (0.5 + 0.1 + 0.1);
-    let expected = 300.0 * (client_rate / width + 2.0 * lambda_m);
+    let loops = lambda_m * (2.0 * width + n.topology.gateways as f64);
+    let expected = 300.0 * (client_rate + loops) / width;
     let got = o.arrived_while_down as f64;
     assert!(
         (got - expected).abs() < 5.0 * expected.sqrt(),
