@@ -181,8 +181,8 @@ mod tests {
         // A gateway's loop: one mix of each layer in order, then itself.
         let (r, hops) = t.loop_route(&mut rng, 1);
         assert_eq!(hops, 4);
-        for layer in 0..3 {
-            assert_eq!(t.role(r[layer] as usize), NodeRole::Mix(layer));
+        for (layer, &node) in r[..3].iter().enumerate() {
+            assert_eq!(t.role(node as usize), NodeRole::Mix(layer));
         }
         assert_eq!(r[3], 1);
     }
