@@ -39,6 +39,7 @@ use crate::scenario::{AdversaryModel, NetworkScenario, ShapingSpec, Tracking, se
 use crate::social::SocialGraph;
 use crate::{SimError, relay};
 
+mod access;
 mod clients;
 mod delivery;
 mod faults;
@@ -46,6 +47,7 @@ mod loops;
 mod observer;
 mod report;
 
+use access::Access;
 use delivery::Delivery;
 use faults::Faults;
 use loops::{Attack, MixLoops};
@@ -205,6 +207,7 @@ struct Sim<'a> {
     flow: Option<(FlowAttack, Exp<f64>)>,
     faults: Option<Faults>,
     delivery: Option<Delivery>,
+    access: Option<Access>,
     /// The pull grid's interval, when clients pull.
     pull: Option<Duration>,
     /// Whether a `Pull` is scheduled for each client.
@@ -396,6 +399,7 @@ impl<'a> Sim<'a> {
             flow: None,
             faults: None,
             delivery: None,
+            access: None,
             pull: s.delivery.pull_interval_secs.map(secs),
             pull_pending: Vec::new(),
             loops,
@@ -441,6 +445,7 @@ impl<'a> Sim<'a> {
         sim.start_conversations();
         sim.start_faults();
         sim.start_delivery();
+        sim.start_access();
         Ok(sim)
     }
 
@@ -479,6 +484,15 @@ impl<'a> Sim<'a> {
             return;
         }
         if self.down_drops(node, id) {
+            return;
+        }
+        let from_client = self.packets[id as usize]
+            .as_ref()
+            .filter(|p| p.hop == 0 && p.sender != u32::MAX)
+            .map(|p| p.sender);
+        if let Some(client) = from_client
+            && self.over_send_limit(now, client, id)
+        {
             return;
         }
         let Some(p) = self.packets[id as usize].as_ref() else {
@@ -609,7 +623,9 @@ impl<'a> Sim<'a> {
             }
             if self.online.is_online(owner) && self.pull.is_none() {
                 self.fetched(now, owner, boxed);
-            } else if let Some(waiting) = self.mailbox.get_mut(owner) {
+            } else if self.mailbox_has_room(owner)
+                && let Some(waiting) = self.mailbox.get_mut(owner)
+            {
                 waiting.push(boxed);
             }
         }

@@ -48,6 +48,8 @@ pub mod faults;
 
 pub mod delivery;
 
+pub mod access;
+
 mod disclosure;
 pub use disclosure::{DisclosureAttack, DisclosurePoint};
 

@@ -120,6 +120,7 @@ pub fn run_dumb_relay(
         flow: None,
         faults: None,
         delivery: None,
+        access: None,
         events: written,
     };
     let wall = started.elapsed().as_secs_f64().max(1e-9);

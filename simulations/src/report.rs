@@ -180,6 +180,8 @@ pub struct NetworkReport {
     pub faults: Option<crate::faults::FaultReport>,
     /// Outboxes, acknowledgements and retransmission, when on.
     pub delivery: Option<crate::delivery::DeliveryReport>,
+    /// What the gateways' limits refused, when applied.
+    pub access: Option<crate::access::AccessReport>,
     /// Events the engine processed.
     pub events: u64,
 }

@@ -98,6 +98,9 @@ pub struct NetworkScenario {
     /// Outboxes, SURB-ACKs and retransmission.
     #[serde(default)]
     pub delivery: crate::delivery::DeliverySpec,
+    /// The gateways' per-client limits.
+    #[serde(default)]
+    pub gateway: crate::access::GatewaySpec,
 }
 
 /// The mixes' loop cover: each mix sends loops through every other layer
@@ -613,6 +616,10 @@ impl Scenario {
                 n.faults.validate(t)?;
                 if n.delivery.pull_interval_secs.is_some_and(|p| !positive(p)) {
                     return bad("delivery.pull_interval_secs must be positive");
+                }
+                let g = &n.gateway;
+                if !(g.rate_slack >= 1.0 && g.rate_slack.is_finite()) || g.mailbox_limit == 0 {
+                    return bad("gateway.rate_slack must be at least 1 and mailbox_limit positive");
                 }
             }
         }

@@ -253,7 +253,11 @@ impl Sim<'_> {
         if !self.online.is_online(client) {
             return;
         }
-        let n = PULL_BATCH.min(self.mailbox[client].len());
+        let n = if self.pull_allowed(now, client) {
+            PULL_BATCH.min(self.mailbox[client].len())
+        } else {
+            0
+        };
         let batch: Vec<Boxed> = self.mailbox[client].drain(..n).collect();
         for boxed in batch {
             self.fetched(now, client, boxed);

@@ -8,6 +8,7 @@ impl Sim<'_> {
         let flow = self.flow_report();
         let faults = self.fault_report();
         let delivery = self.delivery_report();
+        let access = self.access_report();
         for sda in [&mut self.sda, &mut self.relay_sda].into_iter().flatten() {
             sda.advance(end);
         }
@@ -67,6 +68,7 @@ impl Sim<'_> {
             flow,
             faults,
             delivery,
+            access,
             events: self.queue.processed(),
         }
     }
