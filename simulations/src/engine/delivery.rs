@@ -125,7 +125,11 @@ impl Sim<'_> {
         d.next_ack += 1;
         let mut key = vec![0u8; DELIVERY_TAG_LEN + PAYLOAD_KEY_SEED_LEN * self.topo.route_len()];
         key[..8].copy_from_slice(&ack.to_le_bytes());
-        let key = ReplyKey::from_bytes(&key).ok()?;
+        let Ok(key) = ReplyKey::from_bytes(&key) else {
+            // Cannot happen for a valid topology; the fragment goes back.
+            d.outboxes[client].not_sent(t.local_id, t.fragment.index);
+            return None;
+        };
         // The Sent status is of no use here.
         let _ = d.outboxes[client].record_sent(
             t.local_id,
