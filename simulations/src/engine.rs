@@ -77,7 +77,7 @@ enum Event {
     ClientDue(u32),
     /// A client connects or disconnects.
     Toggle(u32),
-    /// A mix judges its loops and sends the next one.
+    /// A node judges its loops and sends the next one.
     MixLoop(u32),
     /// A conversation's sender writes to its partner.
     Converse(u32),
@@ -195,10 +195,10 @@ struct Sim<'a> {
     online: OnlineLog,
     /// Whether a `ClientDue` is scheduled for each client.
     due_pending: Vec<bool>,
-    /// What waits in an offline client's mailbox.
+    /// What waits in each client's mailbox (kept with churn or pulls).
     mailbox: Vec<Vec<Boxed>>,
     intersection: Option<IntersectionAttack>,
-    /// Each mix's loops, when mixes send loop cover.
+    /// Each node's loops, when nodes send loop cover.
     loops: Vec<Option<MixLoops>>,
     loop_gap: Option<Exp<f64>>,
     loop_deadline: Duration,

@@ -1,5 +1,5 @@
-//! The mixes' loop cover, judged by the node's own loss alarm, and the n−1
-//! attack it is meant to reveal.
+//! The nodes' loop cover (mixes and gateways), judged by the node's own
+//! loss alarm, and the n−1 attack it is meant to reveal.
 
 use super::*;
 
@@ -34,8 +34,8 @@ pub(super) struct Attack {
 }
 
 impl Sim<'_> {
-    /// A mix judges the loops resolved since its last loop (as the node
-    /// does before sending each one), then sends the next loop.
+    /// A node judges the loops resolved since its last loop (as
+    /// `aegis-node` does before sending each one), then sends the next.
     pub(super) fn mix_loop(&mut self, now: Duration, mix: usize) {
         if self.is_down(mix) {
             // A stopped mix sends nothing; it resumes when it is back.
