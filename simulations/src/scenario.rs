@@ -248,6 +248,20 @@ pub enum ShapingSpec {
 }
 
 impl ShapingSpec {
+    /// Packets per second a client sends, cover included; unshaped
+    /// clients send their `writes` (messages per second) alone.
+    pub fn client_rate(&self, writes: f64) -> f64 {
+        match *self {
+            ShapingSpec::Poisson {
+                payload_rate,
+                loop_rate,
+                drop_rate,
+            } => payload_rate + loop_rate + drop_rate,
+            ShapingSpec::Constant { interval_ms } => 1000.0 / interval_ms,
+            ShapingSpec::None => writes,
+        }
+    }
+
     /// The client crate's configuration, or `None` for unshaped clients.
     pub fn config(&self) -> Option<ShapingConfig> {
         match *self {

@@ -20,15 +20,7 @@ impl Sim<'_> {
         if !g.policy {
             return;
         }
-        let client_rate = match self.s.shaping {
-            ShapingSpec::Poisson {
-                payload_rate,
-                loop_rate,
-                drop_rate,
-            } => payload_rate + loop_rate + drop_rate,
-            ShapingSpec::Constant { interval_ms } => 1000.0 / interval_ms,
-            ShapingSpec::None => self.s.clients.rate,
-        };
+        let client_rate = self.s.shaping.client_rate(self.s.clients.rate);
         let send_rate = client_rate * g.rate_slack;
         self.access = Some(Access {
             sessions: (0..self.s.clients.count)

@@ -63,15 +63,7 @@ pub(super) fn chain_closed_form(s: &NetworkScenario, poisson: bool) -> Option<f6
     if !poisson || s.adversary.model != AdversaryModel::GlobalPassive {
         return None;
     }
-    let per_client = match s.shaping {
-        ShapingSpec::Poisson {
-            payload_rate,
-            loop_rate,
-            drop_rate,
-        } => payload_rate + loop_rate + drop_rate,
-        ShapingSpec::Constant { interval_ms } => 1000.0 / interval_ms,
-        ShapingSpec::None => s.clients.rate,
-    };
+    let per_client = s.shaping.client_rate(s.clients.rate);
     let hops = delaying_hops(s)?;
     let lambda = per_client * s.clients.count as f64;
     (lambda > 0.0).then(|| crate::theory::chain_entropy_bits(lambda, s.mixing.mu, hops))
