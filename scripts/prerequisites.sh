@@ -11,6 +11,9 @@
 #   own (`unshare --net`, from util-linux, which every Debian system has).
 # * zbar-tools: the client's safety-number test decodes the QR code it
 #   draws in the terminal with zbarimg, a QR decoder written elsewhere.
+# * microsocks: a SOCKS5 server written elsewhere, through which the link
+#   and client tests reach a gateway (its outgoing connections leave from
+#   an address of their own, so the gateway's view can be checked).
 # * prometheus: its promtool checks and unit-tests the alert rules in
 #   deploy/monitoring (only promtool is used; no server is started).
 # * chromium: a test loads the authorities' status page in a real browser
@@ -24,7 +27,7 @@
 
 aegis_missing_packages() {
     local pkg missing=""
-    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables zbar-tools prometheus chromium; do
+    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables zbar-tools microsocks prometheus chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
     done
     echo "$missing"
@@ -47,6 +50,7 @@ aegis_prerequisites() {
         echo "  fonts-dejavu-core: text in the simulator's plots"
         echo "  iproute2, iptables: the launcher's n-1 fault cuts links in a private network namespace"
         echo "  zbar-tools:        a test reads the client's terminal QR codes with zbarimg"
+        echo "  microsocks:        tests reach a gateway through this SOCKS5 proxy"
         echo "  prometheus:        promtool checks the alert rules in deploy/monitoring"
         echo "  chromium:          a test loads the status page in headless Chromium"
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

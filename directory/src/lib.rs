@@ -72,7 +72,7 @@ pub use authority::{
 #[cfg(feature = "fetch")]
 mod fetch;
 #[cfg(feature = "fetch")]
-pub use fetch::{FetchError, Fetcher, read_limited};
+pub use fetch::{Dialer, FetchError, Fetcher, read_limited};
 
 #[cfg(feature = "server")]
 mod store;

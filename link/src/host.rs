@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use futures::StreamExt as _;
+use libp2p::core::Transport as _;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
@@ -19,6 +20,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
 use crate::limits::{ConnectionLimits, Refusals, SourceLimited};
+use crate::socks5::{Socks5Proxy, Socks5Transport};
+
+/// Connections with no stream open are closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why the link layer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,25 +117,72 @@ impl Host {
         listen: Option<Multiaddr>,
         limits: ConnectionLimits,
         refusals: Arc<Refusals>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Host, tokio::task::JoinHandle<()>), LinkError> {
+        Self::start_with(identity, listen, None, limits, refusals, shutdown)
+    }
+
+    /// A client's host that reaches every peer through a SOCKS5 proxy
+    /// (and has no other transport, so nothing goes around it); it does
+    /// not listen.
+    pub fn start_via_proxy(
+        identity: &SigningKey,
+        proxy: Socks5Proxy,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Host, tokio::task::JoinHandle<()>), LinkError> {
+        let refusals = Arc::new(Refusals::default());
+        Self::start_with(
+            identity,
+            None,
+            Some(proxy),
+            ConnectionLimits::NONE,
+            refusals,
+            shutdown,
+        )
+    }
+
+    fn start_with(
+        identity: &SigningKey,
+        listen: Option<Multiaddr>,
+        proxy: Option<Socks5Proxy>,
+        limits: ConnectionLimits,
+        refusals: Arc<Refusals>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(Host, tokio::task::JoinHandle<()>), LinkError> {
-        let counted = refusals;
         let keypair = libp2p_keypair(identity)?;
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default().nodelay(true),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .map_err(|e| LinkError::Transport(e.to_string()))?
-            .with_behaviour(|_| {
-                SourceLimited::new(libp2p_stream::Behaviour::new(), limits, counted)
-            })
-            .map_err(|e| LinkError::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
+        let behaviour = SourceLimited::new(libp2p_stream::Behaviour::new(), limits, refusals);
+        let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_TIMEOUT);
+        let transport = |e: &dyn std::fmt::Display| LinkError::Transport(e.to_string());
+        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+        let mut swarm = match proxy {
+            None => builder
+                .with_tcp(
+                    libp2p::tcp::Config::default().nodelay(true),
+                    libp2p::noise::Config::new,
+                    libp2p::yamux::Config::default,
+                )
+                .map_err(|e| transport(&e))?
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| transport(&e))?
+                .with_swarm_config(idle)
+                .build(),
+            Some(proxy) => builder
+                .with_other_transport(|key| {
+                    let noise = libp2p::noise::Config::new(key)?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        Socks5Transport::new(proxy)
+                            .upgrade(libp2p::core::upgrade::Version::V1)
+                            .authenticate(noise)
+                            .multiplex(libp2p::yamux::Config::default()),
+                    )
+                })
+                .map_err(|e| transport(&e))?
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| transport(&e))?
+                .with_swarm_config(idle)
+                .build(),
+        };
         if let Some(addr) = listen {
             swarm
                 .listen_on(addr)

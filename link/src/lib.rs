@@ -16,7 +16,10 @@ pub mod limits;
 pub use limits::{ConnectionLimits, Refusals};
 
 pub mod access;
+
+pub mod socks5;
 pub use access::{GatewaySession, SessionError};
+pub use socks5::Socks5Proxy;
 
 /// Protocol id of client access streams.
 pub const ACCESS_PROTOCOL: &str = "/aegis/access/1";
