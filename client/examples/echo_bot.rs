@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
                 from,
                 name,
                 body,
-                signal: false,
+                file: None,
                 ..
             } => {
                 let id = client.send(from, body).await?;

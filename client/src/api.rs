@@ -7,13 +7,17 @@ use std::time::Duration;
 use aegis_directory::Fetcher;
 use aegis_link::Host;
 use aegis_mix_packet::{Geometry, NodeId};
-use aegis_proto::{ContactId, LocalId, MessageStatus, OutboxConfig, ShapingConfig, Topology};
+use aegis_proto::{
+    ContactId, LocalId, MessageStatus, OutboxConfig, Progress, ShapingConfig, Topology,
+};
 use ed25519_dalek::SigningKey;
 use rand::Rng as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::call::{CallError, CallEventKind, CallId};
 use crate::driver::Driver;
-use crate::envelope::{Content, MAX_SIGNAL_LEN};
+use crate::envelope::Content;
+use crate::file::{FileMeta, max_file_len};
 use crate::profile::{ContactRecord, Profile, ProfileError, StoredMessage};
 use crate::safety::SafetyNumber;
 use aegis_directory::TrustedAuthority;
@@ -33,6 +37,10 @@ pub struct ClientConfig {
     pub gateway_address: Option<aegis_link::Multiaddr>,
     /// When prekeys rotate and how long retired ones answer.
     pub prekeys: crate::profile::PrekeyRotation,
+    /// Reach the gateway through this SOCKS5 proxy (a local Tor daemon's
+    /// `SocksPort`, say), so the gateway sees the proxy's address instead
+    /// of ours. With a proxy there is no direct connection at all.
+    pub proxy: Option<aegis_link::Socks5Proxy>,
 }
 
 impl Default for ClientConfig {
@@ -43,6 +51,7 @@ impl Default for ClientConfig {
             outbox: OutboxConfig::default(),
             gateway_address: None,
             prekeys: crate::profile::PrekeyRotation::default(),
+            proxy: None,
         }
     }
 }
@@ -65,6 +74,9 @@ pub enum ClientError {
     /// The message cannot be queued.
     #[error("cannot queue the message: {0}")]
     Queue(String),
+    /// A call action was refused.
+    #[error(transparent)]
+    Call(#[from] CallError),
     /// The client has stopped.
     #[error("the client has stopped")]
     Stopped,
@@ -107,12 +119,23 @@ pub enum Event {
         name: String,
         /// From a contact request (someone not accepted yet).
         request: bool,
-        /// A signalling message (call set-up) rather than a message.
-        signal: bool,
         /// Its place in the history.
         seq: u64,
-        /// The content.
+        /// The content (for a file, the file's bytes).
         body: Vec<u8>,
+        /// For a file: its name and media type.
+        file: Option<FileMeta>,
+    },
+    /// Something happened to a call.
+    Call {
+        /// The call.
+        call: CallId,
+        /// The other side.
+        contact: ContactId,
+        /// Their name.
+        name: String,
+        /// What happened.
+        kind: CallEventKind,
     },
     /// A queued message changed status.
     Status {
@@ -141,6 +164,26 @@ pub enum Event {
 }
 
 /// Work on the profile, run by the driver that owns it.
+/// What the user does with a call.
+#[derive(Debug, Clone)]
+pub(crate) enum CallAction {
+    Place {
+        contact: ContactId,
+        description: String,
+    },
+    Answer {
+        call: CallId,
+        description: String,
+    },
+    Candidate {
+        call: CallId,
+        candidate: String,
+    },
+    HangUp {
+        call: CallId,
+    },
+}
+
 pub(crate) type ProfileJob = Box<dyn FnOnce(&Profile) + Send>;
 
 pub(crate) enum Command {
@@ -150,6 +193,8 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<LocalId, ClientError>>,
     },
     Stats(oneshot::Sender<NetworkStats>),
+    Progress(LocalId, oneshot::Sender<Option<Progress>>),
+    Call(CallAction, oneshot::Sender<Result<CallId, ClientError>>),
     Profile(ProfileJob),
 }
 
@@ -169,8 +214,36 @@ pub struct Client {
 
 /// A fetcher for pinned authorities.
 pub fn fetcher_for(authorities: &[TrustedAuthority]) -> Result<Fetcher, ClientError> {
-    Fetcher::for_authorities(authorities, Duration::from_secs(5))
-        .map_err(|e| ClientError::Directory(e.to_string()))
+    fetcher_via(authorities, None)
+}
+
+/// A fetcher for pinned authorities that asks them through `proxy`, if
+/// given, so they see the proxy's address (host names are resolved by the
+/// proxy). Through Tor a request takes longer, hence the longer timeout.
+pub fn fetcher_via(
+    authorities: &[TrustedAuthority],
+    proxy: Option<&aegis_link::Socks5Proxy>,
+) -> Result<Fetcher, ClientError> {
+    let timeout = Duration::from_secs(if proxy.is_some() { 30 } else { 5 });
+    let fetcher = Fetcher::for_authorities(authorities, timeout)
+        .map_err(|e| ClientError::Directory(e.to_string()))?;
+    let Some(proxy) = proxy.cloned() else {
+        return Ok(fetcher);
+    };
+    let dialer: aegis_directory::Dialer = std::sync::Arc::new(move |host: String, port: u16| {
+        let proxy = proxy.clone();
+        Box::pin(async move {
+            use aegis_link::socks5::{Target, connect};
+            let target = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => Target::Ip(std::net::SocketAddr::new(ip, port)),
+                Err(_) => Target::Name(host, port),
+            };
+            connect(&proxy, &target)
+                .await
+                .map_err(std::io::Error::other)
+        })
+    });
+    Ok(fetcher.with_dialer(dialer))
 }
 
 /// Fetches and verifies the current consensus.
@@ -192,15 +265,28 @@ impl Client {
         profile: Profile,
         config: ClientConfig,
     ) -> Result<(Client, mpsc::Receiver<Event>), ClientError> {
-        let fetcher = fetcher_for(&profile.authorities)?;
-        let topology = current_topology(&fetcher).await?;
+        let fetcher = fetcher_via(&profile.authorities, config.proxy.as_ref())?;
+        let topology =
+            current_topology(&fetcher)
+                .await
+                .map_err(|error| match (&config.proxy, error) {
+                    (Some(proxy), ClientError::Directory(why)) => ClientError::Directory(format!(
+                        "through the SOCKS5 proxy at {}: {why}",
+                        proxy.address
+                    )),
+                    (_, error) => error,
+                })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         // A fresh link identity per run: the gateway cannot link sessions
         // by it, and it is not the user's identity.
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
-        let (host, _swarm) = Host::start(&SigningKey::from_bytes(&seed), None, shutdown_rx.clone())
-            .map_err(|e| ClientError::Gateway(e.to_string()))?;
+        let key = SigningKey::from_bytes(&seed);
+        let (host, _swarm) = match &config.proxy {
+            Some(proxy) => Host::start_via_proxy(&key, proxy.clone(), shutdown_rx.clone()),
+            None => Host::start(&key, None, shutdown_rx.clone()),
+        }
+        .map_err(|e| ClientError::Gateway(e.to_string()))?;
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands, commands_rx) = mpsc::channel(64);
         let mut driver = Driver::new(profile, config, fetcher, topology, host, events_tx)?;
@@ -253,19 +339,81 @@ impl Client {
         self.send_content(contact, Content::new(false, body)).await
     }
 
-    /// Queues a small signalling message (call set-up data such as SDP or
-    /// ICE candidates, at most 8 KiB), sealed end to end like any message.
-    pub async fn send_signal(
+    async fn call_action(&self, action: CallAction) -> Result<CallId, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Call(action, reply))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Calls a contact: sends an offer with our session description
+    /// (SDP or the like, at most [`crate::call::MAX_FIELD_LEN`] bytes).
+    /// [`Event::Call`] reports the answer, candidates and the end.
+    pub async fn place_call(
         &self,
         contact: ContactId,
-        body: Vec<u8>,
+        description: String,
+    ) -> Result<CallId, ClientError> {
+        self.call_action(CallAction::Place {
+            contact,
+            description,
+        })
+        .await
+    }
+
+    /// Answers a ringing call with our session description.
+    pub async fn answer_call(&self, call: CallId, description: String) -> Result<(), ClientError> {
+        self.call_action(CallAction::Answer { call, description })
+            .await
+            .map(drop)
+    }
+
+    /// Sends one of our connectivity candidates for a call going on.
+    pub async fn send_candidate(&self, call: CallId, candidate: String) -> Result<(), ClientError> {
+        self.call_action(CallAction::Candidate { call, candidate })
+            .await
+            .map(drop)
+    }
+
+    /// Hangs up a call (declines it, if it is ringing).
+    pub async fn hang_up(&self, call: CallId) -> Result<(), ClientError> {
+        self.call_action(CallAction::HangUp { call })
+            .await
+            .map(drop)
+    }
+
+    /// Queues a file (its name and media type travel sealed with it) as
+    /// one message, of at most [`max_file_len`] bytes; its status arrives
+    /// as [`Event::Status`], and [`Client::progress`] tells how many of its
+    /// fragments have been acknowledged.
+    pub async fn send_file(
+        &self,
+        contact: ContactId,
+        meta: &FileMeta,
+        data: &[u8],
     ) -> Result<LocalId, ClientError> {
-        if body.len() > MAX_SIGNAL_LEN {
+        let max = max_file_len(&Geometry::STANDARD, meta);
+        if data.len() > max {
             return Err(ClientError::Queue(format!(
-                "a signalling message holds at most {MAX_SIGNAL_LEN} bytes"
+                "{} is {} bytes; one message carries at most {max} bytes",
+                meta.name,
+                data.len()
             )));
         }
-        self.send_content(contact, Content::new(true, body)).await
+        self.send_content(contact, Content::file(meta, data)).await
+    }
+
+    /// How far a message still in the outbox has come (fragments sent and
+    /// acknowledged); `None` once it has left (delivered or failed).
+    pub async fn progress(&self, id: LocalId) -> Result<Option<Progress>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Progress(id, reply))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)
     }
 
     /// The client's own traffic figures.

@@ -9,10 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
-use aegis_proto::{ContactId, MessageStatus};
+use aegis_mix_packet::Geometry;
+use aegis_proto::{ContactId, LocalId, MessageStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Client, Event, NetworkStats};
+use crate::call::{CallEventKind, CallId};
+use crate::file::{FileMeta, max_file_len};
 use crate::profile::{ContactState, Profile, ProfileError, StoredMessage};
 
 /// A request, one JSON object per line. Externally tagged:
@@ -27,9 +30,63 @@ pub enum Request {
         to: String,
         /// The message.
         text: String,
-        /// A signalling message (call set-up) rather than a message.
+    },
+    /// Queue a file to a contact by name: the client reads it from `path`
+    /// (answered with `queued`; `status` events follow, `progress` tells
+    /// how far it has come).
+    SendFile {
+        /// The contact's name.
+        to: String,
+        /// The file to send (an absolute path).
+        path: PathBuf,
+        /// The name to send it under (the file's own name if absent).
         #[serde(default)]
-        signal: bool,
+        name: Option<String>,
+        /// Its media type (guessed from the name's extension if absent).
+        #[serde(default)]
+        media_type: Option<String>,
+    },
+    /// How far a queued message has come.
+    Progress {
+        /// Its id (from `queued`).
+        id: u64,
+    },
+    /// Write a received (or sent) file from the history to `path` (a
+    /// folder: under the file's name there); never overwrites.
+    Save {
+        /// The message's sequence number.
+        seq: u64,
+        /// Where to write it (an absolute path).
+        path: PathBuf,
+    },
+    /// Call a contact (answered with a `call` reply in state `offering`;
+    /// `call` events follow).
+    Call {
+        /// The contact's name.
+        to: String,
+        /// Our session description (SDP or the like).
+        #[serde(default)]
+        description: String,
+    },
+    /// Answer a ringing call.
+    AnswerCall {
+        /// The call's id (hex, from its `ringing` event).
+        id: String,
+        /// Our session description.
+        #[serde(default)]
+        description: String,
+    },
+    /// Send a connectivity candidate for a call going on.
+    Candidate {
+        /// The call's id.
+        id: String,
+        /// The candidate.
+        candidate: String,
+    },
+    /// Hang up a call, or decline a ringing one.
+    HangUp {
+        /// The call's id.
+        id: String,
     },
     /// The client's traffic figures.
     Stats,
@@ -134,14 +191,58 @@ pub enum Reply {
         from: String,
         /// The text (invalid UTF-8 replaced).
         text: String,
-        /// A signalling message.
-        signal: bool,
         /// From a contact request.
         #[serde(default)]
         request: bool,
         /// Its place in the history.
         #[serde(default)]
         seq: u64,
+        /// For a file: its name, type and size (`aegis save` writes it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<FileView>,
+    },
+    /// How far a message in the outbox has come.
+    Progress {
+        /// Its id.
+        id: u64,
+        /// `queued` or `sent`.
+        status: String,
+        /// Its fragments.
+        fragments: usize,
+        /// Fragments sent at least once.
+        sent: usize,
+        /// Fragments acknowledged.
+        acknowledged: usize,
+    },
+    /// A file was written.
+    Saved {
+        /// Where.
+        path: PathBuf,
+        /// Its length in bytes.
+        bytes: usize,
+    },
+    /// A call changed: `offering` (ours, placed), `ringing` (theirs,
+    /// offered), `connected`, `candidate` (one of theirs arrived),
+    /// `ended`.
+    Call {
+        /// The call's id (hex).
+        id: String,
+        /// The other side's name.
+        with: String,
+        /// Where the call stands, or what arrived.
+        state: String,
+        /// Their session description (`ringing`, `connected`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// Their candidate (`candidate`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
+        /// Why it ended (`ended`): `hung up`, `declined`, `busy`, `no answer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Whether they ended it (`ended`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_them: Option<bool>,
     },
     /// A stranger wrote: a contact request.
     ContactRequest {
@@ -247,6 +348,39 @@ pub struct MessageView {
     pub id: Option<u64>,
     /// For a sent message: its latest status.
     pub status: Option<String>,
+    /// For a file: its name, type and size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
+}
+
+/// A file as the control protocol shows it (its bytes stay in the
+/// history until `save`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileView {
+    /// Its name.
+    pub name: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its length in bytes.
+    pub bytes: usize,
+}
+
+impl FileView {
+    fn new(meta: FileMeta, bytes: usize) -> FileView {
+        FileView {
+            name: meta.name,
+            media_type: meta.media_type,
+            bytes,
+        }
+    }
+}
+
+/// The text shown for a message: its body, or nothing for a file.
+fn text_of(file: &Option<FileMeta>, body: &[u8]) -> String {
+    match file {
+        Some(_) => String::new(),
+        None => String::from_utf8_lossy(body).into_owned(),
+    }
 }
 
 /// The word for a status.
@@ -295,9 +429,10 @@ fn views(
             direction: if m.sent.is_some() { "out" } else { "in" }.into(),
             time_ms: m.received_ms,
             signal: m.signal,
-            text: String::from_utf8_lossy(&m.body).into_owned(),
+            text: text_of(&m.file, &m.body),
             id: m.sent.map(|s| s.local_id.0),
             status: m.sent.map(|s| status_word(s.status).into()),
+            file: m.file.map(|f| FileView::new(f, m.body.len())),
         })
         .collect())
 }
@@ -306,7 +441,19 @@ fn views(
 /// need the running client (`send`, `stats`, `follow`).
 pub fn answer(profile: &Profile, request: &Request) -> Option<Reply> {
     let reply = match request {
-        Request::Send { .. } | Request::Stats | Request::Follow => return None,
+        Request::Send { .. }
+        | Request::Call { .. }
+        | Request::AnswerCall { .. }
+        | Request::Candidate { .. }
+        | Request::HangUp { .. }
+        | Request::SendFile { .. }
+        | Request::Progress { .. }
+        | Request::Stats
+        | Request::Follow => return None,
+        Request::Save { seq, path } => match save_file(profile, *seq, path) {
+            Ok((path, bytes)) => Reply::Saved { path, bytes },
+            Err(e) => failed(e),
+        },
         Request::Contacts => match profile.contacts() {
             Ok(contacts) => Reply::Contacts {
                 contacts: contacts
@@ -403,17 +550,20 @@ pub fn event_reply(event: Event) -> Reply {
         Event::Message {
             name,
             body,
-            signal,
             request,
             seq,
+            file,
             ..
         } => Reply::Message {
             from: name,
-            text: String::from_utf8_lossy(&body).into_owned(),
-            signal,
+            text: text_of(&file, &body),
             request,
             seq,
+            file: file.map(|f| FileView::new(f, body.len())),
         },
+        Event::Call {
+            call, name, kind, ..
+        } => call_reply(call, name, kind),
         Event::ContactRequest { name, .. } => Reply::ContactRequest { name },
         Event::Lagged { missed } => Reply::Lagged { missed },
     }
@@ -436,22 +586,33 @@ pub fn stats_reply(s: &NetworkStats) -> Reply {
 /// which the caller handles by streaming events).
 pub async fn answer_online(client: &Client, request: Request) -> Reply {
     match request {
-        Request::Send { to, text, signal } => {
-            let contact = match client.contact(&to).await {
-                Ok((id, _)) => id,
-                Err(e) => return failed(e),
-            };
-            let body = text.into_bytes();
-            let queued = if signal {
-                client.send_signal(contact, body).await
-            } else {
-                client.send(contact, body).await
+        Request::Send { to, text } => {
+            let queued = match client.contact(&to).await {
+                Ok((contact, _)) => client.send(contact, text.into_bytes()).await,
+                Err(e) => Err(e),
             };
             match queued {
                 Ok(id) => Reply::Queued { id: id.0, to },
                 Err(e) => failed(e),
             }
         }
+        Request::Call { .. }
+        | Request::AnswerCall { .. }
+        | Request::Candidate { .. }
+        | Request::HangUp { .. } => match call_request(client, request).await {
+            Ok(reply) => reply,
+            Err(e) => failed(e),
+        },
+        Request::SendFile {
+            to,
+            path,
+            name,
+            media_type,
+        } => match send_file(client, &to, &path, name, media_type).await {
+            Ok(id) => Reply::Queued { id, to },
+            Err(e) => failed(e),
+        },
+        Request::Progress { id } => progress(client, LocalId(id)).await,
         Request::Stats => match client.stats().await {
             Ok(s) => stats_reply(&s),
             Err(e) => failed(e),
@@ -463,6 +624,167 @@ pub async fn answer_online(client: &Client, request: Request) -> Reply {
             Err(e) => failed(e),
         },
     }
+}
+
+/// The reply form of a call event.
+fn call_reply(call: CallId, with: String, kind: CallEventKind) -> Reply {
+    let (state, description, candidate, ended) = match kind {
+        CallEventKind::Ringing { description } => ("ringing", Some(description), None, None),
+        CallEventKind::Connected { description } => ("connected", Some(description), None, None),
+        CallEventKind::Candidate { candidate } => ("candidate", None, Some(candidate), None),
+        CallEventKind::Ended { reason, by_them } => ("ended", None, None, Some((reason, by_them))),
+    };
+    Reply::Call {
+        id: call.to_hex(),
+        with,
+        state: state.into(),
+        description,
+        candidate,
+        reason: ended.map(|(reason, _)| reason.word().into()),
+        by_them: ended.map(|(_, by_them)| by_them),
+    }
+}
+
+/// A call reply that only says where the call stands.
+fn call_state(call: CallId, with: String, state: &str) -> Reply {
+    Reply::Call {
+        id: call.to_hex(),
+        with,
+        state: state.into(),
+        description: None,
+        candidate: None,
+        reason: None,
+        by_them: None,
+    }
+}
+
+/// Carries out a call request; the reply says where the call stands.
+async fn call_request(client: &Client, request: Request) -> Result<Reply, String> {
+    let id_of = |id: &str| CallId::from_hex(id).ok_or_else(|| format!("{id:?} is no call id"));
+    let text = |e: crate::api::ClientError| e.to_string();
+    match request {
+        Request::Call { to, description } => {
+            let contact = client.contact(&to).await.map_err(text)?.0;
+            let call = client
+                .place_call(contact, description)
+                .await
+                .map_err(text)?;
+            Ok(call_state(call, to, "offering"))
+        }
+        Request::AnswerCall { id, description } => {
+            let call = id_of(&id)?;
+            client.answer_call(call, description).await.map_err(text)?;
+            Ok(call_state(call, String::new(), "connected"))
+        }
+        Request::Candidate { id, candidate } => {
+            client
+                .send_candidate(id_of(&id)?, candidate)
+                .await
+                .map_err(text)?;
+            Ok(ok("candidate sent".into()))
+        }
+        Request::HangUp { id } => {
+            client.hang_up(id_of(&id)?).await.map_err(text)?;
+            Ok(ok("hung up".into()))
+        }
+        _ => Err("not a call request".into()),
+    }
+}
+
+/// Reads the file at `path` (refusing one too large to send before
+/// reading it) and queues it.
+async fn send_file(
+    client: &Client,
+    to: &str,
+    path: &Path,
+    name: Option<String>,
+    media_type: Option<String>,
+) -> Result<u64, String> {
+    let name = match name {
+        Some(name) => name,
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("{} names no file", path.display()))?,
+    };
+    let meta = FileMeta::for_name(&name, media_type.as_deref())
+        .map_err(|e| format!("{e} ({name:?}, {media_type:?})"))?;
+    let contact = client.contact(to).await.map_err(|e| e.to_string())?.0;
+    let max = max_file_len(&Geometry::STANDARD, &meta);
+    let len = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len > max as u64 {
+        return Err(format!(
+            "{} is {len} bytes; one message carries at most {max} bytes",
+            path.display()
+        ));
+    }
+    let data = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let id = client
+        .send_file(contact, &meta, &data)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(id.0)
+}
+
+/// The progress of a message in the outbox, or its final status from the
+/// history once it has left.
+async fn progress(client: &Client, id: LocalId) -> Reply {
+    match client.progress(id).await {
+        Ok(Some(p)) => Reply::Progress {
+            id: id.0,
+            status: status_word(p.status).into(),
+            fragments: p.fragments,
+            sent: p.sent,
+            acknowledged: p.acknowledged,
+        },
+        Ok(None) => {
+            let status = client
+                .with_profile(move |p| p.sent_status(id))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.map_err(|e| e.to_string()));
+            match status {
+                Ok(Some(status)) => Reply::Status {
+                    id: id.0,
+                    status: status_word(status).into(),
+                },
+                Ok(None) => failed(format!("no message #{} in the outbox or history", id.0)),
+                Err(e) => failed(e),
+            }
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// Writes the file of history entry `seq` to `path` (into it, under the
+/// file's name, if it is a folder), never over an existing file.
+fn save_file(profile: &Profile, seq: u64, path: &Path) -> Result<(PathBuf, usize), String> {
+    let message = profile
+        .message(seq)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no message #{seq}"))?;
+    let meta = message
+        .file
+        .ok_or_else(|| format!("message #{seq} is not a file"))?;
+    let target = if path.is_dir() {
+        path.join(&meta.name)
+    } else {
+        path.to_owned()
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+    std::io::Write::write_all(&mut file, &message.body)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+    Ok((target, message.body.len()))
 }
 
 /// Where the daemon of the profile at `profile` listens: a socket beside
@@ -485,7 +807,6 @@ mod tests {
             Request::Send {
                 to: "bob".into(),
                 text: "hi".into(),
-                signal: false
             }
         );
         assert_eq!(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aegis_directory::{Fetcher, Schedule};
-use aegis_link::{ACCESS_PROTOCOL, GatewaySession, Host, dial_addresses, peer_id_of};
+use aegis_link::{GatewaySession, Host};
 use aegis_mix_packet::Geometry;
 use aegis_mix_packet::constants::ID_LEN;
 use aegis_proto::{
@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::api::{ClientConfig, ClientError, Command, Event, NetworkStats};
+use crate::call::Calls;
 use crate::conversation;
 use crate::envelope::{Content, ContentKind};
 use crate::profile::{ContactState, MAX_REQUEST_MESSAGES, Profile};
@@ -43,6 +44,9 @@ const CARD_CHECK: Duration = Duration::from_secs(3_600);
 const CONSENSUS_CHECK: Duration = Duration::from_millis(500);
 
 pub(crate) use aegis_directory::api::unix_now_ms as unix_ms;
+
+mod calls;
+mod drain;
 
 /// The epoch clock a document implies (its epoch starts at
 /// `valid_after_ms`); a document whose numbers cannot hold one keeps the
@@ -73,6 +77,10 @@ pub(crate) struct Driver {
     writer: Option<Writer>,
     /// Store writes that failed, as last reported.
     writes_failed: u64,
+    /// Calls: the one going on, and those that ended lately.
+    calls: Calls<ContactId>,
+    /// The gateway the mailbox moved away from, while it is drained.
+    draining: Option<drain::Drain>,
     origin: Instant,
     rng: StdRng,
 }
@@ -137,6 +145,8 @@ impl Driver {
             blocked_dropped: 0,
             writer: Some(Writer::start(profile_store)),
             writes_failed: 0,
+            calls: Calls::default(),
+            draining: None,
             origin: Instant::now(),
             rng,
         })
@@ -148,38 +158,18 @@ impl Driver {
 
     pub(crate) async fn connect(&mut self) -> Result<(), ClientError> {
         let gateway = self.profile.gateway;
-        let topology = Arc::clone(self.endpoint.topology());
-        let entry = topology.node(&gateway).ok_or_else(|| {
-            ClientError::Gateway(
+        let epoch = self.endpoint.topology().epoch;
+        if self.endpoint.topology().node(&gateway).is_none() {
+            return Err(ClientError::Gateway(
                 "your gateway is not in the consensus (it may have left the network); \
                      move to another with `aegis move-gateway`"
                     .into(),
-            )
-        })?;
-        let peer = peer_id_of(&gateway.0)
-            .ok_or_else(|| ClientError::Gateway("your gateway's identity is not a key".into()))?;
-        let addresses = match &self.config.gateway_address {
-            Some(address) => vec![address.clone()],
-            None => dial_addresses(&entry.addresses),
-        };
-        self.host.add_addresses(peer, addresses);
-        let stream = self
-            .host
-            .open(peer, ACCESS_PROTOCOL)
-            .await
-            .map_err(|e| ClientError::Gateway(e.to_string()))?;
-        let session = GatewaySession::attach(
-            stream,
-            &gateway.0,
-            &self.profile.mailbox_auth,
-            self.geometry.frame_len(),
-        )
-        .await
-        .map_err(|e| ClientError::Gateway(e.to_string()))?;
+            ));
+        }
+        let address = self.config.gateway_address.clone();
+        let session = self.attach_to(gateway, address).await?;
         self.session = Some(session);
-        self.notify(Event::Connected {
-            epoch: topology.epoch,
-        });
+        self.notify(Event::Connected { epoch });
         Ok(())
     }
 
@@ -190,6 +180,7 @@ impl Driver {
     ) -> Profile {
         self.refeed();
         self.keep_card_current();
+        self.draining = self.drain_to_start();
         let mut next_card_check = self.now() + CARD_CHECK;
         let mut next_consensus_check = self.now();
         let mut reconnect = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
@@ -205,6 +196,12 @@ impl Driver {
                         let _ = reply.send(self.queue(contact, content));
                     }
                     Some(Command::Stats(reply)) => { let _ = reply.send(self.network_stats()); }
+                    Some(Command::Call(action, reply)) => {
+                        let _ = reply.send(self.call_action(action));
+                    }
+                    Some(Command::Progress(id, reply)) => {
+                        let _ = reply.send(self.endpoint.outbox().progress(id, self.now()));
+                    }
                     Some(Command::Profile(job)) => {
                         job(&self.profile);
                         // A contact added or accepted: their address.
@@ -232,6 +229,7 @@ impl Driver {
                     }
                 }
                 self.pull(ack).await;
+                self.drain().await;
                 // Snapshots are written on the pull grid, which the
                 // published rates alone set: when the disk is busy does
                 // not follow which packets left.
@@ -239,6 +237,7 @@ impl Driver {
                 self.save();
             }
             self.handle_events();
+            self.call_timeouts();
             if now >= next_consensus_check {
                 next_consensus_check = now + CONSENSUS_CHECK;
                 self.refresh_topology().await;
@@ -285,17 +284,11 @@ impl Driver {
             (ContentKind::CardUpdate, Some(version)) => {
                 self.profile.note_card_update(contact, local, version)
             }
-            (ContentKind::CardUpdate, None) => Ok(()),
+            // Call signals are not history: the call's events are.
+            (ContentKind::CardUpdate, None) | (ContentKind::Signal, _) => Ok(()),
             (kind, card_version) => self
                 .profile
-                .store_sent(
-                    contact,
-                    kind == ContentKind::Signal,
-                    unix_ms(),
-                    body,
-                    local,
-                    card_version,
-                )
+                .store_sent(contact, kind, unix_ms(), body, local, card_version)
                 .map(drop),
         };
         if let Err(error) = recorded {
@@ -450,8 +443,12 @@ impl Driver {
             // Their new gateway: retransmissions go there from now on.
             self.endpoint.set_address(opened.from, address);
         }
-        if opened.content.kind == ContentKind::CardUpdate {
-            return;
+        match opened.content.kind {
+            ContentKind::CardUpdate => return,
+            ContentKind::Signal => {
+                return self.handle_call_signal(opened.from, opened.state, &opened.content.body);
+            }
+            ContentKind::Message | ContentKind::File => {}
         }
         if opened.new_contact {
             self.notify(Event::ContactRequest {
@@ -460,19 +457,17 @@ impl Driver {
             });
         }
         let content = opened.content;
-        match self.profile.store_message(
-            opened.from,
-            content.is_signal(),
-            unix_ms(),
-            content.body.clone(),
-        ) {
+        match self
+            .profile
+            .store_message(opened.from, content.kind, unix_ms(), content.body)
+        {
             Ok(stored) => self.notify(Event::Message {
                 from: opened.from,
                 name: opened.name,
                 request: opened.state == ContactState::Request,
-                signal: content.is_signal(),
                 seq: stored.seq,
-                body: content.body,
+                body: stored.body,
+                file: stored.file,
             }),
             Err(error) => warn!(%error, "storing a message failed"),
         }

@@ -3,7 +3,8 @@
 //! ```text
 //! envelope  = 0x01 ‖ PQXDH initial header ‖ ratchet message   (until the contact answered)
 //!           | 0x02 ‖ ratchet message
-//! plaintext = kind (1: message, 2: signal) ‖ card length (2, BE) ‖ sender's card ‖ body
+//! plaintext = kind (1: message, 2: call signal, 3: card update, 4: file)
+//!             ‖ card length (2, BE) ‖ sender's card ‖ body
 //! ```
 //!
 //! The sender's card rides inside the encrypted plaintext of the first
@@ -94,6 +95,9 @@ pub enum ContentKind {
     /// sent to every contact after a gateway move or a prekey rotation, so
     /// they learn the new address and keys inside the ratchet.
     CardUpdate,
+    /// A file: its name, media type and bytes (kind byte 4; the body is
+    /// [`crate::file::FileMeta::encode_body`]'s).
+    File,
 }
 
 /// The decrypted content of a message.
@@ -122,6 +126,15 @@ impl Content {
         }
     }
 
+    /// A file message.
+    pub fn file(meta: &crate::file::FileMeta, data: &[u8]) -> Content {
+        Content {
+            kind: ContentKind::File,
+            card: None,
+            body: meta.encode_body(data),
+        }
+    }
+
     /// Whether this is a signalling message.
     pub fn is_signal(&self) -> bool {
         self.kind == ContentKind::Signal
@@ -135,6 +148,7 @@ impl Content {
             ContentKind::Message => 1,
             ContentKind::Signal => 2,
             ContentKind::CardUpdate => 3,
+            ContentKind::File => 4,
         });
         out.extend_from_slice(&(card.len() as u16).to_be_bytes());
         out.extend_from_slice(card);
@@ -152,6 +166,7 @@ impl Content {
             1 => ContentKind::Message,
             2 => ContentKind::Signal,
             3 => ContentKind::CardUpdate,
+            4 => ContentKind::File,
             _ => return Err(malformed),
         };
         let card_len = usize::from(u16::from_be_bytes([bytes[1], bytes[2]]));
@@ -164,6 +179,9 @@ impl Content {
             ContentKind::Signal if body.len() > MAX_SIGNAL_LEN => return Err(malformed),
             ContentKind::CardUpdate if card.is_empty() || !body.is_empty() => {
                 return Err(malformed);
+            }
+            ContentKind::File => {
+                crate::file::FileMeta::decode_body(body)?;
             }
             _ => {}
         }
@@ -207,7 +225,13 @@ mod tests {
         // A card update carries a card and nothing else.
         assert!(Content::decode(&[3, 0, 0]).is_err());
         assert!(Content::decode(&[3, 0, 1, b'x', b'y']).is_err());
+        let meta = crate::file::FileMeta::for_name("a.txt", None).unwrap();
+        let f = Content::file(&meta, b"data");
+        assert_eq!(Content::decode(&f.encode()).unwrap(), f);
+        // A file message whose body is not a file body.
         assert!(Content::decode(&[4, 0, 0]).is_err());
+        assert!(Content::decode(&[4, 0, 0, 1, b'/', 0]).is_err());
+        assert!(Content::decode(&[5, 0, 0]).is_err());
         assert!(Content::decode(&[1, 0, 9, b'x']).is_err());
         assert!(Content::decode(&[1, 0]).is_err());
         let big = Content::new(true, vec![0; MAX_SIGNAL_LEN + 1]);

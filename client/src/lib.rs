@@ -26,6 +26,7 @@ pub mod store;
 pub use store::{Argon2Params, Batch, Namespace, Store, StoreError};
 
 pub mod envelope;
+pub mod file;
 
 #[cfg(feature = "net")]
 pub mod profile;
@@ -35,6 +36,9 @@ pub mod conversation;
 
 #[cfg(feature = "net")]
 pub mod safety;
+
+#[cfg(feature = "net")]
+pub mod call;
 
 #[cfg(feature = "net")]
 mod driver;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aegis_client::ContactId;
-use aegis_client::api::{ClientConfig, current_topology, fetcher_for};
+use aegis_client::api::{ClientConfig, current_topology, fetcher_via};
 use aegis_client::control::{self, Reply, Request};
 use aegis_client::daemon::Connection;
 use aegis_client::profile::Profile;
@@ -22,15 +22,17 @@ use clap::Parser as _;
 /// The command line's parts.
 mod cli {
     pub mod args;
+    pub mod call;
     pub mod online;
     pub mod output;
     pub mod terminal;
 }
 
 use cli::args::{BackupCommand, Cli, Command, ContactCommand};
+use cli::call::{Line, Role, call};
 use cli::online::{
-    chat, chat_through_daemon, fetch_for, follow_daemon, run_daemon, send_online, serve,
-    serve_through_daemon,
+    Outgoing, chat, chat_through_daemon, fetch_for, follow_daemon, progress_through_daemon,
+    run_daemon, send_online, serve, serve_through_daemon,
 };
 use cli::output::print_reply;
 use cli::terminal::{make_parent, passphrase, profile_dir};
@@ -86,6 +88,7 @@ fn main() -> anyhow::Result<()> {
     let config = ClientConfig {
         pull_interval: Duration::from_secs_f64(cli.pull_interval.clamp(0.05, 3_600.0)),
         gateway_address: cli.gateway_address.clone(),
+        proxy: cli.socks5.clone(),
         ..ClientConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;
@@ -116,7 +119,7 @@ fn main() -> anyhow::Result<()> {
             };
             let profile = runtime.block_on(async {
                 eprintln!("fetching the network consensus…");
-                let fetcher = fetcher_for(&authorities)?;
+                let fetcher = fetcher_via(&authorities, cli.socks5.as_ref())?;
                 let topology = current_topology(&fetcher).await?;
                 let gateway = choose_gateway(&topology, &gateway)?;
                 anyhow::Ok(Profile::create(
@@ -139,8 +142,9 @@ fn main() -> anyhow::Result<()> {
                 bail!("stop the daemon first (the gateway is where it is attached)");
             }
             let mut profile = open(&profile_path)?;
-            let topology = runtime
-                .block_on(async { current_topology(&fetcher_for(&profile.authorities)?).await })?;
+            let topology = runtime.block_on(async {
+                current_topology(&fetcher_via(&profile.authorities, cli.socks5.as_ref())?).await
+            })?;
             let target = if gateway == "random" {
                 let others: Vec<NodeId> = topology
                     .gateways
@@ -164,8 +168,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Gateways { authorities } => {
             let authorities = parse_authorities(&authorities)?;
-            let topology =
-                runtime.block_on(async { current_topology(&fetcher_for(&authorities)?).await })?;
+            let topology = runtime.block_on(async {
+                current_topology(&fetcher_via(&authorities, cli.socks5.as_ref())?).await
+            })?;
             println!("gateways of epoch {}:", topology.epoch);
             for id in &topology.gateways {
                 println!("{}", hex::encode(id.0));
@@ -211,19 +216,70 @@ fn main() -> anyhow::Result<()> {
         Command::Send {
             to,
             message,
+            file,
+            media_type,
+            detach,
             timeout,
         } => {
             if let Some(mut connection) = runtime.block_on(daemon(&profile_path)) {
-                let request = Request::Send {
-                    to,
-                    text: message,
-                    signal: false,
+                let request = match file {
+                    Some(path) => Request::SendFile {
+                        to,
+                        path: std::path::absolute(&path)?,
+                        name: None,
+                        media_type,
+                    },
+                    None => Request::Send {
+                        to,
+                        text: message.unwrap_or_default(),
+                    },
                 };
-                return print_reply(&runtime.block_on(connection.request(&request))?);
+                let is_file = matches!(request, Request::SendFile { .. });
+                let reply = runtime.block_on(connection.request(&request))?;
+                print_reply(&reply)?;
+                return match reply {
+                    Reply::Queued { id, .. } if is_file && !detach => {
+                        runtime.block_on(progress_through_daemon(&mut connection, id))
+                    }
+                    _ => Ok(()),
+                };
             }
+            let outgoing = match file {
+                Some(path) => Outgoing::file(&path, media_type.as_deref())?,
+                None => Outgoing::Text(message.unwrap_or_default()),
+            };
             let profile = open(&profile_path)?;
             let contact = contact_id(&profile, &to)?;
-            runtime.block_on(send_online(profile, config, contact, message, timeout))
+            runtime.block_on(send_online(profile, config, contact, outgoing, timeout))
+        }
+        Command::Call {
+            name,
+            answer,
+            hold,
+            wait,
+        } => {
+            let role = match (answer, name) {
+                (true, from) => Role::Callee {
+                    from,
+                    wait: Duration::from_secs(wait),
+                },
+                (false, Some(to)) => Role::Caller {
+                    to,
+                    hold: hold.map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0))),
+                },
+                (false, None) => bail!("whom to call?"),
+            };
+            runtime.block_on(async {
+                let line = match daemon(&profile_path).await {
+                    Some(connection) => Line::daemon(connection).await?,
+                    None => Line::local(open(&profile_path)?, config).await?,
+                };
+                call(line, role).await
+            })
+        }
+        Command::Save { seq, path } => {
+            let path = std::path::absolute(path.unwrap_or_else(|| ".".into()))?;
+            print_reply(&ask(&runtime, &profile_path, Request::Save { seq, path })?)
         }
         Command::Status => {
             let reply = ask(&runtime, &profile_path, Request::History { with: None })?;

@@ -15,6 +15,8 @@ use zeroize::Zeroizing;
 use crate::card::ContactCard;
 use crate::edge::identity::{Identity, PqPrekey, SignedPrekey};
 use crate::edge::ratchet::Session;
+use crate::envelope::ContentKind;
+use crate::file::FileMeta;
 use crate::safety::SafetyNumber;
 use crate::store::{Argon2Params, Batch, Namespace, Store, StoreError};
 use aegis_proto::{ContactId, LocalId, MessageStatus};
@@ -25,6 +27,9 @@ const PQ_PREKEY: &[u8] = b"pq-prekey";
 const MAILBOX_AUTH: &[u8] = b"mailbox-auth";
 const MAILBOX_SEALING: &[u8] = b"mailbox-sealing";
 const GATEWAY: &[u8] = b"gateway";
+/// The gateway the mailbox moved away from and when (Unix ms), while the
+/// client still drains it.
+const PREVIOUS_GATEWAY: &[u8] = b"previous-gateway";
 const AUTHORITIES: &[u8] = b"authorities";
 const NEXT_MESSAGE: &[u8] = b"next-message";
 /// Prekeys retired by rotation and kept for the grace period.
@@ -81,6 +86,9 @@ pub enum ProfileError {
     /// An empty name, or one that only whitespace makes.
     #[error("a contact's name cannot be empty")]
     EmptyName,
+    /// A file message's body is not a file body.
+    #[error("not a file: {0}")]
+    NotAFile(#[from] crate::edge::EdgeError),
 }
 
 /// Contact requests (strangers who wrote first) kept at most; a stranger
@@ -394,20 +402,55 @@ impl Profile {
     /// Moves the mailbox to another gateway: the same mailbox key, at
     /// `gateway`. Contacts learn the new card through the ratchet (card
     /// updates the running client sends them); until then what they send
-    /// goes to the old gateway and is retransmitted once they know.
+    /// goes to the old gateway, which the running client keeps draining
+    /// ([`Profile::previous_gateway`]).
     pub fn move_gateway(&mut self, gateway: NodeId) -> Result<(), ProfileError> {
         if gateway == self.gateway {
             return Ok(());
         }
+        let mut previous = self.gateway.0.to_vec();
+        previous.extend_from_slice(&aegis_directory::api::unix_now_ms().to_be_bytes());
         let mut batch = Batch::new();
-        batch.put(Namespace::Profile, GATEWAY, &gateway.0).put(
-            Namespace::Meta,
-            CARD_VERSION,
-            &(self.card_version()? + 1).to_be_bytes(),
-        );
+        batch
+            .put(Namespace::Profile, GATEWAY, &gateway.0)
+            .put(
+                Namespace::Meta,
+                CARD_VERSION,
+                &(self.card_version()? + 1).to_be_bytes(),
+            )
+            .put(Namespace::Meta, PREVIOUS_GATEWAY, &previous);
         self.store.write_batch(batch)?;
         self.gateway = gateway;
         Ok(())
+    }
+
+    /// The gateway the mailbox last moved away from, and when (Unix ms),
+    /// until [`Profile::forget_previous_gateway`].
+    pub fn previous_gateway(&self) -> Result<Option<(NodeId, u64)>, ProfileError> {
+        Ok(self
+            .store
+            .get(Namespace::Meta, PREVIOUS_GATEWAY)?
+            .and_then(|b| {
+                let id = <[u8; 32]>::try_from(b.get(..32)?).ok()?;
+                let at = <[u8; 8]>::try_from(b.get(32..)?).ok()?;
+                Some((NodeId(id), u64::from_be_bytes(at)))
+            })
+            .filter(|(id, _)| *id != self.gateway))
+    }
+
+    /// The old gateway is drained: stop going there.
+    pub fn forget_previous_gateway(&self) -> Result<(), ProfileError> {
+        Ok(self.store.delete(Namespace::Meta, PREVIOUS_GATEWAY)?)
+    }
+
+    /// Whether every contact has acknowledged our current card (so none
+    /// still writes to an old address).
+    pub fn card_known_by_all(&self) -> Result<bool, ProfileError> {
+        let version = self.card_version()?;
+        Ok(self
+            .contacts()?
+            .iter()
+            .all(|(_, r)| r.state != ContactState::Contact || r.card_known >= version))
     }
 
     /// Replaces the pinned authorities (after checking the new list

@@ -1,7 +1,9 @@
 //! The client as people live with it, over real nodes on loopback: the
-//! `aegis daemon` keeps a profile online while commands return at once,
-//! and a recipient offline for ten minutes gets a message exactly once,
-//! its sender never seeing it fail. The two tests run side by side.
+//! `aegis daemon` keeps a profile online while commands return at once; a
+//! recipient offline for ten minutes gets a message exactly once, its
+//! sender never seeing it fail; a file of a megabyte arrives intact and a
+//! call is set up and ended between two daemons. The tests run side by
+//! side.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -80,6 +82,55 @@ async fn aegis(profile: &Path, passphrase: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Starts `aegis daemon` for the profile at `path` and waits until its
+/// socket answers.
+async fn start_daemon(path: &Path, passphrase: &str) -> tokio::process::Child {
+    let daemon = Command::new(AEGIS)
+        .arg("--profile")
+        .arg(path)
+        .args(["--pull-interval", "0.2", "daemon"])
+        .env("AEGIS_PASSPHRASE", passphrase)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let socket = aegis_client::control::socket_path(path);
+    let started = tokio::time::Instant::now();
+    while aegis_client::daemon::Connection::open(&socket)
+        .await
+        .is_none()
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "no daemon");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon
+}
+
+/// Runs `aegis --profile PROFILE ARGS…` (through its daemon) to the end
+/// within `limit`; its exit status, standard output and standard error.
+async fn aegis_within(profile: &Path, args: &[&str], limit: Duration) -> (bool, String, String) {
+    let child = Command::new(AEGIS)
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env("AEGIS_PASSPHRASE", "the daemon holds the profile")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("aegis {args:?} took longer than {limit:?}"))
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 /// Waits for a message event with `body`; panics after `timeout`.
 async fn message(events: &mut mpsc::Receiver<Event>, body: &[u8], timeout: Duration) {
     tokio::time::timeout(timeout, async {
@@ -103,24 +154,8 @@ async fn the_daemon_keeps_the_profile_online_and_commands_return_at_once() {
     let alice_path = dir.path().join("alice");
     drop(alice);
 
-    let mut daemon = Command::new(AEGIS)
-        .arg("--profile")
-        .arg(&alice_path)
-        .args(["--pull-interval", "0.2", "daemon"])
-        .env("AEGIS_PASSPHRASE", "alice passphrase")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut daemon = start_daemon(&alice_path, "alice passphrase").await;
     let socket = aegis_client::control::socket_path(&alice_path);
-    let started = tokio::time::Instant::now();
-    while aegis_client::daemon::Connection::open(&socket)
-        .await
-        .is_none()
-    {
-        assert!(started.elapsed() < Duration::from_secs(60), "no daemon");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "only the owner may open the socket");
 
@@ -364,5 +399,322 @@ async fn a_recipient_offline_for_ten_minutes_gets_the_message_once() {
         .collect();
     assert_eq!(received.len(), 1, "stored once");
     client.unwrap().shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_megabyte_file_arrives_intact_and_a_call_is_set_up_between_two_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(dir.path(), 4_000).await;
+    let (alice, bob, _, _) = profiles(dir.path(), &net).await;
+    drop((alice, bob));
+    let (alice_path, bob_path) = (dir.path().join("alice"), dir.path().join("bob"));
+    let mut alice_daemon = start_daemon(&alice_path, "alice passphrase").await;
+    let mut bob_daemon = start_daemon(&bob_path, "bob passphrase").await;
+
+    // One mebibyte of bytes no text encoding would leave alone.
+    let data: Vec<u8> = (0..1_048_576u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = dir.path().join("report.bin");
+    std::fs::write(&file, &data).unwrap();
+    let file_arg = file.to_str().unwrap();
+    // `send --file` through the daemon: queued, then a progress bar until
+    // every fragment is acknowledged.
+    let (ok, out, err) = aegis_within(
+        &alice_path,
+        &["send", "bob", "--file", file_arg],
+        Duration::from_secs(900),
+    )
+    .await;
+    assert!(ok, "send --file failed: {out}\n{err}");
+    assert!(out.starts_with("queued #"), "{out}");
+    assert!(err.contains("100 % ("), "no complete progress bar: {err}");
+    assert!(err.contains("delivered"), "{err}");
+
+    // Bob's history names the file; `save` writes it, byte for byte, and
+    // never over an existing file.
+    let (ok, inbox, _) = aegis_within(&bob_path, &["inbox"], Duration::from_secs(30)).await;
+    assert!(ok);
+    let line = inbox
+        .lines()
+        .find(|l| l.contains("[file report.bin (application/octet-stream, 1.05 MB)"))
+        .unwrap_or_else(|| panic!("no file in the inbox: {inbox}"));
+    let seq = line[1..].split_whitespace().next().unwrap().to_owned();
+    let saved = dir.path().join("saved");
+    std::fs::create_dir(&saved).unwrap();
+    let saved_arg = saved.to_str().unwrap();
+    let (ok, out, err) = aegis_within(
+        &bob_path,
+        &["save", &seq, saved_arg],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(std::fs::read(saved.join("report.bin")).unwrap(), data);
+    let (ok, _, err) = aegis_within(
+        &bob_path,
+        &["save", &seq, saved_arg],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!ok && err.contains("exists"), "saved over a file: {err}");
+
+    // A call: Bob waits for Alice's; Alice hangs up two seconds after it
+    // connects. Each side sees the other's candidate.
+    let callee = tokio::spawn({
+        let bob_path = bob_path.clone();
+        async move {
+            aegis_within(
+                &bob_path,
+                &["call", "--answer", "alice", "--wait", "300"],
+                Duration::from_secs(400),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok, caller, err) = aegis_within(
+        &alice_path,
+        &["call", "bob", "--hold", "2"],
+        Duration::from_secs(400),
+    )
+    .await;
+    assert!(ok, "the call failed: {caller}\n{err}");
+    let (ok, answered, err) = callee.await.unwrap();
+    assert!(ok, "answering failed: {answered}\n{err}");
+    for expected in [
+        "calling bob",
+        "connected",
+        "candidate from bob",
+        "call ended",
+    ] {
+        assert!(caller.contains(expected), "{expected:?} not in {caller}");
+    }
+    for expected in [
+        "call from alice",
+        "connected",
+        "candidate from alice",
+        "call ended (hung up by alice)",
+    ] {
+        assert!(
+            answered.contains(expected),
+            "{expected:?} not in {answered}"
+        );
+    }
+    // Signals are not history: the inbox holds the file only.
+    let (_, inbox, _) = aegis_within(&bob_path, &["inbox"], Duration::from_secs(30)).await;
+    assert_eq!(inbox.lines().count(), 1, "{inbox}");
+
+    for daemon in [&mut alice_daemon, &mut bob_daemon] {
+        aegis_testkit::processes::terminate(daemon);
+        let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success());
+    }
+    net.shutdown().await;
+}
+
+/// microsocks (Debian's SOCKS5 server) on a free port of 127.0.0.1, its
+/// outgoing connections leaving from 127.0.0.2.
+async fn microsocks() -> (tokio::process::Child, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("microsocks")
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-b",
+            "127.0.0.2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("microsocks (Debian's microsocks; scripts/prerequisites.sh installs it)");
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return (child, address);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("microsocks did not start");
+}
+
+/// Remote IPv4 addresses of the established TCP connections whose local
+/// port is `port` (the kernel's table, `/proc/net/tcp`).
+fn peers_of_port(port: u16) -> Vec<std::net::Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+            let local_port = u16::from_str_radix(local.split(':').nth(1)?, 16).ok()?;
+            let remote_ip = u32::from_str_radix(remote.split(':').next()?, 16).ok()?;
+            // 01: established; addresses are in the kernel's byte order.
+            (*state == "01" && local_port == port)
+                .then(|| std::net::Ipv4Addr::from(remote_ip.to_le_bytes()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_a_socks5_proxy_the_gateway_sees_only_the_proxys_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(dir.path(), 4_000).await;
+    let (alice, bob, bob_id, alice_id) = profiles(dir.path(), &net).await;
+    let topology = net.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let gateway_port: u16 = topology
+        .node(&alice.gateway)
+        .unwrap()
+        .addresses
+        .iter()
+        .find_map(|a| a.rsplit_once("/tcp/")?.1.split('/').next()?.parse().ok())
+        .unwrap();
+    let (mut proxy, proxy_address) = microsocks().await;
+    let through_proxy = ClientConfig {
+        proxy: Some(aegis_link::Socks5Proxy {
+            address: proxy_address,
+            credentials: None,
+        }),
+        ..config()
+    };
+    let started = tokio::time::Instant::now();
+    let (alice_client, mut alice_events) =
+        Client::start(alice, through_proxy.clone()).await.unwrap();
+    let attach = started.elapsed();
+    let (bob_client, mut bob_events) = Client::start(bob, config()).await.unwrap();
+    alice_client
+        .send(bob_id, b"sent through the proxy".to_vec())
+        .await
+        .unwrap();
+    message(
+        &mut bob_events,
+        b"sent through the proxy",
+        Duration::from_secs(60),
+    )
+    .await;
+    bob_client
+        .send(alice_id, b"and answered".to_vec())
+        .await
+        .unwrap();
+    message(&mut alice_events, b"and answered", Duration::from_secs(60)).await;
+    // Alice's gateway holds a connection from the proxy's outgoing
+    // address; Alice's client has no transport but the proxy.
+    let peers = peers_of_port(gateway_port);
+    assert!(
+        peers.contains(&std::net::Ipv4Addr::new(127, 0, 0, 2)),
+        "no connection from the proxy at the gateway: {peers:?}"
+    );
+    // What the proxy costs: loops' round trips, through it and direct, in
+    // the same network at the same time.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (proxied, direct) = (
+        alice_client.stats().await.unwrap(),
+        bob_client.stats().await.unwrap(),
+    );
+    eprintln!(
+        "through the proxy: attached in {attach:?}, loop round trip median {:?} ms \
+         ({} loops back); direct: {:?} ms ({} loops back)",
+        proxied.loop_rtt_p50_ms,
+        proxied.loops_returned,
+        direct.loop_rtt_p50_ms,
+        direct.loops_returned
+    );
+    assert!(
+        proxied.loops_returned > 0,
+        "no loop came back through the proxy"
+    );
+
+    // With the proxy gone, the client cannot start, and says why.
+    let alice = alice_client.shutdown().await.unwrap();
+    proxy.kill().await.unwrap();
+    let failed = Client::start(alice, through_proxy).await;
+    let error = failed.err().expect("started without its proxy").to_string();
+    assert!(
+        error.contains(&proxy_address.to_string()),
+        "the error does not name the proxy: {error}"
+    );
+    bob_client.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_gateway_move_what_waited_at_the_old_gateway_still_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(dir.path(), 4_000).await;
+    let (alice, mut bob, bob_id, _) = profiles(dir.path(), &net).await;
+    let topology = net.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let (old, new) = (bob.gateway, topology.gateways[0]);
+    assert_ne!(old, new);
+
+    // Alice writes while Bob is offline, then goes offline herself: the
+    // message waits in Bob's mailbox at his gateway, and no one will send
+    // it again.
+    let (alice_client, mut alice_events) = Client::start(alice, config()).await.unwrap();
+    let id = alice_client
+        .send(bob_id, b"waiting at the old gateway".to_vec())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match alice_events.recv().await.unwrap() {
+                Event::Status {
+                    local_id,
+                    status: MessageStatus::Sent,
+                    ..
+                } if local_id == id => return,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("never sent");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let alice = alice_client.shutdown().await.unwrap();
+
+    // Bob moves to the other gateway before he comes online: his client
+    // drains the old mailbox too.
+    bob.move_gateway(new).unwrap();
+    assert_eq!(bob.previous_gateway().unwrap().map(|(g, _)| g), Some(old));
+    let (bob_client, mut bob_events) = Client::start(bob, config()).await.unwrap();
+    message(
+        &mut bob_events,
+        b"waiting at the old gateway",
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Alice comes back, gets Bob's new card inside their conversation;
+    // once she has acknowledged it and the old mailbox stays empty, Bob's
+    // client leaves the old gateway.
+    let (alice_client, _alice_events) = Client::start(alice, config()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    loop {
+        let previous = bob_client
+            .with_profile(|p| p.previous_gateway().unwrap())
+            .await
+            .unwrap();
+        if previous.is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the old gateway is still drained"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bob_client.shutdown().await.unwrap();
+    alice_client.shutdown().await.unwrap();
     net.shutdown().await;
 }

@@ -391,6 +391,24 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         }
     }
 
+    /// What a pull from another mailbox of ours brought (the gateway the
+    /// mailbox moved away from, still drained): handled as
+    /// [`Endpoint::handle_pulled`] does, but the pull ids are the other
+    /// session's to acknowledge, not this one's.
+    pub fn handle_drained<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        deliveries: Vec<Vec<u8>>,
+        now: Duration,
+    ) {
+        for delivery in deliveries {
+            self.deliver(rng, &delivery, now);
+        }
+        if self.config.prepare_ahead {
+            self.prepare(rng, now);
+        }
+    }
+
     /// After a restart: a kept fragment goes through the inbox again. It
     /// was acknowledged to its sender before, so no acknowledgement is sent.
     pub fn refeed<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, payload: &[u8], now: Duration) {

@@ -48,8 +48,8 @@ pub use shaping::{Emission, ShaperStats, ShapingConfig, Slot, Stream, TrafficSha
 
 pub mod delivery;
 pub use delivery::{
-    ContactId, Inbox, InboxConfig, LocalId, MessageStatus, Outbox, OutboxConfig, Received,
-    StatusEvent, Transmission,
+    ContactId, Inbox, InboxConfig, LocalId, MessageStatus, Outbox, OutboxConfig, Progress,
+    Received, StatusEvent, Transmission,
 };
 
 pub mod access;

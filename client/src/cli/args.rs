@@ -24,6 +24,11 @@ pub(crate) struct Cli {
     /// one (e.g. through a tunnel); its identity is still checked.
     #[arg(long, global = true, value_name = "MULTIADDR")]
     pub(crate) gateway_address: Option<aegis_link::Multiaddr>,
+    /// Reach your gateway through this SOCKS5 proxy, `IP:PORT` or
+    /// `USER:PASSWORD@IP:PORT` (Tor: 127.0.0.1:9050), so it sees the
+    /// proxy's address instead of yours.
+    #[arg(long, global = true, env = "AEGIS_SOCKS5", value_name = "PROXY", value_parser = aegis_link::Socks5Proxy::parse)]
+    pub(crate) socks5: Option<aegis_link::Socks5Proxy>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -77,14 +82,54 @@ pub(crate) enum Command {
         /// The contact's name.
         to: String,
         /// The message.
-        message: String,
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        message: Option<String>,
+        /// Send this file instead (its name and type go with it); a
+        /// progress bar follows its fragments until it is delivered.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The file's media type (guessed from its extension if not given).
+        #[arg(long = "type", value_name = "MEDIA_TYPE", requires = "file")]
+        media_type: Option<String>,
+        /// With a daemon: return once the file is queued, without the
+        /// progress bar.
+        #[arg(long, requires = "file")]
+        detach: bool,
         /// Without a daemon: give up waiting after this many seconds (the
         /// message stays queued for the next time the client is online).
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Call a contact, or answer a call. Only the call's signalling
+    /// travels (offer, answer, candidates, hang-up), sealed like messages;
+    /// no audio or video flows through the mixnet.
+    Call {
+        /// Whom to call (with --answer: whose call to take; anyone's if
+        /// not given).
+        #[arg(required_unless_present = "answer")]
+        name: Option<String>,
+        /// Wait for a call and answer it.
+        #[arg(long)]
+        answer: bool,
+        /// Hang up this many seconds after connecting (otherwise when they
+        /// hang up, or at Ctrl-C).
+        #[arg(long, value_name = "SECONDS")]
+        hold: Option<f64>,
+        /// With --answer: seconds to wait for a call.
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+    },
     /// Messages you sent and where each stands.
     Status,
+    /// Write a file from the history (`#N` in the inbox) to disk; never
+    /// overwrites.
+    Save {
+        /// The message's number.
+        seq: u64,
+        /// A folder (the file keeps its name) or a file path; the current
+        /// folder if not given.
+        path: Option<PathBuf>,
+    },
     /// Messages to and from your contacts, with their times.
     Inbox {
         /// Only the history with this contact.

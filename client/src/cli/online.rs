@@ -7,35 +7,135 @@ use std::time::Duration;
 use aegis_client::api::{Client, ClientConfig, Event};
 use aegis_client::control::{self, Reply, Request};
 use aegis_client::daemon::Connection;
+use aegis_client::file::{FileMeta, max_file_len};
 use aegis_client::profile::Profile;
 use aegis_client::{ContactId, MessageStatus};
-use anyhow::bail;
+use aegis_mix_packet::Geometry;
+use anyhow::{Context as _, bail};
 use tokio::io::AsyncBufReadExt as _;
 
-use super::output::{emit, print_reply};
+use super::output::{emit, print_reply, progress_bar};
 
-/// Without a daemon: goes online, sends, and waits for the outcome.
+/// What `aegis send` sends.
+pub(crate) enum Outgoing {
+    /// A text message.
+    Text(String),
+    /// A file: its name and type, and its bytes.
+    File(FileMeta, Vec<u8>),
+}
+
+impl Outgoing {
+    /// Reads the file at `path` (its name from the path, its type given or
+    /// guessed), refusing one too large for a message before reading it.
+    pub(crate) fn file(path: &Path, media_type: Option<&str>) -> anyhow::Result<Outgoing> {
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} names no file", path.display()))?
+            .to_string_lossy()
+            .into_owned();
+        let meta = FileMeta::for_name(&name, media_type)
+            .with_context(|| format!("cannot send {name:?} as {media_type:?}"))?;
+        let max = max_file_len(&Geometry::STANDARD, &meta);
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if len > max as u64 {
+            bail!(
+                "{} is {len} bytes; one message carries at most {max} bytes",
+                path.display()
+            );
+        }
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Outgoing::File(meta, data))
+    }
+}
+
+/// A progress bar on standard error: redrawn in place at a terminal,
+/// otherwise a line for every tenth of the way.
+pub(crate) struct ProgressDisplay {
+    terminal: bool,
+    shown: Option<usize>,
+    fragments: usize,
+}
+
+impl ProgressDisplay {
+    pub(crate) fn new() -> ProgressDisplay {
+        use std::io::IsTerminal as _;
+        ProgressDisplay {
+            terminal: std::io::stderr().is_terminal(),
+            shown: None,
+            fragments: 0,
+        }
+    }
+
+    pub(crate) fn show(&mut self, acknowledged: usize, sent: usize, fragments: usize) {
+        self.fragments = fragments;
+        let bar = progress_bar(acknowledged, sent, fragments);
+        if self.terminal {
+            eprint!("\r{bar}");
+        } else {
+            let tenth = acknowledged * 10 / fragments.max(1);
+            if self.shown != Some(tenth) {
+                eprintln!("{bar}");
+            }
+            self.shown = Some(tenth);
+        }
+    }
+
+    /// Ends the bar's line; `delivered`: at 100 % (the outbox lets a
+    /// message go once its last fragment is acknowledged, so the last
+    /// figures asked for may fall short of it).
+    pub(crate) fn finish(&mut self, delivered: bool) {
+        if delivered && self.fragments > 0 {
+            let all = self.fragments;
+            self.show(all, all, all);
+        }
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+/// Without a daemon: goes online, sends, and waits for the outcome (with
+/// a progress bar for a file).
 pub(crate) async fn send_online(
     profile: Profile,
     config: ClientConfig,
     contact: ContactId,
-    message: String,
+    outgoing: Outgoing,
     timeout: u64,
 ) -> anyhow::Result<()> {
     eprintln!("connecting…");
     let (client, mut events) = Client::start(profile, config).await?;
-    let id = client.send(contact, message.into_bytes()).await?;
+    let (id, mut bar) = match outgoing {
+        Outgoing::Text(text) => (client.send(contact, text.into_bytes()).await?, None),
+        Outgoing::File(meta, data) => (
+            client.send_file(contact, &meta, &data).await?,
+            Some(ProgressDisplay::new()),
+        ),
+    };
     eprintln!("queued; waiting for delivery (up to {timeout} s)");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut outcome = None;
     while outcome.is_none() {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
+        let event = tokio::select! {
+            event = tokio::time::timeout_at(deadline, events.recv()) => event,
+            _ = tick.tick(), if bar.is_some() => {
+                if let (Some(bar), Some(p)) = (bar.as_mut(), client.progress(id).await?) {
+                    bar.show(p.acknowledged, p.sent, p.fragments);
+                }
+                continue;
+            }
+        };
+        match event {
             Ok(Some(Event::Status {
                 local_id, status, ..
             })) if local_id == id => {
-                eprintln!("{}", control::status_word(status));
                 if matches!(status, MessageStatus::Delivered | MessageStatus::Failed) {
                     outcome = Some(status);
+                } else if bar.is_none() {
+                    eprintln!("{}", control::status_word(status));
                 }
             }
             Ok(Some(event @ Event::Message { .. })) => print_reply(&control::event_reply(event))?,
@@ -43,11 +143,49 @@ pub(crate) async fn send_online(
             Ok(None) | Err(_) => break,
         }
     }
+    if let Some(bar) = bar.as_mut() {
+        bar.finish(outcome == Some(MessageStatus::Delivered));
+    }
+    if let Some(status) = outcome {
+        eprintln!("{}", control::status_word(status));
+    }
     client.shutdown().await?;
     match outcome {
         Some(MessageStatus::Delivered) => Ok(()),
         Some(_) => bail!("the message could not be delivered"),
         None => bail!("no delivery confirmation within {timeout} s; it stays queued"),
+    }
+}
+
+/// With a daemon: shows message `id`'s progress until it is delivered
+/// (an error if it failed).
+pub(crate) async fn progress_through_daemon(
+    connection: &mut Connection,
+    id: u64,
+) -> anyhow::Result<()> {
+    let mut bar = ProgressDisplay::new();
+    loop {
+        match connection.request(&Request::Progress { id }).await? {
+            Reply::Progress {
+                sent,
+                acknowledged,
+                fragments,
+                ..
+            } => bar.show(acknowledged, sent, fragments),
+            Reply::Status { status, .. } => {
+                bar.finish(status == "delivered");
+                eprintln!("#{id} {status}");
+                if status != "delivered" {
+                    bail!("the message could not be delivered");
+                }
+                return Ok(());
+            }
+            other => {
+                bar.finish(false);
+                return print_reply(&other);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -142,7 +280,7 @@ pub(crate) async fn chat_through_daemon(
                 None => return Ok(()),
                 Some(text) if text.trim().is_empty() => {}
                 Some(text) => {
-                    let request = Request::Send { to: with.clone(), text, signal: false };
+                    let request = Request::Send { to: with.clone(), text };
                     connection.send(&request).await?;
                 }
             },

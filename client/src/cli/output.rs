@@ -1,7 +1,7 @@
 //! What the commands print: replies for people, and JSON lines for
 //! programs.
 
-use aegis_client::control::Reply;
+use aegis_client::control::{FileView, Reply};
 use aegis_client::safety::SafetyNumber;
 use anyhow::{Context as _, bail};
 
@@ -17,16 +17,50 @@ pub(crate) fn print_reply(reply: &Reply) -> anyhow::Result<()> {
         Reply::Message {
             from,
             text,
-            signal,
             request,
             seq,
+            file,
         } => {
-            let kind = match (signal, request) {
-                (true, _) => " (signal)",
-                (false, true) => " (request)",
-                _ => "",
-            };
-            println!("#{seq} {from}{kind}: {text}");
+            let kind = if *request { " (request)" } else { "" };
+            match file {
+                Some(file) => println!("#{seq} {from}{kind}: {}", file_line(*seq, file)),
+                None => println!("#{seq} {from}{kind}: {text}"),
+            }
+        }
+        Reply::Call {
+            with,
+            state,
+            candidate,
+            reason,
+            by_them,
+            ..
+        } => match state.as_str() {
+            "ringing" => println!("call from {with}"),
+            "offering" => println!("calling {with}"),
+            "connected" => println!("connected"),
+            "candidate" => println!(
+                "candidate from {with}: {}",
+                candidate.as_deref().unwrap_or("")
+            ),
+            "ended" => match (reason.as_deref(), by_them) {
+                (Some("hung up"), Some(true)) => println!("call ended (hung up by {with})"),
+                (Some(reason), _) => println!("call ended ({reason})"),
+                _ => println!("call ended"),
+            },
+            other => println!("call {other}"),
+        },
+        Reply::Progress {
+            id,
+            status,
+            fragments,
+            sent,
+            acknowledged,
+        } => println!(
+            "#{id} {status}: {}",
+            progress_bar(*acknowledged, *sent, *fragments)
+        ),
+        Reply::Saved { path, bytes } => {
+            println!("saved {} ({})", path.display(), size(*bytes));
         }
         Reply::ContactRequest { name } => {
             println!("contact request from {name} (accept with `aegis contact accept {name}`)");
@@ -91,18 +125,54 @@ pub(crate) fn print_reply(reply: &Reply) -> anyhow::Result<()> {
             for m in messages {
                 let when = utc_minutes(m.time_ms);
                 let kind = if m.signal { " (signal)" } else { "" };
+                let text = match &m.file {
+                    Some(file) => file_line(m.seq, file),
+                    None => m.text.clone(),
+                };
                 match (&m.direction[..], m.id, &m.status) {
                     ("out", Some(id), Some(status)) => println!(
-                        "#{} {when} to {}{kind}: {} [#{id} {status}]",
-                        m.seq, m.contact, m.text
+                        "#{} {when} to {}{kind}: {text} [#{id} {status}]",
+                        m.seq, m.contact
                     ),
-                    _ => println!("#{} {when} {}{kind}: {}", m.seq, m.contact, m.text),
+                    _ => println!("#{} {when} {}{kind}: {text}", m.seq, m.contact),
                 }
             }
         }
         Reply::Deleted { count } => println!("{count} deleted"),
     }
     Ok(())
+}
+
+/// How a file shows in the history: name, type, size, and how to save it.
+fn file_line(seq: u64, file: &FileView) -> String {
+    format!(
+        "[file {} ({}, {}); aegis save {seq} DIR]",
+        file.name,
+        file.media_type,
+        size(file.bytes)
+    )
+}
+
+/// A byte count for people.
+pub(crate) fn size(bytes: usize) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        _ => format!("{:.2} MB", bytes as f64 / 1e6),
+    }
+}
+
+/// `[#######-------------] 35 % (245 of 700 fragments acknowledged, 400 sent)`.
+pub(crate) fn progress_bar(acknowledged: usize, sent: usize, fragments: usize) -> String {
+    const WIDTH: usize = 24;
+    let fragments = fragments.max(1);
+    let filled = (acknowledged.min(fragments) * WIDTH) / fragments;
+    format!(
+        "[{}{}] {:3} % ({acknowledged} of {fragments} fragments acknowledged, {sent} sent)",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        acknowledged * 100 / fragments,
+    )
 }
 
 /// `YYYY-MM-DD HH:MM` (UTC) of a Unix time in milliseconds.
@@ -133,5 +203,21 @@ mod tests {
         // A leap day.
         assert_eq!(utc_minutes(951_782_400_000), "2000-02-29 00:00");
         assert_eq!(utc_minutes(0), "????-??-?? ??:??");
+    }
+
+    #[test]
+    fn progress_bars_and_sizes_read_right() {
+        assert_eq!(
+            progress_bar(0, 0, 4),
+            "[------------------------]   0 % (0 of 4 fragments acknowledged, 0 sent)"
+        );
+        assert_eq!(
+            progress_bar(2, 3, 4),
+            "[############------------]  50 % (2 of 4 fragments acknowledged, 3 sent)"
+        );
+        assert!(progress_bar(4, 4, 4).starts_with("[########################] 100 %"));
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(1_500), "1.5 kB");
+        assert_eq!(size(1_048_576), "1.05 MB");
     }
 }

@@ -4,15 +4,16 @@
 use super::*;
 
 impl Profile {
-    /// Stores a received message; returns it with its sequence number.
+    /// Stores a received message of `kind` (a file's name and type are
+    /// kept apart from its bytes); returns it with its sequence number.
     pub fn store_message(
         &self,
         contact: ContactId,
-        signal: bool,
+        kind: ContentKind,
         received_ms: u64,
         body: Vec<u8>,
     ) -> Result<StoredMessage, ProfileError> {
-        self.append(contact, signal, received_ms, body, None)
+        self.append(contact, kind, received_ms, body, None)
     }
 
     /// Records a message the user sent (status `Queued`), so the history
@@ -21,7 +22,7 @@ impl Profile {
     pub fn store_sent(
         &self,
         contact: ContactId,
-        signal: bool,
+        kind: ContentKind,
         queued_ms: u64,
         body: Vec<u8>,
         local_id: LocalId,
@@ -32,17 +33,24 @@ impl Profile {
             status: MessageStatus::Queued,
             card_version,
         };
-        self.append(contact, signal, queued_ms, body, Some(sent))
+        self.append(contact, kind, queued_ms, body, Some(sent))
     }
 
     fn append(
         &self,
         contact: ContactId,
-        signal: bool,
+        kind: ContentKind,
         received_ms: u64,
         body: Vec<u8>,
         sent: Option<SentMessage>,
     ) -> Result<StoredMessage, ProfileError> {
+        let (file, body) = match kind {
+            ContentKind::File => {
+                let (meta, data) = FileMeta::decode_body(&body)?;
+                (Some(meta), data.to_vec())
+            }
+            _ => (None, body),
+        };
         let seq = self
             .store
             .get(Namespace::Meta, NEXT_MESSAGE)?
@@ -52,10 +60,11 @@ impl Profile {
         let message = StoredMessage {
             seq,
             contact,
-            signal,
+            signal: kind == ContentKind::Signal,
             received_ms,
             body,
             sent,
+            file,
         };
         let bytes = postcard::to_stdvec(&message).map_err(|_| ProfileError::Corrupt("message"))?;
         let mut batch = Batch::new();
@@ -129,6 +138,25 @@ impl Profile {
             self.card_reached(message.contact, version, delivered)?;
         }
         Ok(())
+    }
+
+    /// One message of the history, if it is there.
+    pub fn message(&self, seq: u64) -> Result<Option<StoredMessage>, ProfileError> {
+        Ok(self
+            .store
+            .get(Namespace::Inbox, &seq.to_be_bytes())?
+            .and_then(|b| StoredMessage::decode(&b)))
+    }
+
+    /// The latest status the history holds for the sent message
+    /// `local_id` (`None` if it holds no such message).
+    pub fn sent_status(&self, local_id: LocalId) -> Result<Option<MessageStatus>, ProfileError> {
+        Ok(self
+            .messages()?
+            .into_iter()
+            .rev()
+            .find_map(|m| m.sent.filter(|s| s.local_id == local_id))
+            .map(|s| s.status))
     }
 
     /// Every stored message, oldest first.

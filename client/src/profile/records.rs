@@ -133,6 +133,8 @@ pub struct StoredMessage {
     pub body: Vec<u8>,
     /// For a message the user sent: its id and latest status.
     pub sent: Option<SentMessage>,
+    /// For a file: its name and type (the body is the file's bytes).
+    pub file: Option<FileMeta>,
 }
 
 /// What the history keeps of a message the user sent.
@@ -147,6 +149,17 @@ pub struct SentMessage {
     pub card_version: Option<u32>,
 }
 
+/// A message as profiles before files kept it.
+#[derive(Deserialize)]
+pub(super) struct StoredMessageV2 {
+    seq: u64,
+    contact: ContactId,
+    signal: bool,
+    received_ms: u64,
+    body: Vec<u8>,
+    sent: Option<SentMessage>,
+}
+
 /// A received message as profiles before sent messages kept it.
 #[derive(Deserialize)]
 pub(super) struct StoredMessageV1 {
@@ -158,9 +171,23 @@ pub(super) struct StoredMessageV1 {
 }
 
 impl StoredMessage {
+    /// Decodes a record of this or an earlier form (each form ends with
+    /// a field the one before lacks, so a shorter record never decodes as
+    /// a longer form).
     pub(super) fn decode(bytes: &[u8]) -> Option<StoredMessage> {
         if let Ok(message) = postcard::from_bytes::<StoredMessage>(bytes) {
             return Some(message);
+        }
+        if let Ok(old) = postcard::from_bytes::<StoredMessageV2>(bytes) {
+            return Some(StoredMessage {
+                seq: old.seq,
+                contact: old.contact,
+                signal: old.signal,
+                received_ms: old.received_ms,
+                body: old.body,
+                sent: old.sent,
+                file: None,
+            });
         }
         let old: StoredMessageV1 = postcard::from_bytes(bytes).ok()?;
         Some(StoredMessage {
@@ -170,6 +197,7 @@ impl StoredMessage {
             received_ms: old.received_ms,
             body: old.body,
             sent: None,
+            file: None,
         })
     }
 }

@@ -136,11 +136,50 @@ fn records_written_before_contact_requests_still_read_as_contacts() {
             &postcard::to_stdvec(&old).unwrap(),
         )
         .unwrap();
+    // And messages written before files were kept (with `sent`).
+    #[derive(Serialize)]
+    struct SentBeforeFiles {
+        seq: u64,
+        contact: ContactId,
+        signal: bool,
+        received_ms: u64,
+        body: Vec<u8>,
+        sent: Option<SentMessage>,
+    }
+    let sent = SentMessage {
+        local_id: LocalId(3),
+        status: MessageStatus::Sent,
+        card_version: Some(2),
+    };
+    let before_files = SentBeforeFiles {
+        seq: 1,
+        contact: id,
+        signal: false,
+        received_ms: 6,
+        body: b"yo".to_vec(),
+        sent: Some(sent),
+    };
+    alice
+        .store()
+        .put(
+            Namespace::Inbox,
+            &1u64.to_be_bytes(),
+            &postcard::to_stdvec(&before_files).unwrap(),
+        )
+        .unwrap();
     let messages = alice.messages().unwrap();
-    assert_eq!(messages.len(), 1);
+    assert_eq!(messages.len(), 2);
     assert_eq!(
         (messages[0].body.as_slice(), messages[0].sent),
         (&b"hi"[..], None)
+    );
+    assert_eq!(
+        (
+            messages[1].body.as_slice(),
+            messages[1].sent,
+            &messages[1].file
+        ),
+        (&b"yo"[..], Some(sent), &None)
     );
 }
 
@@ -151,13 +190,20 @@ fn the_history_holds_both_directions_follows_statuses_and_deletes() {
     let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
     let other = ContactId([9; 16]);
     alice
-        .store_sent(bob_id, false, 10, b"hello".to_vec(), LocalId(4), None)
+        .store_sent(
+            bob_id,
+            ContentKind::Message,
+            10,
+            b"hello".to_vec(),
+            LocalId(4),
+            None,
+        )
         .unwrap();
     alice
-        .store_message(bob_id, false, 20, b"hi".to_vec())
+        .store_message(bob_id, ContentKind::Message, 20, b"hi".to_vec())
         .unwrap();
     alice
-        .store_message(other, false, 30, b"?".to_vec())
+        .store_message(other, ContentKind::Message, 30, b"?".to_vec())
         .unwrap();
     alice.note_status(LocalId(4), MessageStatus::Sent).unwrap();
     alice
@@ -184,4 +230,26 @@ fn the_history_holds_both_directions_follows_statuses_and_deletes() {
     assert_eq!(alice.delete_history(&bob_id).unwrap(), 1);
     assert!(alice.history(&bob_id).unwrap().is_empty());
     assert_eq!(alice.messages().unwrap().len(), 1, "other contacts' stay");
+}
+
+#[test]
+fn a_file_is_kept_as_its_name_type_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (profile(dir.path(), "a"), profile(dir.path(), "b"));
+    let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
+    let meta = FileMeta::for_name("photo.jpg", None).unwrap();
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let stored = alice
+        .store_message(bob_id, ContentKind::File, 7, meta.encode_body(&data))
+        .unwrap();
+    let read = alice.message(stored.seq).unwrap().unwrap();
+    assert_eq!((read.file.as_ref(), &read.body), (Some(&meta), &data));
+    assert!(alice.message(stored.seq + 1).unwrap().is_none());
+    // A file message whose body is no file body is refused, not stored.
+    assert!(
+        alice
+            .store_message(bob_id, ContentKind::File, 8, vec![3, b'.', b'.'])
+            .is_err()
+    );
+    assert_eq!(alice.messages().unwrap().len(), 1);
 }
