@@ -125,6 +125,11 @@ pub enum Event {
         body: Vec<u8>,
         /// For a file: its name and media type.
         file: Option<FileMeta>,
+        /// For a message of an anonymous thread, the thread: `from` is
+        /// then the anonymous writer (answer with [`Client::reply`]) if it
+        /// is [`crate::profile::thread_contact`] of it, otherwise a
+        /// contact answering our anonymous message.
+        thread: Option<[u8; 16]>,
     },
     /// Something happened to a call.
     Call {
@@ -194,6 +199,16 @@ pub(crate) enum Command {
     },
     Stats(oneshot::Sender<NetworkStats>),
     Progress(LocalId, oneshot::Sender<Option<Progress>>),
+    SendAnonymous {
+        contact: ContactId,
+        content: Content,
+        reply: oneshot::Sender<Result<LocalId, ClientError>>,
+    },
+    Reply {
+        seq: u64,
+        content: Content,
+        reply: oneshot::Sender<Result<LocalId, ClientError>>,
+    },
     Call(CallAction, oneshot::Sender<Result<CallId, ClientError>>),
     Profile(ProfileJob),
 }
@@ -403,6 +418,46 @@ impl Client {
             )));
         }
         self.send_content(contact, Content::file(meta, data)).await
+    }
+
+    /// Writes to a contact without revealing who we are or where our
+    /// mailbox is: the message is sealed to their card with no identity of
+    /// ours and carries reply blocks, over which they can answer
+    /// ([`Client::reply`]) within the blocks' life (two epochs). They see
+    /// it as from `anonymous-…`.
+    pub async fn send_anonymous(
+        &self,
+        contact: ContactId,
+        body: Vec<u8>,
+    ) -> Result<LocalId, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let content = Content::new(false, body);
+        self.commands
+            .send(Command::SendAnonymous {
+                contact,
+                content,
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Answers the anonymous message `seq` of the history over the reply
+    /// blocks it brought (each used once; a long answer needs more blocks
+    /// than a short one).
+    pub async fn reply(&self, seq: u64, body: Vec<u8>) -> Result<LocalId, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let content = Content::new(false, body);
+        self.commands
+            .send(Command::Reply {
+                seq,
+                content,
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)?
     }
 
     /// How far a message still in the outbox has come (fragments sent and

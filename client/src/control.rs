@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::{Client, Event, NetworkStats};
 use crate::call::{CallEventKind, CallId};
 use crate::file::{FileMeta, max_file_len};
-use crate::profile::{ContactState, Profile, ProfileError, StoredMessage};
+use crate::profile::{
+    ContactState, Profile, ProfileError, StoredMessage, anonymous_name, thread_contact,
+};
 
 /// A request, one JSON object per line. Externally tagged:
 /// `{"send":{"to":"bob","text":"hi"}}`, `"stats"`, `"contacts"`.
@@ -29,6 +31,17 @@ pub enum Request {
         /// The contact's name.
         to: String,
         /// The message.
+        text: String,
+        /// Write anonymously: sealed with no identity of ours, carrying
+        /// reply blocks; they see it as from `anonymous-…`.
+        #[serde(default)]
+        anonymous: bool,
+    },
+    /// Answer an anonymous message of the history over its reply blocks.
+    Reply {
+        /// The anonymous message's sequence number.
+        seq: u64,
+        /// The answer.
         text: String,
     },
     /// Queue a file to a contact by name: the client reads it from `path`
@@ -200,6 +213,13 @@ pub enum Reply {
         /// For a file: its name, type and size (`aegis save` writes it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<FileView>,
+        /// Of an anonymous thread (hex): from an anonymous writer if
+        /// `anonymous`, else a contact's reply to our anonymous message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<String>,
+        /// From someone who wrote anonymously (answer with `reply`).
+        #[serde(default)]
+        anonymous: bool,
     },
     /// How far a message in the outbox has come.
     Progress {
@@ -351,6 +371,12 @@ pub struct MessageView {
     /// For a file: its name, type and size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileView>,
+    /// Of an anonymous thread (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    /// The other side is an anonymous writer.
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 /// A file as the control protocol shows it (its bytes stay in the
@@ -425,7 +451,13 @@ fn views(
         .into_iter()
         .map(|m| MessageView {
             seq: m.seq,
-            contact: names.get(&m.contact).cloned().unwrap_or_else(|| "?".into()),
+            anonymous: m.thread.is_some_and(|t| m.contact == thread_contact(&t)),
+            contact: match (names.get(&m.contact), m.thread) {
+                (Some(name), _) => name.clone(),
+                (None, Some(thread)) => anonymous_name(&thread),
+                (None, None) => "?".into(),
+            },
+            thread: m.thread.map(hex::encode),
             direction: if m.sent.is_some() { "out" } else { "in" }.into(),
             time_ms: m.received_ms,
             signal: m.signal,
@@ -442,6 +474,7 @@ fn views(
 pub fn answer(profile: &Profile, request: &Request) -> Option<Reply> {
     let reply = match request {
         Request::Send { .. }
+        | Request::Reply { .. }
         | Request::Call { .. }
         | Request::AnswerCall { .. }
         | Request::Candidate { .. }
@@ -553,13 +586,16 @@ pub fn event_reply(event: Event) -> Reply {
             request,
             seq,
             file,
-            ..
+            thread,
+            from,
         } => Reply::Message {
             from: name,
             text: text_of(&file, &body),
             request,
             seq,
             file: file.map(|f| FileView::new(f, body.len())),
+            anonymous: thread.is_some_and(|t| from == thread_contact(&t)),
+            thread: thread.map(hex::encode),
         },
         Event::Call {
             call, name, kind, ..
@@ -586,8 +622,15 @@ pub fn stats_reply(s: &NetworkStats) -> Reply {
 /// which the caller handles by streaming events).
 pub async fn answer_online(client: &Client, request: Request) -> Reply {
     match request {
-        Request::Send { to, text } => {
+        Request::Send {
+            to,
+            text,
+            anonymous,
+        } => {
             let queued = match client.contact(&to).await {
+                Ok((contact, _)) if anonymous => {
+                    client.send_anonymous(contact, text.into_bytes()).await
+                }
                 Ok((contact, _)) => client.send(contact, text.into_bytes()).await,
                 Err(e) => Err(e),
             };
@@ -596,6 +639,13 @@ pub async fn answer_online(client: &Client, request: Request) -> Reply {
                 Err(e) => failed(e),
             }
         }
+        Request::Reply { seq, text } => match client.reply(seq, text.into_bytes()).await {
+            Ok(id) => Reply::Queued {
+                id: id.0,
+                to: format!("#{seq}"),
+            },
+            Err(e) => failed(e),
+        },
         Request::Call { .. }
         | Request::AnswerCall { .. }
         | Request::Candidate { .. }
@@ -807,6 +857,7 @@ mod tests {
             Request::Send {
                 to: "bob".into(),
                 text: "hi".into(),
+                anonymous: false,
             }
         );
         assert_eq!(

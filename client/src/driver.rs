@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::api::{ClientConfig, ClientError, Command, Event, NetworkStats};
 use crate::call::Calls;
 use crate::conversation;
-use crate::envelope::{Content, ContentKind};
+use crate::envelope::{ANONYMOUS, ANONYMOUS_REPLY, Content, ContentKind};
 use crate::profile::{ContactState, MAX_REQUEST_MESSAGES, Profile};
 use crate::store::Namespace;
 use crate::store::writer::Writer;
@@ -45,6 +45,7 @@ const CONSENSUS_CHECK: Duration = Duration::from_millis(500);
 
 pub(crate) use aegis_directory::api::unix_now_ms as unix_ms;
 
+mod anonymous;
 mod calls;
 mod drain;
 
@@ -196,6 +197,12 @@ impl Driver {
                         let _ = reply.send(self.queue(contact, content));
                     }
                     Some(Command::Stats(reply)) => { let _ = reply.send(self.network_stats()); }
+                    Some(Command::SendAnonymous { contact, content, reply }) => {
+                        let _ = reply.send(self.send_anonymous(contact, content));
+                    }
+                    Some(Command::Reply { seq, content, reply }) => {
+                        let _ = reply.send(self.reply_anonymous(seq, content));
+                    }
                     Some(Command::Call(action, reply)) => {
                         let _ = reply.send(self.call_action(action));
                     }
@@ -415,6 +422,11 @@ impl Driver {
     /// blocked sender's message is dropped; a contact request's is kept up
     /// to [`MAX_REQUEST_MESSAGES`].
     fn deliver(&mut self, bytes: &[u8]) {
+        match bytes.split_first() {
+            Some((&ANONYMOUS, rest)) => return self.deliver_anonymous(rest),
+            Some((&ANONYMOUS_REPLY, rest)) => return self.deliver_reply(rest),
+            _ => {}
+        }
         let Some(opened) = conversation::open(&mut self.rng, &self.profile, bytes) else {
             return;
         };
@@ -468,6 +480,7 @@ impl Driver {
                 seq: stored.seq,
                 body: stored.body,
                 file: stored.file,
+                thread: None,
             }),
             Err(error) => warn!(%error, "storing a message failed"),
         }

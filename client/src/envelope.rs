@@ -3,6 +3,8 @@
 //! ```text
 //! envelope  = 0x01 ‖ PQXDH initial header ‖ ratchet message   (until the contact answered)
 //!           | 0x02 ‖ ratchet message
+//!           | 0x03 ‖ anonymous message  (crate::edge::anonymous; no sender named)
+//!           | 0x04 ‖ reply to an anonymous message
 //! plaintext = kind (1: message, 2: call signal, 3: card update, 4: file)
 //!             ‖ card length (2, BE) ‖ sender's card ‖ body
 //! ```
@@ -16,6 +18,10 @@ use crate::edge::pqxdh::InitialHeader;
 
 const INITIAL: u8 = 0x01;
 const RATCHET: u8 = 0x02;
+/// First byte of an anonymous message.
+pub const ANONYMOUS: u8 = 0x03;
+/// First byte of a reply to an anonymous message.
+pub const ANONYMOUS_REPLY: u8 = 0x04;
 /// Largest signalling message body (call set-up data such as SDP/ICE).
 pub const MAX_SIGNAL_LEN: usize = 8 * 1024;
 

@@ -32,7 +32,7 @@ use cli::args::{BackupCommand, Cli, Command, ContactCommand};
 use cli::call::{Line, Role, call};
 use cli::online::{
     Outgoing, chat, chat_through_daemon, fetch_for, follow_daemon, progress_through_daemon,
-    run_daemon, send_online, serve, serve_through_daemon,
+    reply_online, run_daemon, send_online, serve, serve_through_daemon,
 };
 use cli::output::print_reply;
 use cli::terminal::{make_parent, passphrase, profile_dir};
@@ -219,6 +219,7 @@ fn main() -> anyhow::Result<()> {
             file,
             media_type,
             detach,
+            anonymous,
             timeout,
         } => {
             if let Some(mut connection) = runtime.block_on(daemon(&profile_path)) {
@@ -232,6 +233,7 @@ fn main() -> anyhow::Result<()> {
                     None => Request::Send {
                         to,
                         text: message.unwrap_or_default(),
+                        anonymous,
                     },
                 };
                 let is_file = matches!(request, Request::SendFile { .. });
@@ -246,6 +248,7 @@ fn main() -> anyhow::Result<()> {
             }
             let outgoing = match file {
                 Some(path) => Outgoing::file(&path, media_type.as_deref())?,
+                None if anonymous => Outgoing::Anonymous(message.unwrap_or_default()),
                 None => Outgoing::Text(message.unwrap_or_default()),
             };
             let profile = open(&profile_path)?;
@@ -276,6 +279,15 @@ fn main() -> anyhow::Result<()> {
                 };
                 call(line, role).await
             })
+        }
+        Command::Reply { seq, message } => {
+            if let Some(mut connection) = runtime.block_on(daemon(&profile_path)) {
+                let request = Request::Reply { seq, text: message };
+                return print_reply(&runtime.block_on(connection.request(&request))?);
+            }
+            // Without a daemon: online until the answer is delivered.
+            let profile = open(&profile_path)?;
+            runtime.block_on(reply_online(profile, config, seq, message))
         }
         Command::Save { seq, path } => {
             let path = std::path::absolute(path.unwrap_or_else(|| ".".into()))?;

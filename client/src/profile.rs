@@ -99,9 +99,14 @@ pub const MAX_REQUESTS: usize = 64;
 /// counted until the user accepts (or blocks) them.
 pub const MAX_REQUEST_MESSAGES: usize = 16;
 
+mod anonymous;
 mod contacts;
 mod history;
 mod records;
+pub use anonymous::{
+    MAX_ANONYMOUS_THREADS, ReceivedThread, THREAD_KEPT_MS, WrittenThread, anonymous_name,
+    thread_contact,
+};
 pub use records::{ContactRecord, ContactState, SentMessage, StoredMessage};
 
 /// A directory authority the profile trusts (kept in the profile as its

@@ -718,3 +718,102 @@ async fn after_a_gateway_move_what_waited_at_the_old_gateway_still_arrives() {
     alice_client.shutdown().await.unwrap();
     net.shutdown().await;
 }
+
+/// Waits for a message event with `body`; returns it.
+async fn message_event(events: &mut mpsc::Receiver<Event>, body: &[u8]) -> Event {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Some(event @ Event::Message { .. })
+                    if matches!(&event, Event::Message { body: b, .. } if b == body) =>
+                {
+                    return event;
+                }
+                Some(_) => {}
+                None => panic!("the client stopped"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{:?} did not arrive", String::from_utf8_lossy(body)))
+}
+
+/// Waits until message `id` is delivered.
+async fn delivered(events: &mut mpsc::Receiver<Event>, id: aegis_client::LocalId) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Some(Event::Status {
+                    local_id,
+                    status: MessageStatus::Delivered,
+                    ..
+                }) if local_id == id => return,
+                Some(_) => {}
+                None => panic!("the client stopped"),
+            }
+        }
+    })
+    .await
+    .expect("never delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_anonymous_message_is_answered_over_its_reply_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reply blocks live as long as their epoch's keys: twenty-second
+    // epochs leave the answer time to come.
+    let net = network(dir.path(), 20_000).await;
+    let (alice, bob, bob_id, _) = profiles(dir.path(), &net).await;
+    let (alice_client, mut alice_events) = Client::start(alice, config()).await.unwrap();
+    let (bob_client, mut bob_events) = Client::start(bob, config()).await.unwrap();
+
+    let id = alice_client
+        .send_anonymous(bob_id, b"guess who".to_vec())
+        .await
+        .unwrap();
+    let Event::Message {
+        from,
+        name,
+        seq,
+        thread,
+        request,
+        ..
+    } = message_event(&mut bob_events, b"guess who").await
+    else {
+        unreachable!()
+    };
+    let thread = thread.expect("an anonymous thread");
+    assert_eq!(from, aegis_client::profile::thread_contact(&thread));
+    assert!(name.starts_with("anonymous-") && !request, "{name}");
+    // Bob learns no contact: his contacts are what they were.
+    let contacts = bob_client.contacts().await.unwrap();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    delivered(&mut alice_events, id).await;
+
+    // Bob answers over the blocks; Alice reads it as Bob's reply to her
+    // anonymous message, and Bob sees it delivered (Alice acknowledges
+    // with packets to his address).
+    let answer = bob_client.reply(seq, b"you, I bet".to_vec()).await.unwrap();
+    let Event::Message {
+        from,
+        thread: in_thread,
+        ..
+    } = message_event(&mut alice_events, b"you, I bet").await
+    else {
+        unreachable!()
+    };
+    assert_eq!((from, in_thread), (bob_id, Some(thread)));
+    delivered(&mut bob_events, answer).await;
+    // A second answer takes further blocks; a message that is no
+    // anonymous message cannot be answered this way.
+    let again = bob_client
+        .reply(seq, b"still there?".to_vec())
+        .await
+        .unwrap();
+    message_event(&mut alice_events, b"still there?").await;
+    delivered(&mut bob_events, again).await;
+    assert!(bob_client.reply(seq + 100, b"x".to_vec()).await.is_err());
+    bob_client.shutdown().await.unwrap();
+    alice_client.shutdown().await.unwrap();
+    net.shutdown().await;
+}

@@ -51,8 +51,8 @@ pub use epoch_keys::{EpochKey, EpochKeys};
 
 mod packet;
 pub use packet::{
-    OutgoingPacket, build_ack, build_drop_cover, build_mailbox_packet, join_delivery,
-    open_delivery, split_delivery,
+    OutgoingPacket, build_ack, build_drop_cover, build_mailbox_packet, build_over_block,
+    join_delivery, open_delivery, split_delivery,
 };
 
 pub mod access;

@@ -75,12 +75,26 @@ pub fn build_ack<R: CryptoRng + ?Sized>(
     geometry: &Geometry,
     surb_ack: SurbAck,
 ) -> Result<OutgoingPacket, PacketError> {
-    let plaintext = Body::Ack(surb_ack.ack_id).encode(geometry)?;
-    let sealed = sealed::seal(rng, &surb_ack.ack_key, &plaintext)?;
-    let first_hop = surb_ack.block.first_hop();
+    let body = Body::Ack(surb_ack.ack_id);
+    build_over_block(rng, geometry, surb_ack, &body)
+}
+
+/// Sends `body` over a reply block someone gave away (a SURB-ACK, or a
+/// block given for an anonymous reply): sealed to the key that came with
+/// the block, along the route its creator chose, which its user never
+/// learns. The block is used up.
+pub fn build_over_block<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    geometry: &Geometry,
+    block: SurbAck,
+    body: &Body,
+) -> Result<OutgoingPacket, PacketError> {
+    let plaintext = body.encode(geometry)?;
+    let sealed = sealed::seal(rng, &block.ack_key, &plaintext)?;
+    let first_hop = block.block.first_hop();
     Ok(OutgoingPacket {
         first_hop,
-        packet: surb_ack.block.wrap(geometry, &sealed)?,
+        packet: block.block.wrap(geometry, &sealed)?,
     })
 }
 

@@ -59,8 +59,10 @@ pub const LOOP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Real items the shaper holds at most; the rest wait in the outbox.
 const SHAPER_QUEUE: usize = 64;
 
+mod anonymous;
 mod packets;
 mod receive;
+pub use anonymous::MAX_GIVEN_BLOCKS;
 mod types;
 pub use types::{Address, EndpointConfig, EndpointEvent, EndpointStats, Own, PacketKind};
 
@@ -109,6 +111,8 @@ pub struct Endpoint<C> {
     outbox: Outbox<C>,
     inbox: Inbox,
     addresses: HashMap<C, Address>,
+    /// Reply blocks given away for anonymous replies, and received.
+    anonymous: anonymous::Anonymous<C>,
     acks: VecDeque<Vec<u8>>,
     /// A loop and a drop built ahead of their slots.
     ready_loop: Option<Ready<C>>,
@@ -179,6 +183,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             outbox,
             inbox,
             addresses: HashMap::new(),
+            anonymous: anonymous::Anonymous::default(),
             acks: VecDeque::new(),
             ready_loop: None,
             ready_drop: None,

@@ -156,3 +156,42 @@ fn a_link_loss_that_is_not_a_probability_is_refused() {
         assert!(Harness::new(config).is_err(), "{loss}");
     }
 }
+
+#[test]
+fn an_anonymous_writer_is_answered_over_its_reply_blocks_each_used_once() {
+    let mut net = Harness::new(HarnessConfig {
+        seed: 77,
+        ..HarnessConfig::default()
+    })
+    .expect("harness");
+    net.run_for(MINUTE / 2);
+    // Client 0 writes to client 1 anonymously: client 1 gets reply blocks
+    // and never client 0's address.
+    let blocks = net.give_reply_blocks(0, 1, 4);
+    assert_eq!(blocks.len(), 4);
+    let answer = message(0x42, 2_000);
+    let id = net
+        .reply_over_blocks(1, &blocks, answer.clone())
+        .expect("queue");
+    net.run_for(2 * MINUTE);
+    assert_eq!(net.delivered(0), &[answer][..], "the answer arrives once");
+    assert!(
+        net.statuses(1).contains(&(id, MessageStatus::Delivered)),
+        "the writer's forward acknowledgements reach the replier: {:?}",
+        net.statuses(1)
+    );
+    // Two fragments, two blocks used (no loss, no retransmission).
+    assert_eq!(net.reply_blocks_left(1), 2);
+    // A block is never used twice: a message needing more fragments than
+    // blocks are left sends what it can and then waits.
+    let _ = net
+        .reply_over_blocks(1, &blocks[..1], message(0x43, 5_000))
+        .expect("queue");
+    net.run_for(2 * MINUTE);
+    assert_eq!(net.reply_blocks_left(1), 0);
+    assert_eq!(
+        net.delivered(0).len(),
+        1,
+        "an incomplete answer is not delivered"
+    );
+}

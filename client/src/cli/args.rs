@@ -95,6 +95,10 @@ pub(crate) enum Command {
         /// progress bar.
         #[arg(long, requires = "file")]
         detach: bool,
+        /// Write anonymously: they learn neither who you are nor where your
+        /// mailbox is, and can answer (`aegis reply`) for a while.
+        #[arg(long, conflicts_with = "file")]
+        anonymous: bool,
         /// Without a daemon: give up waiting after this many seconds (the
         /// message stays queued for the next time the client is online).
         #[arg(long, default_value_t = 120)]
@@ -121,6 +125,14 @@ pub(crate) enum Command {
     },
     /// Messages you sent and where each stands.
     Status,
+    /// Answer an anonymous message (`#N` in the inbox) over the reply
+    /// blocks it brought.
+    Reply {
+        /// The anonymous message's number.
+        seq: u64,
+        /// The answer.
+        message: String,
+    },
     /// Write a file from the history (`#N` in the inbox) to disk; never
     /// overwrites.
     Save {

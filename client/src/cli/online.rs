@@ -20,6 +20,8 @@ use super::output::{emit, print_reply, progress_bar};
 pub(crate) enum Outgoing {
     /// A text message.
     Text(String),
+    /// A text message written anonymously.
+    Anonymous(String),
     /// A file: its name and type, and its bytes.
     File(FileMeta, Vec<u8>),
 }
@@ -109,6 +111,10 @@ pub(crate) async fn send_online(
     let (client, mut events) = Client::start(profile, config).await?;
     let (id, mut bar) = match outgoing {
         Outgoing::Text(text) => (client.send(contact, text.into_bytes()).await?, None),
+        Outgoing::Anonymous(text) => (
+            client.send_anonymous(contact, text.into_bytes()).await?,
+            None,
+        ),
         Outgoing::File(meta, data) => (
             client.send_file(contact, &meta, &data).await?,
             Some(ProgressDisplay::new()),
@@ -154,6 +160,49 @@ pub(crate) async fn send_online(
         Some(MessageStatus::Delivered) => Ok(()),
         Some(_) => bail!("the message could not be delivered"),
         None => bail!("no delivery confirmation within {timeout} s; it stays queued"),
+    }
+}
+
+/// Without a daemon: goes online, answers the anonymous message `seq` and
+/// waits until the answer is delivered (or two minutes pass).
+pub(crate) async fn reply_online(
+    profile: Profile,
+    config: ClientConfig,
+    seq: u64,
+    text: String,
+) -> anyhow::Result<()> {
+    let (client, mut events) = Client::start(profile, config).await?;
+    let id = client.reply(seq, text.into_bytes()).await;
+    let outcome = match id {
+        Ok(id) => {
+            println!("queued #{} to #{seq}", id.0);
+            tokio::time::timeout(Duration::from_secs(120), async {
+                while let Some(event) = events.recv().await {
+                    if let Event::Status {
+                        local_id,
+                        status: status @ (MessageStatus::Delivered | MessageStatus::Failed),
+                        ..
+                    } = event
+                        && local_id == id
+                    {
+                        return status;
+                    }
+                }
+                MessageStatus::Failed
+            })
+            .await
+            .ok()
+        }
+        Err(error) => {
+            client.shutdown().await?;
+            return Err(error.into());
+        }
+    };
+    client.shutdown().await?;
+    match outcome {
+        Some(MessageStatus::Delivered) => Ok(()),
+        Some(_) => bail!("the answer could not be delivered"),
+        None => bail!("no delivery confirmation within 120 s"),
     }
 }
 
@@ -280,7 +329,7 @@ pub(crate) async fn chat_through_daemon(
                 None => return Ok(()),
                 Some(text) if text.trim().is_empty() => {}
                 Some(text) => {
-                    let request = Request::Send { to: with.clone(), text };
+                    let request = Request::Send { to: with.clone(), text, anonymous: false };
                     connection.send(&request).await?;
                 }
             },

@@ -20,8 +20,15 @@ pub(crate) fn print_reply(reply: &Reply) -> anyhow::Result<()> {
             request,
             seq,
             file,
+            thread,
+            anonymous,
         } => {
-            let kind = if *request { " (request)" } else { "" };
+            let kind = match (request, anonymous, thread.is_some()) {
+                (true, _, _) => " (request)",
+                (_, true, _) => " (anonymous; answer with `aegis reply`)",
+                (_, false, true) => " (reply to your anonymous message)",
+                _ => "",
+            };
             match file {
                 Some(file) => println!("#{seq} {from}{kind}: {}", file_line(*seq, file)),
                 None => println!("#{seq} {from}{kind}: {text}"),
@@ -124,7 +131,13 @@ pub(crate) fn print_reply(reply: &Reply) -> anyhow::Result<()> {
             }
             for m in messages {
                 let when = utc_minutes(m.time_ms);
-                let kind = if m.signal { " (signal)" } else { "" };
+                let kind = match (m.signal, m.anonymous, m.thread.is_some(), &m.direction[..]) {
+                    (true, ..) => " (signal)",
+                    (_, true, _, "in") => " (anonymous; answer with `aegis reply`)",
+                    (_, false, true, "out") => " (anonymously)",
+                    (_, false, true, _) => " (reply to your anonymous message)",
+                    _ => "",
+                };
                 let text = match &m.file {
                     Some(file) => file_line(m.seq, file),
                     None => m.text.clone(),

@@ -7,6 +7,7 @@
 //!
 //! All of it is sans-IO: RNGs are passed in, nothing reads a clock.
 
+pub mod anonymous;
 pub mod identity;
 pub mod kdf;
 pub mod pqxdh;

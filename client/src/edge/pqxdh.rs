@@ -79,7 +79,7 @@ pub struct SessionSecret {
     pub ad: Vec<u8>,
 }
 
-fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<SharedSecret, EdgeError> {
+pub(super) fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<SharedSecret, EdgeError> {
     let shared = secret.diffie_hellman(&PublicKey::from(*public));
     if shared.was_contributory() {
         Ok(shared)

@@ -13,7 +13,26 @@ impl Profile {
         received_ms: u64,
         body: Vec<u8>,
     ) -> Result<StoredMessage, ProfileError> {
-        self.append(contact, kind, received_ms, body, None)
+        self.append(contact, kind, received_ms, body, None, None)
+    }
+
+    /// Stores a message of an anonymous thread (received, or sent with
+    /// `sent` as its id).
+    pub fn store_in_thread(
+        &self,
+        contact: ContactId,
+        thread: [u8; 16],
+        kind: ContentKind,
+        time_ms: u64,
+        body: Vec<u8>,
+        sent: Option<LocalId>,
+    ) -> Result<StoredMessage, ProfileError> {
+        let sent = sent.map(|local_id| SentMessage {
+            local_id,
+            status: MessageStatus::Queued,
+            card_version: None,
+        });
+        self.append(contact, kind, time_ms, body, sent, Some(thread))
     }
 
     /// Records a message the user sent (status `Queued`), so the history
@@ -33,7 +52,7 @@ impl Profile {
             status: MessageStatus::Queued,
             card_version,
         };
-        self.append(contact, kind, queued_ms, body, Some(sent))
+        self.append(contact, kind, queued_ms, body, Some(sent), None)
     }
 
     fn append(
@@ -43,6 +62,7 @@ impl Profile {
         received_ms: u64,
         body: Vec<u8>,
         sent: Option<SentMessage>,
+        thread: Option<[u8; 16]>,
     ) -> Result<StoredMessage, ProfileError> {
         let (file, body) = match kind {
             ContentKind::File => {
@@ -65,6 +85,7 @@ impl Profile {
             body,
             sent,
             file,
+            thread,
         };
         let bytes = postcard::to_stdvec(&message).map_err(|_| ProfileError::Corrupt("message"))?;
         let mut batch = Batch::new();

@@ -135,6 +135,11 @@ pub struct StoredMessage {
     pub sent: Option<SentMessage>,
     /// For a file: its name and type (the body is the file's bytes).
     pub file: Option<FileMeta>,
+    /// For a message of an anonymous thread: the thread. Its writer is
+    /// then `contact` only if that is [`super::thread_contact`] of it (we
+    /// received or answered an anonymous message); otherwise we wrote
+    /// anonymously to `contact`, or it is their reply.
+    pub thread: Option<[u8; 16]>,
 }
 
 /// What the history keeps of a message the user sent.
@@ -187,6 +192,7 @@ impl StoredMessage {
                 body: old.body,
                 sent: old.sent,
                 file: None,
+                thread: None,
             });
         }
         let old: StoredMessageV1 = postcard::from_bytes(bytes).ok()?;
@@ -198,6 +204,7 @@ impl StoredMessage {
             body: old.body,
             sent: None,
             file: None,
+            thread: None,
         })
     }
 }

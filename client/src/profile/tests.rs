@@ -253,3 +253,52 @@ fn a_file_is_kept_as_its_name_type_and_bytes() {
     );
     assert_eq!(alice.messages().unwrap().len(), 1);
 }
+
+#[test]
+fn anonymous_threads_refuse_replays_stay_bounded_and_give_their_blocks_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bob = profile(dir.path(), "b");
+    let now = 1_000_000;
+    assert!(
+        bob.accept_thread(&[1; 16], [7; 32], vec![vec![1], vec![2]], now)
+            .unwrap()
+    );
+    // The same thread again (a replayed message) is refused.
+    assert!(!bob.accept_thread(&[1; 16], [7; 32], vec![], now).unwrap());
+    assert_eq!(
+        bob.take_reply_blocks(&[1; 16]).unwrap(),
+        vec![vec![1], vec![2]]
+    );
+    assert!(
+        bob.take_reply_blocks(&[1; 16]).unwrap().is_empty(),
+        "never twice"
+    );
+    assert_eq!(
+        bob.received_thread(&[1; 16]).unwrap().unwrap().reply_key,
+        [7; 32]
+    );
+    // At most MAX_ANONYMOUS_THREADS are kept; beyond, new ones are dropped
+    // and counted, until old ones age out.
+    for i in 1..MAX_ANONYMOUS_THREADS {
+        let thread = [i as u8 + 1; 16];
+        assert!(bob.accept_thread(&thread, [0; 32], vec![], now).unwrap());
+    }
+    assert!(
+        !bob.accept_thread(&[0xEE; 16], [0; 32], vec![], now)
+            .unwrap()
+    );
+    let later = now + THREAD_KEPT_MS;
+    assert!(
+        bob.accept_thread(&[0xEE; 16], [0; 32], vec![], later)
+            .unwrap()
+    );
+    assert!(bob.received_thread(&[1; 16]).unwrap().is_none(), "aged out");
+    // The writer's side.
+    bob.note_written_thread(&[5; 16], ContactId([6; 16]), [8; 32], now)
+        .unwrap();
+    let written = bob.written_thread(&[5; 16]).unwrap().unwrap();
+    assert_eq!(
+        (written.contact, written.reply_key),
+        (ContactId([6; 16]), [8; 32])
+    );
+}

@@ -63,7 +63,11 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         rng: &mut R,
         t: Transmission<C>,
     ) -> Option<Ready<C>> {
-        let built = self.build_fragment(rng, &t);
+        let built = if self.addresses.contains_key(&t.recipient) {
+            self.build_fragment(rng, &t)
+        } else {
+            self.build_over_received(rng, &t)
+        };
         if built.is_none() {
             self.outbox.not_sent(t.local_id, t.fragment.index);
         }

@@ -16,14 +16,20 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         let Ok((tag, payload)) = split_delivery(&self.geometry, delivery) else {
             return;
         };
-        match self.outbox.reply_key(tag) {
-            Some(key) => {
-                if let Ok(view) = key.open(&self.geometry, payload) {
-                    self.receive(rng, &view, now, true);
-                }
+        if let Some(key) = self.outbox.reply_key(tag) {
+            if let Ok(view) = key.open(&self.geometry, payload) {
+                self.receive(rng, &view, now, true);
             }
-            None => self.receive(rng, payload, now, true),
+            return;
         }
+        if let Some((key, ack_to)) = self.take_given(tag) {
+            // An anonymous reply: acknowledged by a forward packet.
+            if let Ok(view) = key.open(&self.geometry, payload) {
+                self.receive_acking(rng, &view, now, true, Some(&ack_to));
+            }
+            return;
+        }
+        self.receive(rng, payload, now, true);
     }
 
     pub(super) fn receive<R: CryptoRng + ?Sized>(
@@ -32,6 +38,19 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         payload: &[u8],
         now: Duration,
         acknowledge: bool,
+    ) {
+        self.receive_acking(rng, payload, now, acknowledge, None);
+    }
+
+    /// [`Endpoint::receive`]; fragments are acknowledged over their
+    /// SURB-ACK, or with a forward packet to `forward_to` if given.
+    fn receive_acking<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        payload: &[u8],
+        now: Duration,
+        acknowledge: bool,
+        forward_to: Option<&Address>,
     ) {
         let Ok(body) = open_delivery(&self.geometry, &self.own.sealing, payload) else {
             // Not sealed to this mailbox: a dummy or garbage.
@@ -70,10 +89,13 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
                     && self.inbox.first_answer(surb_ack.ack_id, now)
                 {
                     self.inbox_changed = true;
-                    if let Some(ack) = build_ack(rng, &self.geometry, surb_ack)
-                        .ok()
-                        .and_then(|p| p.to_frame(&self.geometry).ok())
-                    {
+                    let ack = match forward_to {
+                        Some(to) => self.forward_ack(rng, to, surb_ack.ack_id),
+                        None => build_ack(rng, &self.geometry, surb_ack)
+                            .ok()
+                            .and_then(|p| p.to_frame(&self.geometry).ok()),
+                    };
+                    if let Some(ack) = ack {
                         self.acks.push_back(ack);
                     }
                 }

@@ -292,6 +292,50 @@ impl Harness {
         Ok(local)
     }
 
+    /// Reply blocks client `from` gives away (encoded), over which client
+    /// `to` can answer without learning `from`'s address.
+    pub fn give_reply_blocks(&mut self, from: usize, to: usize, count: usize) -> Vec<Vec<u8>> {
+        let address = self.clients[to].address.clone();
+        let now = self.now();
+        self.clients[from]
+            .endpoint
+            .give_reply_blocks(&mut self.rng, &address, count, now)
+    }
+
+    /// Queues `message` from client `from` over reply blocks someone gave
+    /// it (the anonymous recipient is `u32::MAX` to `from`'s endpoint).
+    pub fn reply_over_blocks(
+        &mut self,
+        from: usize,
+        blocks: &[Vec<u8>],
+        message: Vec<u8>,
+    ) -> Result<LocalId, OutboxError> {
+        let decoded = blocks
+            .iter()
+            .filter_map(|b| aegis_mix_packet::SurbAck::decode(&self.geometry, b).ok())
+            .collect();
+        let now = self.now();
+        let local = self.clients[from].endpoint.queue_over_blocks(
+            &mut self.rng,
+            u32::MAX,
+            decoded,
+            message,
+            now,
+        )?;
+        self.note(format!(
+            "client {from} queued message {} over reply blocks",
+            local.0
+        ));
+        self.schedule_wake(from);
+        Ok(local)
+    }
+
+    /// Reply blocks client `client` still holds for its anonymous
+    /// recipient.
+    pub fn reply_blocks_left(&self, client: usize) -> usize {
+        self.clients[client].endpoint.reply_blocks_left(&u32::MAX)
+    }
+
     /// Takes a client off the network (its device is off: it neither sends
     /// nor pulls) or brings it back.
     pub fn set_online(&mut self, client: usize, online: bool) {
