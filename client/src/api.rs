@@ -168,7 +168,6 @@ pub enum Event {
     },
 }
 
-/// Work on the profile, run by the driver that owns it.
 /// What the user does with a call.
 #[derive(Debug, Clone)]
 pub(crate) enum CallAction {
@@ -189,6 +188,7 @@ pub(crate) enum CallAction {
     },
 }
 
+/// Work on the profile, run by the driver that owns it.
 pub(crate) type ProfileJob = Box<dyn FnOnce(&Profile) + Send>;
 
 pub(crate) enum Command {
@@ -332,21 +332,30 @@ impl Client {
         ))
     }
 
+    /// Hands the driver a command carrying `reply` and waits for the answer.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
     async fn send_content(
         &self,
         contact: ContactId,
         content: Content,
     ) -> Result<LocalId, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Send {
-                contact,
-                content,
-                reply,
-            })
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        self.ask(|reply| Command::Send {
+            contact,
+            content,
+            reply,
+        })
+        .await?
     }
 
     /// Queues a message; its status arrives as [`Event::Status`].
@@ -355,12 +364,7 @@ impl Client {
     }
 
     async fn call_action(&self, action: CallAction) -> Result<CallId, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Call(action, reply))
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        self.ask(|reply| Command::Call(action, reply)).await?
     }
 
     /// Calls a contact: sends an offer with our session description
@@ -430,55 +434,37 @@ impl Client {
         contact: ContactId,
         body: Vec<u8>,
     ) -> Result<LocalId, ClientError> {
-        let (reply, answer) = oneshot::channel();
         let content = Content::new(false, body);
-        self.commands
-            .send(Command::SendAnonymous {
-                contact,
-                content,
-                reply,
-            })
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        self.ask(|reply| Command::SendAnonymous {
+            contact,
+            content,
+            reply,
+        })
+        .await?
     }
 
     /// Answers the anonymous message `seq` of the history over the reply
     /// blocks it brought (each used once; a long answer needs more blocks
     /// than a short one).
     pub async fn reply(&self, seq: u64, body: Vec<u8>) -> Result<LocalId, ClientError> {
-        let (reply, answer) = oneshot::channel();
         let content = Content::new(false, body);
-        self.commands
-            .send(Command::Reply {
-                seq,
-                content,
-                reply,
-            })
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        self.ask(|reply| Command::Reply {
+            seq,
+            content,
+            reply,
+        })
+        .await?
     }
 
     /// How far a message still in the outbox has come (fragments sent and
     /// acknowledged); `None` once it has left (delivered or failed).
     pub async fn progress(&self, id: LocalId) -> Result<Option<Progress>, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Progress(id, reply))
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)
+        self.ask(|reply| Command::Progress(id, reply)).await
     }
 
     /// The client's own traffic figures.
     pub async fn stats(&self) -> Result<NetworkStats, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Stats(reply))
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)
+        self.ask(Command::Stats).await
     }
 
     /// Runs `job` on the profile inside the running client (which owns
@@ -487,15 +473,12 @@ impl Client {
         &self,
         job: impl FnOnce(&Profile) -> T + Send + 'static,
     ) -> Result<T, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        let job: ProfileJob = Box::new(move |profile| {
-            let _ = reply.send(job(profile));
-        });
-        self.commands
-            .send(Command::Profile(job))
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)
+        self.ask(|reply| {
+            Command::Profile(Box::new(move |profile| {
+                let _ = reply.send(job(profile));
+            }))
+        })
+        .await
     }
 
     /// Every contact, request and blocked contact, sorted by name.

@@ -87,16 +87,7 @@ impl Driver {
             .endpoint
             .queue(&mut self.rng, contact, address, envelope, now)
             .map_err(queue_error)?;
-        self.profile.store_in_thread(
-            contact,
-            thread,
-            content.kind,
-            unix_ms(),
-            content.body,
-            Some(local),
-        )?;
-        self.save();
-        Ok(local)
+        self.sent_in_thread(contact, thread, content, local)
     }
 
     /// Answers the anonymous message `seq` of the history over the reply
@@ -150,14 +141,20 @@ impl Driver {
             .endpoint
             .queue_over_blocks(&mut self.rng, writer, blocks, envelope, now)
             .map_err(queue_error)?;
-        self.profile.store_in_thread(
-            writer,
-            thread,
-            content.kind,
-            unix_ms(),
-            content.body,
-            Some(local),
-        )?;
+        self.sent_in_thread(writer, thread, content, local)
+    }
+
+    /// Records a message we sent in an anonymous thread.
+    fn sent_in_thread(
+        &mut self,
+        contact: ContactId,
+        thread: ThreadId,
+        content: Content,
+        local: LocalId,
+    ) -> Result<LocalId, ClientError> {
+        let (kind, body) = (content.kind, content.body);
+        self.profile
+            .store_in_thread(contact, thread, kind, unix_ms(), body, Some(local))?;
         self.save();
         Ok(local)
     }

@@ -156,21 +156,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         t: &Transmission<C>,
     ) -> Option<(Vec<u8>, AckId, ReplyKey)> {
         let geometry = self.geometry.clone();
-        let own_gateway = self.own.gateway;
-        let back = self
-            .topology
-            .route(rng, &geometry, own_gateway, own_gateway)
-            .ok()?;
-        let back_delays = self.delays(rng);
-        let (surb_ack, reply_key) = SurbAck::new(
-            rng,
-            &geometry,
-            &back,
-            &back_delays,
-            self.own.mailbox,
-            self.own_key,
-        )
-        .ok()?;
+        let (surb_ack, reply_key) = self.own_surb_ack(rng, self.own.gateway)?;
         let ack_id = surb_ack.ack_id;
         let block = self.anonymous.received.get_mut(&t.recipient)?.pop_front()?;
         let body = Body::Fragment {

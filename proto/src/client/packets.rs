@@ -90,21 +90,8 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             .topology
             .route(rng, geometry, self.own.gateway, address.gateway)
             .ok()?;
-        let back = self
-            .topology
-            .route(rng, geometry, address.gateway, self.own.gateway)
-            .ok()?;
         let delays = self.delays(rng);
-        let back_delays = self.delays(rng);
-        let (surb_ack, reply_key) = SurbAck::new(
-            rng,
-            geometry,
-            &back,
-            &back_delays,
-            self.own.mailbox,
-            self.own_key,
-        )
-        .ok()?;
+        let (surb_ack, reply_key) = self.own_surb_ack(rng, address.gateway)?;
         let ack_id = surb_ack.ack_id;
         let packet = build_mailbox_packet(
             rng,
@@ -120,5 +107,28 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         )
         .ok()?;
         Some((packet.to_frame(geometry).ok()?, ack_id, reply_key))
+    }
+
+    /// A SURB-ACK back to our mailbox over a fresh route from `from` (the
+    /// gateway where it will be used), and the key to read what comes back.
+    pub(super) fn own_surb_ack<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        from: NodeId,
+    ) -> Option<(SurbAck, aegis_mix_packet::ReplyKey)> {
+        let back = self
+            .topology
+            .route(rng, &self.geometry, from, self.own.gateway)
+            .ok()?;
+        let delays = self.delays(rng);
+        SurbAck::new(
+            rng,
+            &self.geometry,
+            &back,
+            &delays,
+            self.own.mailbox,
+            self.own_key,
+        )
+        .ok()
     }
 }
