@@ -9,16 +9,17 @@
 
 use std::path::{Path, PathBuf};
 
-use aegis_mix_packet::Geometry;
-use aegis_proto::{ContactId, LocalId, MessageStatus};
+use aegis_proto::LocalId;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Client, Event, NetworkStats};
-use crate::call::{CallEventKind, CallId};
-use crate::file::{FileMeta, max_file_len};
-use crate::profile::{
-    ContactState, Profile, ProfileError, StoredMessage, anonymous_name, thread_contact,
-};
+use crate::profile::{Profile, thread_contact};
+
+mod online;
+mod views;
+use online::{call_request, progress, save_file, send_file};
+pub use views::{ContactView, FileView, MessageView, status_word};
+use views::{call_reply, state_word, text_of, views};
 
 /// A request, one JSON object per line. Externally tagged:
 /// `{"send":{"to":"bob","text":"hi"}}`, `"stats"`, `"contacts"`.
@@ -334,139 +335,14 @@ pub enum Reply {
     },
 }
 
-/// A contact as the control protocol shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContactView {
-    /// The name.
-    pub name: String,
-    /// `contact`, `request` or `blocked`.
-    pub state: String,
-    /// Whether the safety number was compared.
-    pub verified: bool,
-    /// Whether they have answered (a session is established).
-    pub session: bool,
-    /// Unix ms when added (0 if unknown).
-    pub added_ms: u64,
-}
-
-/// A history entry as the control protocol shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageView {
-    /// Its sequence number.
-    pub seq: u64,
-    /// The contact's name (`?` if removed).
-    pub contact: String,
-    /// `in` or `out`.
-    pub direction: String,
-    /// Unix ms received (in) or queued (out).
-    pub time_ms: u64,
-    /// A signalling message.
-    pub signal: bool,
-    /// The text (invalid UTF-8 replaced).
-    pub text: String,
-    /// For a sent message: its id.
-    pub id: Option<u64>,
-    /// For a sent message: its latest status.
-    pub status: Option<String>,
-    /// For a file: its name, type and size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileView>,
-    /// Of an anonymous thread (hex).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thread: Option<String>,
-    /// The other side is an anonymous writer.
-    #[serde(default)]
-    pub anonymous: bool,
-}
-
-/// A file as the control protocol shows it (its bytes stay in the
-/// history until `save`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileView {
-    /// Its name.
-    pub name: String,
-    /// Its media type.
-    pub media_type: String,
-    /// Its length in bytes.
-    pub bytes: usize,
-}
-
-impl FileView {
-    fn new(meta: FileMeta, bytes: usize) -> FileView {
-        FileView {
-            name: meta.name,
-            media_type: meta.media_type,
-            bytes,
-        }
-    }
-}
-
-/// The text shown for a message: its body, or nothing for a file.
-fn text_of(file: &Option<FileMeta>, body: &[u8]) -> String {
-    match file {
-        Some(_) => String::new(),
-        None => String::from_utf8_lossy(body).into_owned(),
-    }
-}
-
-/// The word for a status.
-pub fn status_word(status: MessageStatus) -> &'static str {
-    match status {
-        MessageStatus::Queued => "queued",
-        MessageStatus::Sent => "sent",
-        MessageStatus::Delivered => "delivered",
-        MessageStatus::Failed => "failed",
-    }
-}
-
-fn state_word(state: ContactState) -> &'static str {
-    match state {
-        ContactState::Contact => "contact",
-        ContactState::Request => "request",
-        ContactState::Blocked => "blocked",
-    }
-}
-
-fn failed(error: impl std::fmt::Display) -> Reply {
+pub(super) fn failed(error: impl std::fmt::Display) -> Reply {
     Reply::Error {
         message: error.to_string(),
     }
 }
 
-fn ok(done: String) -> Reply {
+pub(super) fn ok(done: String) -> Reply {
     Reply::Ok { done }
-}
-
-/// History entries for people.
-fn views(
-    profile: &Profile,
-    messages: Vec<StoredMessage>,
-) -> Result<Vec<MessageView>, ProfileError> {
-    let names: std::collections::HashMap<ContactId, String> = profile
-        .contacts()?
-        .into_iter()
-        .map(|(id, r)| (id, r.name))
-        .collect();
-    Ok(messages
-        .into_iter()
-        .map(|m| MessageView {
-            seq: m.seq,
-            anonymous: m.thread.is_some_and(|t| m.contact == thread_contact(&t)),
-            contact: match (names.get(&m.contact), m.thread) {
-                (Some(name), _) => name.clone(),
-                (None, Some(thread)) => anonymous_name(&thread),
-                (None, None) => "?".into(),
-            },
-            thread: m.thread.map(hex::encode),
-            direction: if m.sent.is_some() { "out" } else { "in" }.into(),
-            time_ms: m.received_ms,
-            signal: m.signal,
-            text: text_of(&m.file, &m.body),
-            id: m.sent.map(|s| s.local_id.0),
-            status: m.sent.map(|s| status_word(s.status).into()),
-            file: m.file.map(|f| FileView::new(f, m.body.len())),
-        })
-        .collect())
 }
 
 /// Answers a request that only needs the profile; `None` for those that
@@ -675,168 +551,6 @@ pub async fn answer_online(client: &Client, request: Request) -> Reply {
         },
     }
 }
-
-/// The reply form of a call event.
-fn call_reply(call: CallId, with: String, kind: CallEventKind) -> Reply {
-    let (state, description, candidate, ended) = match kind {
-        CallEventKind::Ringing { description } => ("ringing", Some(description), None, None),
-        CallEventKind::Connected { description } => ("connected", Some(description), None, None),
-        CallEventKind::Candidate { candidate } => ("candidate", None, Some(candidate), None),
-        CallEventKind::Ended { reason, by_them } => ("ended", None, None, Some((reason, by_them))),
-    };
-    Reply::Call {
-        id: call.to_hex(),
-        with,
-        state: state.into(),
-        description,
-        candidate,
-        reason: ended.map(|(reason, _)| reason.word().into()),
-        by_them: ended.map(|(_, by_them)| by_them),
-    }
-}
-
-/// A call reply that only says where the call stands.
-fn call_state(call: CallId, with: String, state: &str) -> Reply {
-    Reply::Call {
-        id: call.to_hex(),
-        with,
-        state: state.into(),
-        description: None,
-        candidate: None,
-        reason: None,
-        by_them: None,
-    }
-}
-
-/// Carries out a call request; the reply says where the call stands.
-async fn call_request(client: &Client, request: Request) -> Result<Reply, String> {
-    let id_of = |id: &str| CallId::from_hex(id).ok_or_else(|| format!("{id:?} is no call id"));
-    let text = |e: crate::api::ClientError| e.to_string();
-    match request {
-        Request::Call { to, description } => {
-            let contact = client.contact(&to).await.map_err(text)?.0;
-            let call = client
-                .place_call(contact, description)
-                .await
-                .map_err(text)?;
-            Ok(call_state(call, to, "offering"))
-        }
-        Request::AnswerCall { id, description } => {
-            let call = id_of(&id)?;
-            client.answer_call(call, description).await.map_err(text)?;
-            Ok(call_state(call, String::new(), "connected"))
-        }
-        Request::Candidate { id, candidate } => {
-            client
-                .send_candidate(id_of(&id)?, candidate)
-                .await
-                .map_err(text)?;
-            Ok(ok("candidate sent".into()))
-        }
-        Request::HangUp { id } => {
-            client.hang_up(id_of(&id)?).await.map_err(text)?;
-            Ok(ok("hung up".into()))
-        }
-        _ => Err("not a call request".into()),
-    }
-}
-
-/// Reads the file at `path` (refusing one too large to send before
-/// reading it) and queues it.
-async fn send_file(
-    client: &Client,
-    to: &str,
-    path: &Path,
-    name: Option<String>,
-    media_type: Option<String>,
-) -> Result<u64, String> {
-    let name = match name {
-        Some(name) => name,
-        None => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| format!("{} names no file", path.display()))?,
-    };
-    let meta = FileMeta::for_name(&name, media_type.as_deref())
-        .map_err(|e| format!("{e} ({name:?}, {media_type:?})"))?;
-    let contact = client.contact(to).await.map_err(|e| e.to_string())?.0;
-    let max = max_file_len(&Geometry::STANDARD, &meta);
-    let len = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
-    if len > max as u64 {
-        return Err(format!(
-            "{} is {len} bytes; one message carries at most {max} bytes",
-            path.display()
-        ));
-    }
-    let data = tokio::fs::read(path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let id = client
-        .send_file(contact, &meta, &data)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(id.0)
-}
-
-/// The progress of a message in the outbox, or its final status from the
-/// history once it has left.
-async fn progress(client: &Client, id: LocalId) -> Reply {
-    match client.progress(id).await {
-        Ok(Some(p)) => Reply::Progress {
-            id: id.0,
-            status: status_word(p.status).into(),
-            fragments: p.fragments,
-            sent: p.sent,
-            acknowledged: p.acknowledged,
-        },
-        Ok(None) => {
-            let status = client
-                .with_profile(move |p| p.sent_status(id))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.map_err(|e| e.to_string()));
-            match status {
-                Ok(Some(status)) => Reply::Status {
-                    id: id.0,
-                    status: status_word(status).into(),
-                },
-                Ok(None) => failed(format!("no message #{} in the outbox or history", id.0)),
-                Err(e) => failed(e),
-            }
-        }
-        Err(e) => failed(e),
-    }
-}
-
-/// Writes the file of history entry `seq` to `path` (into it, under the
-/// file's name, if it is a folder), never over an existing file.
-fn save_file(profile: &Profile, seq: u64, path: &Path) -> Result<(PathBuf, usize), String> {
-    let message = profile
-        .message(seq)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no message #{seq}"))?;
-    let meta = message
-        .file
-        .ok_or_else(|| format!("message #{seq} is not a file"))?;
-    let target = if path.is_dir() {
-        path.join(&meta.name)
-    } else {
-        path.to_owned()
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&target)
-        .map_err(|e| format!("{}: {e}", target.display()))?;
-    std::io::Write::write_all(&mut file, &message.body)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("{}: {e}", target.display()))?;
-    Ok((target, message.body.len()))
-}
-
 /// Where the daemon of the profile at `profile` listens: a socket beside
 /// the profile directory, `<profile>.sock`.
 pub fn socket_path(profile: &Path) -> PathBuf {

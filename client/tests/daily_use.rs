@@ -452,6 +452,11 @@ async fn a_megabyte_file_arrives_intact_and_a_call_is_set_up_between_two_daemons
     .await;
     assert!(ok, "{out}{err}");
     assert_eq!(std::fs::read(saved.join("report.bin")).unwrap(), data);
+    let mode = std::fs::metadata(saved.join("report.bin"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "a saved file is its owner's only");
     let (ok, _, err) = aegis_within(
         &bob_path,
         &["save", &seq, saved_arg],
