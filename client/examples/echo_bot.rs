@@ -1,6 +1,6 @@
 //! An echo bot on the client library: it stays online with an existing
 //! profile, accepts every contact request, and answers each message with
-//! the same text. What an app needs in fifty lines: start a `Client`, read
+//! the same text (an anonymous one over the reply blocks it brought). What an app needs in fifty lines: start a `Client`, read
 //! its bounded event stream, use the profile while online.
 //!
 //! ```text
@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use aegis_client::api::{Client, ClientConfig, Event};
-use aegis_client::profile::Profile;
+use aegis_client::profile::{Profile, thread_contact};
 use anyhow::Context as _;
 
 #[tokio::main]
@@ -43,11 +43,23 @@ async fn main() -> anyhow::Result<()> {
                 from,
                 name,
                 body,
+                seq,
+                thread,
                 file: None,
                 ..
             } => {
-                let id = client.send(from, body).await?;
-                eprintln!("echoing to {name} (#{})", id.0);
+                // Someone who wrote anonymously is answered over the reply
+                // blocks they sent; a failure is reported, not fatal.
+                let echoed = match thread {
+                    Some(thread) if from == thread_contact(&thread) => {
+                        client.reply(seq, body).await
+                    }
+                    _ => client.send(from, body).await,
+                };
+                match echoed {
+                    Ok(id) => eprintln!("echoing to {name} (#{})", id.0),
+                    Err(error) => eprintln!("cannot echo to {name}: {error}"),
+                }
             }
             Event::Lagged { missed } => eprintln!("{missed} events missed"),
             _ => {}
