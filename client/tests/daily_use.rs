@@ -818,7 +818,36 @@ async fn an_anonymous_message_is_answered_over_its_reply_blocks() {
     message_event(&mut alice_events, b"still there?").await;
     delivered(&mut bob_events, again).await;
     assert!(bob_client.reply(seq + 100, b"x".to_vec()).await.is_err());
-    bob_client.shutdown().await.unwrap();
+
+    // The same from the command line, Bob's daemon holding his profile:
+    // the inbox says how to answer, `aegis reply` answers.
+    drop(bob_client.shutdown().await.unwrap());
+    let bob_path = dir.path().join("bob");
+    let mut bob_daemon = start_daemon(&bob_path, "bob passphrase").await;
+    alice_client
+        .send_anonymous(bob_id, b"guess again".to_vec())
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let line = loop {
+        let inbox = aegis(&bob_path, "unused", &["inbox"]).await;
+        if let Some(line) = inbox.lines().find(|l| l.ends_with(": guess again")) {
+            break line.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{inbox}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        line.contains("(anonymous; answer with `aegis reply`)"),
+        "{line}"
+    );
+    let seq = line[1..].split_whitespace().next().unwrap().to_owned();
+    let queued = aegis(&bob_path, "unused", &["reply", &seq, "got it"]).await;
+    assert!(queued.starts_with("queued #"), "{queued}");
+    message_event(&mut alice_events, b"got it").await;
+    aegis_testkit::processes::terminate(&bob_daemon);
+    let stopped = tokio::time::timeout(Duration::from_secs(30), bob_daemon.wait()).await;
+    assert!(stopped.unwrap().unwrap().success());
     alice_client.shutdown().await.unwrap();
     net.shutdown().await;
 }
