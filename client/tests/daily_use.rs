@@ -851,3 +851,109 @@ async fn an_anonymous_message_is_answered_over_its_reply_blocks() {
     alice_client.shutdown().await.unwrap();
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_strangers_flood_stays_within_its_limits_while_the_victims_own_messages_leave() {
+    use aegis_client::profile::{MAX_ANONYMOUS_THREADS, MAX_REQUEST_MESSAGES, thread_contact};
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(dir.path(), 4_000).await;
+    let (alice, bob, _, alice_id) = profiles(dir.path(), &net).await;
+    let topology = net.wait_ready(Duration::from_secs(60)).await.unwrap();
+    // Two strangers hold Bob's card; Bob never added them.
+    let bob_card = bob.card().encode();
+    let mut strangers = Vec::new();
+    for name in ["carol", "dave"] {
+        let profile = Profile::create(
+            &mut rand::rng(),
+            &dir.path().join(name),
+            b"stranger",
+            Argon2Params::insecure_fast(),
+            topology.gateways[0],
+            net.trusted(),
+        )
+        .unwrap();
+        let bob_id = profile.add_contact("bob", &bob_card).unwrap();
+        let (client, events) = Client::start(profile, config()).await.unwrap();
+        strangers.push((client, events, bob_id));
+    }
+    let (alice_client, mut alice_events) = Client::start(alice, config()).await.unwrap();
+    let (bob_client, mut bob_events) = Client::start(bob, config()).await.unwrap();
+
+    // The flood: Carol writes twenty messages as a contact request, and
+    // both write thirty-four anonymous messages each (68 threads, four
+    // more than Bob keeps).
+    let (carol, _, carol_to_bob) = &strangers[0];
+    for i in 0..20 {
+        let body = format!("spam {i}").into_bytes();
+        carol.send(*carol_to_bob, body).await.unwrap();
+    }
+    for (client, _, to_bob) in &strangers {
+        for i in 0..34 {
+            let body = format!("anonymous spam {i}").into_bytes();
+            client.send_anonymous(*to_bob, body).await.unwrap();
+        }
+    }
+    // Bob's own message leaves while the flood comes in.
+    let mine = bob_client
+        .send(alice_id, b"my own message".to_vec())
+        .await
+        .unwrap();
+    message(
+        &mut alice_events,
+        b"my own message",
+        Duration::from_secs(120),
+    )
+    .await;
+    delivered(&mut bob_events, mine).await;
+
+    // Once the strangers' messages are all acknowledged, Bob holds what
+    // the limits allow and no more.
+    for ((_, events, _), sent) in strangers.iter_mut().zip([54, 34]) {
+        let mut acknowledged = 0;
+        tokio::time::timeout(Duration::from_secs(600), async {
+            while acknowledged < sent {
+                if let Some(Event::Status {
+                    status: MessageStatus::Delivered,
+                    ..
+                }) = events.recv().await
+                {
+                    acknowledged += 1;
+                }
+            }
+        })
+        .await
+        .expect("the strangers' messages were not all acknowledged");
+    }
+    let (kept, threads, dropped) = bob_client
+        .with_profile(|p| {
+            let messages = p.messages().unwrap();
+            let threads = messages
+                .iter()
+                .filter(|m| m.thread.is_some_and(|t| m.contact == thread_contact(&t)))
+                .count();
+            let requests: Vec<_> = p
+                .contacts()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, r)| r.state == aegis_client::profile::ContactState::Request)
+                .collect();
+            assert_eq!(requests.len(), 1, "Carol is one contact request");
+            let kept = p.received_from(&requests[0].0).unwrap();
+            (kept, threads, p.requests_dropped().unwrap())
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept, MAX_REQUEST_MESSAGES, "messages kept from the request");
+    assert_eq!(threads, MAX_ANONYMOUS_THREADS, "anonymous threads kept");
+    assert_eq!(
+        dropped as usize,
+        (20 - MAX_REQUEST_MESSAGES) + (68 - MAX_ANONYMOUS_THREADS),
+        "what went beyond the limits is counted"
+    );
+    for (client, _, _) in strangers {
+        client.shutdown().await.unwrap();
+    }
+    bob_client.shutdown().await.unwrap();
+    alice_client.shutdown().await.unwrap();
+    net.shutdown().await;
+}
