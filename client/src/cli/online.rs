@@ -108,8 +108,8 @@ pub(crate) async fn send_online(
     timeout: u64,
 ) -> anyhow::Result<()> {
     eprintln!("connecting…");
-    let (client, mut events) = Client::start(profile, config).await?;
-    let (id, mut bar) = match outgoing {
+    let (client, events) = Client::start(profile, config).await?;
+    let (id, bar) = match outgoing {
         Outgoing::Text(text) => (client.send(contact, text.into_bytes()).await?, None),
         Outgoing::Anonymous(text) => (
             client.send_anonymous(contact, text.into_bytes()).await?,
@@ -121,6 +121,19 @@ pub(crate) async fn send_online(
         ),
     };
     eprintln!("queued; waiting for delivery (up to {timeout} s)");
+    await_delivery(client, events, id, bar, timeout).await
+}
+
+/// Waits for message `id`'s outcome (showing `bar` for a file, and what
+/// arrives meanwhile), then takes the client offline; an error unless it
+/// was delivered within `timeout` seconds.
+async fn await_delivery(
+    client: Client,
+    mut events: tokio::sync::mpsc::Receiver<Event>,
+    id: aegis_client::LocalId,
+    mut bar: Option<ProgressDisplay>,
+    timeout: u64,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut outcome = None;
@@ -171,39 +184,16 @@ pub(crate) async fn reply_online(
     seq: u64,
     text: String,
 ) -> anyhow::Result<()> {
-    let (client, mut events) = Client::start(profile, config).await?;
-    let id = client.reply(seq, text.into_bytes()).await;
-    let outcome = match id {
-        Ok(id) => {
-            println!("queued #{} to #{seq}", id.0);
-            tokio::time::timeout(Duration::from_secs(120), async {
-                while let Some(event) = events.recv().await {
-                    if let Event::Status {
-                        local_id,
-                        status: status @ (MessageStatus::Delivered | MessageStatus::Failed),
-                        ..
-                    } = event
-                        && local_id == id
-                    {
-                        return status;
-                    }
-                }
-                MessageStatus::Failed
-            })
-            .await
-            .ok()
-        }
+    let (client, events) = Client::start(profile, config).await?;
+    let id = match client.reply(seq, text.into_bytes()).await {
+        Ok(id) => id,
         Err(error) => {
             client.shutdown().await?;
             return Err(error.into());
         }
     };
-    client.shutdown().await?;
-    match outcome {
-        Some(MessageStatus::Delivered) => Ok(()),
-        Some(_) => bail!("the answer could not be delivered"),
-        None => bail!("no delivery confirmation within 120 s"),
-    }
+    println!("queued #{} to #{seq}", id.0);
+    await_delivery(client, events, id, None, 120).await
 }
 
 /// With a daemon: shows message `id`'s progress until it is delivered
