@@ -7,9 +7,7 @@ use std::time::Duration;
 use aegis_directory::Fetcher;
 use aegis_link::Host;
 use aegis_mix_packet::{Geometry, NodeId};
-use aegis_proto::{
-    ContactId, LocalId, MessageStatus, OutboxConfig, Progress, ShapingConfig, Topology,
-};
+use aegis_proto::{ContactId, LocalId, MessageStatus, OutboxConfig, Progress, ShapingConfig};
 use ed25519_dalek::SigningKey;
 use rand::Rng as _;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -20,7 +18,6 @@ use crate::envelope::Content;
 use crate::file::{FileMeta, max_file_len};
 use crate::profile::{ContactRecord, Profile, ProfileError, StoredMessage};
 use crate::safety::SafetyNumber;
-use aegis_directory::TrustedAuthority;
 
 /// How the client runs.
 #[derive(Debug, Clone)]
@@ -101,6 +98,9 @@ pub struct NetworkStats {
     pub blocked_dropped: u64,
     /// Events the application did not take in time (since start).
     pub events_missed: u64,
+    /// Fragments delivered a second time that got no second ack (their
+    /// reply block was used already), since start.
+    pub acks_withheld: u64,
 }
 
 /// Something the application should know.
@@ -227,51 +227,7 @@ pub struct Client {
     task: tokio::task::JoinHandle<Profile>,
 }
 
-/// A fetcher for pinned authorities.
-pub fn fetcher_for(authorities: &[TrustedAuthority]) -> Result<Fetcher, ClientError> {
-    fetcher_via(authorities, None)
-}
-
-/// A fetcher for pinned authorities that asks them through `proxy`, if
-/// given, so they see the proxy's address (host names are resolved by the
-/// proxy). Through Tor a request takes longer, hence the longer timeout.
-pub fn fetcher_via(
-    authorities: &[TrustedAuthority],
-    proxy: Option<&aegis_link::Socks5Proxy>,
-) -> Result<Fetcher, ClientError> {
-    let timeout = Duration::from_secs(if proxy.is_some() { 30 } else { 5 });
-    let fetcher = Fetcher::for_authorities(authorities, timeout)
-        .map_err(|e| ClientError::Directory(e.to_string()))?;
-    let Some(proxy) = proxy.cloned() else {
-        return Ok(fetcher);
-    };
-    let dialer: aegis_directory::Dialer = std::sync::Arc::new(move |host: String, port: u16| {
-        let proxy = proxy.clone();
-        Box::pin(async move {
-            use aegis_link::socks5::{Target, connect};
-            let target = match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => Target::Ip(std::net::SocketAddr::new(ip, port)),
-                Err(_) => Target::Name(host, port),
-            };
-            connect(&proxy, &target)
-                .await
-                .map_err(std::io::Error::other)
-        })
-    });
-    Ok(fetcher.with_dialer(dialer))
-}
-
-/// Fetches and verifies the current consensus.
-pub async fn current_topology(fetcher: &Fetcher) -> Result<Topology, ClientError> {
-    fetcher
-        .fetch(None, crate::driver::unix_ms())
-        .await
-        .map_err(|e| ClientError::Directory(e.to_string()))
-        .and_then(|document| {
-            Topology::for_geometry(document, &Geometry::STANDARD)
-                .map_err(|e| ClientError::Directory(e.to_string()))
-        })
-}
+pub use crate::directory::{current_topology, fetcher_for, fetcher_via};
 
 impl Client {
     /// Starts the client: fetches the consensus, attaches to the gateway,
@@ -280,9 +236,9 @@ impl Client {
         profile: Profile,
         config: ClientConfig,
     ) -> Result<(Client, mpsc::Receiver<Event>), ClientError> {
-        let fetcher = fetcher_via(&profile.authorities, config.proxy.as_ref())?;
-        let topology =
-            current_topology(&fetcher)
+        let mut fetcher = fetcher_via(&profile.authorities, config.proxy.as_ref())?;
+        let document =
+            crate::directory::current_document(&fetcher)
                 .await
                 .map_err(|error| match (&config.proxy, error) {
                     (Some(proxy), ClientError::Directory(why)) => ClientError::Directory(format!(
@@ -291,6 +247,14 @@ impl Client {
                     )),
                     (_, error) => error,
                 })?;
+        let mut profile = profile;
+        if let Some(authorities) =
+            crate::directory::authorities_after(&profile.authorities, &document)
+        {
+            fetcher = fetcher_via(&authorities, config.proxy.as_ref())?;
+            profile.set_authorities(authorities)?;
+        }
+        let topology = crate::directory::topology_of(document)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         // A fresh link identity per run: the gateway cannot link sessions
         // by it, and it is not the user's identity.

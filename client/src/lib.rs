@@ -41,6 +41,9 @@ pub mod safety;
 pub mod call;
 
 #[cfg(feature = "net")]
+pub mod directory;
+
+#[cfg(feature = "net")]
 mod driver;
 
 #[cfg(feature = "net")]

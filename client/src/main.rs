@@ -11,6 +11,7 @@ use aegis_client::ContactId;
 use aegis_client::api::{ClientConfig, current_topology, fetcher_via};
 use aegis_client::control::{self, Reply, Request};
 use aegis_client::daemon::Connection;
+use aegis_client::directory;
 use aegis_client::profile::Profile;
 use aegis_client::store::{Argon2Params, Store};
 use aegis_directory::TrustedAuthority;
@@ -120,8 +121,14 @@ fn main() -> anyhow::Result<()> {
             let profile = runtime.block_on(async {
                 eprintln!("fetching the network consensus…");
                 let fetcher = fetcher_via(&authorities, cli.socks5.as_ref())?;
-                let topology = current_topology(&fetcher).await?;
+                let document = directory::current_document(&fetcher).await?;
+                // The list the network names, when it differs from the one
+                // given (an authority added since, or one moved).
+                let authorities =
+                    directory::authorities_after(&authorities, &document).unwrap_or(authorities);
+                let topology = directory::topology_of(document)?;
                 let gateway = choose_gateway(&topology, &gateway)?;
+                eprintln!("pinned {} directory authorities", authorities.len());
                 anyhow::Ok(Profile::create(
                     &mut rand::rng(),
                     &profile_path,

@@ -68,6 +68,7 @@ fn bench(c: &mut Criterion) {
                 parameters: NetworkParameters::standard(1_200_000),
                 previous: None,
                 descriptors: descriptors.clone(),
+                authorities: Vec::new(),
             }
             .sign(k)
         })

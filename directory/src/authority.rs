@@ -19,6 +19,7 @@ use crate::constants::{DOCUMENTS_KEPT, MAX_NODES};
 use crate::descriptor::SignedDescriptor;
 use crate::schedule::{Phase, Schedule};
 use crate::tally::{TallyInput, tally};
+use crate::trust::TrustedAuthority;
 use crate::verify::Verifier;
 use crate::vote::{SignedVote, VoteBody};
 
@@ -38,6 +39,9 @@ pub struct AuthorityConfig {
     pub parameters: NetworkParameters,
     /// Which nodes it takes descriptors from.
     pub admission: Admission,
+    /// The authorities it names in its votes (URL and key, itself
+    /// included): what clients learn the authority list from.
+    pub directory: Vec<TrustedAuthority>,
 }
 
 #[derive(Default)]
@@ -64,6 +68,7 @@ pub struct Authority {
     schedule: Schedule,
     parameters: NetworkParameters,
     admission: Admission,
+    directory: Vec<TrustedAuthority>,
     rounds: BTreeMap<u64, Round>,
     documents: BTreeMap<u64, SignedConsensus>,
     /// The nodes the previous document of a round lists, keyed by that
@@ -84,6 +89,7 @@ impl Authority {
             schedule: config.schedule,
             parameters: config.parameters,
             admission: config.admission,
+            directory: TrustedAuthority::canonical_list(config.directory),
             rounds: BTreeMap::new(),
             documents: BTreeMap::new(),
             incumbents: None,

@@ -123,6 +123,10 @@ pub struct Config {
     pub name: String,
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
+    /// Base URL clients and peers reach the API at, when it is not
+    /// `http://{listen}` (behind a proxy, or listening on 0.0.0.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// Directory holding the key file and the database.
     pub data_dir: PathBuf,
     /// Epoch length in milliseconds (20 minutes in production).
@@ -188,6 +192,7 @@ impl Config {
         Config {
             name: name.to_owned(),
             listen,
+            public_url: None,
             data_dir: data_dir.to_owned(),
             epoch_length_ms,
             genesis_unix_ms,
@@ -216,7 +221,9 @@ impl Config {
                 .check()
                 .map_err(|e| ConfigError::Invalid(format!("peer {}: {e}", peer.name)))?;
         }
-        Ok(())
+        // Any key will do: the list's shape does not depend on it.
+        TrustedAuthority::check_list(&self.directory([0; 32]))
+            .map_err(|e| ConfigError::Invalid(format!("public_url and peers: {e}")))
     }
 
     /// The epoch clock.
@@ -246,6 +253,26 @@ impl Config {
         })
     }
 
+    /// The URL this authority names for itself.
+    pub fn own_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The authorities this one names in its votes: itself (at
+    /// [`Config::own_url`], with `own_key`) and every peer.
+    pub fn directory(&self, own_key: [u8; 32]) -> Vec<TrustedAuthority> {
+        let me = TrustedAuthority {
+            url: self.own_url(),
+            public_key: own_key,
+        };
+        TrustedAuthority::canonical_list(
+            std::iter::once(me).chain(self.peers.iter().map(|p| p.authority.clone())),
+        )
+    }
+
     /// Peer public keys.
     pub fn peer_keys(&self) -> Vec<[u8; 32]> {
         self.peers.iter().map(|p| p.authority.public_key).collect()
@@ -264,6 +291,9 @@ const CONFIG_HEADER: &str = "\
 # name             this authority's name, for logs and the status page
 # listen           address of the HTTP API (descriptor uploads, documents,
 #                  authority-to-authority votes and signatures, /status, /metrics)
+# public_url       optional; the base URL others reach the API at, when not
+#                  http://<listen>. Votes name it, and documents carry the URLs
+#                  a threshold of authorities agrees on, so clients follow it
 # data_dir         holds authority.key (Ed25519 secret, mode 0600) and db/ (RocksDB)
 # epoch_length_ms  epoch length P; every authority must use the same value
 # genesis_unix_ms  start of epoch 0 in Unix milliseconds; identical everywhere

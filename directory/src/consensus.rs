@@ -12,6 +12,7 @@ use crate::constants::{
 };
 use crate::descriptor::{Role, SignedDescriptor};
 use crate::schedule::Schedule;
+use crate::trust::TrustedAuthority;
 
 /// How mix nodes delay packets.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -168,6 +169,9 @@ pub struct ConsensusBody {
     pub gateways: Vec<SignedDescriptor>,
     /// Hash of the most recent document before this one, if any.
     pub previous: Option<[u8; 32]>,
+    /// The authorities a threshold of voters named (URL and key), sorted by
+    /// key: how clients pinning an older list learn the current one.
+    pub authorities: Vec<TrustedAuthority>,
 }
 
 /// One authority's signature on a document.
@@ -211,6 +215,9 @@ pub enum DocumentError {
     /// Too many signatures.
     #[error("too many signatures")]
     TooManySignatures,
+    /// The authority list is unsorted, too long or has an unusable URL.
+    #[error("invalid authority list: {0}")]
+    Authorities(&'static str),
 }
 
 fn signature_message(epoch: u64, document_hash: &[u8; 32]) -> [u8; 40] {
@@ -330,7 +337,7 @@ impl ConsensusBody {
         if all.windows(2).any(|w| w[0] == w[1]) {
             return Err(DocumentError::Nodes("node listed twice"));
         }
-        Ok(())
+        TrustedAuthority::check_list(&self.authorities).map_err(DocumentError::Authorities)
     }
 }
 
@@ -381,6 +388,10 @@ pub(crate) mod tests {
             layers,
             gateways: vec![sample(4, epoch, Role::Gateway)],
             previous: None,
+            authorities: vec![TrustedAuthority {
+                url: "http://192.0.2.7:7900".into(),
+                public_key: [7; 32],
+            }],
         }
     }
 
@@ -410,6 +421,22 @@ pub(crate) mod tests {
         let mut b = body(5);
         b.layers[0].push(sample(2, 5, Role::Mix));
         assert!(b.validate().is_err(), "a node in two layers");
+    }
+
+    #[test]
+    fn an_unusable_authority_list_is_refused() {
+        let mut b = body(5);
+        b.authorities.insert(
+            0,
+            TrustedAuthority {
+                url: "http://192.0.2.8:7900".into(),
+                public_key: [9; 32],
+            },
+        );
+        assert!(matches!(b.validate(), Err(DocumentError::Authorities(_))));
+        let mut b = body(5);
+        b.authorities[0].url = "gopher://192.0.2.7".into();
+        assert!(matches!(b.validate(), Err(DocumentError::Authorities(_))));
     }
 
     #[test]

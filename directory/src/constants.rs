@@ -29,7 +29,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_SIGNATURE_BYTES: usize = 256;
 
 /// Version of the consensus document format; bumped on any layout change.
-pub const DOCUMENT_FORMAT_VERSION: u16 = 2;
+pub const DOCUMENT_FORMAT_VERSION: u16 = 3;
 
 /// Domain label prepended to a descriptor body before the node signs it.
 pub const DESCRIPTOR_DOMAIN: &[u8] = b"aegislink/directory/descriptor/v1\0";

@@ -288,12 +288,14 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<RunningAutho
     let peer_keys = config.peer_keys();
     let store = Store::open(&config.data_dir.join(DB_DIR))?;
     let clock = SignedClock::create(&key, config.schedule()).to_bytes();
+    let directory = config.directory(key.verifying_key().to_bytes());
     let mut authority = Authority::new(AuthorityConfig {
         key,
         authorities: peer_keys.clone(),
         schedule: config.schedule(),
         parameters: config.network_parameters()?,
         admission: config.admission.clone(),
+        directory,
     });
     let (records, undecodable) = store.load()?;
     let total = records.len();

@@ -1,8 +1,8 @@
 //! The tally: from the votes of the authorities to one consensus body.
 //!
 //! A pure function. Only what at least `threshold` votes carry byte for byte
-//! enters the document: each descriptor, the parameters, the link to the
-//! previous document. Votes that disagree are simply outvoted, so one
+//! enters the document: each descriptor, each authority entry (URL and
+//! key), the parameters, the link to the previous document. Votes that disagree are simply outvoted, so one
 //! divergent or broken authority cannot block a round (the weakness of
 //! Katzenpost's voting noted in its issue tracker); only when no value
 //! reaches the threshold does the round fail, with the reason.
@@ -15,6 +15,7 @@ use crate::constants::{DOCUMENT_FORMAT_VERSION, MIX_LAYERS};
 use crate::descriptor::{Role, SignedDescriptor};
 use crate::layers::assign_layers;
 use crate::schedule::Schedule;
+use crate::trust::TrustedAuthority;
 use crate::vote::SignedVote;
 
 /// Why a tally produced no document.
@@ -83,6 +84,32 @@ fn agreed<K: std::hash::Hash + Eq + Clone, V: Clone>(
         .find(|(n, _)| *n >= threshold)
         .map(|(_, v)| v);
     (winner, largest)
+}
+
+/// The authority entries (URL and key together) named by at least
+/// `threshold` votes, sorted by key: an authority being added enters once a
+/// threshold of its peers is configured with it, one being retired leaves
+/// once a threshold has dropped it, and a URL changes once a threshold
+/// agrees on the new one.
+fn agreed_authorities(votes: &[SignedVote], threshold: usize) -> Vec<TrustedAuthority> {
+    let mut counts: HashMap<Vec<u8>, (usize, &TrustedAuthority)> = HashMap::new();
+    for vote in votes {
+        for authority in &vote.body.authorities {
+            counts
+                .entry(codec::encode(authority))
+                .or_insert((0, authority))
+                .0 += 1;
+        }
+    }
+    let mut agreed: Vec<&TrustedAuthority> = counts
+        .into_values()
+        .filter(|(n, _)| *n >= threshold)
+        .map(|(_, a)| a)
+        .collect();
+    // Below a majority threshold two URLs for one key could both qualify:
+    // keep one, the same on every authority.
+    agreed.sort_by(|a, b| a.public_key.cmp(&b.public_key).then(a.url.cmp(&b.url)));
+    TrustedAuthority::canonical_list(agreed.into_iter().cloned())
 }
 
 /// Computes the consensus body, or why there is none.
@@ -172,6 +199,7 @@ pub fn tally(input: TallyInput<'_>) -> Result<ConsensusBody, TallyError> {
     }
     let (valid_after_ms, valid_until_ms) = schedule.validity(epoch);
     Ok(ConsensusBody {
+        authorities: agreed_authorities(votes, threshold),
         format: DOCUMENT_FORMAT_VERSION,
         epoch,
         valid_after_ms,
@@ -196,6 +224,23 @@ mod tests {
     };
 
     fn vote(seed: u8, epoch: u64, nodes: &[u8], parameters: NetworkParameters) -> SignedVote {
+        vote_naming(seed, epoch, nodes, parameters, &[])
+    }
+
+    fn authority(key: u8, url: &str) -> TrustedAuthority {
+        TrustedAuthority {
+            url: url.into(),
+            public_key: [key; 32],
+        }
+    }
+
+    fn vote_naming(
+        seed: u8,
+        epoch: u64,
+        nodes: &[u8],
+        parameters: NetworkParameters,
+        named: &[(u8, &str)],
+    ) -> SignedVote {
         let key = SigningKey::from_bytes(&[seed; 32]);
         let mut descriptors: Vec<_> = nodes
             .iter()
@@ -208,6 +253,9 @@ mod tests {
             parameters,
             previous: None,
             descriptors,
+            authorities: TrustedAuthority::canonical_list(
+                named.iter().map(|&(k, url)| authority(k, url)),
+            ),
         }
         .sign(&key)
     }
@@ -287,6 +335,56 @@ mod tests {
                 largest: 1
             })
         );
+    }
+
+    #[test]
+    fn authorities_named_by_a_threshold_enter_with_the_agreed_url() {
+        let p = NetworkParameters::standard(8_000);
+        // Authority 9 is being added: two of three voters know it. Authority
+        // 8 is being retired: only one still names it. Authority 2 moved:
+        // two voters have its new URL.
+        let votes = [
+            vote_naming(
+                100,
+                2,
+                &[1],
+                p,
+                &[(1, "http://a"), (2, "http://b2"), (9, "http://n")],
+            ),
+            vote_naming(
+                101,
+                2,
+                &[1],
+                p,
+                &[(1, "http://a"), (2, "http://b2"), (9, "http://n")],
+            ),
+            vote_naming(
+                102,
+                2,
+                &[1],
+                p,
+                &[(1, "http://a"), (2, "http://b"), (8, "http://old")],
+            ),
+        ];
+        let body = tally(input(&votes)).unwrap();
+        assert_eq!(
+            body.authorities,
+            vec![
+                authority(1, "http://a"),
+                authority(2, "http://b2"),
+                authority(9, "http://n")
+            ]
+        );
+        assert_eq!(body.validate(), Ok(()));
+        // With a threshold below a majority, two URLs for one key both
+        // qualify; the document still names the key once.
+        let low = TallyInput {
+            threshold: 1,
+            ..input(&votes)
+        };
+        let body = tally(low).unwrap();
+        assert_eq!(body.authorities.len(), 4);
+        assert_eq!(body.validate(), Ok(()));
     }
 
     #[test]

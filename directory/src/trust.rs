@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::constants::{MAX_ADDRESS_LEN, MAX_AUTHORITIES};
 use crate::verify::Verifier;
 
 /// A directory authority someone trusts.
@@ -66,6 +67,45 @@ impl TrustedAuthority {
     /// Their base URLs, in order.
     pub fn urls(authorities: &[TrustedAuthority]) -> Vec<String> {
         authorities.iter().map(|a| a.url.clone()).collect()
+    }
+
+    /// The list as votes and documents carry it: sorted by key, one entry
+    /// per key (the first given wins).
+    pub fn canonical_list(
+        authorities: impl IntoIterator<Item = TrustedAuthority>,
+    ) -> Vec<TrustedAuthority> {
+        let mut list: Vec<TrustedAuthority> = authorities.into_iter().collect();
+        list.sort_by_key(|a| a.public_key);
+        list.dedup_by_key(|a| a.public_key);
+        list
+    }
+
+    /// Checks a list a vote or document carries: at most
+    /// [`MAX_AUTHORITIES`] entries, strictly sorted by key, each with an
+    /// http(s) URL of at most [`MAX_ADDRESS_LEN`] bytes.
+    pub fn check_list(authorities: &[TrustedAuthority]) -> Result<(), &'static str> {
+        if authorities.len() > MAX_AUTHORITIES {
+            return Err("too many authorities");
+        }
+        if !authorities
+            .windows(2)
+            .all(|w| w[0].public_key < w[1].public_key)
+        {
+            return Err("authority list not sorted by key or a key listed twice");
+        }
+        if authorities
+            .iter()
+            .any(|a| a.url.len() > MAX_ADDRESS_LEN || a.check().is_err())
+        {
+            return Err("an authority URL is too long or not http(s)");
+        }
+        Ok(())
+    }
+
+    /// Whether two lists name the same authorities at the same URLs,
+    /// whatever their order.
+    pub fn same_list(a: &[TrustedAuthority], b: &[TrustedAuthority]) -> bool {
+        Self::canonical_list(a.iter().cloned()) == Self::canonical_list(b.iter().cloned())
     }
 }
 
@@ -126,6 +166,37 @@ mod tests {
         assert_eq!(bytes, expected);
         let back: TrustedAuthority = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn lists_are_checked_for_order_size_and_urls() {
+        let at = |key: u8, url: &str| TrustedAuthority {
+            url: url.into(),
+            public_key: [key; 32],
+        };
+        let list = TrustedAuthority::canonical_list([
+            at(3, "http://c"),
+            at(1, "http://a"),
+            at(3, "http://other"),
+        ]);
+        assert_eq!(list, vec![at(1, "http://a"), at(3, "http://c")]);
+        assert_eq!(TrustedAuthority::check_list(&list), Ok(()));
+        assert!(TrustedAuthority::same_list(
+            &list,
+            &[at(3, "http://c"), at(1, "http://a")]
+        ));
+        assert!(!TrustedAuthority::same_list(&list, &[at(1, "http://a")]));
+        let reversed: Vec<_> = list.iter().rev().cloned().collect();
+        assert!(TrustedAuthority::check_list(&reversed).is_err());
+        let twice = vec![at(1, "http://a"), at(1, "http://a")];
+        assert!(TrustedAuthority::check_list(&twice).is_err());
+        assert!(TrustedAuthority::check_list(&[at(1, "ftp://a")]).is_err());
+        let long = format!("http://{}", "a".repeat(MAX_ADDRESS_LEN));
+        assert!(TrustedAuthority::check_list(&[at(1, &long)]).is_err());
+        let many: Vec<_> = (0..=MAX_AUTHORITIES as u8)
+            .map(|i| at(i, "http://a"))
+            .collect();
+        assert!(TrustedAuthority::check_list(&many).is_err());
     }
 
     #[test]

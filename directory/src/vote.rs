@@ -7,6 +7,7 @@ use crate::codec::{self, DecodeError, SignatureBytes};
 use crate::consensus::{NetworkParameters, ParameterError};
 use crate::constants::{MAX_DOCUMENT_BYTES, MAX_NODES, VOTE_DOMAIN};
 use crate::descriptor::{DescriptorError, SignedDescriptor};
+use crate::trust::TrustedAuthority;
 
 /// The signed content of a vote. Field order is the encoding order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,9 @@ pub struct VoteBody {
     /// Every valid descriptor for `epoch` it received, sorted by identity,
     /// one per node.
     pub descriptors: Vec<SignedDescriptor>,
+    /// The authorities it is configured with, itself included, as
+    /// clients should reach them; sorted by key.
+    pub authorities: Vec<TrustedAuthority>,
 }
 
 /// A vote with the authority's signature over its canonical encoding.
@@ -48,6 +52,9 @@ pub enum VoteError {
     /// The descriptor list is unsorted, has duplicates or is too long.
     #[error("descriptor list is not sorted, unique and bounded")]
     DescriptorList,
+    /// The authority list is unsorted, too long or has an unusable URL.
+    #[error("invalid authority list: {0}")]
+    Authorities(&'static str),
     /// One descriptor is invalid.
     #[error("descriptor {index}: {error}")]
     Descriptor {
@@ -127,6 +134,7 @@ impl SignedVote {
             return Err(VoteError::BadSignature);
         }
         self.body.parameters.validate()?;
+        TrustedAuthority::check_list(&self.body.authorities).map_err(VoteError::Authorities)?;
         let list = &self.body.descriptors;
         if list.len() > MAX_NODES || !list.windows(2).all(|w| w[0].identity() < w[1].identity()) {
             return Err(VoteError::DescriptorList);
@@ -157,6 +165,7 @@ mod tests {
             parameters: NetworkParameters::standard(10_000),
             previous: None,
             descriptors,
+            authorities: vec![],
         }
         .sign(&key);
         (key, vote)
@@ -201,11 +210,31 @@ mod tests {
             parameters: NetworkParameters::standard(10_000),
             previous: None,
             descriptors: vec![sample(1, 4, Role::Mix)],
+            authorities: vec![],
         }
         .sign(&key);
         assert!(matches!(
             vote.verify(),
             Err(VoteError::Descriptor { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn an_unsorted_authority_list_spoils_the_vote() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let at = |k: u8| TrustedAuthority {
+            url: "http://192.0.2.1:7900".into(),
+            public_key: [k; 32],
+        };
+        let vote = VoteBody {
+            authority: key.verifying_key().to_bytes(),
+            epoch: 3,
+            parameters: NetworkParameters::standard(10_000),
+            previous: None,
+            descriptors: vec![],
+            authorities: vec![at(2), at(1)],
+        }
+        .sign(&key);
+        assert!(matches!(vote.verify(), Err(VoteError::Authorities(_))));
     }
 }

@@ -121,6 +121,7 @@ proptest! {
             layers,
             gateways,
             previous,
+            authorities: Vec::new(),
         };
         let key = SigningKey::from_bytes(&[1; 32]);
         let doc = SignedConsensus { signatures: vec![DocumentSignature::create(&key, epoch, body.hash())], body };

@@ -132,6 +132,7 @@ pub fn consensus<R: CryptoRng + ?Sized>(
         layers: mixes.map(sorted),
         gateways: sorted(gateways),
         previous: None,
+        authorities: Vec::new(),
     };
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);

@@ -55,6 +55,7 @@ impl Authority {
             parameters: self.parameters,
             previous,
             descriptors,
+            authorities: self.directory.clone(),
         }
         .sign(&self.key);
         round.voted = true;

@@ -19,6 +19,18 @@ struct Net {
     failures: Vec<Vec<(u64, String)>>,
 }
 
+/// Every authority at a URL of its own.
+fn directory(publics: &[[u8; 32]]) -> Vec<TrustedAuthority> {
+    publics
+        .iter()
+        .enumerate()
+        .map(|(i, key)| TrustedAuthority {
+            url: format!("http://192.0.2.{}:7900", i + 1),
+            public_key: *key,
+        })
+        .collect()
+}
+
 fn keys(n: u8) -> Vec<SigningKey> {
     (0..n)
         .map(|i| SigningKey::from_bytes(&[200 + i; 32]))
@@ -33,6 +45,7 @@ impl Net {
     fn with_parameters(parameters: Vec<NetworkParameters>) -> Self {
         let keys = keys(parameters.len() as u8);
         let publics: Vec<[u8; 32]> = keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
+        let directory = directory(&publics);
         let nodes: Vec<Authority> = keys
             .into_iter()
             .zip(parameters)
@@ -43,6 +56,7 @@ impl Net {
                     schedule: SCHEDULE,
                     parameters,
                     admission: Admission::default(),
+                    directory: directory.clone(),
                 })
             })
             .collect();
@@ -189,6 +203,27 @@ fn one_authority_down_does_not_block_the_round() {
     assert_eq!(net.nodes[0].document(1).unwrap().signatures.len(), 2);
     assert_eq!(net.nodes[0].document(1), net.nodes[1].document(1));
     assert!(net.nodes[2].document(1).is_none());
+}
+
+#[test]
+fn the_document_names_the_authorities_and_where_to_reach_them() {
+    let mut net = Net::new(3);
+    net.up[2] = false;
+    for d in mixes_and_gateway(1) {
+        net.upload(0, 0, &d);
+        net.upload(1, 0, &d);
+    }
+    net.run_until(0, P - 1);
+    let publics: Vec<[u8; 32]> = keys(3)
+        .iter()
+        .map(|k| k.verifying_key().to_bytes())
+        .collect();
+    // Authority 2 did not vote, but the two that did name it.
+    let doc = net.nodes[0].document(1).unwrap();
+    assert_eq!(
+        doc.body.authorities,
+        TrustedAuthority::canonical_list(directory(&publics))
+    );
 }
 
 #[test]
@@ -356,6 +391,7 @@ fn restored_state_resumes_the_round() {
         schedule: SCHEDULE,
         parameters: NetworkParameters::standard(P),
         admission: Admission::default(),
+        directory: Vec::new(),
     });
     for d in mixes_and_gateway(1) {
         restored.restore(Record::Descriptor(d)).unwrap();
@@ -443,6 +479,7 @@ fn an_allowlist_admits_only_pinned_nodes() {
             nodes: [allowed.identity()].into_iter().collect(),
         },
         key,
+        directory: Vec::new(),
     });
     assert!(authority.handle(0, Input::Descriptor(allowed)).is_ok());
     let stranger = sample(2, 1, Role::Mix);
@@ -470,6 +507,7 @@ fn an_authority_sending_different_votes_is_caught_and_left_out() {
             parameters: NetworkParameters::standard(P),
             previous: None,
             descriptors,
+            authorities: Vec::new(),
         }
         .sign(&key)
     };
@@ -510,6 +548,7 @@ fn an_authority_sending_different_votes_is_caught_and_left_out() {
         schedule: SCHEDULE,
         parameters: NetworkParameters::standard(P),
         admission: Admission::default(),
+        directory: Vec::new(),
     });
     restored.restore(Record::Vote(a.clone())).unwrap();
     restored
