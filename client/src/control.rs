@@ -293,6 +293,9 @@ pub enum Reply {
         /// Events the reader missed.
         #[serde(default)]
         events_missed: u64,
+        /// Repeated deliveries not acknowledged again.
+        #[serde(default)]
+        acks_withheld: u64,
     },
     /// The contacts.
     Contacts {
@@ -491,6 +494,7 @@ pub fn stats_reply(s: &NetworkStats) -> Reply {
         loop_rtt_p50_ms: s.loop_rtt_p50_ms,
         blocked_dropped: s.blocked_dropped,
         events_missed: s.events_missed,
+        acks_withheld: s.acks_withheld,
     }
 }
 

@@ -275,6 +275,7 @@ impl Driver {
             skipped: stats.skipped,
             blocked_dropped: self.blocked_dropped,
             events_missed: self.missed_events,
+            acks_withheld: stats.acks_withheld,
         }
     }
 
@@ -524,6 +525,7 @@ impl Driver {
         }
         match self.fetcher.fetch(Some(epoch), unix_ms()).await {
             Ok(document) => {
+                self.follow_authorities(&document);
                 let topology = match Topology::for_geometry(document, &self.geometry) {
                     Ok(topology) => topology,
                     Err(error) => {
@@ -537,6 +539,31 @@ impl Driver {
                 debug!(epoch, "consensus refreshed");
             }
             Err(error) => debug!(%error, epoch, "consensus not available yet"),
+        }
+    }
+
+    /// Pins the authority list a verified document names, if it changed.
+    fn follow_authorities(&mut self, document: &aegis_directory::SignedConsensus) {
+        let Some(authorities) =
+            crate::directory::authorities_after(&self.profile.authorities, document)
+        else {
+            return;
+        };
+        let fetcher = match crate::directory::fetcher_via(&authorities, self.config.proxy.as_ref())
+        {
+            Ok(fetcher) => fetcher,
+            Err(error) => {
+                warn!(%error, "the consensus names authorities that cannot be asked");
+                return;
+            }
+        };
+        let count = authorities.len();
+        match self.profile.set_authorities(authorities) {
+            Ok(()) => {
+                self.fetcher = fetcher;
+                info!(count, "authority list updated from the consensus");
+            }
+            Err(error) => warn!(%error, "saving the authority list failed"),
         }
     }
 

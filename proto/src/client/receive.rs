@@ -84,10 +84,10 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
                 // Each block is used once: a second copy of the fragment
                 // (a mailbox entry delivered again) gets no second ack,
                 // which would repeat the block's Sphinx header on the wire.
-                if acknowledge
-                    && self.acks.len() < MAX_PENDING_ACKS
-                    && self.inbox.first_answer(surb_ack.ack_id, now)
-                {
+                let answer = acknowledge && self.acks.len() < MAX_PENDING_ACKS;
+                if answer && !self.inbox.first_answer(surb_ack.ack_id, now) {
+                    self.stats.acks_withheld += 1;
+                } else if answer {
                     self.inbox_changed = true;
                     let ack = match forward_to {
                         Some(to) => self.forward_ack(rng, to, surb_ack.ack_id),

@@ -100,6 +100,9 @@ pub struct EndpointStats {
     pub drops_sent: u64,
     /// Slots that carried nothing (no route or no key at the time).
     pub skipped: u64,
+    /// Fragments delivered again (a mailbox entry served twice) whose
+    /// reply block was already used, so they got no second ack.
+    pub acks_withheld: u64,
     /// The loops' counts.
     pub loops: LoopStats,
 }
