@@ -139,7 +139,7 @@ impl Sender {
     /// Encrypt, queue, and build one packet per fragment; then acknowledge
     /// them so the outbox stays empty between iterations.
     fn send(&mut self, plaintext: &[u8]) -> Vec<OutgoingPacket> {
-        let ciphertext = self.session.encrypt(&mut self.rng, plaintext).unwrap();
+        let ciphertext = self.session.encrypt(&mut self.rng, plaintext, 0).unwrap();
         self.outbox
             .queue(
                 &mut self.rng,

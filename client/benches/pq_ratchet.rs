@@ -11,11 +11,11 @@
 
 use std::time::Instant;
 
-use aegis_client::envelope::pq_budget;
 use aegis_client::edge::identity::{Identity, PrekeyBundle};
 use aegis_client::edge::pqxdh::{Version, initiate_version, respond};
 use aegis_client::edge::ratchet::Session;
 use aegis_client::edge::spqr::Section;
+use aegis_client::envelope::pq_budget;
 use aegis_mix_packet::Geometry;
 use aegis_testkit::percentile;
 use rand::{RngExt, SeedableRng};
@@ -50,20 +50,18 @@ fn budget(session: &Session, plaintext: &[u8]) -> usize {
     pq_budget(1 + session.overhead() + plaintext.len())
 }
 
+/// One message from `from` to `to`, timed: microseconds.
+fn one(rng: &mut ChaCha20Rng, from: &mut Session, to: &mut Session) -> f64 {
+    let budget = budget(from, TEXT);
+    let start = Instant::now();
+    let m = from.encrypt(rng, TEXT, budget).unwrap();
+    to.decrypt(rng, &m).unwrap();
+    start.elapsed().as_secs_f64() * 1e6
+}
+
 /// One message each way, timed: microseconds per message.
 fn exchange(rng: &mut ChaCha20Rng, a: &mut Session, b: &mut Session) -> [f64; 2] {
-    let mut times = [0.0; 2];
-    for (i, (from, to)) in [(&mut *a, &mut *b), (&mut *b, &mut *a)]
-        .into_iter()
-        .enumerate()
-    {
-        let budget = budget(from, TEXT);
-        let start = Instant::now();
-        let m = from.encrypt(rng, TEXT, budget).unwrap();
-        to.decrypt(rng, &m).unwrap();
-        times[i] = start.elapsed().as_secs_f64() * 1e6;
-    }
-    times
+    [one(rng, a, b), one(rng, b, a)]
 }
 
 /// Messages written (by a side chosen at random each time) until the

@@ -21,7 +21,7 @@ use crate::card::ContactCard;
 use crate::edge::EdgeError;
 use crate::edge::pqxdh::{InitialHeader, initiate, respond};
 use crate::edge::ratchet::Session;
-use crate::envelope::{Content, Envelope};
+use crate::envelope::{Content, Envelope, pq_budget};
 use crate::profile::{
     ContactRecord, ContactState, MAX_REQUESTS, Profile, ProfileError, contact_id_of,
 };
@@ -113,10 +113,20 @@ pub fn seal<R: CryptoRng + ?Sized>(
     if card_version.is_some() {
         content.card = Some(profile.card().encode());
     }
-    let message = sessions[0].encrypt(rng, &content.encode())?;
-    let envelope = match (&record.initial_header, record.confirmed) {
-        (Some(header), false) => Envelope::encode_initial(header, &message),
-        _ => Envelope::Ratchet { message }.encode(),
+    let plaintext = content.encode();
+    let initial = match (&record.initial_header, record.confirmed) {
+        (Some(header), false) => Some(header.as_slice()),
+        _ => None,
+    };
+    // The envelope's length without post-quantum shards; the shards then
+    // take what the last fragment would leave empty, so they never make
+    // the message a fragment longer.
+    let bare = 1 + initial.map_or(0, <[u8]>::len) + sessions[0].overhead() + plaintext.len();
+    let budget = pq_budget(bare);
+    let message = sessions[0].encrypt(rng, &plaintext, budget)?;
+    let envelope = match initial {
+        Some(header) => Envelope::encode_initial(sessions[0].version(), header, &message),
+        None => Envelope::Ratchet { message }.encode(),
     };
     profile.put_sessions(contact, &record, &sessions)?;
     Ok(Sealed {
@@ -212,7 +222,7 @@ fn answer_handshake<R: CryptoRng + ?Sized>(
         debug!("handshake refused");
         return None;
     };
-    let mut session = Session::responder(&secret, signed_prekey);
+    let mut session = Session::responder(rng, &secret, signed_prekey);
     let mut sessions = profile.sessions(&from).unwrap_or_default();
     let Ok(plaintext) = session.decrypt(rng, message) else {
         debug!("first message did not decrypt");

@@ -1,8 +1,9 @@
 //! What travels end to end inside the fragments of one message.
 //!
 //! ```text
-//! envelope  = 0x01 ‖ PQXDH initial header ‖ ratchet message   (until the contact answered)
-//!           | 0x02 ‖ ratchet message
+//! envelope  = 0x01 ‖ PQXDH initial header ‖ ratchet message   (version 1, until the contact answered)
+//!           | 0x05 ‖ PQXDH initial header ‖ ratchet message   (version 2, until the contact answered)
+//!           | 0x02 ‖ ratchet message                          (either version)
 //!           | 0x03 ‖ anonymous message  (crate::edge::anonymous; no sender named)
 //!           | 0x04 ‖ reply to an anonymous message
 //! plaintext = kind (1: message, 2: call signal, 3: card update, 4: file)
@@ -14,16 +15,33 @@
 //! has answered, messages carry no card (length 0).
 
 use crate::edge::EdgeError;
-use crate::edge::pqxdh::InitialHeader;
+use crate::edge::pqxdh::{InitialHeader, Version};
 
 const INITIAL: u8 = 0x01;
 const RATCHET: u8 = 0x02;
+/// First byte of a version-2 handshake.
+const INITIAL_V2: u8 = 0x05;
 /// First byte of an anonymous message.
 pub const ANONYMOUS: u8 = 0x03;
 /// First byte of a reply to an anonymous message.
 pub const ANONYMOUS_REPLY: u8 = 0x04;
 /// Largest signalling message body (call set-up data such as SDP/ICE).
 pub const MAX_SIGNAL_LEN: usize = 8 * 1024;
+
+/// Bytes an envelope of `len` bytes leaves empty in its last fragment (of
+/// the standard geometry): what the post-quantum section may take without
+/// making the message a fragment longer.
+pub fn fragment_room(len: usize) -> usize {
+    let per_fragment = aegis_mix_packet::Geometry::STANDARD.fragment_data_len();
+    (per_fragment - len % per_fragment) % per_fragment
+}
+
+/// The post-quantum budget for a message whose envelope is `len` bytes
+/// with a one-byte section: that byte and the room left in the last
+/// fragment.
+pub fn pq_budget(len: usize) -> usize {
+    crate::edge::spqr::Section::len_with(0) + fragment_room(len)
+}
 
 /// The outer layer of a message.
 #[derive(Debug)]
@@ -49,7 +67,7 @@ impl Envelope {
             Envelope::Initial { header, message } => {
                 let mut encoded = Vec::with_capacity(InitialHeader::LEN);
                 header.encode(&mut encoded);
-                Envelope::encode_initial(&encoded, message)
+                Envelope::encode_initial(header.version, &encoded, message)
             }
             Envelope::Ratchet { message } => {
                 let mut out = Vec::with_capacity(1 + message.len());
@@ -63,9 +81,12 @@ impl Envelope {
     /// The encoding of an `Initial` envelope from a header already encoded
     /// (as the sender keeps it until the contact answers), without decoding
     /// and verifying that header again for every message.
-    pub fn encode_initial(encoded_header: &[u8], message: &[u8]) -> Vec<u8> {
+    pub fn encode_initial(version: Version, encoded_header: &[u8], message: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + encoded_header.len() + message.len());
-        out.push(INITIAL);
+        out.push(match version {
+            Version::V1 => INITIAL,
+            Version::V2 => INITIAL_V2,
+        });
         out.extend_from_slice(encoded_header);
         out.extend_from_slice(message);
         out
@@ -74,10 +95,15 @@ impl Envelope {
     /// Strict decoding (the header's identity signature is verified).
     pub fn decode(bytes: &[u8]) -> Result<Self, EdgeError> {
         match bytes.split_first() {
-            Some((&INITIAL, rest)) if rest.len() > InitialHeader::LEN => {
+            Some((&kind @ (INITIAL | INITIAL_V2), rest)) if rest.len() > InitialHeader::LEN => {
+                let version = if kind == INITIAL {
+                    Version::V1
+                } else {
+                    Version::V2
+                };
                 let (header, message) = rest.split_at(InitialHeader::LEN);
                 Ok(Envelope::Initial {
-                    header: InitialHeader::decode(header)?,
+                    header: InitialHeader::decode(version, header)?,
                     message: message.to_vec(),
                 })
             }

@@ -3,7 +3,10 @@
 //! * [`identity`] — the no-account identity: an Ed25519 signing key and an
 //!   X25519 key it signs, plus signed prekeys (X25519 and ML-KEM-768).
 //! * [`pqxdh`] — the initial key agreement, per Signal's PQXDH (revision 3).
-//! * [`ratchet`] — the Double Ratchet with header encryption.
+//! * [`ratchet`] — the Double Ratchet with header encryption, and beside it
+//!   in sessions of version 2
+//! * [`spqr`] — the sparse post-quantum ratchet, whose epoch secrets enter
+//!   every message key.
 //!
 //! All of it is sans-IO: RNGs are passed in, nothing reads a clock.
 
@@ -12,6 +15,7 @@ pub mod identity;
 pub mod kdf;
 pub mod pqxdh;
 pub mod ratchet;
+pub mod spqr;
 
 use thiserror::Error;
 
@@ -53,4 +57,8 @@ pub enum EdgeError {
     /// The initial message names a prekey this client does not have.
     #[error("unknown prekey {0}")]
     UnknownPrekey(u32),
+    /// The message was written in a post-quantum epoch whose secret this
+    /// side does not hold (erased, or not reached).
+    #[error("unknown post-quantum epoch {0}")]
+    UnknownEpoch(u64),
 }

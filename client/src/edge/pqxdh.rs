@@ -13,6 +13,15 @@
 //! The responder learns nothing is wrong with a tampered ciphertext until the
 //! first message fails to authenticate (ML-KEM's implicit rejection yields an
 //! unrelated SS); then no state is kept.
+//!
+//! **Versions.** Version 1 sessions run the Double Ratchet alone; version 2
+//! sessions run the sparse post-quantum ratchet beside it. The envelope's
+//! type byte names the version, and the version picks the info string
+//! (`PQXDH_INFO` or `PQXDH_INFO_V2`): a version changed on the way gives the
+//! two sides different SKs, so the first message does not decrypt and the
+//! handshake is dropped — a downgrade is never silent. New sessions are
+//! version 2; a version-1 handshake (from software before it) is still
+//! answered.
 
 use ml_kem::kem::{Decapsulate, Encapsulate};
 use rand::CryptoRng;
@@ -22,11 +31,35 @@ use super::EdgeError;
 use super::identity::{
     Identity, IdentityPublic, MLKEM768_CIPHERTEXT_LEN, PqPrekey, PrekeyBundle, SignedPrekey,
 };
-use super::kdf::{Secret32, pqxdh_secret};
+use super::kdf::{PQXDH_INFO, PQXDH_INFO_V2, Secret32, pqxdh_secret_with};
+
+/// A session's protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// PQXDH and the Double Ratchet.
+    V1,
+    /// PQXDH and the Double Ratchet with the sparse post-quantum ratchet.
+    V2,
+}
+
+impl Version {
+    /// What new sessions use.
+    pub const LATEST: Version = Version::V2;
+
+    fn info(self) -> &'static [u8] {
+        match self {
+            Version::V1 => PQXDH_INFO,
+            Version::V2 => PQXDH_INFO_V2,
+        }
+    }
+}
 
 /// What the initiator puts in front of its first message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InitialHeader {
+    /// The session's version (carried by the envelope's type byte, not in
+    /// these bytes).
+    pub version: Version,
     /// The initiator's identity.
     pub identity: IdentityPublic,
     /// The initiator's ephemeral X25519 key EK_A.
@@ -52,8 +85,9 @@ impl InitialHeader {
         out.extend_from_slice(&self.kem_ciphertext);
     }
 
-    /// Strict decoding; verifies the initiator's identity signature.
-    pub fn decode(bytes: &[u8]) -> Result<Self, EdgeError> {
+    /// Strict decoding of a header of `version`; verifies the initiator's
+    /// identity signature.
+    pub fn decode(version: Version, bytes: &[u8]) -> Result<Self, EdgeError> {
         if bytes.len() != Self::LEN {
             return Err(EdgeError::Malformed("initial header"));
         }
@@ -62,6 +96,7 @@ impl InitialHeader {
         let mut ephemeral = [0u8; 32];
         ephemeral.copy_from_slice(&rest[..32]);
         Ok(InitialHeader {
+            version,
             identity,
             ephemeral,
             signed_prekey_id: u32::from_be_bytes([rest[32], rest[33], rest[34], rest[35]]),
@@ -73,6 +108,8 @@ impl InitialHeader {
 
 /// The agreed secret and associated data of a new session.
 pub struct SessionSecret {
+    /// The session's version.
+    pub version: Version,
     /// SK.
     pub sk: Secret32,
     /// AD.
@@ -102,23 +139,40 @@ pub fn initiate<R: CryptoRng + ?Sized>(
     identity: &Identity,
     bundle: &PrekeyBundle,
 ) -> Result<(InitialHeader, SessionSecret), EdgeError> {
+    initiate_version(rng, identity, bundle, Version::LATEST)
+}
+
+/// [`initiate`] for a given version.
+pub fn initiate_version<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    identity: &Identity,
+    bundle: &PrekeyBundle,
+    version: Version,
+) -> Result<(InitialHeader, SessionSecret), EdgeError> {
     let pq_key = bundle.verify()?;
     let ephemeral = StaticSecret::random_from_rng(rng);
     let dh1 = dh(identity.dh_secret(), &bundle.signed_prekey.key)?;
     let dh2 = dh(&ephemeral, &bundle.identity.dh)?;
     let dh3 = dh(&ephemeral, &bundle.signed_prekey.key)?;
     let (ciphertext, ss) = pq_key.encapsulate_with_rng(rng);
-    let sk = pqxdh_secret(dh1.as_bytes(), dh2.as_bytes(), dh3.as_bytes(), &ss);
+    let sk = pqxdh_secret_with(
+        version.info(),
+        dh1.as_bytes(),
+        dh2.as_bytes(),
+        dh3.as_bytes(),
+        &ss,
+    );
     let ours = identity.public();
     let ad = associated_data(&ours, &bundle.identity);
     let header = InitialHeader {
+        version,
         identity: ours,
         ephemeral: PublicKey::from(&ephemeral).to_bytes(),
         signed_prekey_id: bundle.signed_prekey.id,
         pq_prekey_id: bundle.pq_prekey.id,
         kem_ciphertext: ciphertext.to_vec(),
     };
-    Ok((header, SessionSecret { sk, ad }))
+    Ok((header, SessionSecret { version, sk, ad }))
 }
 
 /// The responder's side, with the prekeys the header names.
@@ -142,8 +196,15 @@ pub fn respond(
         .decapsulation_key()
         .decapsulate_slice(&header.kem_ciphertext)
         .map_err(|_| EdgeError::Malformed("KEM ciphertext"))?;
-    let sk = pqxdh_secret(dh1.as_bytes(), dh2.as_bytes(), dh3.as_bytes(), &ss);
+    let sk = pqxdh_secret_with(
+        header.version.info(),
+        dh1.as_bytes(),
+        dh2.as_bytes(),
+        dh3.as_bytes(),
+        &ss,
+    );
     Ok(SessionSecret {
+        version: header.version,
         sk,
         ad: associated_data(&header.identity, &identity.public()),
     })
@@ -184,7 +245,7 @@ mod tests {
         let (header, a) = initiate(&mut rng, &alice, &bundle(&b)).unwrap();
         let mut bytes = vec![];
         header.encode(&mut bytes);
-        let header = InitialHeader::decode(&bytes).unwrap();
+        let header = InitialHeader::decode(Version::V2, &bytes).unwrap();
         let s = respond(&b.id, &b.spk, &b.pq, &header).unwrap();
         assert_eq!(*a.sk, *s.sk);
         assert_eq!(a.ad, s.ad);
@@ -199,6 +260,25 @@ mod tests {
         header.kem_ciphertext[100] ^= 1;
         let s = respond(&b.id, &b.spk, &b.pq, &header).unwrap();
         assert_ne!(*a.sk, *s.sk);
+    }
+
+    #[test]
+    fn a_changed_version_gives_a_different_secret() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let alice = Identity::generate(&mut rng);
+        let b = bob(&mut rng);
+        for version in [Version::V1, Version::V2] {
+            let (mut header, a) = initiate_version(&mut rng, &alice, &bundle(&b), version).unwrap();
+            let same = respond(&b.id, &b.spk, &b.pq, &header).unwrap();
+            assert_eq!(*a.sk, *same.sk);
+            assert_eq!(same.version, version);
+            header.version = match version {
+                Version::V1 => Version::V2,
+                Version::V2 => Version::V1,
+            };
+            let changed = respond(&b.id, &b.spk, &b.pq, &header).unwrap();
+            assert_ne!(*a.sk, *changed.sk, "a version changed on the way");
+        }
     }
 
     #[test]

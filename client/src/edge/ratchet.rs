@@ -13,6 +13,12 @@
 //! * **Nonces never repeat, even after a crash.** Header and body are sealed
 //!   with XChaCha20-Poly1305 under a fresh random 192-bit nonce; if a crash
 //!   rolls the state back and a message key is used again, its nonce is not.
+//!
+//! Sessions of version 2 run the sparse post-quantum ratchet
+//! ([`super::spqr`]) beside it (Signal's "Triple Ratchet"): the header also
+//! names the post-quantum epoch the message was written in, the body's
+//! plaintext starts with the post-quantum section, and the body key is
+//! derived from the chain's message key and that epoch's secret.
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
@@ -23,8 +29,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::EdgeError;
 use super::identity::SignedPrekey;
-use super::kdf::{kdf_ck, kdf_rk, message_aead_key, session_keys};
-use super::pqxdh::SessionSecret;
+use super::kdf::{Secret32, kdf_ck, kdf_rk, message_aead_key, session_keys, session_keys_v2};
+use super::pqxdh::{SessionSecret, Version};
+use super::spqr::{Section, Spqr};
 
 /// Most message keys skipped in one chain (the specification suggests about 1000).
 pub const MAX_SKIP: u32 = 1000;
@@ -34,10 +41,17 @@ pub const MAX_SKIPPED_TOTAL: usize = 2000;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const HEADER_PLAIN_LEN: usize = 32 + 4 + 4;
+/// Version 2's header plaintext: also the post-quantum epoch (8 bytes).
+const HEADER_PLAIN_LEN_V2: usize = HEADER_PLAIN_LEN + 8;
 /// Length of an encrypted header.
 pub const HEADER_LEN: usize = NONCE_LEN + HEADER_PLAIN_LEN + TAG_LEN;
+/// Length of an encrypted header in a session of version 2.
+pub const HEADER_LEN_V2: usize = NONCE_LEN + HEADER_PLAIN_LEN_V2 + TAG_LEN;
 /// Bytes a ratchet message adds to its plaintext.
 pub const MESSAGE_OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+/// Bytes a version-2 message adds to its plaintext, its post-quantum
+/// section aside.
+pub const MESSAGE_OVERHEAD_V2: usize = HEADER_LEN_V2 + NONCE_LEN + TAG_LEN;
 
 /// XChaCha20-Poly1305 under a fresh random nonce: `nonce ‖ ciphertext ‖ tag`
 /// (also what the encrypted store seals its records with).
@@ -82,28 +96,45 @@ struct Header {
     dh: [u8; 32],
     pn: u32,
     n: u32,
+    /// The post-quantum epoch (version 2 only).
+    epoch: Option<u64>,
 }
 
 impl Header {
     fn seal<R: CryptoRng + ?Sized>(&self, hk: &[u8; 32], rng: &mut R, ad: &[u8]) -> Vec<u8> {
-        let mut plain = [0u8; HEADER_PLAIN_LEN];
-        plain[..32].copy_from_slice(&self.dh);
-        plain[32..36].copy_from_slice(&self.pn.to_be_bytes());
-        plain[36..].copy_from_slice(&self.n.to_be_bytes());
+        let mut plain = Vec::with_capacity(HEADER_PLAIN_LEN_V2);
+        plain.extend_from_slice(&self.dh);
+        plain.extend_from_slice(&self.pn.to_be_bytes());
+        plain.extend_from_slice(&self.n.to_be_bytes());
+        if let Some(epoch) = self.epoch {
+            plain.extend_from_slice(&epoch.to_be_bytes());
+        }
         seal(hk, rng, ad, &plain)
     }
 
-    fn open(hk: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Option<Header> {
+    /// Opens a header of the session's version (`v2`: with the epoch).
+    fn open(hk: &[u8; 32], ad: &[u8], sealed: &[u8], v2: bool) -> Option<Header> {
         let plain = open(hk, ad, sealed)?;
-        if plain.len() != HEADER_PLAIN_LEN {
+        let expected = if v2 {
+            HEADER_PLAIN_LEN_V2
+        } else {
+            HEADER_PLAIN_LEN
+        };
+        if plain.len() != expected {
             return None;
         }
         let mut dh = [0u8; 32];
         dh.copy_from_slice(&plain[..32]);
+        let epoch = v2.then(|| {
+            let mut e = [0u8; 8];
+            e.copy_from_slice(&plain[40..48]);
+            u64::from_be_bytes(e)
+        });
         Some(Header {
             dh,
             pn: u32::from_be_bytes([plain[32], plain[33], plain[34], plain[35]]),
             n: u32::from_be_bytes([plain[36], plain[37], plain[38], plain[39]]),
+            epoch,
         })
     }
 }
@@ -144,6 +175,45 @@ pub struct Session {
     nhkr: [u8; 32],
     skipped: Vec<SkippedKey>,
     ad: Vec<u8>,
+    /// The post-quantum ratchet (sessions of version 2).
+    pq: Option<Spqr>,
+}
+
+/// A session as version 1 stored it (no post-quantum ratchet), read back
+/// from profiles written before version 2.
+#[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
+struct SessionV1 {
+    dhs: [u8; 32],
+    dhr: Option<[u8; 32]>,
+    rk: [u8; 32],
+    cks: Option<[u8; 32]>,
+    ckr: Option<[u8; 32]>,
+    ns: u32,
+    nr: u32,
+    pn: u32,
+    hks: Option<[u8; 32]>,
+    hkr: Option<[u8; 32]>,
+    nhks: [u8; 32],
+    nhkr: [u8; 32],
+    skipped: Vec<SkippedKey>,
+    ad: Vec<u8>,
+}
+
+/// The initial keys of a session: root key, the initiator's and the
+/// responder's first header keys, and the post-quantum seed (version 2).
+type InitialKeys = (Secret32, Secret32, Secret32, Option<Secret32>);
+
+fn initial_keys(secret: &SessionSecret) -> InitialKeys {
+    match secret.version {
+        Version::V1 => {
+            let (rk, hka, nhkb) = session_keys(&secret.sk);
+            (rk, hka, nhkb, None)
+        }
+        Version::V2 => {
+            let (rk, hka, nhkb, seed) = session_keys_v2(&secret.sk);
+            (rk, hka, nhkb, Some(seed))
+        }
+    }
 }
 
 impl Session {
@@ -154,9 +224,10 @@ impl Session {
         secret: &SessionSecret,
         responder_prekey: &[u8; 32],
     ) -> Result<Self, EdgeError> {
-        let (rk0, hka, nhkb) = session_keys(&secret.sk);
+        let (rk0, hka, nhkb, seed) = initial_keys(secret);
         let dhs = random_secret(rng);
         let (rk, cks, nhks) = kdf_rk(&rk0, &*dh(&dhs, responder_prekey)?);
+        let pq = seed.map(|seed| Spqr::new(rng, true, &seed));
         Ok(Session {
             dhs,
             dhr: Some(*responder_prekey),
@@ -172,12 +243,17 @@ impl Session {
             nhkr: *nhkb,
             skipped: Vec::new(),
             ad: secret.ad.clone(),
+            pq,
         })
     }
 
     /// The responder's session after PQXDH, with the signed prekey the initiator used.
-    pub fn responder(secret: &SessionSecret, signed_prekey: &SignedPrekey) -> Self {
-        let (rk0, hka, nhkb) = session_keys(&secret.sk);
+    pub fn responder<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        secret: &SessionSecret,
+        signed_prekey: &SignedPrekey,
+    ) -> Self {
+        let (rk0, hka, nhkb, seed) = initial_keys(secret);
         Session {
             dhs: *signed_prekey.secret_bytes(),
             dhr: None,
@@ -193,29 +269,71 @@ impl Session {
             nhkr: *hka,
             skipped: Vec::new(),
             ad: secret.ad.clone(),
+            pq: seed.map(|seed| Spqr::new(rng, false, &seed)),
         }
     }
 
-    /// Encrypts `plaintext`: `encrypted header (80) ‖ nonce (24) ‖ ciphertext ‖ tag (16)`.
+    /// The session's version.
+    pub fn version(&self) -> Version {
+        if self.pq.is_some() {
+            Version::V2
+        } else {
+            Version::V1
+        }
+    }
+
+    /// The post-quantum epoch this side writes in (version 2).
+    pub fn pq_epoch(&self) -> Option<u64> {
+        self.pq.as_ref().map(Spqr::epoch)
+    }
+
+    /// Bytes [`Session::encrypt`] adds to a plaintext, for a given
+    /// post-quantum budget: the overhead, and for version 2 at least the
+    /// section's one byte.
+    pub fn overhead(&self) -> usize {
+        if self.pq.is_some() {
+            MESSAGE_OVERHEAD_V2 + Section::len_with(0)
+        } else {
+            MESSAGE_OVERHEAD
+        }
+    }
+
+    /// Encrypts `plaintext`: `encrypted header (80; 88 in version 2) ‖
+    /// nonce (24) ‖ ciphertext ‖ tag (16)`. In version 2 the ciphertext's
+    /// plaintext is the post-quantum section, of at most `pq_budget` bytes
+    /// (but at least one), then `plaintext`.
     pub fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         plaintext: &[u8],
+        pq_budget: usize,
     ) -> Result<Vec<u8>, EdgeError> {
         let (Some(ck), Some(hk)) = (self.cks, self.hks) else {
             return Err(EdgeError::NotReadyToSend);
         };
         let (mk, next) = kdf_ck(&ck);
         let dhs_public = PublicKey::from(&StaticSecret::from(self.dhs)).to_bytes();
+        let (key, epoch, body) = match &mut self.pq {
+            None => (message_aead_key(&mk), None, None),
+            Some(pq) => {
+                let (epoch, key) = pq.sending_key(&mk);
+                let mut body = Vec::with_capacity(pq_budget.max(1) + plaintext.len());
+                pq.section(pq_budget).encode(&mut body);
+                body.extend_from_slice(plaintext);
+                (key, Some(epoch), Some(body))
+            }
+        };
         let mut out = Header {
             dh: dhs_public,
             pn: self.pn,
             n: self.ns,
+            epoch,
         }
         .seal(&hk, rng, &self.ad);
         let mut ad = self.ad.clone();
         ad.extend_from_slice(&out);
-        out.extend_from_slice(&seal(&message_aead_key(&mk), rng, &ad, plaintext));
+        let body = body.as_deref().unwrap_or(plaintext);
+        out.extend_from_slice(&seal(&key, rng, &ad, body));
         self.cks = Some(*next);
         self.ns = self.ns.wrapping_add(1);
         Ok(out)
@@ -238,18 +356,24 @@ impl Session {
         rng: &mut R,
         message: &[u8],
     ) -> Result<Vec<u8>, EdgeError> {
-        if message.len() < MESSAGE_OVERHEAD {
+        let v2 = self.pq.is_some();
+        let (header_len, overhead) = if v2 {
+            (HEADER_LEN_V2, MESSAGE_OVERHEAD_V2 + Section::len_with(0))
+        } else {
+            (HEADER_LEN, MESSAGE_OVERHEAD)
+        };
+        if message.len() < overhead {
             return Err(EdgeError::Malformed("ratchet message"));
         }
-        let (sealed_header, body) = message.split_at(HEADER_LEN);
+        let (sealed_header, body) = message.split_at(header_len);
         let mut ad = self.ad.clone();
         ad.extend_from_slice(sealed_header);
-        if let Some(plaintext) = self.try_skipped(sealed_header, body, &ad)? {
-            return Ok(plaintext);
+        if let Some((epoch, plaintext)) = self.try_skipped(sealed_header, body, &ad)? {
+            return self.take_section(rng, epoch, plaintext);
         }
         let current = self
             .hkr
-            .and_then(|hk| Header::open(&hk, &self.ad, sealed_header));
+            .and_then(|hk| Header::open(&hk, &self.ad, sealed_header, v2));
         let header = match current {
             Some(header) => {
                 if header.n < self.nr {
@@ -258,7 +382,7 @@ impl Session {
                 header
             }
             None => {
-                let header = Header::open(&self.nhkr, &self.ad, sealed_header)
+                let header = Header::open(&self.nhkr, &self.ad, sealed_header, v2)
                     .ok_or(EdgeError::HeaderAuthentication)?;
                 self.skip(header.pn)?;
                 self.dh_ratchet(rng, &header.dh)?;
@@ -270,17 +394,50 @@ impl Session {
         let (mk, next) = kdf_ck(&ck);
         self.ckr = Some(*next);
         self.nr = self.nr.wrapping_add(1);
-        open(&message_aead_key(&mk), &ad, body)
-            .map(|p| p.to_vec())
-            .ok_or(EdgeError::MessageAuthentication)
+        let key = self.body_key(header.epoch, &mk)?;
+        let plaintext = open(&key, &ad, body).ok_or(EdgeError::MessageAuthentication)?;
+        self.take_section(rng, header.epoch, plaintext)
     }
 
+    /// The key a message body is sealed under: version 1's from the
+    /// message key alone, version 2's from it and the epoch's secret.
+    fn body_key(
+        &self,
+        epoch: Option<u64>,
+        mk: &[u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, EdgeError> {
+        match (&self.pq, epoch) {
+            (None, _) => Ok(message_aead_key(mk)),
+            (Some(pq), Some(epoch)) => pq.receiving_key(epoch, mk),
+            (Some(_), None) => Err(EdgeError::HeaderAuthentication),
+        }
+    }
+
+    /// Version 2: reads the post-quantum section off the front of an
+    /// authenticated plaintext and hands it to the post-quantum ratchet.
+    fn take_section<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        epoch: Option<u64>,
+        plaintext: Zeroizing<Vec<u8>>,
+    ) -> Result<Vec<u8>, EdgeError> {
+        let (Some(pq), Some(epoch)) = (&mut self.pq, epoch) else {
+            return Ok(plaintext.to_vec());
+        };
+        let (section, rest) = Section::decode(&plaintext)?;
+        pq.receive(rng, epoch, &section)?;
+        Ok(rest.to_vec())
+    }
+
+    /// A message under a skipped key: its epoch (version 2) and plaintext.
+    #[allow(clippy::type_complexity)]
     fn try_skipped(
         &mut self,
         sealed_header: &[u8],
         body: &[u8],
         ad: &[u8],
-    ) -> Result<Option<Vec<u8>>, EdgeError> {
+    ) -> Result<Option<(Option<u64>, Zeroizing<Vec<u8>>)>, EdgeError> {
+        let v2 = self.pq.is_some();
         let mut tried: Vec<[u8; 32]> = Vec::new();
         for i in 0..self.skipped.len() {
             let hk = self.skipped[i].hk;
@@ -288,7 +445,7 @@ impl Session {
                 continue;
             }
             tried.push(hk);
-            let Some(header) = Header::open(&hk, &self.ad, sealed_header) else {
+            let Some(header) = Header::open(&hk, &self.ad, sealed_header, v2) else {
                 continue;
             };
             let Some(pos) = self
@@ -298,10 +455,10 @@ impl Session {
             else {
                 continue;
             };
-            let plaintext = open(&message_aead_key(&self.skipped[pos].mk), ad, body)
-                .ok_or(EdgeError::MessageAuthentication)?;
+            let key = self.body_key(header.epoch, &self.skipped[pos].mk)?;
+            let plaintext = open(&key, ad, body).ok_or(EdgeError::MessageAuthentication)?;
             self.skipped.remove(pos);
-            return Ok(Some(plaintext.to_vec()));
+            return Ok(Some((header.epoch, plaintext)));
         }
         Ok(None)
     }
@@ -366,186 +523,36 @@ impl Session {
         Zeroizing::new(postcard::to_allocvec(self).unwrap_or_default())
     }
 
-    /// Restores a session from [`Session::to_bytes`].
+    /// Restores a session from [`Session::to_bytes`], or from the layout
+    /// version 1 wrote (then without a post-quantum ratchet).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EdgeError> {
-        postcard::from_bytes(bytes).map_err(|_| EdgeError::Malformed("session state"))
+        if let Ok((session, [])) = postcard::take_from_bytes::<Session>(bytes) {
+            return Ok(session);
+        }
+        match postcard::take_from_bytes::<SessionV1>(bytes) {
+            Ok((old, [])) => Ok(Session {
+                dhs: old.dhs,
+                dhr: old.dhr,
+                rk: old.rk,
+                cks: old.cks,
+                ckr: old.ckr,
+                ns: old.ns,
+                nr: old.nr,
+                pn: old.pn,
+                hks: old.hks,
+                hkr: old.hkr,
+                nhks: old.nhks,
+                nhkr: old.nhkr,
+                skipped: old.skipped.clone(),
+                ad: old.ad.clone(),
+                pq: None,
+            }),
+            _ => Err(EdgeError::Malformed("session state")),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::edge::identity::Identity;
-    use crate::edge::pqxdh::{initiate, respond};
-    use rand::SeedableRng;
-    use rand::seq::SliceRandom;
-    use rand_chacha::ChaCha20Rng;
-
-    fn pair(seed: u64) -> (ChaCha20Rng, Session, Session) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let alice = Identity::generate(&mut rng);
-        let bob = Identity::generate(&mut rng);
-        let spk = bob.new_signed_prekey(&mut rng, 1);
-        let pq = bob.new_pq_prekey(&mut rng, 2);
-        let bundle = crate::edge::identity::PrekeyBundle {
-            identity: bob.public(),
-            signed_prekey: spk.public(),
-            pq_prekey: pq.public(),
-        };
-        let (header, a) = initiate(&mut rng, &alice, &bundle).unwrap();
-        let b = respond(&bob, &spk, &pq, &header).unwrap();
-        let a = Session::initiator(&mut rng, &a, &bundle.signed_prekey.key).unwrap();
-        let b = Session::responder(&b, &spk);
-        (rng, a, b)
-    }
-
-    #[test]
-    fn messages_flow_both_ways_across_many_ratchet_steps() {
-        let (mut rng, mut a, mut b) = pair(1);
-        assert_eq!(
-            b.encrypt(&mut rng, b"too early"),
-            Err(EdgeError::NotReadyToSend)
-        );
-        for round in 0..20u32 {
-            for i in 0..(round % 3 + 1) {
-                let m = a
-                    .encrypt(&mut rng, format!("a{round}.{i}").as_bytes())
-                    .unwrap();
-                assert_eq!(
-                    b.decrypt(&mut rng, &m).unwrap(),
-                    format!("a{round}.{i}").as_bytes()
-                );
-            }
-            let m = b.encrypt(&mut rng, format!("b{round}").as_bytes()).unwrap();
-            assert_eq!(
-                a.decrypt(&mut rng, &m).unwrap(),
-                format!("b{round}").as_bytes()
-            );
-        }
-    }
-
-    #[test]
-    fn out_of_order_and_late_messages_across_dh_steps() {
-        let (mut rng, mut a, mut b) = pair(2);
-        let mut first: Vec<_> = (0..10)
-            .map(|i| (i, a.encrypt(&mut rng, &[i]).unwrap()))
-            .collect();
-        first.shuffle(&mut rng);
-        let late: Vec<_> = first.split_off(7);
-        for (i, m) in &first {
-            assert_eq!(b.decrypt(&mut rng, m).unwrap(), vec![*i]);
-        }
-        // a DH step in both directions before the late ones arrive
-        let reply = b.encrypt(&mut rng, b"r").unwrap();
-        a.decrypt(&mut rng, &reply).unwrap();
-        let next = a.encrypt(&mut rng, b"n").unwrap();
-        b.decrypt(&mut rng, &next).unwrap();
-        for (i, m) in &late {
-            assert_eq!(b.decrypt(&mut rng, m).unwrap(), vec![*i]);
-        }
-        assert_eq!(b.skipped_keys(), 0);
-    }
-
-    #[test]
-    fn skipping_is_bounded_per_step_and_in_total() {
-        let (mut rng, mut a, mut b) = pair(3);
-        let first = a.encrypt(&mut rng, b"0").unwrap();
-        b.decrypt(&mut rng, &first).unwrap();
-        for _ in 0..MAX_SKIP + 1 {
-            a.encrypt(&mut rng, b"lost").unwrap();
-        }
-        let too_far = a.encrypt(&mut rng, b"x").unwrap();
-        let before = b.to_bytes();
-        assert!(matches!(
-            b.decrypt(&mut rng, &too_far),
-            Err(EdgeError::TooManySkipped { .. })
-        ));
-        assert_eq!(*b.to_bytes(), *before);
-
-        // Across DH steps: each step skips MAX_SKIP - 1, the total stays bounded.
-        let (mut rng, mut a, mut b) = pair(4);
-        for _ in 0..4 {
-            for _ in 0..MAX_SKIP - 1 {
-                a.encrypt(&mut rng, b"lost").unwrap();
-            }
-            let m = a.encrypt(&mut rng, b"arrives").unwrap();
-            b.decrypt(&mut rng, &m).unwrap();
-            let r = b.encrypt(&mut rng, b"reply").unwrap();
-            a.decrypt(&mut rng, &r).unwrap();
-            assert!(b.skipped_keys() <= MAX_SKIPPED_TOTAL);
-        }
-        assert_eq!(b.skipped_keys(), MAX_SKIPPED_TOTAL);
-    }
-
-    #[test]
-    fn forged_replayed_or_corrupt_messages_leave_the_state_byte_identical() {
-        let (mut rng, mut a, mut b) = pair(5);
-        let m1 = a.encrypt(&mut rng, b"one").unwrap();
-        let m2 = a.encrypt(&mut rng, b"two").unwrap();
-        b.decrypt(&mut rng, &m2).unwrap(); // m1's key is now skipped
-        let snapshot = b.to_bytes();
-        let mut attempts = vec![m2.clone(), m1[..50].to_vec(), vec![0u8; 300]];
-        for i in [
-            0,
-            30,
-            HEADER_LEN - 1,
-            HEADER_LEN,
-            HEADER_LEN + 30,
-            m1.len() - 1,
-        ] {
-            let mut bad = m1.clone();
-            bad[i] ^= 0x80;
-            attempts.push(bad);
-        }
-        for attempt in &attempts {
-            assert!(b.decrypt(&mut rng, attempt).is_err());
-            assert_eq!(*b.to_bytes(), *snapshot, "state changed");
-        }
-        assert_eq!(b.decrypt(&mut rng, &m2), Err(EdgeError::Duplicate));
-        assert_eq!(b.decrypt(&mut rng, &m1).unwrap(), b"one");
-        assert!(
-            b.decrypt(&mut rng, &m1).is_err(),
-            "a skipped key is used once"
-        );
-    }
-
-    #[test]
-    fn headers_do_not_link_messages_of_one_chain() {
-        let (mut rng, mut a, _) = pair(6);
-        let m1 = a.encrypt(&mut rng, b"same").unwrap();
-        let m2 = a.encrypt(&mut rng, b"same").unwrap();
-        // no 6-byte window of one header appears in the other
-        for w in m1[..HEADER_LEN].windows(6) {
-            assert!(!m2[..HEADER_LEN].windows(6).any(|x| x == w));
-        }
-        assert_eq!(m1.len(), m2.len());
-    }
-
-    #[test]
-    fn a_low_order_ratchet_key_is_refused_without_changing_state() {
-        let (mut rng, mut a, mut b) = pair(7);
-        let m = a.encrypt(&mut rng, b"hi").unwrap();
-        b.decrypt(&mut rng, &m).unwrap();
-        // forge a header under the key of the next chain, as a peer knowing it could
-        let header = Header {
-            dh: [0u8; 32],
-            pn: 0,
-            n: 0,
-        }
-        .seal(&b.nhkr, &mut rng, &b.ad);
-        let mut forged = header;
-        forged.extend_from_slice(&[0u8; NONCE_LEN + TAG_LEN + 4]);
-        let before = b.to_bytes();
-        assert_eq!(b.decrypt(&mut rng, &forged), Err(EdgeError::LowOrderPoint));
-        assert_eq!(*b.to_bytes(), *before);
-    }
-
-    #[test]
-    fn state_survives_serialisation() {
-        let (mut rng, mut a, b) = pair(8);
-        let mut b = Session::from_bytes(&b.to_bytes()).unwrap();
-        let m = a.encrypt(&mut rng, b"after restore").unwrap();
-        assert_eq!(b.decrypt(&mut rng, &m).unwrap(), b"after restore");
-        assert!(Session::from_bytes(&[1, 2, 3]).is_err());
-    }
-}
+mod pq_tests;
+#[cfg(test)]
+mod tests;

@@ -345,7 +345,8 @@ enum Phase {
     /// ciphertext is collected.
     SendKey {
         next: u64,
-        seed: [u8; 64],
+        /// The key pair's 64-byte seed (serde takes arrays up to 32).
+        seed: [[u8; 32]; 2],
         key: Vec<u8>,
         ciphertext: Collector,
     },
@@ -410,12 +411,21 @@ fn epoch_secret(
     )
 }
 
-/// A fresh key pair: its 64-byte seed and encoded encapsulation key.
-fn key_pair<R: CryptoRng + ?Sized>(rng: &mut R) -> ([u8; 64], Vec<u8>) {
-    let mut seed = [0u8; 64];
-    rng.fill_bytes(&mut seed);
-    let (_, encapsulation) = MlKem768::from_seed(&Seed::from(seed));
-    (seed, encapsulation.to_bytes().to_vec())
+/// The 64-byte ML-KEM seed from its two halves.
+fn full_seed(halves: &[[u8; 32]; 2]) -> Zeroizing<[u8; 64]> {
+    let mut seed = Zeroizing::new([0u8; 64]);
+    seed[..32].copy_from_slice(&halves[0]);
+    seed[32..].copy_from_slice(&halves[1]);
+    seed
+}
+
+/// A fresh key pair: its seed and encoded encapsulation key.
+fn key_pair<R: CryptoRng + ?Sized>(rng: &mut R) -> ([[u8; 32]; 2], Vec<u8>) {
+    let mut halves = [[0u8; 32]; 2];
+    rng.fill_bytes(&mut halves[0]);
+    rng.fill_bytes(&mut halves[1]);
+    let (_, encapsulation) = MlKem768::from_seed(&Seed::from(*full_seed(&halves)));
+    (halves, encapsulation.to_bytes().to_vec())
 }
 
 /// Whether the initiator sends the key of the exchange opening `next`.
@@ -591,7 +601,7 @@ impl Spqr {
                 let Some(object) = ciphertext.object() else {
                     return Ok(());
                 };
-                let (decapsulation, _) = MlKem768::from_seed(&Seed::from(*seed));
+                let (decapsulation, _) = MlKem768::from_seed(&Seed::from(*full_seed(seed)));
                 let shared = decapsulation
                     .decapsulate_slice(&object)
                     .map_err(|_| EdgeError::Malformed("KEM ciphertext"))?;

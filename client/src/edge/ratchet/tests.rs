@@ -52,7 +52,9 @@ fn flow_both_ways(version: Version) {
                 format!("a{round}.{i}").as_bytes()
             );
         }
-        let m = b.encrypt(&mut rng, format!("b{round}").as_bytes(), 0).unwrap();
+        let m = b
+            .encrypt(&mut rng, format!("b{round}").as_bytes(), 0)
+            .unwrap();
         assert_eq!(
             a.decrypt(&mut rng, &m).unwrap(),
             format!("b{round}").as_bytes()

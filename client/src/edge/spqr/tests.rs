@@ -106,19 +106,23 @@ fn sections_round_trip_and_every_truncation_is_refused() {
     assert_eq!(none, vec![NONE]);
 }
 
+/// One section from `from` to `to`, `budget` bytes.
+fn hand_over(from: &mut Spqr, to: &mut Spqr, rng: &mut ChaCha20Rng, budget: usize) {
+    let (epoch, key) = from.sending_key(&[9; 32]);
+    let section = from.section(budget);
+    assert_eq!(
+        *to.receiving_key(epoch, &[9; 32]).unwrap(),
+        *key,
+        "both sides derive the message key"
+    );
+    to.receive(rng, epoch, &section).unwrap();
+}
+
 /// Hands each side's sections to the other directly, `budget` bytes each.
 fn converse(a: &mut Spqr, b: &mut Spqr, rng: &mut ChaCha20Rng, turns: usize, budget: usize) {
     for _ in 0..turns {
-        for (from, to) in [(&mut *a, &mut *b), (&mut *b, &mut *a)] {
-            let (epoch, key) = from.sending_key(&[9; 32]);
-            let section = from.section(budget);
-            assert_eq!(
-                *to.receiving_key(epoch, &[9; 32]).unwrap(),
-                *key,
-                "both sides derive the message key"
-            );
-            to.receive(rng, epoch, &section).unwrap();
-        }
+        hand_over(a, b, rng, budget);
+        hand_over(b, a, rng, budget);
     }
 }
 
