@@ -595,7 +595,7 @@ impl Driver {
         let now = self.now();
         for (key, payload) in records {
             if key.starts_with(FRAGMENT_PREFIX) {
-                self.endpoint.refeed(&mut self.rng, &payload, now);
+                self.endpoint.refeed(&payload, now);
             }
         }
         self.handle_events();

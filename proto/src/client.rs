@@ -58,6 +58,18 @@ pub const MIN_PULL_INTERVAL: Duration = Duration::from_millis(60);
 pub const LOOP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Real items the shaper holds at most; the rest wait in the outbox.
 const SHAPER_QUEUE: usize = 64;
+/// An acknowledgement owed: the fragment's SURB-ACK, or (for a reply that
+/// came over an anonymous reply block) a forward packet to the writer's
+/// address naming the ack id.
+enum OwedAck {
+    Surb(SurbAck),
+    Forward(Address, aegis_mix_packet::AckId),
+}
+
+/// Where in `Endpoint::ready` each kind of slot's packet waits.
+const REAL: usize = 0;
+const LOOP: usize = 1;
+const DROP: usize = 2;
 
 mod anonymous;
 mod packets;
@@ -102,7 +114,9 @@ pub struct Endpoint<C> {
     own: Own,
     own_key: SphinxPublicKey,
     topology: Arc<Topology>,
-    shaper: TrafficShaper<Ready<C>>,
+    /// The schedule; its queue holds a token per real item staged in
+    /// `ready[REAL]`.
+    shaper: TrafficShaper<()>,
     shaping: ShapingConfig,
     /// The schedule's own randomness, seeded once from the caller's RNG:
     /// building a packet of one kind or another draws differently from the
@@ -113,14 +127,16 @@ pub struct Endpoint<C> {
     addresses: HashMap<C, Address>,
     /// Reply blocks given away for anonymous replies, and received.
     anonymous: anonymous::Anonymous<C>,
-    acks: VecDeque<Vec<u8>>,
-    /// A loop and a drop built ahead of their slots.
-    ready_loop: Option<Ready<C>>,
-    ready_drop: Option<Ready<C>>,
+    /// Acknowledgements owed, built only when staged for their slot.
+    acks: VecDeque<OwedAck>,
+    /// The next real item, a loop and a drop, built ahead of their slots,
+    /// side by side: whatever a slot carries, its emission takes it from
+    /// the same few bytes of memory.
+    ready: [Option<Ready<C>>; 3],
     /// Packets that left since the last [`Endpoint::prepare`], and when.
     left: Vec<(After<C>, Duration)>,
     /// The slots due at a wake-up (kept to reuse its allocation).
-    due: Vec<crate::shaping::Emission<Ready<C>>>,
+    due: Vec<crate::shaping::Emission<()>>,
     /// Whether the last real item handed to the shaper was an
     /// acknowledgement (acknowledgements and own fragments take turns).
     ack_went_last: bool,
@@ -185,8 +201,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             addresses: HashMap::new(),
             anonymous: anonymous::Anonymous::default(),
             acks: VecDeque::new(),
-            ready_loop: None,
-            ready_drop: None,
+            ready: [None, None, None],
             left: Vec::with_capacity(8),
             due: Vec::with_capacity(8),
             ack_went_last: false,
@@ -214,8 +229,8 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
             if wanted != self.shaping {
                 let mut shaper = TrafficShaper::new(&wanted, now, SHAPER_QUEUE, &mut self.schedule);
                 // Whatever waited for a real slot keeps its place.
-                for emission in self.shaper.drain_queued() {
-                    let _ = shaper.enqueue(emission);
+                for token in self.shaper.drain_queued() {
+                    let _ = shaper.enqueue(token);
                 }
                 self.shaper = shaper;
                 self.shaping = wanted;
@@ -297,11 +312,11 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         self.expire(now);
         self.settle();
         self.refill(rng, now);
-        if self.ready_loop.is_none() {
-            self.ready_loop = self.loop_packet(rng);
+        if self.ready[LOOP].is_none() {
+            self.ready[LOOP] = self.loop_packet(rng);
         }
-        if self.ready_drop.is_none() {
-            self.ready_drop = self.drop_packet(rng);
+        if self.ready[DROP].is_none() {
+            self.ready[DROP] = self.drop_packet(rng);
         }
     }
 
@@ -321,7 +336,10 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
     fn settle(&mut self) {
         let expected = self.topology.mean_hop_delay() * self.geometry.hops as u32;
         let timeout = ack_timeout(expected, self.pull_interval());
-        for (after, at) in std::mem::take(&mut self.left) {
+        // Drained, not taken: the list keeps its allocation, so an
+        // emission never allocates (what the allocator does would depend on
+        // what was built and freed before it).
+        for (after, at) in self.left.drain(..) {
             match after {
                 After::Nothing => {}
                 After::Fragment(sent) => {
@@ -385,7 +403,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         now: Duration,
     ) {
         for (id, delivery) in entries {
-            self.deliver(rng, &delivery, now);
+            self.deliver(&delivery, now);
             if self.unacknowledged.len() < PULL_BATCH {
                 self.unacknowledged.push(id);
             }
@@ -407,7 +425,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         now: Duration,
     ) {
         for delivery in deliveries {
-            self.deliver(rng, &delivery, now);
+            self.deliver(&delivery, now);
         }
         if self.config.prepare_ahead {
             self.prepare(rng, now);
@@ -416,8 +434,8 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
 
     /// After a restart: a kept fragment goes through the inbox again. It
     /// was acknowledged to its sender before, so no acknowledgement is sent.
-    pub fn refeed<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, payload: &[u8], now: Duration) {
-        self.receive(rng, payload, now, false);
+    pub fn refeed(&mut self, payload: &[u8], now: Duration) {
+        self.receive(payload, now, false);
     }
 
     /// The next event for the driver.
@@ -489,15 +507,26 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         if self.ack_went_last && self.refill_own(rng, now) {
             return;
         }
-        if let Some(frame) = self.acks.pop_front() {
-            let ack = Ready {
-                frame,
-                kind: PacketKind::Ack,
-                after: After::Nothing,
+        if let Some(owed) = self.acks.pop_front() {
+            // Built now, not when its fragment arrived: taking in a pull
+            // builds nothing, and an ack costs its building here, next to
+            // the fragments' (a block that cannot be built is dropped; its
+            // sender retransmits with another).
+            let frame = match owed {
+                OwedAck::Surb(surb_ack) => build_ack(rng, &self.geometry, surb_ack)
+                    .ok()
+                    .and_then(|p| p.to_frame(&self.geometry).ok()),
+                OwedAck::Forward(to, ack_id) => self.forward_ack(rng, &to, ack_id),
             };
-            match self.shaper.enqueue(ack) {
-                Ok(()) => self.ack_went_last = true,
-                Err(ack) => self.acks.push_front(ack.frame),
+            if let Some(frame) = frame {
+                let ack = Ready {
+                    frame,
+                    kind: PacketKind::Ack,
+                    after: After::Nothing,
+                };
+                if self.stage_real(ack).is_ok() {
+                    self.ack_went_last = true;
+                }
             }
             return;
         }
@@ -515,7 +544,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         let Some(ready) = self.fragment_packet(rng, t) else {
             return false;
         };
-        match self.shaper.enqueue(ready) {
+        match self.stage_real(ready) {
             Ok(()) => {
                 self.ack_went_last = false;
                 true
@@ -529,20 +558,30 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         }
     }
 
+    /// Stages a real item for the next payload slot (one at a time: the
+    /// shaper's token says a payload slot carries it).
+    fn stage_real(&mut self, ready: Ready<C>) -> Result<(), Ready<C>> {
+        if self.ready[REAL].is_some() || self.shaper.enqueue(()).is_err() {
+            return Err(ready);
+        }
+        self.ready[REAL] = Some(ready);
+        Ok(())
+    }
+
     /// Hands out the slot's frame. A prepared packet of any kind takes the
-    /// same steps; only a cover packet that could not be prepared is built
-    /// here.
-    fn emit<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, slot: Slot<Ready<C>>, now: Duration) {
-        let ready = match slot {
-            Slot::Real(ready) => Some(ready),
-            Slot::Loop => match self.ready_loop.take() {
-                Some(ready) => Some(ready),
-                None => self.loop_packet(rng),
-            },
-            Slot::Drop => match self.ready_drop.take() {
-                Some(ready) => Some(ready),
-                None => self.drop_packet(rng),
-            },
+    /// same steps from the same place; only a cover packet that could not
+    /// be prepared is built here.
+    fn emit<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, slot: Slot<()>, now: Duration) {
+        let index = match slot {
+            Slot::Real(()) => REAL,
+            Slot::Loop => LOOP,
+            Slot::Drop => DROP,
+        };
+        let ready = match self.ready[index].take() {
+            Some(ready) => Some(ready),
+            None if index == LOOP => self.loop_packet(rng),
+            None if index == DROP => self.drop_packet(rng),
+            None => None,
         };
         let Some(ready) = ready else {
             self.stats.skipped += 1;

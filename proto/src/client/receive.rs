@@ -7,46 +7,39 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
     /// One stored packet: an ack over a reply block this client gave away
     /// is found by its delivery tag and turned back into its view with the
     /// kept reply key; anything else is its view already.
-    pub(super) fn deliver<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        delivery: &[u8],
-        now: Duration,
-    ) {
+    pub(super) fn deliver(&mut self, delivery: &[u8], now: Duration) {
         let Ok((tag, payload)) = split_delivery(&self.geometry, delivery) else {
             return;
         };
         if let Some(key) = self.outbox.reply_key(tag) {
             if let Ok(view) = key.open(&self.geometry, payload) {
-                self.receive(rng, &view, now, true);
+                self.receive(&view, now, true);
             }
             return;
         }
         if let Some((key, ack_to)) = self.take_given(tag) {
             // An anonymous reply: acknowledged by a forward packet.
             if let Ok(view) = key.open(&self.geometry, payload) {
-                self.receive_acking(rng, &view, now, true, Some(&ack_to));
+                self.receive_acking(&view, now, true, Some(&ack_to));
             }
             return;
         }
-        self.receive(rng, payload, now, true);
+        self.receive(payload, now, true);
     }
 
-    pub(super) fn receive<R: CryptoRng + ?Sized>(
+    pub(super) fn receive(
         &mut self,
-        rng: &mut R,
         payload: &[u8],
         now: Duration,
         acknowledge: bool,
     ) {
-        self.receive_acking(rng, payload, now, acknowledge, None);
+        self.receive_acking(payload, now, acknowledge, None);
     }
 
     /// [`Endpoint::receive`]; fragments are acknowledged over their
     /// SURB-ACK, or with a forward packet to `forward_to` if given.
-    fn receive_acking<R: CryptoRng + ?Sized>(
+    fn receive_acking(
         &mut self,
-        rng: &mut R,
         payload: &[u8],
         now: Duration,
         acknowledge: bool,
@@ -89,15 +82,10 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
                     self.stats.acks_withheld += 1;
                 } else if answer {
                     self.inbox_changed = true;
-                    let ack = match forward_to {
-                        Some(to) => self.forward_ack(rng, to, surb_ack.ack_id),
-                        None => build_ack(rng, &self.geometry, surb_ack)
-                            .ok()
-                            .and_then(|p| p.to_frame(&self.geometry).ok()),
-                    };
-                    if let Some(ack) = ack {
-                        self.acks.push_back(ack);
-                    }
+                    self.acks.push_back(match forward_to {
+                        Some(to) => OwedAck::Forward(to.clone(), surb_ack.ack_id),
+                        None => OwedAck::Surb(surb_ack),
+                    });
                 }
                 if let Received::Complete(bytes) = received {
                     self.inbox_changed = true;
