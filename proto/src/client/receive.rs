@@ -27,12 +27,7 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         self.receive(payload, now, true);
     }
 
-    pub(super) fn receive(
-        &mut self,
-        payload: &[u8],
-        now: Duration,
-        acknowledge: bool,
-    ) {
+    pub(super) fn receive(&mut self, payload: &[u8], now: Duration, acknowledge: bool) {
         self.receive_acking(payload, now, acknowledge, None);
     }
 

@@ -1,13 +1,11 @@
 //! The post-quantum ratchet inside sessions of version 2: healing after a
-//! compromise, progress under the mixnet's loss and reordering, the
-//! transactional rule, the stored layouts.
+//! compromise, the transactional rule, the stored layouts. (Progress under
+//! the mixnet's delays, reordering and loss is tested with the simulator's
+//! latencies in `simulations/tests/pq_ratchet.rs`.)
 
 use super::tests::{pair, pair_version};
 use super::*;
 use proptest::prelude::*;
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha20Rng;
-use rand_distr::{Distribution, Exp};
 
 /// What a short text leaves for the post-quantum section: the whole of a
 /// fragment less the message (as `conversation::seal` computes it).
@@ -104,103 +102,6 @@ fn without_the_post_quantum_ratchet_the_same_adversary_reads_everything() {
         assert!(probe.clone().decrypt(&mut rng, &m).is_ok());
         let r = bob.encrypt(&mut rng, &[i], 0).unwrap();
         alice.decrypt(&mut rng, &r).unwrap();
-    }
-}
-
-/// One message in flight: when it arrives, who wrote it, the bytes.
-struct InFlight {
-    arrives: f64,
-    from_alice: bool,
-    bytes: Vec<u8>,
-}
-
-/// Messages per epoch advance when both sides write at random times
-/// (Poisson, one message a second each) and each message crosses five
-/// hops of exponential delay with the consensus's mean (50 ms) and waits
-/// for its recipient's next pull (every second), and `loss` of them never
-/// arrive (the outbox's retransmissions aside). Returns the number of
-/// messages written before each epoch the two sides reach, and how many
-/// arrived messages failed to decrypt.
-fn through_the_mixnet(seed: u64, loss: f64, budget: usize, messages: usize) -> (Vec<usize>, usize) {
-    let (mut rng, mut alice, mut bob) = pair(seed);
-    let mut net = ChaCha20Rng::seed_from_u64(seed ^ 0x5EED);
-    let hop = Exp::new(1.0 / 0.050).unwrap();
-    let gap = Exp::new(2.0).unwrap();
-    let mut now = 0.0;
-    let mut in_flight: Vec<InFlight> = Vec::new();
-    let mut advanced_at = Vec::new();
-    let mut failed = 0;
-    // Alice writes first (Bob's session cannot send before it received).
-    let first = alice.encrypt(&mut rng, b"hello", budget).unwrap();
-    in_flight.push(InFlight {
-        arrives: 0.5,
-        from_alice: true,
-        bytes: first,
-    });
-    let mut written = 1;
-    while written < messages {
-        now += gap.sample(&mut net);
-        // Deliver what arrived by now, in order of arrival.
-        in_flight.sort_by(|a, b| b.arrives.total_cmp(&a.arrives));
-        while in_flight.last().is_some_and(|m| m.arrives <= now) {
-            let m = in_flight.pop().unwrap();
-            let to = if m.from_alice { &mut bob } else { &mut alice };
-            if to.decrypt(&mut rng, &m.bytes).is_err() {
-                failed += 1;
-            }
-        }
-        let epoch = alice.pq_epoch().unwrap().min(bob.pq_epoch().unwrap()) as usize;
-        while advanced_at.len() < epoch {
-            advanced_at.push(written);
-        }
-        let from_alice = net.random::<bool>();
-        let from = if from_alice { &mut alice } else { &mut bob };
-        let Ok(bytes) = from.encrypt(&mut rng, b"a short text", budget) else {
-            continue; // Bob before Alice's first message: he waits.
-        };
-        written += 1;
-        if net.random::<f64>() < loss {
-            continue;
-        }
-        let route: f64 = (0..5).map(|_| hop.sample(&mut net)).sum();
-        let pull = net.random_range(0.0..1.0);
-        in_flight.push(InFlight {
-            arrives: now + route + pull,
-            from_alice,
-            bytes,
-        });
-    }
-    (advanced_at, failed)
-}
-
-#[test]
-fn through_loss_and_reordering_the_epoch_still_advances() {
-    for (loss, budget, most) in [
-        // Seen with these seeds: 57 epochs in 600 messages, a median of
-        // 10 and at most 18 messages each; with a fifth lost, 49 epochs,
-        // median 12, at most 28.
-        (0.0, SHORT_TEXT_BUDGET, 30),
-        (0.2, SHORT_TEXT_BUDGET, 45),
-        // Two shards a message: 19 messages for the key, 17 for the
-        // ciphertext, each side writing half of them.
-        // Seen: 6 epochs, median 99, at most 111.
-        (0.2, Section::len_with(2), 160),
-    ] {
-        let (advanced_at, failed) = through_the_mixnet(22, loss, budget, 600);
-        assert_eq!(failed, 0, "every message that arrived decrypted");
-        assert!(
-            advanced_at.len() >= 4,
-            "loss {loss}: epochs {advanced_at:?}"
-        );
-        let gaps: Vec<usize> = std::iter::once(advanced_at[0])
-            .chain(advanced_at.windows(2).map(|w| w[1] - w[0]))
-            .collect();
-        let worst = gaps.iter().max().copied().unwrap_or(0);
-
-        assert!(
-            worst <= most,
-            "loss {loss}, budget {budget}: an epoch took {worst} messages ({gaps:?})"
-        );
     }
 }
 
