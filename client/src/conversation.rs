@@ -19,7 +19,7 @@ use tracing::debug;
 
 use crate::card::ContactCard;
 use crate::edge::EdgeError;
-use crate::edge::pqxdh::{InitialHeader, initiate, respond};
+use crate::edge::pqxdh::{InitialHeader, Version, initiate, respond};
 use crate::edge::ratchet::Session;
 use crate::envelope::{Content, Envelope, pq_budget};
 use crate::profile::{
@@ -99,14 +99,23 @@ pub fn seal<R: CryptoRng + ?Sized>(
     }
     let card = ContactCard::decode(&record.card).map_err(ProfileError::from)?;
     let mut sessions = profile.sessions(contact)?;
-    if sessions.is_empty() {
+    // A session of an older version (made before this one) is replaced by
+    // a new handshake once it is established: the contact answers in the
+    // new session, and the old one stays to read what was already sent in
+    // it. So conversations gain the post-quantum ratchet without either
+    // side doing anything.
+    let outdated = record.confirmed
+        && sessions
+            .first()
+            .is_some_and(|s| s.version() != Version::LATEST);
+    if sessions.is_empty() || outdated {
         let (header, secret) = initiate(rng, &profile.identity, &card.bundle)?;
         let session = Session::initiator(rng, &secret, &card.bundle.signed_prekey.key)?;
         let mut encoded = Vec::new();
         header.encode(&mut encoded);
         record.initial_header = Some(encoded);
         record.confirmed = false;
-        sessions.push(session);
+        sessions.insert(0, session);
     }
     let version = profile.card_version()?;
     let card_version = (!record.confirmed || record.card_known < version).then_some(version);
@@ -413,6 +422,64 @@ mod tests {
     }
 
     /// Alice and Bob, each the other's contact, with a session both ways.
+    #[test]
+    fn a_session_of_version_1_is_replaced_by_one_of_version_2() {
+        use crate::edge::pqxdh::initiate_version;
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let (alice, bob, bob_id, alice_id) = talking(dir.path());
+        // Put the two back on a version-1 session, as profiles written
+        // before version 2 hold them.
+        let card = ContactCard::decode(&alice.contact(&bob_id).unwrap().unwrap().card).unwrap();
+        let (header, a) =
+            initiate_version(&mut rng, &alice.identity, &card.bundle, Version::V1).unwrap();
+        let (spk, pq) = bob
+            .prekeys(header.signed_prekey_id, header.pq_prekey_id)
+            .unwrap();
+        let b = respond(&bob.identity, spk, pq, &header).unwrap();
+        let mut a = Session::initiator(&mut rng, &a, &card.bundle.signed_prekey.key).unwrap();
+        let mut b = Session::responder(&mut rng, &b, spk);
+        let first = a.encrypt(&mut rng, b"", 0).unwrap();
+        b.decrypt(&mut rng, &first).unwrap();
+        let record = |p: &Profile, id| p.contact(id).unwrap().unwrap();
+        alice
+            .put_sessions(&bob_id, &record(&alice, &bob_id), &[a])
+            .unwrap();
+        bob.put_sessions(&alice_id, &record(&bob, &alice_id), &[b])
+            .unwrap();
+        // A message still sealed in version 1 before the upgrade...
+        let old = {
+            let mut sessions = bob.sessions(&alice_id).unwrap();
+            let message = sessions[0]
+                .encrypt(&mut rng, &text("late").encode(), 0)
+                .unwrap();
+            bob.put_sessions(&alice_id, &record(&bob, &alice_id), &sessions)
+                .unwrap();
+            Envelope::Ratchet { message }.encode()
+        };
+        // ...then Alice writes: a new handshake of version 2.
+        let up = seal(&mut rng, &alice, &bob_id, text("upgraded")).unwrap();
+        assert_eq!(up.envelope[0], 0x05, "a version-2 handshake");
+        let opened = open(&mut rng, &bob, &up.envelope).unwrap();
+        assert_eq!(opened.content.body, b"upgraded");
+        assert!(!opened.new_contact);
+        assert_eq!(bob.sessions(&alice_id).unwrap()[0].version(), Version::V2);
+        let back = seal(&mut rng, &bob, &alice_id, text("in version 2")).unwrap();
+        assert_eq!(back.envelope[0], 0x02);
+        assert_eq!(
+            open(&mut rng, &alice, &back.envelope).unwrap().content.body,
+            b"in version 2"
+        );
+        let sessions = alice.sessions(&bob_id).unwrap();
+        assert_eq!(sessions[0].version(), Version::V2);
+        assert!(alice.contact(&bob_id).unwrap().unwrap().confirmed);
+        // The old session still reads what was sent in it.
+        assert_eq!(open(&mut rng, &alice, &old).unwrap().content.body, b"late");
+        // And no further handshake: Alice's next message is a ratchet one.
+        let next = seal(&mut rng, &alice, &bob_id, text("and on")).unwrap();
+        assert_eq!(next.envelope[0], 0x02);
+    }
+
     fn talking(dir: &std::path::Path) -> (Profile, Profile, ContactId, ContactId) {
         let mut rng = rand::rng();
         let (alice, bob) = (profile(dir, "a"), profile(dir, "b"));

@@ -287,9 +287,8 @@ impl Session {
         self.pq.as_ref().map(Spqr::epoch)
     }
 
-    /// Bytes [`Session::encrypt`] adds to a plaintext, for a given
-    /// post-quantum budget: the overhead, and for version 2 at least the
-    /// section's one byte.
+    /// Bytes [`Session::encrypt`] adds to a plaintext when the post-quantum
+    /// section is its smallest (one byte, version 2).
     pub fn overhead(&self) -> usize {
         if self.pq.is_some() {
             MESSAGE_OVERHEAD_V2 + Section::len_with(0)

@@ -50,7 +50,8 @@ use super::identity::{MLKEM768_CIPHERTEXT_LEN, MLKEM768_KEY_LEN};
 
 /// Bytes per shard.
 pub const SHARD_LEN: usize = 32;
-/// Distinct shard indices (the nonzero-size field minus nothing: x = 0 … 254).
+/// Distinct shard indices, x = 0 … 254: 255 field elements, and an index
+/// still fits a byte with 255 left over as invalid.
 pub const SHARD_INDICES: u16 = 255;
 /// Epoch secrets kept for messages written in older epochs (reordering).
 pub const KEPT_EPOCHS: usize = 6;
@@ -500,6 +501,8 @@ impl Spqr {
     /// The message key for a message we write now, and the epoch to name
     /// in its header.
     pub fn sending_key(&self, chain_key: &[u8; 32]) -> (u64, Zeroizing<[u8; 32]>) {
+        // The current epoch's secret is always held (`enter` keeps the
+        // newest); the fallback is never taken.
         let secret = self.secret(self.epoch).copied().unwrap_or([0; 32]);
         (self.epoch, message_key(&secret, chain_key, self.epoch))
     }
