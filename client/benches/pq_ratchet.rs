@@ -11,9 +11,8 @@
 
 use std::time::Instant;
 
-use aegis_client::edge::identity::{Identity, PrekeyBundle};
-use aegis_client::edge::pqxdh::{Version, initiate_version, respond};
-use aegis_client::edge::ratchet::Session;
+use aegis_client::edge::pqxdh::Version;
+use aegis_client::edge::ratchet::{Session, fresh_pair};
 use aegis_client::edge::spqr::Section;
 use aegis_client::envelope::pq_budget;
 use aegis_mix_packet::Geometry;
@@ -29,19 +28,7 @@ const TEXT: &[u8] = b"on my way, see you at eight at the usual place";
 
 fn sessions(seed: u64, version: Version) -> (ChaCha20Rng, Session, Session) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let alice = Identity::generate(&mut rng);
-    let bob = Identity::generate(&mut rng);
-    let spk = bob.new_signed_prekey(&mut rng, 1);
-    let pq = bob.new_pq_prekey(&mut rng, 2);
-    let bundle = PrekeyBundle {
-        identity: bob.public(),
-        signed_prekey: spk.public(),
-        pq_prekey: pq.public(),
-    };
-    let (header, a) = initiate_version(&mut rng, &alice, &bundle, version).unwrap();
-    let b = respond(&bob, &spk, &pq, &header).unwrap();
-    let a = Session::initiator(&mut rng, &a, &bundle.signed_prekey.key).unwrap();
-    let b = Session::responder(&mut rng, &b, &spk);
+    let (a, b) = fresh_pair(&mut rng, version).unwrap();
     (rng, a, b)
 }
 

@@ -9,9 +9,8 @@
 
 use std::path::Path;
 
-use aegis_client::edge::identity::{Identity, PrekeyBundle};
-use aegis_client::edge::pqxdh::{Version, initiate_version, respond};
-use aegis_client::edge::ratchet::Session;
+use aegis_client::edge::pqxdh::Version;
+use aegis_client::edge::ratchet::{Session, fresh_pair};
 use aegis_client::edge::spqr::Section;
 use aegis_client::envelope::pq_budget;
 use aegis_sim::{Report, Scenario, run};
@@ -46,19 +45,7 @@ fn draw(cdf: &[(f64, f64)], rng: &mut ChaCha20Rng) -> f64 {
 
 fn sessions(seed: u64) -> (ChaCha20Rng, Session, Session) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let alice = Identity::generate(&mut rng);
-    let bob = Identity::generate(&mut rng);
-    let spk = bob.new_signed_prekey(&mut rng, 1);
-    let pq = bob.new_pq_prekey(&mut rng, 2);
-    let bundle = PrekeyBundle {
-        identity: bob.public(),
-        signed_prekey: spk.public(),
-        pq_prekey: pq.public(),
-    };
-    let (header, a) = initiate_version(&mut rng, &alice, &bundle, Version::V2).unwrap();
-    let b = respond(&bob, &spk, &pq, &header).unwrap();
-    let a = Session::initiator(&mut rng, &a, &bundle.signed_prekey.key).unwrap();
-    let b = Session::responder(&mut rng, &b, &spk);
+    let (a, b) = fresh_pair(&mut rng, Version::V2).unwrap();
     (rng, a, b)
 }
 

@@ -4,9 +4,8 @@
 
 use std::sync::OnceLock;
 
-use aegis_client::edge::identity::{Identity, PrekeyBundle};
-use aegis_client::edge::pqxdh::{Version, initiate_version, respond};
-use aegis_client::edge::ratchet::Session;
+use aegis_client::edge::pqxdh::Version;
+use aegis_client::edge::ratchet::{Session, fresh_pair};
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -16,19 +15,7 @@ fn bob() -> &'static (Vec<u8>, Vec<u8>) {
     static BOB: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
     BOB.get_or_init(|| {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let alice = Identity::generate(&mut rng);
-        let bob = Identity::generate(&mut rng);
-        let spk = bob.new_signed_prekey(&mut rng, 1);
-        let pq = bob.new_pq_prekey(&mut rng, 2);
-        let bundle = PrekeyBundle {
-            identity: bob.public(),
-            signed_prekey: spk.public(),
-            pq_prekey: pq.public(),
-        };
-        let (header, a) = initiate_version(&mut rng, &alice, &bundle, Version::V2).unwrap();
-        let b = respond(&bob, &spk, &pq, &header).unwrap();
-        let mut a = Session::initiator(&mut rng, &a, &bundle.signed_prekey.key).unwrap();
-        let mut b = Session::responder(&mut rng, &b, &spk);
+        let (mut a, mut b) = fresh_pair(&mut rng, Version::V2).unwrap();
         let first = a.encrypt(&mut rng, b"first", 1_300).unwrap();
         b.decrypt(&mut rng, &first).unwrap();
         let next = a.encrypt(&mut rng, b"next", 1_300).unwrap();

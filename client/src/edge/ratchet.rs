@@ -158,9 +158,10 @@ fn random_secret<R: CryptoRng + ?Sized>(rng: &mut R) -> [u8; 32] {
     StaticSecret::random_from_rng(rng).to_bytes()
 }
 
-/// One conversation's ratchet state.
+/// The Double Ratchet's state: the whole of a version-1 session, and the
+/// layout its stored bytes have.
 #[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
-pub struct Session {
+struct Chains {
     dhs: [u8; 32],
     dhr: Option<[u8; 32]>,
     rk: [u8; 32],
@@ -175,28 +176,16 @@ pub struct Session {
     nhkr: [u8; 32],
     skipped: Vec<SkippedKey>,
     ad: Vec<u8>,
-    /// The post-quantum ratchet (sessions of version 2).
-    pq: Option<Spqr>,
 }
 
-/// A session as version 1 stored it (no post-quantum ratchet), read back
-/// from profiles written before version 2.
-#[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
-struct SessionV1 {
-    dhs: [u8; 32],
-    dhr: Option<[u8; 32]>,
-    rk: [u8; 32],
-    cks: Option<[u8; 32]>,
-    ckr: Option<[u8; 32]>,
-    ns: u32,
-    nr: u32,
-    pn: u32,
-    hks: Option<[u8; 32]>,
-    hkr: Option<[u8; 32]>,
-    nhks: [u8; 32],
-    nhkr: [u8; 32],
-    skipped: Vec<SkippedKey>,
-    ad: Vec<u8>,
+/// One conversation's ratchet state. Encoded, the chains come first, so a
+/// version-1 session's bytes are a version-2 session's without the
+/// trailing post-quantum part.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct Session {
+    dr: Chains,
+    /// The post-quantum ratchet (sessions of version 2).
+    pq: Option<Spqr>,
 }
 
 /// The initial keys of a session: root key, the initiator's and the
@@ -229,20 +218,22 @@ impl Session {
         let (rk, cks, nhks) = kdf_rk(&rk0, &*dh(&dhs, responder_prekey)?);
         let pq = seed.map(|seed| Spqr::new(rng, true, &seed));
         Ok(Session {
-            dhs,
-            dhr: Some(*responder_prekey),
-            rk: *rk,
-            cks: Some(*cks),
-            ckr: None,
-            ns: 0,
-            nr: 0,
-            pn: 0,
-            hks: Some(*hka),
-            hkr: None,
-            nhks: *nhks,
-            nhkr: *nhkb,
-            skipped: Vec::new(),
-            ad: secret.ad.clone(),
+            dr: Chains {
+                dhs,
+                dhr: Some(*responder_prekey),
+                rk: *rk,
+                cks: Some(*cks),
+                ckr: None,
+                ns: 0,
+                nr: 0,
+                pn: 0,
+                hks: Some(*hka),
+                hkr: None,
+                nhks: *nhks,
+                nhkr: *nhkb,
+                skipped: Vec::new(),
+                ad: secret.ad.clone(),
+            },
             pq,
         })
     }
@@ -255,20 +246,22 @@ impl Session {
     ) -> Self {
         let (rk0, hka, nhkb, seed) = initial_keys(secret);
         Session {
-            dhs: *signed_prekey.secret_bytes(),
-            dhr: None,
-            rk: *rk0,
-            cks: None,
-            ckr: None,
-            ns: 0,
-            nr: 0,
-            pn: 0,
-            hks: None,
-            hkr: None,
-            nhks: *nhkb,
-            nhkr: *hka,
-            skipped: Vec::new(),
-            ad: secret.ad.clone(),
+            dr: Chains {
+                dhs: *signed_prekey.secret_bytes(),
+                dhr: None,
+                rk: *rk0,
+                cks: None,
+                ckr: None,
+                ns: 0,
+                nr: 0,
+                pn: 0,
+                hks: None,
+                hkr: None,
+                nhks: *nhkb,
+                nhkr: *hka,
+                skipped: Vec::new(),
+                ad: secret.ad.clone(),
+            },
             pq: seed.map(|seed| Spqr::new(rng, false, &seed)),
         }
     }
@@ -307,11 +300,11 @@ impl Session {
         plaintext: &[u8],
         pq_budget: usize,
     ) -> Result<Vec<u8>, EdgeError> {
-        let (Some(ck), Some(hk)) = (self.cks, self.hks) else {
+        let (Some(ck), Some(hk)) = (self.dr.cks, self.dr.hks) else {
             return Err(EdgeError::NotReadyToSend);
         };
         let (mk, next) = kdf_ck(&ck);
-        let dhs_public = PublicKey::from(&StaticSecret::from(self.dhs)).to_bytes();
+        let dhs_public = PublicKey::from(&StaticSecret::from(self.dr.dhs)).to_bytes();
         let (key, epoch, body) = match &mut self.pq {
             None => (message_aead_key(&mk), None, None),
             Some(pq) => {
@@ -324,17 +317,17 @@ impl Session {
         };
         let mut out = Header {
             dh: dhs_public,
-            pn: self.pn,
-            n: self.ns,
+            pn: self.dr.pn,
+            n: self.dr.ns,
             epoch,
         }
-        .seal(&hk, rng, &self.ad);
-        let mut ad = self.ad.clone();
+        .seal(&hk, rng, &self.dr.ad);
+        let mut ad = self.dr.ad.clone();
         ad.extend_from_slice(&out);
         let body = body.as_deref().unwrap_or(plaintext);
         out.extend_from_slice(&seal(&key, rng, &ad, body));
-        self.cks = Some(*next);
-        self.ns = self.ns.wrapping_add(1);
+        self.dr.cks = Some(*next);
+        self.dr.ns = self.dr.ns.wrapping_add(1);
         Ok(out)
     }
 
@@ -365,23 +358,24 @@ impl Session {
             return Err(EdgeError::Malformed("ratchet message"));
         }
         let (sealed_header, body) = message.split_at(header_len);
-        let mut ad = self.ad.clone();
+        let mut ad = self.dr.ad.clone();
         ad.extend_from_slice(sealed_header);
         if let Some((epoch, plaintext)) = self.try_skipped(sealed_header, body, &ad)? {
             return self.take_section(rng, epoch, plaintext);
         }
         let current = self
+            .dr
             .hkr
-            .and_then(|hk| Header::open(&hk, &self.ad, sealed_header, v2));
+            .and_then(|hk| Header::open(&hk, &self.dr.ad, sealed_header, v2));
         let header = match current {
             Some(header) => {
-                if header.n < self.nr {
+                if header.n < self.dr.nr {
                     return Err(EdgeError::Duplicate);
                 }
                 header
             }
             None => {
-                let header = Header::open(&self.nhkr, &self.ad, sealed_header, v2)
+                let header = Header::open(&self.dr.nhkr, &self.dr.ad, sealed_header, v2)
                     .ok_or(EdgeError::HeaderAuthentication)?;
                 self.skip(header.pn)?;
                 self.dh_ratchet(rng, &header.dh)?;
@@ -389,10 +383,10 @@ impl Session {
             }
         };
         self.skip(header.n)?;
-        let ck = self.ckr.ok_or(EdgeError::HeaderAuthentication)?;
+        let ck = self.dr.ckr.ok_or(EdgeError::HeaderAuthentication)?;
         let (mk, next) = kdf_ck(&ck);
-        self.ckr = Some(*next);
-        self.nr = self.nr.wrapping_add(1);
+        self.dr.ckr = Some(*next);
+        self.dr.nr = self.dr.nr.wrapping_add(1);
         let key = self.body_key(header.epoch, &mk)?;
         let plaintext = open(&key, &ad, body).ok_or(EdgeError::MessageAuthentication)?;
         self.take_section(rng, header.epoch, plaintext)
@@ -438,54 +432,55 @@ impl Session {
     ) -> Result<Option<(Option<u64>, Zeroizing<Vec<u8>>)>, EdgeError> {
         let v2 = self.pq.is_some();
         let mut tried: Vec<[u8; 32]> = Vec::new();
-        for i in 0..self.skipped.len() {
-            let hk = self.skipped[i].hk;
+        for i in 0..self.dr.skipped.len() {
+            let hk = self.dr.skipped[i].hk;
             if tried.contains(&hk) {
                 continue;
             }
             tried.push(hk);
-            let Some(header) = Header::open(&hk, &self.ad, sealed_header, v2) else {
+            let Some(header) = Header::open(&hk, &self.dr.ad, sealed_header, v2) else {
                 continue;
             };
             let Some(pos) = self
+                .dr
                 .skipped
                 .iter()
                 .position(|s| s.hk == hk && s.n == header.n)
             else {
                 continue;
             };
-            let key = self.body_key(header.epoch, &self.skipped[pos].mk)?;
+            let key = self.body_key(header.epoch, &self.dr.skipped[pos].mk)?;
             let plaintext = open(&key, ad, body).ok_or(EdgeError::MessageAuthentication)?;
-            self.skipped.remove(pos);
+            self.dr.skipped.remove(pos);
             return Ok(Some((header.epoch, plaintext)));
         }
         Ok(None)
     }
 
     fn skip(&mut self, until: u32) -> Result<(), EdgeError> {
-        let (Some(mut ck), Some(hk)) = (self.ckr, self.hkr) else {
+        let (Some(mut ck), Some(hk)) = (self.dr.ckr, self.dr.hkr) else {
             return Ok(());
         };
-        if until.saturating_sub(self.nr) > MAX_SKIP {
+        if until.saturating_sub(self.dr.nr) > MAX_SKIP {
             return Err(EdgeError::TooManySkipped {
                 requested: until,
                 max: MAX_SKIP,
             });
         }
-        while self.nr < until {
+        while self.dr.nr < until {
             let (mk, next) = kdf_ck(&ck);
-            self.skipped.push(SkippedKey {
+            self.dr.skipped.push(SkippedKey {
                 hk,
-                n: self.nr,
+                n: self.dr.nr,
                 mk: *mk,
             });
             ck = *next;
-            self.nr += 1;
+            self.dr.nr += 1;
         }
-        self.ckr = Some(ck);
-        if self.skipped.len() > MAX_SKIPPED_TOTAL {
-            let excess = self.skipped.len() - MAX_SKIPPED_TOTAL;
-            self.skipped.drain(..excess);
+        self.dr.ckr = Some(ck);
+        if self.dr.skipped.len() > MAX_SKIPPED_TOTAL {
+            let excess = self.dr.skipped.len() - MAX_SKIPPED_TOTAL;
+            self.dr.skipped.drain(..excess);
         }
         Ok(())
     }
@@ -495,26 +490,26 @@ impl Session {
         rng: &mut R,
         their: &[u8; 32],
     ) -> Result<(), EdgeError> {
-        self.pn = self.ns;
-        self.ns = 0;
-        self.nr = 0;
-        self.hks = Some(self.nhks);
-        self.hkr = Some(self.nhkr);
-        self.dhr = Some(*their);
-        let (rk, ckr, nhkr) = kdf_rk(&self.rk, &*dh(&self.dhs, their)?);
-        self.ckr = Some(*ckr);
-        self.nhkr = *nhkr;
-        self.dhs = random_secret(rng);
-        let (rk, cks, nhks) = kdf_rk(&rk, &*dh(&self.dhs, their)?);
-        self.rk = *rk;
-        self.cks = Some(*cks);
-        self.nhks = *nhks;
+        self.dr.pn = self.dr.ns;
+        self.dr.ns = 0;
+        self.dr.nr = 0;
+        self.dr.hks = Some(self.dr.nhks);
+        self.dr.hkr = Some(self.dr.nhkr);
+        self.dr.dhr = Some(*their);
+        let (rk, ckr, nhkr) = kdf_rk(&self.dr.rk, &*dh(&self.dr.dhs, their)?);
+        self.dr.ckr = Some(*ckr);
+        self.dr.nhkr = *nhkr;
+        self.dr.dhs = random_secret(rng);
+        let (rk, cks, nhks) = kdf_rk(&rk, &*dh(&self.dr.dhs, their)?);
+        self.dr.rk = *rk;
+        self.dr.cks = Some(*cks);
+        self.dr.nhks = *nhks;
         Ok(())
     }
 
     /// Skipped message keys currently held.
     pub fn skipped_keys(&self) -> usize {
-        self.skipped.len()
+        self.dr.skipped.len()
     }
 
     /// The session's canonical serialisation, for the sealed store.
@@ -528,27 +523,35 @@ impl Session {
         if let Ok((session, [])) = postcard::take_from_bytes::<Session>(bytes) {
             return Ok(session);
         }
-        match postcard::take_from_bytes::<SessionV1>(bytes) {
-            Ok((old, [])) => Ok(Session {
-                dhs: old.dhs,
-                dhr: old.dhr,
-                rk: old.rk,
-                cks: old.cks,
-                ckr: old.ckr,
-                ns: old.ns,
-                nr: old.nr,
-                pn: old.pn,
-                hks: old.hks,
-                hkr: old.hkr,
-                nhks: old.nhks,
-                nhkr: old.nhkr,
-                skipped: old.skipped.clone(),
-                ad: old.ad.clone(),
-                pq: None,
-            }),
+        match postcard::take_from_bytes::<Chains>(bytes) {
+            Ok((dr, [])) => Ok(Session { dr, pq: None }),
             _ => Err(EdgeError::Malformed("session state")),
         }
     }
+}
+
+/// Alice's and Bob's sessions after a handshake of `version` between two
+/// fresh identities (Alice initiates; Bob's session can send once it has
+/// received): for tests, benchmarks and fuzzing of the ratchets.
+pub fn fresh_pair<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    version: Version,
+) -> Result<(Session, Session), EdgeError> {
+    use super::identity::{Identity, PrekeyBundle};
+    let alice = Identity::generate(rng);
+    let bob = Identity::generate(rng);
+    let spk = bob.new_signed_prekey(rng, 1);
+    let pq = bob.new_pq_prekey(rng, 2);
+    let bundle = PrekeyBundle {
+        identity: bob.public(),
+        signed_prekey: spk.public(),
+        pq_prekey: pq.public(),
+    };
+    let (header, a) = super::pqxdh::initiate_version(rng, &alice, &bundle, version)?;
+    let b = super::pqxdh::respond(&bob, &spk, &pq, &header)?;
+    let a = Session::initiator(rng, &a, &bundle.signed_prekey.key)?;
+    let b = Session::responder(rng, &b, &spk);
+    Ok((a, b))
 }
 
 #[cfg(test)]

@@ -1,6 +1,4 @@
 use super::*;
-use crate::edge::identity::Identity;
-use crate::edge::pqxdh::{initiate_version, respond};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha20Rng;
@@ -12,19 +10,7 @@ pub(super) fn pair(seed: u64) -> (ChaCha20Rng, Session, Session) {
 
 pub(super) fn pair_version(seed: u64, version: Version) -> (ChaCha20Rng, Session, Session) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let alice = Identity::generate(&mut rng);
-    let bob = Identity::generate(&mut rng);
-    let spk = bob.new_signed_prekey(&mut rng, 1);
-    let pq = bob.new_pq_prekey(&mut rng, 2);
-    let bundle = crate::edge::identity::PrekeyBundle {
-        identity: bob.public(),
-        signed_prekey: spk.public(),
-        pq_prekey: pq.public(),
-    };
-    let (header, a) = initiate_version(&mut rng, &alice, &bundle, version).unwrap();
-    let b = respond(&bob, &spk, &pq, &header).unwrap();
-    let a = Session::initiator(&mut rng, &a, &bundle.signed_prekey.key).unwrap();
-    let b = Session::responder(&mut rng, &b, &spk);
+    let (a, b) = fresh_pair(&mut rng, version).unwrap();
     (rng, a, b)
 }
 
@@ -171,7 +157,7 @@ fn a_low_order_ratchet_key_is_refused_without_changing_state() {
         n: 0,
         epoch: b.pq_epoch(),
     }
-    .seal(&b.nhkr, &mut rng, &b.ad);
+    .seal(&b.dr.nhkr, &mut rng, &b.dr.ad);
     let mut forged = header;
     forged.extend_from_slice(&[0u8; NONCE_LEN + TAG_LEN + 4]);
     let before = b.to_bytes();
