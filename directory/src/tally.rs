@@ -2,10 +2,11 @@
 //!
 //! A pure function. Only what at least `threshold` votes carry byte for byte
 //! enters the document: each descriptor, each authority entry (URL and
-//! key), the parameters, the link to the previous document. Votes that disagree are simply outvoted, so one
-//! divergent or broken authority cannot block a round (the weakness of
-//! Katzenpost's voting noted in its issue tracker); only when no value
-//! reaches the threshold does the round fail, with the reason.
+//! key), the parameters, the link to the previous document. Votes that
+//! disagree are simply outvoted, so one divergent or broken authority
+//! cannot block a round (the weakness of Katzenpost's voting noted in its
+//! issue tracker); only when no value reaches the threshold does the round
+//! fail, with the reason.
 
 use std::collections::{BTreeMap, HashMap};
 
