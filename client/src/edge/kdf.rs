@@ -35,7 +35,11 @@ pub const MESSAGE_KEY_CONSTANT: u8 = 0x01;
 /// `KDF_CK` input byte for the next chain key.
 pub const CHAIN_KEY_CONSTANT: u8 = 0x02;
 
-fn hkdf_expand<const N: usize>(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; N]> {
+pub(crate) fn hkdf_expand<const N: usize>(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+) -> Zeroizing<[u8; N]> {
     let mut out = Zeroizing::new([0u8; N]);
     // Lengths here are at most 3 × 32 bytes, far within HKDF's 255 × 32.
     let _ = Hkdf::<Sha256>::new(Some(salt), ikm).expand(info, out.as_mut());

@@ -349,12 +349,8 @@ impl Session {
         message: &[u8],
     ) -> Result<Vec<u8>, EdgeError> {
         let v2 = self.pq.is_some();
-        let (header_len, overhead) = if v2 {
-            (HEADER_LEN_V2, MESSAGE_OVERHEAD_V2 + Section::len_with(0))
-        } else {
-            (HEADER_LEN, MESSAGE_OVERHEAD)
-        };
-        if message.len() < overhead {
+        let header_len = if v2 { HEADER_LEN_V2 } else { HEADER_LEN };
+        if message.len() < self.overhead() {
             return Err(EdgeError::Malformed("ratchet message"));
         }
         let (sealed_header, body) = message.split_at(header_len);

@@ -47,6 +47,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::EdgeError;
 use super::identity::{MLKEM768_CIPHERTEXT_LEN, MLKEM768_KEY_LEN};
+use super::kdf::hkdf_expand;
 
 /// Bytes per shard.
 pub const SHARD_LEN: usize = 32;
@@ -386,11 +387,9 @@ fn hash(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// HKDF-SHA-256 to 32 bytes with the info given in parts.
 fn hkdf32(salt: &[u8; 32], ikm: &[u8], info: &[&[u8]]) -> Zeroizing<[u8; 32]> {
-    let mut out = Zeroizing::new([0u8; 32]);
-    let info: Vec<u8> = info.concat();
-    let _ = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm).expand(&info, out.as_mut());
-    out
+    hkdf_expand::<32>(salt, ikm, &info.concat())
 }
 
 fn epoch_secret(
