@@ -62,10 +62,10 @@ fn route(rng: &mut ChaCha20Rng, geometry: &Geometry) -> Route {
         .map(|_| {
             let mut id = [0u8; 32];
             rng.fill_bytes(&mut id);
-            Hop {
-                node: NodeId(id),
-                sphinx_key: SphinxPublicKey::from(&SphinxSecret::random_from_rng(&mut *rng)),
-            }
+            Hop::sphinx(
+                NodeId(id),
+                SphinxPublicKey::from(&SphinxSecret::random_from_rng(&mut *rng)),
+            )
         })
         .collect();
     Route::new(hops, geometry).unwrap()

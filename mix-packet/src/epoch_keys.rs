@@ -1,4 +1,4 @@
-//! A node's Sphinx keys by epoch, each with its own replay filter.
+//! A node's packet keys by epoch, each with its own replay filter.
 //!
 //! Keys are generated ahead and published for epochs e..e+2. Nothing on
 //! the wire names a packet's epoch: the hop tries the keys of the epochs its
@@ -11,14 +11,18 @@ use std::collections::BTreeMap;
 
 use x25519_dalek::{PublicKey, StaticSecret};
 
+use crate::kem::HybridSecret;
 use crate::replay::ReplayFilter;
 
-/// One epoch's Sphinx key pair and replay filter.
+/// One epoch's Sphinx key pair, hybrid KEM key when the network runs the
+/// KEM format, and replay filter.
 pub struct EpochKey {
     /// The private key (zeroised on drop).
     pub secret: StaticSecret,
     /// The public key, as published in the node's descriptor.
     pub public: PublicKey,
+    /// The hybrid KEM key that opens packets in the KEM format.
+    pub kem: Option<HybridSecret>,
     /// Tags of the packets processed under this key.
     pub filter: ReplayFilter,
 }
@@ -30,7 +34,19 @@ impl EpochKey {
         EpochKey {
             secret,
             public,
+            kem: None,
             filter,
+        }
+    }
+
+    /// Wraps a key, a hybrid KEM key and their filter: packets of either
+    /// format record their tags in the same filter (the tags of the two
+    /// formats come from different derivations and cannot collide but by
+    /// chance).
+    pub fn with_kem(secret: StaticSecret, kem: HybridSecret, filter: ReplayFilter) -> Self {
+        EpochKey {
+            kem: Some(kem),
+            ..Self::new(secret, filter)
         }
     }
 }

@@ -94,6 +94,9 @@ pub enum PacketError {
     /// A stored replay filter could not be decoded.
     #[error("malformed replay filter: {0}")]
     MalformedReplayFilter(&'static str),
+    /// A published hybrid KEM key does not decode.
+    #[error("malformed hybrid key: {0}")]
+    MalformedKey(String),
 }
 
 impl PacketError {
@@ -121,6 +124,7 @@ impl PacketError {
             PacketError::MessageTooLarge { .. } => "message_too_large",
             PacketError::InvalidFragment(_) => "invalid_fragment",
             PacketError::MalformedReplayFilter(_) => "malformed_replay_filter",
+            PacketError::MalformedKey(_) => "malformed_key",
         }
     }
 }

@@ -11,8 +11,37 @@ use crate::constants::{
 };
 use crate::error::PacketError;
 
-/// A packet geometry: how many hops every route has and how large the Sphinx
-/// payload is. One geometry gives one packet size for every kind of packet.
+/// The packet format a geometry's packets are built in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketFormat {
+    /// Sphinx over X25519 (`sphinx-packet`, version 260).
+    Sphinx,
+    /// One X-Wing hybrid KEM (ML-KEM-768 and X25519) per hop ([`crate::kem`]).
+    Kem,
+}
+
+impl PacketFormat {
+    /// The name used in configuration and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketFormat::Sphinx => "sphinx",
+            PacketFormat::Kem => "pq",
+        }
+    }
+
+    /// Parses [`PacketFormat::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sphinx" => Some(PacketFormat::Sphinx),
+            "pq" => Some(PacketFormat::Kem),
+            _ => None,
+        }
+    }
+}
+
+/// A packet geometry: the packet format, how many hops every route has and
+/// how large the payload is. One geometry gives one packet size for every
+/// kind of packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Geometry {
     /// Human-readable name, e.g. `aegis-5x2048`.
@@ -21,8 +50,10 @@ pub struct Geometry {
     pub version: u16,
     /// Number of Sphinx hops of every route (entry gateway, mixes, exit gateway).
     pub hops: usize,
-    /// Size of the Sphinx payload in bytes.
+    /// Size of the payload in bytes.
     pub payload_len: usize,
+    /// The packet format.
+    pub format: PacketFormat,
 }
 
 /// Size of the kind byte and fragment header inside the sealed plaintext:
@@ -39,6 +70,21 @@ impl Geometry {
         version: 1,
         hops: 5,
         payload_len: 2048,
+        format: PacketFormat::Sphinx,
+    };
+
+    /// The post-quantum geometry: the same five hops in the KEM format. The
+    /// header is 5,965 bytes (a ciphertext per hop), and a reply block for
+    /// the acknowledgement rides in every fragment, so the payload is six
+    /// times the standard one: a fragment then carries 6,156 bytes of
+    /// message, four times as many, for 7.6 times the bytes on the wire.
+    /// `docs/benchmarks.md` has the measured trade-off.
+    pub const PQ: Geometry = Geometry {
+        name: "aegis-pq-5x12288",
+        version: 1,
+        hops: 5,
+        payload_len: 12288,
+        format: PacketFormat::Kem,
     };
 
     /// Checks that the geometry can be built: 1..=5 hops and a payload large
@@ -60,9 +106,17 @@ impl Geometry {
         Ok(())
     }
 
-    /// Length of a Sphinx packet (header and payload): the same for every kind.
+    /// Length of a packet's header in this geometry's format.
+    pub const fn header_len(&self) -> usize {
+        match self.format {
+            PacketFormat::Sphinx => SPHINX_HEADER_LEN,
+            PacketFormat::Kem => crate::kem::header::header_len(self.hops),
+        }
+    }
+
+    /// Length of a packet (header and payload): the same for every kind.
     pub const fn packet_len(&self) -> usize {
-        SPHINX_HEADER_LEN + self.payload_len
+        self.header_len() + self.payload_len
     }
 
     /// Length of a link frame carrying one packet.
@@ -78,7 +132,7 @@ impl Geometry {
     /// Length of an encoded reply block given away: header, first hop and
     /// the last hop's payload key seed.
     pub const fn reply_block_len(&self) -> usize {
-        SPHINX_HEADER_LEN + NODE_ID_LEN + PAYLOAD_KEY_SEED_LEN
+        self.header_len() + NODE_ID_LEN + PAYLOAD_KEY_SEED_LEN
     }
 
     /// Length of what a gateway hands a mailbox owner for one stored packet:
@@ -104,7 +158,9 @@ impl Geometry {
     }
 
     /// The geometry's canonical encoding: everything that decides what a
-    /// packet looks like on the wire, including the frame and Sphinx versions.
+    /// packet looks like on the wire, including the frame and Sphinx
+    /// versions. A KEM geometry appends its format's name and version, so
+    /// the Sphinx geometries keep the hash they always had.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(GEOMETRY_HASH_DOMAIN);
@@ -116,6 +172,10 @@ impl Geometry {
         out.push(FRAME_VERSION);
         out.extend_from_slice(&SPHINX_VERSION.value().to_be_bytes());
         out.extend_from_slice(&(AEAD_TAG_LEN as u16).to_be_bytes());
+        if self.format == PacketFormat::Kem {
+            out.extend_from_slice(crate::kem::FORMAT_NAME);
+            out.push(crate::kem::FORMAT_VERSION);
+        }
         out
     }
 
@@ -144,6 +204,34 @@ mod tests {
         assert_eq!(g.reply_block_len(), 348 + 32 + 16);
         assert_eq!(g.surb_ack_len(), 444);
         assert_eq!(g.fragment_data_len(), 2048 - 48 - 23 - 444);
+        // The hash every deployed consensus carries for the standard geometry.
+        assert_eq!(
+            hex(&g.hash()),
+            STANDARD_HASH,
+            "adding the packet format must not change the Sphinx geometry's hash"
+        );
+    }
+
+    #[test]
+    fn post_quantum_geometry_is_valid_and_sized_as_documented() {
+        let g = Geometry::PQ;
+        g.validate().unwrap();
+        let slot = 57 + 1120 + 16;
+        assert_eq!(g.header_len(), 1120 + 16 + 4 * slot + 57);
+        assert_eq!(g.header_len(), 5965);
+        assert_eq!(g.packet_len(), 5965 + 12288);
+        assert_eq!(g.reply_block_len(), 5965 + 32 + 16);
+        assert_eq!(g.surb_ack_len(), 16 + 32 + 6013);
+        assert_eq!(g.fragment_data_len(), 12288 - 48 - 23 - 6061);
+        assert_ne!(g.hash(), Geometry::STANDARD.hash());
+    }
+
+    /// SHA-256 of the standard geometry's canonical bytes, computed apart
+    /// from this code (Python's hashlib over the layout in docs/protocol.md).
+    const STANDARD_HASH: &str = "a862322974a84d7bb405aad79f6d91263dfe938ff32de394856aa56b8fb62c75";
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]
@@ -164,6 +252,10 @@ mod tests {
             },
             Geometry {
                 payload_len: 4096,
+                ..base.clone()
+            },
+            Geometry {
+                format: PacketFormat::Kem,
                 ..base.clone()
             },
         ];

@@ -22,7 +22,9 @@ mod error;
 pub use error::PacketError;
 
 mod geometry;
-pub use geometry::Geometry;
+pub use geometry::{Geometry, PacketFormat};
+
+pub mod kem;
 
 mod route;
 pub use route::{DROP_DESTINATION, Destination, Hop, HopDelays, MailboxId, NodeId, Route};
@@ -59,7 +61,8 @@ pub mod access;
 
 mod process;
 pub use process::{
-    Peeled, Processed, ReplayLedger, open_with_any, peel, process_frame, process_hop,
+    HopSecret, Peeled, Processed, ReplayLedger, open_with_any, peel, peel_hybrid, process_frame,
+    process_hop,
 };
 
 /// Re-exported key types, so users need not depend on the same versions themselves.

@@ -13,25 +13,37 @@
 use std::time::Duration;
 
 use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
+use sphinx_packet::payload::Payload;
+use sphinx_packet::payload::key::derive_payload_key;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 use x25519_dalek::StaticSecret;
 
-use crate::constants::{
-    DELIVERY_TAG_LEN, MAX_HOP_DELAY_NANOS, MAX_KEYS_TRIED, SPHINX_VERSION, X25519_KEY_LEN,
-};
+use crate::constants::{DELIVERY_TAG_LEN, MAX_KEYS_TRIED, SPHINX_VERSION, X25519_KEY_LEN};
 use crate::epoch_keys::EpochKeys;
 use crate::error::PacketError;
 use crate::frame::Frame;
-use crate::geometry::Geometry;
+use crate::geometry::{Geometry, PacketFormat};
+use crate::kem::HybridSecret;
+use crate::kem::header::{self as kem_header, OpenedHeader, Routing, capped_delay};
 use crate::replay::{ReplayFilter, ReplayTag};
 use crate::route::{Destination, NodeId};
 
 /// A packet whose shared secret with this node is known; its header is not
 /// authenticated yet.
 pub struct Peeled {
-    packet: SphinxPacket,
-    secret: ExpandedSharedSecret,
+    layer: Layer,
     tag: ReplayTag,
+}
+
+enum Layer {
+    Sphinx {
+        packet: SphinxPacket,
+        secret: ExpandedSharedSecret,
+    },
+    Kem {
+        header: OpenedHeader,
+        payload: Vec<u8>,
+    },
 }
 
 /// Where a processed packet goes.
@@ -41,7 +53,8 @@ pub enum Processed {
     Forward {
         /// The next node.
         next_hop: NodeId,
-        /// The sender-chosen delay, capped at [`MAX_HOP_DELAY_NANOS`].
+        /// The sender-chosen delay, capped at
+        /// [`MAX_HOP_DELAY_NANOS`](crate::constants::MAX_HOP_DELAY_NANOS).
         delay: Duration,
         /// Whether the sender asked for more than the cap.
         delay_capped: bool,
@@ -66,40 +79,80 @@ pub fn peel(geometry: &Geometry, packet: &[u8], key: &StaticSecret) -> Result<Pe
     let secret = packet.header.compute_expanded_shared_secret(key);
     let tag = ReplayTag(*secret.replay_tag());
     Ok(Peeled {
-        packet,
-        secret,
+        layer: Layer::Sphinx { packet, secret },
         tag,
     })
+}
+
+/// Step one for a packet in the KEM format ([`crate::kem`]): length check,
+/// one X-Wing decapsulation, the hop's keys and replay tag. The header MAC
+/// is checked by the unwrap.
+pub fn peel_hybrid(
+    geometry: &Geometry,
+    packet: &[u8],
+    key: &HybridSecret,
+) -> Result<Peeled, PacketError> {
+    if geometry.format != PacketFormat::Kem {
+        return Err(PacketError::InvalidGeometry(
+            "a hybrid key opens packets of a KEM geometry only",
+        ));
+    }
+    if packet.len() != geometry.packet_len() {
+        return Err(PacketError::FrameLength {
+            expected: geometry.packet_len(),
+            got: packet.len(),
+        });
+    }
+    let (header, payload) = packet.split_at(geometry.header_len());
+    let header = kem_header::open(header, geometry.hops, key);
+    Ok(Peeled {
+        tag: header.keys().tag,
+        layer: Layer::Kem {
+            header,
+            payload: payload.to_vec(),
+        },
+    })
+}
+
+/// A hop's private key for one packet format: X25519 for Sphinx, X-Wing
+/// for the KEM format.
+pub trait HopSecret {
+    /// Step one under this key ([`peel`] or [`peel_hybrid`]).
+    fn peel(&self, geometry: &Geometry, packet: &[u8]) -> Result<Peeled, PacketError>;
+}
+
+impl HopSecret for StaticSecret {
+    fn peel(&self, geometry: &Geometry, packet: &[u8]) -> Result<Peeled, PacketError> {
+        peel(geometry, packet, self)
+    }
+}
+
+impl HopSecret for HybridSecret {
+    fn peel(&self, geometry: &Geometry, packet: &[u8]) -> Result<Peeled, PacketError> {
+        peel_hybrid(geometry, packet, self)
+    }
 }
 
 /// Step one when more than one key can be live: the first of `keys` (an
 /// epoch and its secret, in the order to try them) whose header MAC
 /// verifies, with the packet peeled under it. Nothing on the wire names the
-/// epoch, so a packet built for another key costs one X25519 and one HMAC
-/// per key tried before it is refused (`HeaderAuthentication`). With a
-/// single key this is [`peel`], and the MAC is left to the unwrap.
-pub fn open_with_any(
+/// epoch, so a packet built for another key costs one key exchange (X25519,
+/// or an X-Wing decapsulation) and one MAC per key tried before it is
+/// refused (`HeaderAuthentication`). With a single key this is the key's
+/// [`HopSecret::peel`], and the MAC is left to the unwrap.
+pub fn open_with_any<K: HopSecret>(
     geometry: &Geometry,
     packet: &[u8],
-    keys: &[(u64, &StaticSecret)],
+    keys: &[(u64, &K)],
 ) -> Result<(u64, Peeled), PacketError> {
     match keys {
         [] => Err(PacketError::NoLiveKey),
-        [(epoch, key)] => Ok((*epoch, peel(geometry, packet, key)?)),
+        [(epoch, key)] => Ok((*epoch, key.peel(geometry, packet)?)),
         _ => {
-            let packet = parse(geometry, packet)?;
             for (epoch, key) in keys.iter().take(MAX_KEYS_TRIED) {
-                let secret = packet.header.compute_expanded_shared_secret(key);
-                if packet.header.ensure_header_integrity(&secret).is_ok() {
-                    let tag = ReplayTag(*secret.replay_tag());
-                    return Ok((
-                        *epoch,
-                        Peeled {
-                            packet,
-                            secret,
-                            tag,
-                        },
-                    ));
+                let peeled = key.peel(geometry, packet)?;
+                if peeled.authentic() {
+                    return Ok((*epoch, peeled));
                 }
             }
             Err(PacketError::HeaderAuthentication)
@@ -109,6 +162,11 @@ pub fn open_with_any(
 
 /// Length, canonical α and Sphinx parsing, before any key is used.
 fn parse(geometry: &Geometry, packet: &[u8]) -> Result<SphinxPacket, PacketError> {
+    if geometry.format != PacketFormat::Sphinx {
+        return Err(PacketError::InvalidGeometry(
+            "an X25519 key opens packets of a Sphinx geometry only",
+        ));
+    }
     if packet.len() != geometry.packet_len() {
         return Err(PacketError::FrameLength {
             expected: geometry.packet_len(),
@@ -144,47 +202,99 @@ impl Peeled {
         Ok(processed)
     }
 
+    /// Whether the header MAC verifies under the key this packet was
+    /// peeled with (what [`open_with_any`] tries each key by).
+    pub fn authentic(&self) -> bool {
+        match &self.layer {
+            Layer::Sphinx { packet, secret } => {
+                packet.header.ensure_header_integrity(secret).is_ok()
+            }
+            Layer::Kem { header, .. } => header.authentic(),
+        }
+    }
+
     /// Step two: check the header MAC and remove this hop's layer.
     pub fn unwrap(self) -> Result<Processed, PacketError> {
-        let processed = self
-            .packet
-            .process_with_expanded_secret(&self.secret)
-            .map_err(|e| match e.kind() {
-                // The only header failure left once the packet parsed.
-                sphinx_packet::ErrorKind::InvalidHeader => PacketError::HeaderAuthentication,
-                sphinx_packet::ErrorKind::InvalidPayload => PacketError::Payload(e.to_string()),
-                _ => PacketError::MalformedRouting(e.to_string()),
-            })?;
-        if processed.version != SPHINX_VERSION {
-            return Err(PacketError::UnsupportedSphinxVersion(
-                processed.version.value(),
+        match self.layer {
+            Layer::Sphinx { packet, secret } => unwrap_sphinx(packet, &secret),
+            Layer::Kem { header, payload } => unwrap_kem(&header, payload),
+        }
+    }
+}
+
+/// A KEM hop: the header's layer (MAC first), then the payload's.
+fn unwrap_kem(header: &OpenedHeader, payload: Vec<u8>) -> Result<Processed, PacketError> {
+    let (routing, next_header) = header.unwrap()?;
+    let payload = Payload::from_bytes(&payload)
+        .and_then(|p| p.unwrap(derive_payload_key(&header.keys().seed)))
+        .map_err(|e| PacketError::Payload(e.to_string()))?
+        .into_bytes();
+    Ok(match (routing, next_header) {
+        (Routing::Forward { next, delay_nanos }, Some(mut packet)) => {
+            let (delay, delay_capped) = capped_delay(delay_nanos);
+            packet.extend_from_slice(&payload);
+            Processed::Forward {
+                next_hop: next,
+                delay,
+                delay_capped,
+                packet,
+            }
+        }
+        (Routing::Final { destination, tag }, _) => Processed::Final {
+            destination,
+            delivery_tag: tag,
+            payload,
+        },
+        (Routing::Forward { .. }, None) => {
+            return Err(PacketError::MalformedRouting(
+                "forward hop without a next header".into(),
             ));
         }
-        Ok(match processed.data {
-            ProcessedPacketData::ForwardHop {
-                next_hop_packet,
-                next_hop_address,
-                delay,
-            } => {
-                let requested = delay.to_nanos();
-                Processed::Forward {
-                    next_hop: NodeId(next_hop_address.to_bytes()),
-                    delay: Duration::from_nanos(requested.min(MAX_HOP_DELAY_NANOS)),
-                    delay_capped: requested > MAX_HOP_DELAY_NANOS,
-                    packet: next_hop_packet.to_bytes(),
-                }
-            }
-            ProcessedPacketData::FinalHop {
-                destination,
-                identifier,
-                payload,
-            } => Processed::Final {
-                destination: Destination::from_sphinx(&destination),
-                delivery_tag: identifier,
-                payload: payload.into_bytes(),
-            },
-        })
+    })
+}
+
+/// A Sphinx hop, by `sphinx-packet`.
+fn unwrap_sphinx(
+    packet: SphinxPacket,
+    secret: &ExpandedSharedSecret,
+) -> Result<Processed, PacketError> {
+    let processed = packet
+        .process_with_expanded_secret(secret)
+        .map_err(|e| match e.kind() {
+            // The only header failure left once the packet parsed.
+            sphinx_packet::ErrorKind::InvalidHeader => PacketError::HeaderAuthentication,
+            sphinx_packet::ErrorKind::InvalidPayload => PacketError::Payload(e.to_string()),
+            _ => PacketError::MalformedRouting(e.to_string()),
+        })?;
+    if processed.version != SPHINX_VERSION {
+        return Err(PacketError::UnsupportedSphinxVersion(
+            processed.version.value(),
+        ));
     }
+    Ok(match processed.data {
+        ProcessedPacketData::ForwardHop {
+            next_hop_packet,
+            next_hop_address,
+            delay,
+        } => {
+            let (delay, delay_capped) = capped_delay(delay.to_nanos());
+            Processed::Forward {
+                next_hop: NodeId(next_hop_address.to_bytes()),
+                delay,
+                delay_capped,
+                packet: next_hop_packet.to_bytes(),
+            }
+        }
+        ProcessedPacketData::FinalHop {
+            destination,
+            identifier,
+            payload,
+        } => Processed::Final {
+            destination: Destination::from_sphinx(&destination),
+            delivery_tag: identifier,
+            payload: payload.into_bytes(),
+        },
+    })
 }
 
 /// Where a hop looks up and records replay tags: the replay filter of the
@@ -213,10 +323,10 @@ impl ReplayLedger for ReplayFilter {
 /// authenticated packets are recorded. If two copies are unwrapped at once,
 /// the one recorded second is refused as a replay. Returns the epoch of the
 /// key that opened the packet.
-pub fn process_hop<L: ReplayLedger>(
+pub fn process_hop<K: HopSecret, L: ReplayLedger>(
     geometry: &Geometry,
     packet: &[u8],
-    keys: &[(u64, &StaticSecret)],
+    keys: &[(u64, &K)],
     ledger_of: impl FnOnce(u64) -> L,
 ) -> Result<(u64, Processed), PacketError> {
     let (epoch, peeled) = open_with_any(geometry, packet, keys)?;
@@ -235,12 +345,21 @@ pub fn process_frame(
     epochs: &[u64],
 ) -> Result<(u64, Processed), PacketError> {
     let frame = Frame::decode(geometry, frame)?;
-    let (epoch, peeled) = {
-        let tried: Vec<(u64, &StaticSecret)> = epochs
-            .iter()
-            .filter_map(|e| keys.get(*e).map(|k| (*e, &k.secret)))
-            .collect();
-        open_with_any(geometry, frame.packet, &tried)?
+    let (epoch, peeled) = match geometry.format {
+        PacketFormat::Sphinx => {
+            let tried: Vec<(u64, &StaticSecret)> = epochs
+                .iter()
+                .filter_map(|e| keys.get(*e).map(|k| (*e, &k.secret)))
+                .collect();
+            open_with_any(geometry, frame.packet, &tried)?
+        }
+        PacketFormat::Kem => {
+            let tried: Vec<(u64, &HybridSecret)> = epochs
+                .iter()
+                .filter_map(|e| keys.get(*e).and_then(|k| k.kem.as_ref()).map(|k| (*e, k)))
+                .collect();
+            open_with_any(geometry, frame.packet, &tried)?
+        }
     };
     let key = keys.get_mut(epoch).ok_or(PacketError::NoLiveKey)?;
     Ok((epoch, peeled.finish(&mut key.filter)?))

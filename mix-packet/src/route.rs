@@ -2,6 +2,7 @@
 //! holds it.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -13,6 +14,7 @@ use x25519_dalek::PublicKey;
 use crate::constants::{MAILBOX_ID_LEN, MAX_HOP_DELAY_NANOS, NODE_ID_LEN};
 use crate::error::PacketError;
 use crate::geometry::Geometry;
+use crate::kem::HybridPublic;
 
 /// A node's identifier: its Ed25519 identity public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,13 +83,27 @@ impl Destination {
     }
 }
 
-/// One hop of a route: the node and its Sphinx public key for the packet's epoch.
+/// One hop of a route: the node and its packet keys for the packet's epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hop {
     /// The node's identity.
     pub node: NodeId,
     /// The node's Sphinx (X25519) public key for the epoch the packet is framed with.
     pub sphinx_key: PublicKey,
+    /// The node's hybrid KEM key for that epoch, which packets in the KEM
+    /// format need; `None` where the network runs Sphinx only.
+    pub kem_key: Option<Arc<HybridPublic>>,
+}
+
+impl Hop {
+    /// A hop of a Sphinx-only network.
+    pub fn sphinx(node: NodeId, sphinx_key: PublicKey) -> Self {
+        Hop {
+            node,
+            sphinx_key,
+            kem_key: None,
+        }
+    }
 }
 
 /// An ordered list of hops: entry gateway, mix layers, exit gateway.

@@ -13,7 +13,7 @@
 //! when the reply arrives.
 
 use rand::CryptoRng;
-use sphinx_packet::header::{HEADER_SIZE, SphinxHeader};
+use sphinx_packet::header::SphinxHeader;
 use sphinx_packet::payload::Payload;
 use sphinx_packet::payload::key::derive_payload_key;
 use sphinx_packet::route::Destination as SphinxDestination;
@@ -26,7 +26,8 @@ use crate::constants::{
     DELIVERY_TAG_LEN, ID_LEN, NODE_ID_LEN, PAYLOAD_KEY_SEED_LEN, SPHINX_VERSION,
 };
 use crate::error::PacketError;
-use crate::geometry::Geometry;
+use crate::geometry::{Geometry, PacketFormat};
+use crate::kem::header;
 use crate::route::{Destination, HopDelays, MailboxId, NodeId, Route};
 
 type Seed = [u8; PAYLOAD_KEY_SEED_LEN];
@@ -216,17 +217,45 @@ impl ReplyBlock {
         while tag == [0u8; DELIVERY_TAG_LEN] {
             rng.fill_bytes(&mut tag);
         }
-        let material = SURBMaterial::new(
-            route.to_sphinx(),
-            delays.0.clone(),
-            SphinxDestination::new(destination.to_sphinx(), tag),
-            SPHINX_VERSION,
-        );
-        let (surb, recovery) = SURB::new_recoverable(StaticSecret::random_from_rng(rng), material)
-            .map_err(|e| PacketError::Construction(e.to_string()))?;
-        let block = Self::decode_seeds(&surb.to_bytes(), 1)?;
-        let key = ReplyKey::from_bytes(&recovery.to_bytes())?;
-        Ok((block, key))
+        match geometry.format {
+            PacketFormat::Sphinx => {
+                let material = SURBMaterial::new(
+                    route.to_sphinx(),
+                    delays.0.clone(),
+                    SphinxDestination::new(destination.to_sphinx(), tag),
+                    SPHINX_VERSION,
+                );
+                let (surb, recovery) =
+                    SURB::new_recoverable(StaticSecret::random_from_rng(rng), material)
+                        .map_err(|e| PacketError::Construction(e.to_string()))?;
+                let block = Self::decode_seeds(geometry, &surb.to_bytes(), 1)?;
+                let key = ReplyKey::from_bytes(&recovery.to_bytes())?;
+                Ok((block, key))
+            }
+            PacketFormat::Kem => {
+                let keys = route
+                    .hops()
+                    .iter()
+                    .map(|h| {
+                        h.kem_key.as_deref().map(|k| (h.node, k)).ok_or_else(|| {
+                            PacketError::Construction("a hop has no hybrid KEM key".into())
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let built = header::build(rng, geometry.hops, &keys, delays, destination, tag)?;
+                let last = built.seeds[built.seeds.len() - 1];
+                let block = ReplyBlock {
+                    header: built.header.clone(),
+                    first_hop: route.hops()[0].node,
+                    seeds: vec![last],
+                };
+                let key = ReplyKey {
+                    tag,
+                    seeds: built.seeds.clone(),
+                };
+                Ok((block, key))
+            }
+        }
     }
 
     /// Encoded length of a given-away block for `geometry`.
@@ -234,7 +263,8 @@ impl ReplyBlock {
         geometry.reply_block_len()
     }
 
-    /// `header (348) ‖ first hop (32) ‖ seed (16) × seeds`.
+    /// `header ‖ first hop (32) ‖ seed (16) × seeds`; the header is 348
+    /// bytes in Sphinx, `Geometry::header_len` in the KEM format.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.header);
         out.extend_from_slice(&self.first_hop.0);
@@ -253,19 +283,19 @@ impl ReplyBlock {
                 geometry.reply_block_len()
             )));
         }
-        Self::decode_seeds(bytes, 1)
+        Self::decode_seeds(geometry, bytes, 1)
     }
 
     /// Strict decoding of a block carrying `seeds` seeds.
-    fn decode_seeds(bytes: &[u8], seeds: usize) -> Result<Self, PacketError> {
-        let expected = HEADER_SIZE + NODE_ID_LEN + seeds * PAYLOAD_KEY_SEED_LEN;
+    fn decode_seeds(geometry: &Geometry, bytes: &[u8], seeds: usize) -> Result<Self, PacketError> {
+        let expected = geometry.header_len() + NODE_ID_LEN + seeds * PAYLOAD_KEY_SEED_LEN;
         if bytes.len() != expected {
             return Err(PacketError::MalformedReplyBlock(format!(
                 "{} bytes, expected {expected}",
                 bytes.len(),
             )));
         }
-        let (header, rest) = bytes.split_at(HEADER_SIZE);
+        let (header, rest) = bytes.split_at(geometry.header_len());
         let (first_hop, seeds) = rest.split_at(NODE_ID_LEN);
         let mut hop = [0u8; NODE_ID_LEN];
         hop.copy_from_slice(first_hop);
@@ -295,8 +325,20 @@ impl ReplyBlock {
             )));
         }
         // Validate the header bytes the way a node will parse them.
-        SphinxHeader::from_bytes(&self.header)
-            .map_err(|e| PacketError::MalformedReplyBlock(e.to_string()))?;
+        match geometry.format {
+            PacketFormat::Sphinx => {
+                SphinxHeader::from_bytes(&self.header)
+                    .map_err(|e| PacketError::MalformedReplyBlock(e.to_string()))?;
+            }
+            PacketFormat::Kem if self.header.len() != geometry.header_len() => {
+                return Err(PacketError::MalformedReplyBlock(format!(
+                    "header is {} bytes, the geometry's is {}",
+                    self.header.len(),
+                    geometry.header_len()
+                )));
+            }
+            PacketFormat::Kem => {}
+        }
         let mut payload =
             Payload::from_bytes(view).map_err(|e| PacketError::Payload(e.to_string()))?;
         for seed in self.seeds.iter().rev() {

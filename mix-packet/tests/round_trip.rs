@@ -6,12 +6,34 @@ mod common;
 
 use aegis_mix_packet::{
     Body, Destination, Fragment, Frame, Geometry, HopDelays, LoopId, MessageId, PacketError,
-    Processed, Reassembled, Reassembler, ReassemblyLimits, ReplyKey, SurbAck, build_ack,
-    build_drop_cover, build_mailbox_packet, open_delivery, peel, split,
+    PacketFormat, Processed, Reassembled, Reassembler, ReassemblyLimits, ReplyKey, SurbAck,
+    build_ack, build_drop_cover, build_mailbox_packet, open_delivery, peel, peel_hybrid, split,
 };
 use common::{EPOCH, TestMailbox, TestNet};
 use rand::seq::SliceRandom;
 use std::time::Duration;
+
+/// Runs each test in both packet formats: Sphinx (the standard geometry)
+/// and the KEM format (the post-quantum geometry).
+macro_rules! in_both_formats {
+    ($(#[test] fn $name:ident($geometry:ident: Geometry) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+
+            fn run($geometry: Geometry) $body
+
+            #[test]
+            fn sphinx() {
+                run(Geometry::STANDARD)
+            }
+
+            #[test]
+            fn kem() {
+                run(Geometry::PQ)
+            }
+        }
+    )*};
+}
 
 /// Route positions: entry gateway 0, mixes 1..=3, exit gateway 4; the
 /// return route starts at gateway 4 and ends at gateway 0.
@@ -76,9 +98,10 @@ fn final_payload(processed: Processed, expect: Destination) -> Vec<u8> {
     }
 }
 
+in_both_formats! {
 #[test]
-fn fragment_crosses_the_route_and_its_ack_comes_back() {
-    let mut net = TestNet::new(1, 5);
+fn fragment_crosses_the_route_and_its_ack_comes_back(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 1, 5);
     let (alice, bob) = (
         TestMailbox::new(&mut net.rng),
         TestMailbox::new(&mut net.rng),
@@ -93,7 +116,6 @@ fn fragment_crosses_the_route_and_its_ack_comes_back() {
     let (out, reply_key) = fragment_packet_with_key(&mut net, &alice, &bob, fragment.clone());
     assert_eq!(out.first_hop, net.nodes[0].id);
 
-    let geometry = net.geometry.clone();
     let trace = net
         .deliver(out.first_hop, out.to_frame(&geometry).unwrap())
         .unwrap();
@@ -163,13 +185,12 @@ fn fragment_crosses_the_route_and_its_ack_comes_back() {
 }
 
 #[test]
-fn a_reply_block_given_away_carries_the_last_hops_seed_only() {
-    let mut net = TestNet::new(12, 5);
+fn a_reply_block_given_away_carries_the_last_hops_seed_only(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 12, 5);
     let (alice, bob) = (
         TestMailbox::new(&mut net.rng),
         TestMailbox::new(&mut net.rng),
     );
-    let geometry = net.geometry.clone();
     let fragment = Fragment {
         message_id: MessageId::random(&mut net.rng),
         index: 0,
@@ -189,7 +210,7 @@ fn a_reply_block_given_away_carries_the_last_hops_seed_only() {
     let mut encoded = Vec::new();
     surb_ack.encode(&mut encoded);
     assert_eq!(encoded.len(), geometry.surb_ack_len());
-    assert_eq!(geometry.reply_block_len(), 348 + 32 + 16);
+    assert_eq!(geometry.reply_block_len(), geometry.header_len() + 32 + 16);
     // The creator's key holds every hop's seed.
     assert_eq!(key.to_bytes().len(), 16 + 5 * 16);
     // Bob sends the ack; the hops' payloads along the way are none of the
@@ -201,8 +222,8 @@ fn a_reply_block_given_away_carries_the_last_hops_seed_only() {
         let (_, frames) = net
             .deliver_tracing(ack.first_hop, ack.to_frame(&geometry).unwrap())
             .unwrap();
-        let header = aegis_mix_packet::constants::FRAME_HEADER_LEN + 348;
-        let sent_payload = ack.packet[348..].to_vec();
+        let header = aegis_mix_packet::constants::FRAME_HEADER_LEN + geometry.header_len();
+        let sent_payload = ack.packet[geometry.header_len()..].to_vec();
         for (hop, (_, frame)) in frames.iter().enumerate().skip(1) {
             assert_ne!(frame[header..], sent_payload[..], "hop {hop}");
         }
@@ -221,10 +242,9 @@ fn a_reply_block_given_away_carries_the_last_hops_seed_only() {
 }
 
 #[test]
-fn loop_and_drop_cover_arrive_as_their_kind() {
-    let mut net = TestNet::new(2, 5);
+fn loop_and_drop_cover_arrive_as_their_kind(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 2, 5);
     let alice = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
     let route = net.route(&FORWARD);
     let delays = net.delays(1);
     let loop_id = LoopId([9; 16]);
@@ -255,10 +275,9 @@ fn loop_and_drop_cover_arrive_as_their_kind() {
 }
 
 #[test]
-fn a_cycle_route_of_fewer_hops_arrives_and_looks_like_any_packet() {
-    let mut net = TestNet::new(3, 5);
+fn a_cycle_route_of_fewer_hops_arrives_and_looks_like_any_packet(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 3, 5);
     let owner = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
     // A node loop: four hops, the last being the sender itself.
     let hops: Vec<_> = [1, 2, 3, 0]
         .iter()
@@ -296,13 +315,12 @@ fn a_cycle_route_of_fewer_hops_arrives_and_looks_like_any_packet() {
 }
 
 #[test]
-fn every_kind_has_one_size_and_a_fresh_look_at_every_hop() {
-    let mut net = TestNet::new(3, 5);
+fn every_kind_has_one_size_and_a_fresh_look_at_every_hop(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 3, 5);
     let (alice, bob) = (
         TestMailbox::new(&mut net.rng),
         TestMailbox::new(&mut net.rng),
     );
-    let geometry = net.geometry.clone();
     let route = net.route(&FORWARD);
     let delays = net.delays(1);
     let frag = fragment_packet(
@@ -343,10 +361,9 @@ fn every_kind_has_one_size_and_a_fresh_look_at_every_hop() {
 }
 
 #[test]
-fn hop_delays_are_the_senders_choice() {
-    let mut net = TestNet::new(4, 5);
+fn hop_delays_are_the_senders_choice(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 4, 5);
     let bob = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
     let route = net.route(&FORWARD);
     let delays = net.delays(20);
     let body = Body::Loop(LoopId([1; 16]));
@@ -368,24 +385,28 @@ fn hop_delays_are_the_senders_choice() {
 }
 
 #[test]
-fn a_flipped_header_bit_fails_the_mac_at_the_first_hop() {
-    let mut net = TestNet::new(5, 5);
+fn a_flipped_header_bit_fails_the_mac_at_the_first_hop(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 5, 5);
     let bob = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
     let out = net.loop_packet(&FORWARD, &bob, 1);
-    let key = &net.nodes[0].keys.get(EPOCH).unwrap().secret;
-    // every bit of the header: α, γ and β
-    for bit in 0..aegis_mix_packet::constants::SPHINX_HEADER_LEN * 8 {
+    let key = net.nodes[0].keys.get(EPOCH).unwrap();
+    let open = |packet: &[u8]| match geometry.format {
+        PacketFormat::Sphinx => peel(&geometry, packet, &key.secret),
+        PacketFormat::Kem => peel_hybrid(&geometry, packet, key.kem.as_ref().unwrap()),
+    };
+    // every bit of the header: α (or the ciphertext), γ and β
+    for bit in 0..geometry.header_len() * 8 {
         let mut bad = out.packet.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        // the top bit of α is ignored by X25519, so it is refused by shape
-        let expected = if bit == 255 {
+        // the top bit of α is ignored by X25519, so it is refused by shape;
+        // the KEM format's combiner hashes the X25519 point as sent
+        let expected = if bit == 255 && geometry.format == PacketFormat::Sphinx {
             PacketError::NonCanonicalGroupElement
         } else {
             PacketError::HeaderAuthentication
         };
         assert_eq!(
-            peel(&geometry, &bad, key).and_then(|p| p.unwrap()).err(),
+            open(&bad).and_then(|p| p.unwrap()).err(),
             Some(expected),
             "bit {bit}"
         );
@@ -393,16 +414,15 @@ fn a_flipped_header_bit_fails_the_mac_at_the_first_hop() {
 }
 
 #[test]
-fn a_packet_whose_header_fails_its_mac_leaves_no_replay_tag() {
-    let mut net = TestNet::new(8, 5);
+fn a_packet_whose_header_fails_its_mac_leaves_no_replay_tag(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 8, 5);
     let bob = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
     let out = net.loop_packet(&FORWARD, &bob, 1);
     let frame = out.to_frame(&geometry).unwrap();
-    // Same α (so the same replay tag), altered β: refused by its MAC, and
-    // it must not make the genuine packet look replayed.
+    // Same α or ciphertext (so the same replay tag), altered β: refused by
+    // its MAC, and it must not make the genuine packet look replayed.
     let mut forged = out.packet.clone();
-    forged[100] ^= 1;
+    forged[geometry.header_len() - 10] ^= 1;
     let forged = Frame::encode(&geometry, &forged).unwrap();
     assert_eq!(
         net.deliver(out.first_hop, forged.clone()).unwrap_err(),
@@ -421,14 +441,14 @@ fn a_packet_whose_header_fails_its_mac_leaves_no_replay_tag() {
 }
 
 #[test]
-fn a_flipped_payload_bit_is_caught_by_the_recipient() {
-    let mut net = TestNet::new(6, 5);
+fn a_flipped_payload_bit_is_caught_by_the_recipient(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 6, 5);
     let bob = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
-    for bit in [0usize, 1000, 8 * 1024 + 3, 8 * 2048 - 1] {
+    let last = 8 * geometry.payload_len - 1;
+    for bit in [0usize, 1000, 8 * 1024 + 3, last] {
         let out = net.loop_packet(&FORWARD, &bob, 1);
         let mut frame = out.to_frame(&geometry).unwrap();
-        frame[aegis_mix_packet::constants::FRAME_HEADER_LEN + 348 + bit / 8] ^= 1 << (bit % 8);
+        frame[aegis_mix_packet::constants::FRAME_HEADER_LEN + geometry.header_len() + bit / 8] ^= 1 << (bit % 8);
         let trace = net.deliver(out.first_hop, frame).unwrap();
         let payload = final_payload(trace.last, Destination::Mailbox(bob.id));
         assert_eq!(
@@ -439,10 +459,9 @@ fn a_flipped_payload_bit_is_caught_by_the_recipient() {
 }
 
 #[test]
-fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
-    let mut net = TestNet::new(7, 6);
+fn wrong_key_wrong_epoch_and_replay_each_have_their_error(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 7, 6);
     let bob = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
     let out = net.loop_packet(&FORWARD, &bob, 1);
     let frame = out.to_frame(&geometry).unwrap();
 
@@ -490,11 +509,10 @@ fn wrong_key_wrong_epoch_and_replay_each_have_their_error() {
 }
 
 #[test]
-fn packets_of_two_consensus_epochs_differ_only_in_the_key_that_opens_them() {
-    let mut net = TestNet::new(11, 5);
+fn packets_of_two_consensus_epochs_differ_only_in_the_key_that_opens_them(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 11, 5);
     net.add_epoch(EPOCH + 1);
     let bob = TestMailbox::new(&mut net.rng);
-    let geometry = net.geometry.clone();
     let header = aegis_mix_packet::constants::FRAME_HEADER_LEN;
     for round in 0..8u8 {
         let old = net.loop_packet_for(EPOCH, &FORWARD, &bob, round);
@@ -544,8 +562,7 @@ fn packets_of_two_consensus_epochs_differ_only_in_the_key_that_opens_them() {
 }
 
 #[test]
-fn malformed_frames_are_rejected_by_shape() {
-    let geometry = Geometry::STANDARD;
+fn malformed_frames_are_rejected_by_shape(geometry: Geometry) {
     let good = vec![aegis_mix_packet::constants::FRAME_VERSION; geometry.frame_len()];
     assert!(Frame::decode(&geometry, &good).is_ok());
     assert_eq!(
@@ -577,13 +594,12 @@ fn malformed_frames_are_rejected_by_shape() {
 }
 
 #[test]
-fn a_large_message_is_fragmented_delivered_out_of_order_and_reassembled_once() {
-    let mut net = TestNet::new(8, 5);
+fn a_large_message_is_fragmented_delivered_out_of_order_and_reassembled_once(geometry: Geometry) {
+    let mut net = TestNet::in_geometry(geometry.clone(), 8, 5);
     let (alice, bob) = (
         TestMailbox::new(&mut net.rng),
         TestMailbox::new(&mut net.rng),
     );
-    let geometry = net.geometry.clone();
     let message: Vec<u8> = (0..geometry.fragment_data_len() * 3 + 17)
         .map(|i| (i * 31 % 251) as u8)
         .collect();
@@ -638,4 +654,5 @@ fn a_large_message_is_fragmented_delivered_out_of_order_and_reassembled_once() {
     }
     assert_eq!(delivered, vec![(message_id, message)]);
     assert_eq!(reassembler.partial_messages(), 0);
+}
 }

@@ -171,10 +171,10 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     let mut fake_key = [0u8; 32];
     rand::rng().fill_bytes(&mut fake_key);
     let mut hops = route.hops().to_vec();
-    hops[1] = Hop {
-        node: NodeId([7; 32]),
-        sphinx_key: SphinxPublicKey::from(&SphinxSecret::from(fake_key)),
-    };
+    hops[1] = Hop::sphinx(
+        NodeId([7; 32]),
+        SphinxPublicKey::from(&SphinxSecret::from(fake_key)),
+    );
     let to_nowhere = owner.packet(&Route::new(hops, &G).unwrap(), 9);
     session
         .send(to_nowhere.to_frame(&G).unwrap())

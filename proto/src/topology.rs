@@ -40,10 +40,7 @@ impl NodeEntry {
 
     /// The hop for a packet framed under `epoch`.
     pub fn hop(&self, epoch: u64) -> Option<Hop> {
-        Some(Hop {
-            node: self.id,
-            sphinx_key: self.sphinx_key(epoch)?,
-        })
+        Some(Hop::sphinx(self.id, self.sphinx_key(epoch)?))
     }
 }
 

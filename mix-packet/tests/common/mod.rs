@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use aegis_mix_packet::kem::HybridSecret;
 use aegis_mix_packet::{
     Body, EpochKey, EpochKeys, Geometry, Hop, HopDelays, LoopId, MailboxId, NodeId, OutgoingPacket,
     PacketError, Processed, ReplayFilter, Route, SphinxPublicKey, SphinxSecret,
@@ -9,6 +10,7 @@ use aegis_mix_packet::{
 };
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const EPOCH: u64 = 42;
@@ -23,11 +25,7 @@ impl TestNode {
         let mut id = [0u8; 32];
         rng.fill_bytes(&mut id);
         let mut keys = EpochKeys::new();
-        let secret = SphinxSecret::random_from_rng(rng);
-        keys.insert(
-            epoch,
-            EpochKey::new(secret, ReplayFilter::with_capacity(rng, 100_000, 1e-6)),
-        );
+        keys.insert(epoch, epoch_key(rng));
         TestNode {
             id: NodeId(id),
             keys,
@@ -38,12 +36,21 @@ impl TestNode {
         self.keys.get(epoch).unwrap().public
     }
 
+    /// This node as a hop of a route for `epoch`, with both its keys.
     pub fn hop(&self, epoch: u64) -> Hop {
+        let key = self.keys.get(epoch).unwrap();
         Hop {
-            node: self.id,
-            sphinx_key: self.public(epoch),
+            kem_key: key.kem.as_ref().map(|k| Arc::new(k.public().clone())),
+            ..Hop::sphinx(self.id, key.public)
         }
     }
+}
+
+/// A key for one epoch in both formats, with its replay filter.
+fn epoch_key<R: CryptoRng>(rng: &mut R) -> EpochKey {
+    let secret = SphinxSecret::random_from_rng(rng);
+    let kem = HybridSecret::random(rng);
+    EpochKey::with_kem(secret, kem, ReplayFilter::with_capacity(rng, 100_000, 1e-6))
 }
 
 /// A client's mailbox: id and sealing key pair.
@@ -87,12 +94,18 @@ pub struct Trace {
 }
 
 impl TestNet {
-    /// `count` nodes with keys for `EPOCH`.
+    /// `count` nodes with keys for `EPOCH`, in the standard geometry.
     pub fn new(seed: u64, count: usize) -> Self {
+        Self::in_geometry(Geometry::STANDARD, seed, count)
+    }
+
+    /// `count` nodes with keys for `EPOCH`, building and processing packets
+    /// of `geometry`.
+    pub fn in_geometry(geometry: Geometry, seed: u64, count: usize) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let nodes = (0..count).map(|_| TestNode::new(&mut rng, EPOCH)).collect();
         TestNet {
-            geometry: Geometry::STANDARD,
+            geometry,
             nodes,
             rng,
             live: vec![EPOCH, EPOCH + 1, EPOCH - 1],
@@ -102,9 +115,7 @@ impl TestNet {
     /// Gives every node a key (and filter) for `epoch` too.
     pub fn add_epoch(&mut self, epoch: u64) {
         for node in &mut self.nodes {
-            let secret = SphinxSecret::random_from_rng(&mut self.rng);
-            let filter = ReplayFilter::with_capacity(&mut self.rng, 100_000, 1e-6);
-            node.keys.insert(epoch, EpochKey::new(secret, filter));
+            node.keys.insert(epoch, epoch_key(&mut self.rng));
         }
     }
 
