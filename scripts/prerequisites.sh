@@ -18,6 +18,8 @@
 #   deploy/monitoring (only promtool is used; no server is started).
 # * chromium: a test loads the authorities' status page in a real browser
 #   (headless).
+# * python3-cryptography: a second implementation of the KEM packet's
+#   header processing (scripts/check_kem_vector.py) checks its test vector.
 # * A Docker engine with Compose (Debian's docker.io and docker-compose) is
 #   checked for, not installed: the container test needs one, fails without
 #   it, and is skipped only when AEGIS_SKIP_CONTAINERS=1 says so.
@@ -27,7 +29,7 @@
 
 aegis_missing_packages() {
     local pkg missing=""
-    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables zbar-tools microsocks prometheus chromium; do
+    for pkg in libclang-dev fonts-dejavu-core iproute2 iptables zbar-tools microsocks prometheus chromium python3-cryptography; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
     done
     echo "$missing"
@@ -53,6 +55,7 @@ aegis_prerequisites() {
         echo "  microsocks:        tests reach a gateway through this SOCKS5 proxy"
         echo "  prometheus:        promtool checks the alert rules in deploy/monitoring"
         echo "  chromium:          a test loads the status page in headless Chromium"
+        echo "  python3-cryptography: a second implementation checks the KEM packet's test vector"
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             echo "Installing them with apt-get (a minute or two)..."
             apt-get update -qq
