@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use aegis_mix_packet::kem::xwing::CIPHERTEXT_LEN;
 use aegis_mix_packet::{
-    Body, EpochKey, EpochKeys, Geometry, HopDelays, LoopId, Processed, ReplayFilter,
-    build_mailbox_packet, process_frame,
+    Body, EpochKey, EpochKeys, Fragment, Geometry, HopDelays, LoopId, MessageId, Processed,
+    ReplayFilter, SurbAck, build_mailbox_packet, process_frame,
 };
 use common::{EPOCH, TestMailbox, TestNet};
 use sphinx_packet::header::delays::Delay;
@@ -70,6 +70,27 @@ fn bare_build(route: &[Node], destination: &Destination) -> SphinxPacket {
         .with_payload_size(Geometry::STANDARD.payload_len)
         .build_packet(b"cover", route, destination, &[Delay::new_from_nanos(0); 5])
         .unwrap()
+}
+
+/// A fragment packet as a client sends it: a SURB-ACK over the route back,
+/// inside a packet over the route out (here the same five nodes).
+fn fragment(
+    rng: &mut rand_chacha::ChaCha20Rng,
+    geometry: &Geometry,
+    route: &aegis_mix_packet::Route,
+    delays: &HopDelays,
+    bob: &TestMailbox,
+) -> aegis_mix_packet::OutgoingPacket {
+    let (surb_ack, _key) =
+        SurbAck::new(rng, geometry, route, delays, bob.id, bob.public()).unwrap();
+    let fragment = Fragment {
+        message_id: MessageId([3; 16]),
+        index: 0,
+        count: 1,
+        data: vec![7; geometry.fragment_data_len()],
+    };
+    let body = Body::Fragment { fragment, surb_ack };
+    build_mailbox_packet(rng, geometry, route, delays, bob.id, &bob.public(), &body).unwrap()
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -129,8 +150,9 @@ fn main() {
     }
     let [bare_hop, sphinx_hop, kem_hop, decap] = s.each_mut().map(|v| median(v));
 
-    // Creation of one five-hop loop packet.
-    let mut c: [Vec<f64>; 3] = Default::default();
+    // Creation of one five-hop loop packet, and of a fragment packet with
+    // its SURB-ACK (two headers: what a client pays per fragment sent).
+    let mut c: [Vec<f64>; 5] = Default::default();
     let (rs, rk) = (sphinx.route(&[0, 1, 2, 3, 4]), kem.route(&[0, 1, 2, 3, 4]));
     let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
     let body = Body::Loop(LoopId([1; 16]));
@@ -150,8 +172,21 @@ fn main() {
                 build_mailbox_packet(rng, &gk, &rk, &delays, bob.id, &key, &body).unwrap(),
             );
         });
+        for (slot, net, route) in [(3, &mut sphinx, &rs), (4, &mut kem, &rk)] {
+            let geometry = net.geometry.clone();
+            let rng = &mut net.rng;
+            time(&mut c[slot], || {
+                std::hint::black_box(fragment(rng, &geometry, route, &delays, &bob));
+            });
+        }
     }
-    let [bare_create, sphinx_create, kem_create] = c.each_mut().map(|v| median(v));
+    let [
+        bare_create,
+        sphinx_create,
+        kem_create,
+        sphinx_fragment,
+        kem_fragment,
+    ] = c.each_mut().map(|v| median(v));
 
     // Bytes: a fragment and its acknowledgement each travel as one frame.
     let per_byte = |g: &Geometry| 2.0 * g.frame_len() as f64 / g.fragment_data_len() as f64;
@@ -161,12 +196,14 @@ fn main() {
 \"hop_kem_ratio_to_bare\":{:.3},\"target_hop_ratio\":1.5,\"xwing_decapsulation_us\":{decap:.2},\
 \"create_bare_sphinx_us\":{bare_create:.2},\"create_aegis_sphinx_us\":{sphinx_create:.2},\"create_kem_us\":{kem_create:.2},\
 \"create_kem_ratio_to_bare\":{:.3},\
+\"fragment_sphinx_us\":{sphinx_fragment:.2},\"fragment_kem_us\":{kem_fragment:.2},\"fragment_kem_ratio_to_bare\":{:.3},\
 \"frame_bytes_sphinx\":{},\"frame_bytes_kem\":{},\"frame_ratio\":{:.3},\
 \"fragment_data_sphinx\":{},\"fragment_data_kem\":{},\
 \"wire_bytes_per_payload_byte_sphinx\":{:.3},\"wire_bytes_per_payload_byte_kem\":{:.3},\
 \"per_payload_byte_ratio\":{:.3},\"target_per_payload_byte_ratio\":3.0}}",
         kem_hop / bare_hop,
         kem_create / bare_create,
+        kem_fragment / bare_create,
         gs.frame_len(),
         gk.frame_len(),
         gk.frame_len() as f64 / gs.frame_len() as f64,

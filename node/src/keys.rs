@@ -369,9 +369,7 @@ mod tests {
 
     fn frame_for(ring: &KeyRing, epoch: u64, n: u8) -> Vec<u8> {
         let ours = ring.get(epoch).unwrap().public;
-        let hops = (0..5)
-            .map(|i| Hop::sphinx(NodeId([i; 32]), ours))
-            .collect();
+        let hops = (0..5).map(|i| Hop::sphinx(NodeId([i; 32]), ours)).collect();
         let route = Route::new(hops, &G).unwrap();
         let sealing = SphinxPublicKey::from(&SphinxSecret::from([3u8; 32]));
         build_mailbox_packet(

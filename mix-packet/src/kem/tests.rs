@@ -131,3 +131,22 @@ fn routing_commands_decode_strictly() {
     delayed[40] = 1;
     assert!(header::decode_routing(&delayed).is_err());
 }
+
+#[test]
+fn libcrux_and_the_rustcrypto_ml_kem_agree() {
+    use ml_kem::kem::{Decapsulate, FromSeed, KeyExport};
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    for _ in 0..8 {
+        let d_z: [u8; 64] = rng.random();
+        let m: [u8; 32] = rng.random();
+        let pair = libcrux_ml_kem::mlkem768::generate_key_pair(d_z);
+        let (ct, ss) = libcrux_ml_kem::mlkem768::encapsulate(pair.public_key(), m);
+        let (dk, ek) = ml_kem::MlKem768::from_seed(&ml_kem::Seed::from(d_z));
+        assert_eq!(ek.to_bytes().as_slice(), pair.public_key().as_slice());
+        let (ct2, ss2) = ek.encapsulate_deterministic(&ml_kem::B32::from(m));
+        assert_eq!(ct2.as_slice(), ct.as_slice());
+        assert_eq!(ss2.as_slice(), ss.as_slice());
+        assert_eq!(dk.decapsulate(&ct2).as_slice(), ss.as_slice());
+    }
+}
