@@ -41,6 +41,7 @@ fn descriptors() -> Vec<SignedDescriptor> {
                     epoch: EPOCH + k,
                     key: [1 + k as u8; 32],
                 }),
+                kem_keys: vec![],
                 version: "aegis-node/0.1.0".into(),
             }
             .sign(&key)

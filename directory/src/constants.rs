@@ -15,8 +15,9 @@ pub const MAX_ADDRESSES: usize = 8;
 pub const MAX_ADDRESS_LEN: usize = 256;
 /// Longest software version string, in bytes.
 pub const MAX_VERSION_LEN: usize = 64;
-/// Largest encoded signed descriptor accepted anywhere, in bytes.
-pub const MAX_DESCRIPTOR_BYTES: usize = 4 * 1024;
+/// Largest encoded signed descriptor accepted anywhere, in bytes: room for
+/// three hybrid KEM keys (1,216 bytes each) beside everything else.
+pub const MAX_DESCRIPTOR_BYTES: usize = 8 * 1024;
 
 /// Most authorities a deployment may pin (bounds vote and signature sets).
 pub const MAX_AUTHORITIES: usize = 64;
@@ -29,7 +30,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_SIGNATURE_BYTES: usize = 256;
 
 /// Version of the consensus document format; bumped on any layout change.
-pub const DOCUMENT_FORMAT_VERSION: u16 = 3;
+/// Format 4: descriptors may carry hybrid KEM keys.
+pub const DOCUMENT_FORMAT_VERSION: u16 = 4;
 
 /// Domain label prepended to a descriptor body before the node signs it.
 pub const DESCRIPTOR_DOMAIN: &[u8] = b"aegislink/directory/descriptor/v1\0";

@@ -28,6 +28,17 @@ pub struct EpochSphinxKey {
     pub key: [u8; 32],
 }
 
+/// A hybrid KEM public key (X-Wing: ML-KEM-768 then X25519, 1,216 bytes)
+/// and the epoch it is used in, for networks whose geometry uses the KEM
+/// packet format.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EpochKemKey {
+    /// The epoch this key decapsulates packets of.
+    pub epoch: u64,
+    /// The public key, `aegis_mix_packet::kem::HybridPublic`'s encoding.
+    pub key: Vec<u8>,
+}
+
 /// The signed content of a descriptor. Field order is the encoding order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DescriptorBody {
@@ -44,6 +55,9 @@ pub struct DescriptorBody {
     pub addresses: Vec<String>,
     /// Sphinx public keys for epochs `epoch`, `epoch + 1`, `epoch + 2`.
     pub sphinx_keys: [EpochSphinxKey; SPHINX_KEYS_PER_DESCRIPTOR],
+    /// Hybrid KEM keys for the same three epochs, or none: a node publishes
+    /// them when its network's geometry uses the KEM packet format.
+    pub kem_keys: Vec<EpochKemKey>,
     /// Software version string, e.g. `aegis-node/0.1.0`.
     pub version: String,
 }
@@ -86,6 +100,16 @@ pub enum DescriptorError {
         /// The descriptor's epoch.
         epoch: u64,
     },
+    /// The hybrid KEM keys are not none or one for each of epochs e, e+1,
+    /// e+2.
+    #[error("hybrid KEM keys must be none, or for epochs {epoch}, {epoch}+1, {epoch}+2")]
+    KemKeyEpochs {
+        /// The descriptor's epoch.
+        epoch: u64,
+    },
+    /// A hybrid KEM key does not decode (length, or ML-KEM's modulus check).
+    #[error("hybrid KEM key for epoch {0} is malformed")]
+    BadKemKey(u64),
     /// A Sphinx key is the all-zero point, which would make every shared
     /// secret with it zero.
     #[error("sphinx key for epoch {0} is the zero point")]
@@ -140,6 +164,19 @@ impl DescriptorBody {
             }
             if key.key == [0u8; 32] {
                 return Err(DescriptorError::ZeroKey(key.epoch));
+            }
+        }
+        if !self.kem_keys.is_empty() {
+            if self.kem_keys.len() != SPHINX_KEYS_PER_DESCRIPTOR {
+                return Err(DescriptorError::KemKeyEpochs { epoch: self.epoch });
+            }
+            for (offset, key) in (0u64..).zip(self.kem_keys.iter()) {
+                if Some(key.epoch) != self.epoch.checked_add(offset) {
+                    return Err(DescriptorError::KemKeyEpochs { epoch: self.epoch });
+                }
+                if aegis_mix_packet::kem::HybridPublic::from_bytes(&key.key).is_err() {
+                    return Err(DescriptorError::BadKemKey(key.epoch));
+                }
             }
         }
         Ok(())
@@ -293,6 +330,7 @@ pub(crate) mod tests {
                 epoch: epoch + i,
                 key: [9 + i as u8; 32],
             }),
+            kem_keys: vec![],
             version: "aegis-node/0.1.0".into(),
         }
         .sign(key)
@@ -319,6 +357,55 @@ pub(crate) mod tests {
         assert_eq!(
             body.sign(&key).verify(),
             Err(DescriptorError::KeyEpochs { epoch: 10 })
+        );
+    }
+
+    #[test]
+    fn hybrid_keys_are_none_or_three_that_decode() {
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let hybrid = |seed: u8| {
+            aegis_mix_packet::kem::HybridSecret::from_seed(&[seed; 32])
+                .public()
+                .as_bytes()
+                .to_vec()
+        };
+        let mut body = sample(2, 10, Role::Mix).body;
+        body.kem_keys = (0..3)
+            .map(|i| EpochKemKey {
+                epoch: 10 + i,
+                key: hybrid(i as u8),
+            })
+            .collect();
+        let signed = body.clone().sign(&key);
+        assert_eq!(signed.verify(), Ok(()));
+        // it fits the size limit and round-trips
+        assert_eq!(SignedDescriptor::from_bytes(&signed.to_bytes()), Ok(signed));
+
+        let mut two = body.clone();
+        two.kem_keys.pop();
+        assert_eq!(
+            two.sign(&key).verify(),
+            Err(DescriptorError::KemKeyEpochs { epoch: 10 })
+        );
+        let mut shifted = body.clone();
+        shifted.kem_keys[1].epoch = 12;
+        assert_eq!(
+            shifted.sign(&key).verify(),
+            Err(DescriptorError::KemKeyEpochs { epoch: 10 })
+        );
+        let mut short = body.clone();
+        short.kem_keys[2].key.pop();
+        assert_eq!(
+            short.sign(&key).verify(),
+            Err(DescriptorError::BadKemKey(12))
+        );
+        // an ML-KEM coefficient of 0xFFF is not below q = 3329
+        let mut unreduced = body;
+        unreduced.kem_keys[0].key[0] = 0xFF;
+        unreduced.kem_keys[0].key[1] |= 0x0F;
+        assert_eq!(
+            unreduced.sign(&key).verify(),
+            Err(DescriptorError::BadKemKey(10))
         );
     }
 

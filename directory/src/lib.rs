@@ -30,7 +30,8 @@ pub use schedule::{Phase, Schedule};
 
 mod descriptor;
 pub use descriptor::{
-    DescriptorBody, DescriptorError, EpochSphinxKey, Role, SignedDescriptor, tcp_address,
+    DescriptorBody, DescriptorError, EpochKemKey, EpochSphinxKey, Role, SignedDescriptor,
+    tcp_address,
 };
 
 mod consensus;

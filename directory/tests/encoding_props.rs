@@ -32,6 +32,7 @@ fn descriptor_strategy() -> impl Strategy<Value = SignedDescriptor> {
                         epoch: epoch + i as u64,
                         key: keys[i],
                     }),
+                    kem_keys: vec![],
                     version,
                 }
                 .sign(&key)

@@ -25,28 +25,6 @@ use sphinx_packet::{SphinxPacket, SphinxPacketBuilder};
 const POOL: usize = 256;
 const ROUNDS: usize = 8;
 
-fn loop_frames(net: &mut TestNet, bob: &TestMailbox, count: usize) -> Vec<Vec<u8>> {
-    let geometry = net.geometry.clone();
-    let route = net.route(&[0, 1, 2, 3, 4]);
-    let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
-    (0..count)
-        .map(|i| {
-            build_mailbox_packet(
-                &mut net.rng,
-                &geometry,
-                &route,
-                &delays,
-                bob.id,
-                &bob.public(),
-                &Body::Loop(LoopId([i as u8; 16])),
-            )
-            .unwrap()
-            .to_frame(&geometry)
-            .unwrap()
-        })
-        .collect()
-}
-
 /// The first node's key of `EPOCH` with a fresh filter, sized like a
 /// node's (a 20-minute epoch at ~12k packets/s).
 fn fresh_keys(net: &mut TestNet) -> EpochKeys {
@@ -81,16 +59,22 @@ fn fragment(
     delays: &HopDelays,
     bob: &TestMailbox,
 ) -> aegis_mix_packet::OutgoingPacket {
-    let (surb_ack, _key) =
-        SurbAck::new(rng, geometry, route, delays, bob.id, bob.public()).unwrap();
     let fragment = Fragment {
         message_id: MessageId([3; 16]),
         index: 0,
         count: 1,
         data: vec![7; geometry.fragment_data_len()],
     };
-    let body = Body::Fragment { fragment, surb_ack };
-    build_mailbox_packet(rng, geometry, route, delays, bob.id, &bob.public(), &body).unwrap()
+    common::fragment_packet(
+        rng,
+        geometry,
+        (route, delays),
+        (route, delays),
+        bob,
+        bob,
+        fragment,
+    )
+    .0
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -110,8 +94,8 @@ fn main() {
     let mut kem = TestNet::in_geometry(Geometry::PQ, 1, 5);
     let bob = TestMailbox::new(&mut kem.rng);
     let (gs, gk) = (sphinx.geometry.clone(), kem.geometry.clone());
-    let sphinx_frames = loop_frames(&mut sphinx, &bob, POOL);
-    let kem_frames = loop_frames(&mut kem, &bob, POOL);
+    let sphinx_frames = sphinx.loop_frames(&bob, POOL);
+    let kem_frames = kem.loop_frames(&bob, POOL);
     let bare_route: Vec<Node> = sphinx
         .nodes
         .iter()

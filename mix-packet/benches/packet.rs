@@ -42,25 +42,7 @@ fn setup() -> Setup {
         .map(|n| Node::new(NodeAddressBytes::from_bytes(n.id.0), n.public(EPOCH)))
         .collect();
     let bare_destination = Destination::new(DestinationAddressBytes::from_bytes(bob.id.0), [7; 16]);
-    let geometry = net.geometry.clone();
-    let route = net.route(&[0, 1, 2, 3, 4]);
-    let delays = aegis_mix_packet::HopDelays::fixed(&[Duration::ZERO; 5]);
-    let frames = (0..POOL)
-        .map(|i| {
-            build_mailbox_packet(
-                &mut net.rng,
-                &geometry,
-                &route,
-                &delays,
-                bob.id,
-                &bob.public(),
-                &Body::Loop(LoopId([i as u8; 16])),
-            )
-            .unwrap()
-            .to_frame(&geometry)
-            .unwrap()
-        })
-        .collect();
+    let frames = net.loop_frames(&bob, POOL);
     let bare_packets = (0..POOL)
         .map(|_| bare_build(&bare_route, &bare_destination).to_bytes())
         .collect();

@@ -97,12 +97,7 @@ pub fn peel_hybrid(
             "a hybrid key opens packets of a KEM geometry only",
         ));
     }
-    if packet.len() != geometry.packet_len() {
-        return Err(PacketError::FrameLength {
-            expected: geometry.packet_len(),
-            got: packet.len(),
-        });
-    }
+    check_length(geometry, packet)?;
     let (header, payload) = packet.split_at(geometry.header_len());
     let header = kem_header::open(header, geometry.hops, key);
     Ok(Peeled {
@@ -160,6 +155,17 @@ pub fn open_with_any<K: HopSecret>(
     }
 }
 
+/// A packet of any format is exactly the geometry's packet length.
+fn check_length(geometry: &Geometry, packet: &[u8]) -> Result<(), PacketError> {
+    if packet.len() != geometry.packet_len() {
+        return Err(PacketError::FrameLength {
+            expected: geometry.packet_len(),
+            got: packet.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Length, canonical α and Sphinx parsing, before any key is used.
 fn parse(geometry: &Geometry, packet: &[u8]) -> Result<SphinxPacket, PacketError> {
     if geometry.format != PacketFormat::Sphinx {
@@ -167,12 +173,7 @@ fn parse(geometry: &Geometry, packet: &[u8]) -> Result<SphinxPacket, PacketError
             "an X25519 key opens packets of a Sphinx geometry only",
         ));
     }
-    if packet.len() != geometry.packet_len() {
-        return Err(PacketError::FrameLength {
-            expected: geometry.packet_len(),
-            got: packet.len(),
-        });
-    }
+    check_length(geometry, packet)?;
     // α occupies the first 32 bytes; honest senders and hops always produce
     // it with the top bit clear.
     if packet[X25519_KEY_LEN - 1] & 0x80 != 0 {

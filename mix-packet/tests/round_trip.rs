@@ -58,30 +58,18 @@ fn fragment_packet_with_key(
 ) -> (aegis_mix_packet::OutgoingPacket, ReplyKey) {
     let back = net.route(&BACKWARD);
     let back_delays = net.delays(5);
-    let geometry = net.geometry.clone();
-    let (surb_ack, key) = SurbAck::new(
-        &mut net.rng,
-        &geometry,
-        &back,
-        &back_delays,
-        alice.id,
-        alice.public(),
-    )
-    .unwrap();
     let route = net.route(&FORWARD);
     let delays = net.delays(5);
-    let body = Body::Fragment { fragment, surb_ack };
-    let packet = build_mailbox_packet(
+    let geometry = net.geometry.clone();
+    common::fragment_packet(
         &mut net.rng,
         &geometry,
-        &route,
-        &delays,
-        bob.id,
-        &bob.public(),
-        &body,
+        (&route, &delays),
+        (&back, &back_delays),
+        alice,
+        bob,
+        fragment,
     )
-    .unwrap();
-    (packet, key)
 }
 
 fn final_payload(processed: Processed, expect: Destination) -> Vec<u8> {

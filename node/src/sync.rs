@@ -267,6 +267,7 @@ impl DirectorySync {
             role: stage.me.role,
             addresses: stage.config.published_addresses(),
             sphinx_keys,
+            kem_keys: vec![],
             version: format!("aegis-node/{}", env!("CARGO_PKG_VERSION")),
         }
         .sign(&stage.signing);

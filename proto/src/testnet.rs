@@ -79,6 +79,7 @@ impl NodeSecrets {
                 epoch: epoch + i as u64,
                 key: key_of(epoch + i as u64),
             }),
+            kem_keys: vec![],
             version: "aegis testnet".into(),
         }
         .sign(&self.identity)

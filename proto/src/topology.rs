@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use aegis_directory::constants::MIX_LAYERS;
 use aegis_directory::{NetworkParameters, Role, SignedConsensus, SignedDescriptor};
+use aegis_mix_packet::kem::HybridPublic;
 use aegis_mix_packet::{Geometry, Hop, NodeId, PacketError, Route, SphinxPublicKey};
 use rand::Rng;
 
@@ -27,6 +28,8 @@ pub struct NodeEntry {
     pub layer: Option<u8>,
     /// Its published Sphinx keys by epoch.
     pub sphinx_keys: Vec<(u64, [u8; 32])>,
+    /// Its published hybrid KEM keys by epoch (none in a Sphinx network).
+    pub kem_keys: Vec<(u64, Arc<HybridPublic>)>,
 }
 
 impl NodeEntry {
@@ -38,9 +41,21 @@ impl NodeEntry {
             .map(|(_, k)| SphinxPublicKey::from(*k))
     }
 
-    /// The hop for a packet framed under `epoch`.
+    /// Its hybrid KEM key for `epoch`, if published.
+    pub fn kem_key(&self, epoch: u64) -> Option<Arc<HybridPublic>> {
+        self.kem_keys
+            .iter()
+            .find(|(e, _)| *e == epoch)
+            .map(|(_, k)| Arc::clone(k))
+    }
+
+    /// The hop for a packet framed under `epoch`, with both of the node's
+    /// keys for it (the hybrid one where published).
     pub fn hop(&self, epoch: u64) -> Option<Hop> {
-        Some(Hop::sphinx(self.id, self.sphinx_key(epoch)?))
+        Some(Hop {
+            kem_key: self.kem_key(epoch),
+            ..Hop::sphinx(self.id, self.sphinx_key(epoch)?)
+        })
     }
 }
 
@@ -54,6 +69,13 @@ fn entry(descriptor: &SignedDescriptor, layer: Option<u8>) -> Option<NodeEntry> 
         role: body.role,
         layer,
         sphinx_keys: body.sphinx_keys.iter().map(|k| (k.epoch, k.key)).collect(),
+        // Validated with the descriptor; a key that does not decode is left
+        // out, and routes through the node fail for want of it.
+        kem_keys: body
+            .kem_keys
+            .iter()
+            .filter_map(|k| Some((k.epoch, Arc::new(HybridPublic::from_bytes(&k.key).ok()?))))
+            .collect(),
     })
 }
 
@@ -277,5 +299,93 @@ mod tests {
                 ours: ours.hash(),
             })
         );
+    }
+
+    /// Descriptors that publish hybrid KEM keys give routes whose hops carry
+    /// them, and a packet of the post-quantum geometry built over such a
+    /// route crosses every node to its mailbox.
+    #[test]
+    fn published_hybrid_keys_reach_the_route_and_open_at_every_hop() {
+        use aegis_directory::EpochKemKey;
+        use aegis_mix_packet::kem::HybridSecret;
+        use aegis_mix_packet::{
+            Body, Destination, HopDelays, LoopId, MailboxId, Processed, SphinxSecret,
+            build_mailbox_packet, open_delivery, peel_hybrid,
+        };
+
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let geometry = Geometry::PQ;
+        let mut kem_secrets = HashMap::new();
+        let mut node = |role, i| {
+            let secrets = testnet::node(&mut rng, role, 1, i, 1_000);
+            let kem: Vec<HybridSecret> = (0..3).map(|_| HybridSecret::random(&mut rng)).collect();
+            let mut body = secrets.descriptor(1).body;
+            body.kem_keys = (0..3)
+                .map(|e| EpochKemKey {
+                    epoch: 1 + e as u64,
+                    key: kem[e].public().as_bytes().to_vec(),
+                })
+                .collect();
+            kem_secrets.insert(secrets.id(), kem.into_iter().next().unwrap());
+            body.sign(&secrets.identity)
+        };
+        let mixes: [Vec<_>; MIX_LAYERS] = std::array::from_fn(|l| vec![node(Role::Mix, l)]);
+        let gateways = vec![node(Role::Gateway, 3)];
+        let mut parameters = NetworkParameters::standard(3_600_000);
+        parameters.geometry_hash = geometry.hash();
+        let document = testnet::consensus(&mut rng, 1, parameters, mixes, gateways);
+        let topology = Topology::for_geometry(document, &geometry).unwrap();
+        // a Sphinx node refuses the post-quantum network's document
+        assert!(Topology::for_geometry((*topology.document).clone(), &Geometry::STANDARD).is_err());
+
+        let gateway = topology.random_gateway(&mut rng).unwrap();
+        let route = topology
+            .route(&mut rng, &geometry, gateway, gateway)
+            .unwrap();
+        assert!(route.hops().iter().all(|h| h.kem_key.is_some()));
+        let owner = SphinxSecret::from([4u8; 32]);
+        let mailbox = MailboxId([6; 32]);
+        let delays = HopDelays::fixed(&[std::time::Duration::ZERO; 5]);
+        let body = Body::Loop(LoopId([8; 16]));
+        let out = build_mailbox_packet(
+            &mut rng,
+            &geometry,
+            &route,
+            &delays,
+            mailbox,
+            &SphinxPublicKey::from(&owner),
+            &body,
+        )
+        .unwrap();
+        let mut packet = out.packet;
+        for (i, hop) in route.hops().iter().enumerate() {
+            let key = &kem_secrets[&hop.node];
+            match peel_hybrid(&geometry, &packet, key)
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
+                Processed::Forward {
+                    next_hop,
+                    packet: next,
+                    ..
+                } => {
+                    assert_eq!(next_hop, route.hops()[i + 1].node);
+                    packet = next;
+                }
+                Processed::Final {
+                    destination,
+                    payload,
+                    ..
+                } => {
+                    assert_eq!(i, 4);
+                    assert_eq!(destination, Destination::Mailbox(mailbox));
+                    assert!(matches!(
+                        open_delivery(&geometry, &owner, &payload).unwrap(),
+                        Body::Loop(LoopId([8, ..]))
+                    ));
+                }
+            }
+        }
     }
 }

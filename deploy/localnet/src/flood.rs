@@ -172,6 +172,7 @@ pub async fn descriptor_flood(
                 epoch: epoch + i as u64,
                 key: rng.random(),
             }),
+            kem_keys: vec![],
             version: "flood".into(),
         }
         .sign(&key)

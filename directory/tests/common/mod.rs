@@ -104,6 +104,7 @@ pub fn descriptor(key: &SigningKey, epoch: u64, role: Role, revision: u64) -> Si
             epoch: epoch + i,
             key: [7 + i as u8; 32],
         }),
+        kem_keys: vec![],
         version: "aegis-node/0.1.0".into(),
     }
     .sign(key)

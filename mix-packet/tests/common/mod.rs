@@ -4,9 +4,9 @@
 
 use aegis_mix_packet::kem::HybridSecret;
 use aegis_mix_packet::{
-    Body, EpochKey, EpochKeys, Geometry, Hop, HopDelays, LoopId, MailboxId, NodeId, OutgoingPacket,
-    PacketError, Processed, ReplayFilter, Route, SphinxPublicKey, SphinxSecret,
-    build_mailbox_packet, process_frame,
+    Body, EpochKey, EpochKeys, Fragment, Geometry, Hop, HopDelays, LoopId, MailboxId, NodeId,
+    OutgoingPacket, PacketError, Processed, ReplayFilter, ReplyKey, Route, SphinxPublicKey,
+    SphinxSecret, SurbAck, build_mailbox_packet, process_frame,
 };
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -44,6 +44,26 @@ impl TestNode {
             ..Hop::sphinx(self.id, key.public)
         }
     }
+}
+
+/// A fragment packet from `alice` to `bob` over `out`, carrying a SURB-ACK
+/// over `back` to alice, and the reply key alice keeps for the ack.
+#[allow(clippy::too_many_arguments)]
+pub fn fragment_packet<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    geometry: &Geometry,
+    (out, out_delays): (&Route, &HopDelays),
+    (back, back_delays): (&Route, &HopDelays),
+    alice: &TestMailbox,
+    bob: &TestMailbox,
+    fragment: Fragment,
+) -> (OutgoingPacket, ReplyKey) {
+    let (surb_ack, key) =
+        SurbAck::new(rng, geometry, back, back_delays, alice.id, alice.public()).unwrap();
+    let body = Body::Fragment { fragment, surb_ack };
+    let packet =
+        build_mailbox_packet(rng, geometry, out, out_delays, bob.id, &bob.public(), &body).unwrap();
+    (packet, key)
 }
 
 /// A key for one epoch in both formats, with its replay filter.
@@ -170,6 +190,30 @@ impl TestNet {
             &body,
         )
         .unwrap()
+    }
+
+    /// `count` loop packets over the first five nodes to `mailbox`, with
+    /// zero delays, as frames (the benchmarks' pools).
+    pub fn loop_frames(&mut self, mailbox: &TestMailbox, count: usize) -> Vec<Vec<u8>> {
+        let geometry = self.geometry.clone();
+        let route = self.route(&[0, 1, 2, 3, 4]);
+        let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
+        (0..count)
+            .map(|i| {
+                build_mailbox_packet(
+                    &mut self.rng,
+                    &geometry,
+                    &route,
+                    &delays,
+                    mailbox.id,
+                    &mailbox.public(),
+                    &Body::Loop(LoopId([i as u8; 16])),
+                )
+                .unwrap()
+                .to_frame(&geometry)
+                .unwrap()
+            })
+            .collect()
     }
 
     pub fn delays(&mut self, mean_ms: u64) -> HopDelays {
