@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aegis_mix_packet::kem::xwing::CIPHERTEXT_LEN;
 use aegis_mix_packet::{
     Body, EpochKey, EpochKeys, Fragment, Geometry, HopDelays, LoopId, MessageId, Processed,
-    ReplayFilter, SurbAck, build_mailbox_packet, process_frame,
+    ReplayFilter, build_mailbox_packet, process_frame,
 };
 use common::{EPOCH, TestMailbox, TestNet};
 use sphinx_packet::header::delays::Delay;

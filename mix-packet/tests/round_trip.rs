@@ -6,8 +6,8 @@ mod common;
 
 use aegis_mix_packet::{
     Body, Destination, Fragment, Frame, Geometry, HopDelays, LoopId, MessageId, PacketError,
-    PacketFormat, Processed, Reassembled, Reassembler, ReassemblyLimits, ReplyKey, SurbAck,
-    build_ack, build_drop_cover, build_mailbox_packet, open_delivery, peel, peel_hybrid, split,
+    PacketFormat, Processed, Reassembled, Reassembler, ReassemblyLimits, ReplyKey, build_ack,
+    build_drop_cover, build_mailbox_packet, open_delivery, peel, peel_hybrid, split,
 };
 use common::{EPOCH, TestMailbox, TestNet};
 use rand::seq::SliceRandom;
