@@ -223,6 +223,7 @@ const FIRST_CONNECT_TRIES: u32 = 4;
 /// A running client.
 pub struct Client {
     commands: mpsc::Sender<Command>,
+    geometry: Geometry,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Profile>,
 }
@@ -255,6 +256,7 @@ impl Client {
             profile.set_authorities(authorities)?;
         }
         let topology = crate::directory::topology_of(document)?;
+        let geometry = crate::directory::geometry_of(&topology.document)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         // A fresh link identity per run: the gateway cannot link sessions
         // by it, and it is not the user's identity.
@@ -289,11 +291,18 @@ impl Client {
         Ok((
             Client {
                 commands,
+                geometry,
                 shutdown,
                 task,
             },
             events,
         ))
+    }
+
+    /// The packet geometry of the network the client is in (the consensus
+    /// names it): what decides the largest file [`Client::send_file`] takes.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
     }
 
     /// Hands the driver a command carrying `reply` and waits for the answer.
@@ -377,7 +386,7 @@ impl Client {
         meta: &FileMeta,
         data: &[u8],
     ) -> Result<LocalId, ClientError> {
-        let max = max_file_len(&Geometry::STANDARD, meta);
+        let max = max_file_len(&self.geometry, meta);
         if data.len() > max {
             return Err(ClientError::Queue(format!(
                 "{} is {} bytes; one message carries at most {max} bytes",

@@ -60,10 +60,23 @@ pub async fn current_document(fetcher: &Fetcher) -> Result<SignedConsensus, Clie
         .map_err(|e| ClientError::Directory(e.to_string()))
 }
 
-/// The network a verified document describes, for the standard geometry.
+/// The network a verified document describes, in the packet geometry it
+/// names.
 pub fn topology_of(document: SignedConsensus) -> Result<Topology, ClientError> {
-    Topology::for_geometry(document, &Geometry::STANDARD)
-        .map_err(|e| ClientError::Directory(e.to_string()))
+    let geometry = geometry_of(&document)?;
+    Topology::for_geometry(document, &geometry).map_err(|e| ClientError::Directory(e.to_string()))
+}
+
+/// The packet geometry (and so the packet format) a verified document
+/// names, if this build knows it.
+pub fn geometry_of(document: &SignedConsensus) -> Result<Geometry, ClientError> {
+    let published = document.body.parameters.geometry_hash;
+    Geometry::by_hash(&published).ok_or_else(|| {
+        let hash: String = published.iter().map(|b| format!("{b:02x}")).collect();
+        ClientError::Directory(format!(
+            "the network's packet geometry {hash} is not one this version knows; a newer one may"
+        ))
+    })
 }
 
 /// Fetches and verifies the current consensus.

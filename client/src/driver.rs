@@ -107,7 +107,7 @@ impl Driver {
                 .unwrap_or_else(|_| Inbox::new(InboxConfig::default())),
             None => Inbox::new(InboxConfig::default()),
         };
-        let geometry = Geometry::STANDARD;
+        let geometry = crate::directory::geometry_of(&topology.document)?;
         let own = Own {
             gateway: profile.gateway,
             mailbox: profile.mailbox(),

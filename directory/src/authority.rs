@@ -286,6 +286,9 @@ impl Authority {
                 .admit(&d.identity(), incumbent, round.newcomers)?;
         }
         d.verify()?;
+        if d.body.kem_keys.is_empty() && runs_kem_format(&self.parameters) {
+            return Err(Rejection::NoHybridKeys);
+        }
         match round.descriptors.get(&d.identity()) {
             Some(old) if *old == d => return Err(Rejection::Duplicate),
             Some(old) if old.body.revision > d.body.revision => {
@@ -476,3 +479,10 @@ impl Authority {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `parameters` name a geometry of the KEM packet format, whose
+/// routes need every node's hybrid keys.
+fn runs_kem_format(parameters: &NetworkParameters) -> bool {
+    aegis_mix_packet::Geometry::by_hash(&parameters.geometry_hash)
+        .is_some_and(|g| g.format == aegis_mix_packet::PacketFormat::Kem)
+}

@@ -11,12 +11,18 @@ use crate::constants::{
 };
 use crate::error::PacketError;
 
-/// The packet format a geometry's packets are built in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The packet format a geometry's packets are built in. In configuration
+/// files it is written by its [`PacketFormat::name`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum PacketFormat {
     /// Sphinx over X25519 (`sphinx-packet`, version 260).
+    #[default]
+    #[serde(rename = "sphinx")]
     Sphinx,
     /// One X-Wing hybrid KEM (ML-KEM-768 and X25519) per hop ([`crate::kem`]).
+    #[serde(rename = "pq")]
     Kem,
 }
 
@@ -86,6 +92,23 @@ impl Geometry {
         payload_len: 12288,
         format: PacketFormat::Kem,
     };
+
+    /// The network geometries this build knows: one per packet format.
+    pub const KNOWN: [Geometry; 2] = [Geometry::STANDARD, Geometry::PQ];
+
+    /// The network geometry of a packet format.
+    pub const fn of_format(format: PacketFormat) -> Geometry {
+        match format {
+            PacketFormat::Sphinx => Geometry::STANDARD,
+            PacketFormat::Kem => Geometry::PQ,
+        }
+    }
+
+    /// The known geometry whose [`Geometry::hash`] a consensus publishes,
+    /// if this build knows it.
+    pub fn by_hash(hash: &[u8; 32]) -> Option<Geometry> {
+        Geometry::KNOWN.into_iter().find(|g| g.hash() == *hash)
+    }
 
     /// Checks that the geometry can be built: 1..=5 hops and a payload large
     /// enough for a fragment with its reply block and at least one data byte.
@@ -224,11 +247,32 @@ mod tests {
         assert_eq!(g.surb_ack_len(), 16 + 32 + 6013);
         assert_eq!(g.fragment_data_len(), 12288 - 48 - 23 - 6061);
         assert_ne!(g.hash(), Geometry::STANDARD.hash());
+        // What an authority of a post-quantum network sets as its
+        // `geometry_hash`, computed apart from this code as STANDARD_HASH.
+        assert_eq!(hex(&g.hash()), PQ_HASH);
+    }
+
+    #[test]
+    fn a_published_hash_names_one_known_geometry_per_format() {
+        for format in [PacketFormat::Sphinx, PacketFormat::Kem] {
+            let g = Geometry::of_format(format);
+            assert_eq!(g.format, format);
+            assert_eq!(Geometry::by_hash(&g.hash()), Some(g));
+            assert_eq!(PacketFormat::from_name(format.name()), Some(format));
+        }
+        assert_eq!(Geometry::by_hash(&[7; 32]), None);
+        let other = Geometry {
+            payload_len: 4096,
+            ..Geometry::STANDARD
+        };
+        assert_eq!(Geometry::by_hash(&other.hash()), None);
     }
 
     /// SHA-256 of the standard geometry's canonical bytes, computed apart
     /// from this code (Python's hashlib over the layout in docs/protocol.md).
     const STANDARD_HASH: &str = "a862322974a84d7bb405aad79f6d91263dfe938ff32de394856aa56b8fb62c75";
+    /// The same for the post-quantum geometry.
+    const PQ_HASH: &str = "44e57e5ba48020d2024fcefb4fa058a20c5bb8272af54d8f74602feba3600716";
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()

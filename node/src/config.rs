@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aegis_directory::{Role, TrustedAuthority};
+use aegis_mix_packet::PacketFormat;
 use serde::{Deserialize, Serialize};
 
 /// Name of the identity key file inside the data directory.
@@ -53,6 +54,11 @@ pub struct NodeConfig {
     pub metrics_listen: SocketAddr,
     /// The directory authorities, all of them (threshold ⌊n/2⌋+1).
     pub authorities: Vec<TrustedAuthority>,
+    /// The packet format the network runs (`"sphinx"` or `"pq"`): the
+    /// geometry the consensus names must be this format's, and for `"pq"`
+    /// the node generates and publishes an X-Wing key per epoch.
+    #[serde(default)]
+    pub packet_format: PacketFormat,
     /// Crypto worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -150,6 +156,7 @@ impl NodeConfig {
             public_addresses: Vec::new(),
             metrics_listen,
             authorities,
+            packet_format: PacketFormat::Sphinx,
             workers: 0,
             ingress_queue: default_ingress_queue(),
             egress_queue: default_egress_queue(),
@@ -297,6 +304,9 @@ fn help_for(key: &str) -> Option<&'static str> {
             "Identity key and database. Back up identity.key; never copy it to a second node."
         }
         "listen" => "libp2p listen address for links and clients.",
+        "packet_format" => {
+            "\"sphinx\" or \"pq\" (hybrid KEM per hop): the format of the consensus's geometry."
+        }
         "public_addresses" => {
             "Addresses others dial, published in the descriptor (default: listen)."
         }

@@ -1,6 +1,9 @@
-//! The node's Sphinx keys by epoch, shared by the crypto workers.
+//! The node's epoch keys, shared by the crypto workers.
 //!
-//! Keys are generated ahead (the descriptor for epoch `e` publishes the keys
+//! Each epoch has an X25519 key (the Sphinx format) and, when the network
+//! runs the KEM format, an X-Wing key generated apart from it (its own seed
+//! from the system's random source, stored in its own column). Keys are
+//! generated ahead (the descriptor for epoch `e` publishes the keys
 //! of `e`, `e + 1` and `e + 2`), written to the database when generated, and
 //! each has its own replay filter behind its own lock so workers processing
 //! packets of the same epoch contend only for the filter update. Retiring an
@@ -9,14 +12,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use aegis_directory::EpochSphinxKey;
 use aegis_directory::constants::SPHINX_KEYS_PER_DESCRIPTOR;
+use aegis_directory::{EpochKemKey, EpochSphinxKey};
 use aegis_mix_packet::constants::REPLAY_TAG_LEN;
+use aegis_mix_packet::kem::HybridSecret;
 use aegis_mix_packet::{
-    Frame, Geometry, PacketError, Processed, ReplayFilter, ReplayLedger, ReplayTag,
-    SphinxPublicKey, SphinxSecret, open_with_any,
+    Frame, Geometry, PacketError, PacketFormat, Peeled, Processed, ReplayFilter, ReplayLedger,
+    ReplayTag, SphinxPublicKey, SphinxSecret, open_with_any,
 };
 use rand::CryptoRng;
 
@@ -28,6 +32,8 @@ pub struct EpochSlot {
     pub secret: SphinxSecret,
     /// The published public key.
     pub public: SphinxPublicKey,
+    /// The X-Wing key of the KEM format, once generated (zeroised on drop).
+    pub kem: OnceLock<HybridSecret>,
     /// Tags of the packets processed under this key.
     pub filter: Mutex<ReplayFilter>,
     /// Whether the filter changed since it was last written to disk.
@@ -92,7 +98,8 @@ pub struct KeyRing {
 impl KeyRing {
     /// Loads the stored keys and their filters (a key whose filter is
     /// missing or unreadable gets a fresh one, and the event is returned as
-    /// the count of such keys).
+    /// the count of such keys). An X-Wing seed without its epoch's X25519
+    /// key (an erasure cut short) is erased now.
     pub fn load<R: CryptoRng + ?Sized>(
         store: &NodeStore,
         rng: &mut R,
@@ -100,6 +107,11 @@ impl KeyRing {
     ) -> Result<(Self, usize), StoreError> {
         let ring = KeyRing::default();
         let mut fresh_filters = 0;
+        let mut kem: BTreeMap<u64, HybridSecret> = store
+            .kem_keys()?
+            .into_iter()
+            .map(|(epoch, seed)| (epoch, HybridSecret::from_seed(&seed)))
+            .collect();
         for (epoch, secret) in store.keys()? {
             let stored = store
                 .filter(epoch)?
@@ -125,7 +137,13 @@ impl KeyRing {
                 filter.check_and_insert(&ReplayTag(*tag));
             }
             let dirty = dirty || !journaled.is_empty();
-            ring.insert(epoch, SphinxSecret::from(*secret), filter, dirty);
+            let slot = ring.insert(epoch, SphinxSecret::from(*secret), filter, dirty);
+            if let Some(kem) = kem.remove(&epoch) {
+                let _ = slot.kem.set(kem);
+            }
+        }
+        for orphan in kem.into_keys() {
+            store.erase_epoch(orphan)?;
         }
         Ok((ring, fresh_filters))
     }
@@ -135,15 +153,23 @@ impl KeyRing {
         self.write().insert(epoch, slot);
     }
 
-    fn insert(&self, epoch: u64, secret: SphinxSecret, filter: ReplayFilter, dirty: bool) {
+    fn insert(
+        &self,
+        epoch: u64,
+        secret: SphinxSecret,
+        filter: ReplayFilter,
+        dirty: bool,
+    ) -> Arc<EpochSlot> {
         let public = SphinxPublicKey::from(&secret);
         let slot = Arc::new(EpochSlot {
             secret,
             public,
+            kem: OnceLock::new(),
             filter: Mutex::new(filter),
             dirty: AtomicBool::new(dirty),
         });
-        self.write().insert(epoch, slot);
+        self.write().insert(epoch, slot.clone());
+        slot
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Arc<EpochSlot>>> {
@@ -155,7 +181,10 @@ impl KeyRing {
     }
 
     /// Makes sure keys exist for every epoch in `first..=last`, generating
-    /// and storing the missing ones. Returns how many were generated.
+    /// and storing the missing ones: the X25519 key always, the X-Wing key
+    /// too for the KEM `format` (also for an epoch whose X25519 key was
+    /// made while the node ran the Sphinx format). Returns how many epochs
+    /// got a key.
     pub fn ensure<R: CryptoRng + ?Sized>(
         &self,
         store: &NodeStore,
@@ -163,19 +192,34 @@ impl KeyRing {
         first: u64,
         last: u64,
         sizing: FilterSizing,
+        format: PacketFormat,
     ) -> Result<usize, StoreError> {
         let mut generated = 0;
         for epoch in first..=last {
-            if self.get(epoch).is_some() {
-                continue;
+            let slot = match self.get(epoch) {
+                Some(slot) if format == PacketFormat::Sphinx || slot.kem.get().is_some() => {
+                    continue;
+                }
+                Some(slot) => slot,
+                None => {
+                    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+                    rng.fill_bytes(bytes.as_mut());
+                    store.put_key(epoch, &bytes)?;
+                    let filter = ReplayFilter::with_limit(
+                        rng,
+                        sizing.capacity,
+                        sizing.fp_rate,
+                        sizing.max_bytes,
+                    );
+                    store.put_filter(epoch, &filter.to_bytes())?;
+                    self.insert(epoch, SphinxSecret::from(*bytes), filter, false)
+                }
+            };
+            if format == PacketFormat::Kem {
+                let kem = HybridSecret::random(rng);
+                store.put_kem_key(epoch, kem.seed())?;
+                let _ = slot.kem.set(kem);
             }
-            let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-            rng.fill_bytes(bytes.as_mut());
-            store.put_key(epoch, &bytes)?;
-            let filter =
-                ReplayFilter::with_limit(rng, sizing.capacity, sizing.fp_rate, sizing.max_bytes);
-            store.put_filter(epoch, &filter.to_bytes())?;
-            self.insert(epoch, SphinxSecret::from(*bytes), filter, false);
             generated += 1;
         }
         Ok(generated)
@@ -280,6 +324,21 @@ impl KeyRing {
         Some([key(epoch)?, key(epoch + 1)?, key(epoch + 2)?])
     }
 
+    /// The X-Wing public keys a descriptor for `epoch` publishes, if all
+    /// three are held.
+    pub fn published_kem(&self, epoch: u64) -> Option<Vec<EpochKemKey>> {
+        let slots = self.read();
+        (epoch..epoch + SPHINX_KEYS_PER_DESCRIPTOR as u64)
+            .map(|e| {
+                let kem = slots.get(&e)?.kem.get()?;
+                Some(EpochKemKey {
+                    epoch: e,
+                    key: kem.public().as_bytes().to_vec(),
+                })
+            })
+            .collect()
+    }
+
     /// One hop for one frame: decode, try the keys of `epochs` this ring
     /// holds in that order ([`open_with_any`]), with the replay filter of the
     /// epoch whose key opened the packet (locked for each look up and
@@ -302,8 +361,7 @@ impl KeyRing {
                 .filter_map(|e| held.get(e).map(|s| (*e, Arc::clone(s))))
                 .collect()
         };
-        let keys: Vec<(u64, &SphinxSecret)> = slots.iter().map(|(e, s)| (*e, &s.secret)).collect();
-        let (epoch, peeled) = open_with_any(geometry, frame.packet, &keys)?;
+        let (epoch, peeled) = open_held(geometry, frame.packet, &slots)?;
         let slot = slots
             .iter()
             .find(|(e, _)| *e == epoch)
@@ -315,6 +373,30 @@ impl KeyRing {
             recorded,
         };
         Ok((epoch, peeled.finish(&mut ledger)?))
+    }
+}
+
+/// [`open_with_any`] under the held keys of the geometry's format: the
+/// X25519 keys for Sphinx, the X-Wing keys (of the epochs that have one)
+/// for the KEM format.
+fn open_held(
+    geometry: &Geometry,
+    packet: &[u8],
+    slots: &[(u64, Arc<EpochSlot>)],
+) -> Result<(u64, Peeled), PacketError> {
+    match geometry.format {
+        PacketFormat::Sphinx => {
+            let keys: Vec<(u64, &SphinxSecret)> =
+                slots.iter().map(|(e, s)| (*e, &s.secret)).collect();
+            open_with_any(geometry, packet, &keys)
+        }
+        PacketFormat::Kem => {
+            let keys: Vec<(u64, &HybridSecret)> = slots
+                .iter()
+                .filter_map(|(e, s)| s.kem.get().map(|k| (*e, k)))
+                .collect();
+            open_with_any(geometry, packet, &keys)
+        }
     }
 }
 
@@ -368,13 +450,24 @@ mod tests {
     };
 
     fn frame_for(ring: &KeyRing, epoch: u64, n: u8) -> Vec<u8> {
-        let ours = ring.get(epoch).unwrap().public;
-        let hops = (0..5).map(|i| Hop::sphinx(NodeId([i; 32]), ours)).collect();
-        let route = Route::new(hops, &G).unwrap();
+        frame_in(&G, ring, epoch, n)
+    }
+
+    /// A frame of `geometry` whose every hop is this ring's key of `epoch`.
+    fn frame_in(geometry: &Geometry, ring: &KeyRing, epoch: u64, n: u8) -> Vec<u8> {
+        let slot = ring.get(epoch).unwrap();
+        let kem = slot.kem.get().map(|k| Arc::new(k.public().clone()));
+        let hops = (0..5)
+            .map(|i| Hop {
+                kem_key: kem.clone(),
+                ..Hop::sphinx(NodeId([i; 32]), slot.public)
+            })
+            .collect();
+        let route = Route::new(hops, geometry).unwrap();
         let sealing = SphinxPublicKey::from(&SphinxSecret::from([3u8; 32]));
         build_mailbox_packet(
             &mut rand::rng(),
-            &G,
+            geometry,
             &route,
             &HopDelays::fixed(&[Duration::ZERO; 5]),
             MailboxId([1; 32]),
@@ -382,7 +475,7 @@ mod tests {
             &Body::Loop(LoopId([n; 16])),
         )
         .unwrap()
-        .to_frame(&G)
+        .to_frame(geometry)
         .unwrap()
     }
 
@@ -414,7 +507,8 @@ mod tests {
             let store = NodeStore::open(dir.path()).unwrap();
             let ring = KeyRing::default();
             assert_eq!(
-                ring.ensure(&store, &mut rand::rng(), 7, 9, SIZING).unwrap(),
+                ring.ensure(&store, &mut rand::rng(), 7, 9, SIZING, PacketFormat::Sphinx)
+                    .unwrap(),
                 3
             );
             // Generated filters are stored with their keys.
@@ -445,7 +539,8 @@ mod tests {
         {
             let store = NodeStore::open(dir.path()).unwrap();
             let ring = KeyRing::default();
-            ring.ensure(&store, &mut rand::rng(), 1, 1, SIZING).unwrap();
+            ring.ensure(&store, &mut rand::rng(), 1, 1, SIZING, PacketFormat::Sphinx)
+                .unwrap();
             frame = frame_for(&ring, 1, 7);
             let mut recorded = Vec::new();
             ring.process(&G, &frame, &[1], &mut recorded).unwrap();
@@ -475,5 +570,74 @@ mod tests {
         store.journal_tags(&[(1, [3; REPLAY_TAG_LEN])]).unwrap();
         ring.retire_before(&store, 2).unwrap();
         assert!(store.journaled_tags(1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn kem_keys_open_kem_packets_are_published_and_survive_a_restart() {
+        const PQ: Geometry = Geometry::PQ;
+        let dir = tempfile::tempdir().unwrap();
+        let (frame, published);
+        {
+            let store = NodeStore::open(dir.path()).unwrap();
+            let ring = KeyRing::default();
+            // A node that ran Sphinx first has X25519 keys only.
+            ring.ensure(&store, &mut rand::rng(), 7, 8, SIZING, PacketFormat::Sphinx)
+                .unwrap();
+            assert!(ring.published_kem(7).is_none());
+            // Switched to the KEM format, every epoch gets an X-Wing key,
+            // old ones included, and the X25519 keys stay as they were.
+            let before = ring.get(7).unwrap().public;
+            assert_eq!(
+                ring.ensure(&store, &mut rand::rng(), 7, 9, SIZING, PacketFormat::Kem)
+                    .unwrap(),
+                3
+            );
+            assert_eq!(ring.get(7).unwrap().public, before);
+            assert_eq!(
+                ring.ensure(&store, &mut rand::rng(), 7, 9, SIZING, PacketFormat::Kem)
+                    .unwrap(),
+                0
+            );
+            published = ring.published_kem(7).unwrap();
+            assert_eq!(
+                published.iter().map(|k| k.epoch).collect::<Vec<_>>(),
+                [7, 8, 9]
+            );
+            for key in &published {
+                aegis_mix_packet::kem::HybridPublic::from_bytes(&key.key).unwrap();
+            }
+            // The two keys of an epoch are unrelated.
+            assert_ne!(
+                ring.get(8).unwrap().kem.get().unwrap().seed(),
+                ring.get(8).unwrap().secret.as_bytes()
+            );
+            frame = frame_in(&PQ, &ring, 8, 1);
+            assert_eq!(frame.len(), PQ.frame_len());
+            let (epoch, _) = ring.process(&PQ, &frame, LIVE_8, &mut Vec::new()).unwrap();
+            assert_eq!(epoch, 8);
+            // A Sphinx frame does not open as a KEM one, nor the reverse.
+            let sphinx = frame_for(&ring, 8, 2);
+            assert!(ring.process(&PQ, &sphinx, LIVE_8, &mut Vec::new()).is_err());
+            assert!(ring.process(&G, &frame, LIVE_8, &mut Vec::new()).is_err());
+            ring.persist_filters(&store).unwrap();
+        }
+        let store = NodeStore::open(dir.path()).unwrap();
+        let (ring, _) = KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
+        assert_eq!(ring.published_kem(7).unwrap(), published);
+        assert!(matches!(
+            ring.process(&PQ, &frame, LIVE_8, &mut Vec::new()),
+            Err(PacketError::Replayed)
+        ));
+        // Retiring erases the X-Wing seeds with the rest of the epoch.
+        ring.retire_before(&store, 9).unwrap();
+        let epochs = |store: &NodeStore| -> Vec<u64> {
+            store.kem_keys().unwrap().iter().map(|(e, _)| *e).collect()
+        };
+        assert_eq!(epochs(&store), [9]);
+        // A seed left without its epoch's X25519 key is erased at load.
+        store.put_kem_key(30, &[0x30; 32]).unwrap();
+        drop(ring);
+        KeyRing::load(&store, &mut rand::rng(), SIZING).unwrap();
+        assert_eq!(epochs(&store), [9]);
     }
 }

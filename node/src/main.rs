@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use aegis_directory::Role;
 use aegis_directory::TrustedAuthority;
+use aegis_mix_packet::PacketFormat;
 use aegis_node::config::{KEY_FILE, NodeConfig};
 use aegis_node::node::load_or_create_identity;
 use anyhow::{Context as _, bail};
@@ -49,6 +50,11 @@ enum Command {
         /// A directory authority as URL=HEXKEY (repeat for each).
         #[arg(long = "authority", required = true)]
         authorities: Vec<String>,
+        /// The packet format the network's consensus names: `sphinx`, or
+        /// `pq` for the hybrid KEM format (the node then publishes X-Wing
+        /// keys).
+        #[arg(long, default_value = "sphinx", value_parser = parse_format)]
+        packet_format: PacketFormat,
         /// Print what was made as one JSON object (`config`, `identity`)
         /// instead of sentences, for scripts and tools.
         #[arg(long)]
@@ -72,6 +78,10 @@ enum Command {
     },
 }
 
+fn parse_format(name: &str) -> Result<PacketFormat, String> {
+    PacketFormat::from_name(name).ok_or_else(|| format!("{name:?}: expected sphinx or pq"))
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -87,6 +97,7 @@ fn main() -> anyhow::Result<()> {
             public_addresses,
             metrics_listen,
             authorities,
+            packet_format,
             json,
         } => {
             std::fs::create_dir_all(&data_dir)
@@ -109,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             };
             let mut config = NodeConfig::new(role, &data_dir, &listen, metrics_listen, authorities);
             config.public_addresses = public_addresses;
+            config.packet_format = packet_format;
             config.check()?;
             let key = load_or_create_identity(&config)?;
             std::fs::write(&config_path, config.to_documented_toml()?)

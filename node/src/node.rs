@@ -108,7 +108,7 @@ impl RunningNode {
         let me = Me {
             id: NodeId(signing.verifying_key().to_bytes()),
             role: config.role,
-            geometry: Geometry::STANDARD,
+            geometry: Geometry::of_format(config.packet_format),
         };
         let metrics = Arc::new(NodeMetrics::new());
         metrics.set_build_info(config.role);

@@ -3,6 +3,8 @@
 //!
 //! Column families:
 //! * `keys` — epoch (8 bytes, big-endian) → X25519 secret (32 bytes);
+//! * `kem_keys` — epoch → X-Wing seed (32 bytes), for the KEM packet
+//!   format: generated apart from the X25519 secret, never derived from it;
 //! * `filters` — epoch → serialized replay filter;
 //! * `mailbox` — mailbox id (32) ‖ sequence number (8, big-endian) →
 //!   stored-at Unix *hour* (8, big-endian) ‖ packet payload;
@@ -35,10 +37,19 @@ use aegis_mix_packet::constants::REPLAY_TAG_LEN;
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch};
 
 const CF_KEYS: &str = "keys";
+const CF_KEM_KEYS: &str = "kem_keys";
 const CF_FILTERS: &str = "filters";
 const CF_MAILBOX: &str = "mailbox";
 const CF_META: &str = "meta";
 const CF_TAGS: &str = "tags";
+const COLUMN_FAMILIES: [&str; 6] = [
+    CF_KEYS,
+    CF_KEM_KEYS,
+    CF_FILTERS,
+    CF_MAILBOX,
+    CF_META,
+    CF_TAGS,
+];
 const META_NEXT_SEQ: &[u8] = b"next-seq";
 const META_ENTRY_KEY: &[u8] = b"entry-id-key";
 const HOUR_MS: u64 = 3_600_000;
@@ -131,7 +142,7 @@ impl NodeStore {
         // ids, for the mailbox column) until it is rewritten: keep it small
         // so it is, at the latest after this many bytes or at a restart.
         options.set_max_manifest_file_size(MAX_MANIFEST_BYTES);
-        let cfs = [CF_KEYS, CF_FILTERS, CF_MAILBOX, CF_META, CF_TAGS]
+        let cfs = COLUMN_FAMILIES
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, cfs)?;
@@ -199,12 +210,28 @@ impl NodeStore {
 
     /// All stored epoch secrets.
     pub fn keys(&self) -> Result<Vec<EpochSecret>, StoreError> {
+        self.secrets(CF_KEYS)
+    }
+
+    /// Stores an epoch's X-Wing seed (the KEM format's key).
+    pub fn put_kem_key(&self, epoch: u64, seed: &[u8; 32]) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(CF_KEM_KEYS)?, epoch.to_be_bytes(), seed)?;
+        Ok(())
+    }
+
+    /// All stored X-Wing seeds, by epoch.
+    pub fn kem_keys(&self) -> Result<Vec<EpochSecret>, StoreError> {
+        self.secrets(CF_KEM_KEYS)
+    }
+
+    fn secrets(&self, name: &'static str) -> Result<Vec<EpochSecret>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_KEYS)?, IteratorMode::Start) {
+        for item in self.db.iterator_cf(self.cf(name)?, IteratorMode::Start) {
             let (k, v) = item?;
             let (Ok(epoch), Ok(secret)) = (<[u8; 8]>::try_from(&*k), <[u8; 32]>::try_from(&*v))
             else {
-                return Err(StoreError::Corrupt(CF_KEYS));
+                return Err(StoreError::Corrupt(name));
             };
             out.push((u64::from_be_bytes(epoch), zeroize::Zeroizing::new(secret)));
         }
@@ -278,10 +305,11 @@ impl NodeStore {
         Ok(())
     }
 
-    /// Erases an epoch's key, filter and journal, and compacts them away.
+    /// Erases an epoch's keys, filter and journal, and compacts them away.
     pub fn erase_epoch(&self, epoch: u64) -> Result<(), StoreError> {
         let key = epoch.to_be_bytes();
         self.db.delete_cf(self.cf(CF_KEYS)?, key)?;
+        self.db.delete_cf(self.cf(CF_KEM_KEYS)?, key)?;
         self.db.delete_cf(self.cf(CF_FILTERS)?, key)?;
         self.db.delete_range_cf(
             self.cf(CF_TAGS)?,
@@ -289,6 +317,7 @@ impl NodeStore {
             tag_key(epoch.saturating_add(1), 0),
         )?;
         self.compact_away(CF_KEYS)?;
+        self.compact_away(CF_KEM_KEYS)?;
         self.compact_away(CF_FILTERS)?;
         Ok(())
     }
@@ -309,7 +338,7 @@ impl NodeStore {
     /// Flushes memtables to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        for name in [CF_KEYS, CF_FILTERS, CF_MAILBOX, CF_META, CF_TAGS] {
+        for name in COLUMN_FAMILIES {
             self.db.flush_cf(self.cf(name)?)?;
         }
         Ok(())

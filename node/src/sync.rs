@@ -25,6 +25,7 @@ use crate::metrics::NodeMetrics;
 use crate::state::{Directory, Me, now_ms};
 use crate::store::NodeStore;
 use aegis_link::Host;
+use aegis_mix_packet::PacketFormat;
 use aegis_proto::Topology;
 
 /// Keys are kept for one epoch after their own, for packets in flight.
@@ -238,6 +239,7 @@ impl DirectorySync {
             epoch,
             epoch + crate::keys::KEYS_AHEAD,
             stage.filter_sizing(),
+            stage.me.geometry.format,
         ) {
             stage.metrics.key_errors.inc();
             warn!(%error, "generating epoch keys failed");
@@ -260,6 +262,15 @@ impl DirectorySync {
         let Some(sphinx_keys) = stage.keys.published(target) else {
             return false;
         };
+        // Hybrid keys are published where the network runs the KEM format
+        // only: elsewhere they would only make every document larger.
+        let kem_keys = match stage.me.geometry.format {
+            PacketFormat::Sphinx => vec![],
+            PacketFormat::Kem => match stage.keys.published_kem(target) {
+                Some(keys) => keys,
+                None => return false,
+            },
+        };
         let descriptor = DescriptorBody {
             identity: stage.me.id.0,
             epoch: target,
@@ -267,7 +278,7 @@ impl DirectorySync {
             role: stage.me.role,
             addresses: stage.config.published_addresses(),
             sphinx_keys,
-            kem_keys: vec![],
+            kem_keys,
             version: format!("aegis-node/{}", env!("CARGO_PKG_VERSION")),
         }
         .sign(&stage.signing);

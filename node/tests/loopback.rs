@@ -28,10 +28,12 @@ const GATEWAY: usize = 3;
 struct Owner {
     key: SigningKey,
     sealing: SphinxSecret,
+    /// The network's geometry, which its packets are built in.
+    geometry: Geometry,
 }
 
 impl Owner {
-    fn new() -> Self {
+    fn new(geometry: Geometry) -> Self {
         let mut rng = rand::rng();
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
@@ -40,6 +42,7 @@ impl Owner {
         Owner {
             key: SigningKey::from_bytes(&seed),
             sealing: SphinxSecret::from(sealing),
+            geometry,
         }
     }
 
@@ -47,7 +50,7 @@ impl Owner {
         let delays = HopDelays::fixed(&vec![Duration::from_millis(5); route.hops().len()]);
         build_mailbox_packet(
             &mut rand::rng(),
-            &G,
+            &self.geometry,
             route,
             &delays,
             mailbox_id_for(&self.key.verifying_key().to_bytes()),
@@ -66,10 +69,10 @@ fn layer_of(topology: &Topology, node: NodeId) -> usize {
         .unwrap()
 }
 
-fn through_mixes(topology: &Topology, gateway: NodeId) -> Route {
+fn through_mixes(topology: &Topology, gateway: NodeId, geometry: &Geometry) -> Route {
     let mixes: Vec<NodeId> = topology.layers.iter().map(|l| l[0]).collect();
     topology
-        .hops(&G, &[gateway, mixes[0], mixes[1], mixes[2], gateway])
+        .hops(geometry, &[gateway, mixes[0], mixes[1], mixes[2], gateway])
         .unwrap()
 }
 
@@ -77,9 +80,14 @@ async fn attach(host: &Host, gateway: &RunningNode, owner: &Owner) -> GatewaySes
     let peer = peer_id_of(&gateway.id().0).unwrap();
     host.add_addresses(peer, vec![gateway.listen.clone()]);
     let stream = host.open(peer, ACCESS_PROTOCOL).await.unwrap();
-    GatewaySession::attach(stream, &gateway.id().0, &owner.key, G.frame_len())
-        .await
-        .unwrap()
+    GatewaySession::attach(
+        stream,
+        &gateway.id().0,
+        &owner.key,
+        owner.geometry.frame_len(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Pulls until `want` loop ids have arrived (acknowledging them) or the
@@ -97,8 +105,8 @@ async fn pull_loops(
         let entries = session.pull(&ids).await.unwrap();
         ids.clear();
         for e in entries {
-            let (_tag, payload) = split_delivery(&G, &e.payload).unwrap();
-            match open_delivery(&G, &owner.sealing, payload).unwrap() {
+            let (_tag, payload) = split_delivery(&owner.geometry, &e.payload).unwrap();
+            match open_delivery(&owner.geometry, &owner.sealing, payload).unwrap() {
                 Body::Loop(LoopId(id)) => seen.push(id[0]),
                 other => panic!("unexpected body {other:?}"),
             }
@@ -140,11 +148,11 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
 
     let (_stop, stop_rx) = watch::channel(false);
     let (host, _task) = Host::start(&SigningKey::from_bytes(&[42; 32]), None, stop_rx).unwrap();
-    let owner = Owner::new();
+    let owner = Owner::new(G);
     let mut session = attach(&host, net.node(GATEWAY).unwrap(), &owner).await;
 
     // 1. A packet crosses gateway → 3 mixes → gateway and is pulled.
-    let route = through_mixes(&topology, gateway_id);
+    let route = through_mixes(&topology, gateway_id, &G);
     let first = owner.packet(&route, 1);
     let first_frame = first.to_frame(&G).unwrap();
     session.send(first_frame.clone()).await.unwrap();
@@ -316,7 +324,7 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     // 4b. A flood of garbage and replays at the mix while good packets
     // cross it: the good ones arrive, every bad frame is counted.
     let topology = net.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let route = through_mixes(&topology, gateway_id);
+    let route = through_mixes(&topology, gateway_id, &G);
     const FLOOD: u64 = 600;
     let flood = tokio::spawn(async move {
         let mut noise = vec![0u8; G.packet_len()];
@@ -389,5 +397,79 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
     assert!(gw.metrics().egress_depth.get() <= 4);
 
     drop(session);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_the_kem_format_packets_cross_real_nodes_and_bad_ones_are_counted() {
+    const PQ: Geometry = Geometry::PQ;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = LocalNetSpec {
+        geometry: PQ,
+        ..LocalNetSpec::default()
+    };
+    let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();
+    let topology = net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(topology.document.body.parameters.geometry_hash, PQ.hash());
+    // Every listed node published X-Wing keys for the epoch.
+    for id in topology.layers.iter().flatten().chain(&topology.gateways) {
+        let entry = topology.node(id).unwrap();
+        assert!(entry.kem_key(topology.epoch).is_some(), "{id:?}");
+    }
+    let gateway_id = net.node(GATEWAY).unwrap().id();
+    let (_stop, stop_rx) = watch::channel(false);
+    let (host, _task) = Host::start(&SigningKey::from_bytes(&[43; 32]), None, stop_rx).unwrap();
+    let owner = Owner::new(PQ);
+    let mut session = attach(&host, net.node(GATEWAY).unwrap(), &owner).await;
+
+    let route = through_mixes(&topology, gateway_id, &PQ);
+    assert!(route.hops().iter().all(|h| h.kem_key.is_some()));
+    let first = owner.packet(&route, 1).to_frame(&PQ).unwrap();
+    assert_eq!(first.len(), PQ.frame_len());
+    session.send(first.clone()).await.unwrap();
+    assert_eq!(
+        pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
+        vec![1]
+    );
+
+    // A replay, a packet with one bit of its KEM ciphertext flipped, and
+    // garbage of frame length; then a good packet still crosses.
+    session.send(first).await.unwrap();
+    let mut flipped = owner.packet(&route, 2).to_frame(&PQ).unwrap();
+    flipped[100] ^= 0x10;
+    session.send(flipped).await.unwrap();
+    let mut garbage = vec![0u8; PQ.frame_len()];
+    rand::rng().fill_bytes(&mut garbage);
+    garbage[0] = 0xEE;
+    session.send(garbage).await.unwrap();
+    let third = owner.packet(&route, 3).to_frame(&PQ).unwrap();
+    session.send(third).await.unwrap();
+    assert_eq!(
+        pull_loops(&mut session, &owner, 1, Duration::from_secs(10)).await,
+        vec![3]
+    );
+    let m = net.node(GATEWAY).unwrap().metrics();
+    assert_eq!(m.dropped_for(DropReason::replay), 1);
+    assert_eq!(m.dropped_for(DropReason::bad_header), 1);
+    assert_eq!(m.dropped_for(DropReason::malformed_frame), 1);
+
+    // A node restarted keeps its X-Wing keys: packets built for the keys
+    // it published before the restart still cross it (each try a fresh
+    // packet: the gateway refuses a resent one as a replay).
+    let layer_1 = (0..GATEWAY)
+        .find(|&i| net.node(i).unwrap().id() == topology.layers[0][0])
+        .unwrap();
+    net.stop_node(layer_1).await;
+    net.start_node(layer_1).await.unwrap();
+    let mut arrived = Vec::new();
+    for id in 4..10 {
+        let frame = owner.packet(&route, id).to_frame(&PQ).unwrap();
+        session.send(frame).await.unwrap();
+        arrived = pull_loops(&mut session, &owner, 1, Duration::from_secs(3)).await;
+        if !arrived.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(arrived.len(), 1, "a packet crossed the restarted node");
     net.shutdown().await;
 }

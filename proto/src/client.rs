@@ -187,6 +187,9 @@ impl<C: Clone + Eq + Hash + Ord> Endpoint<C> {
         let mut schedule = StdRng::from_rng(rng);
         let shaper = TrafficShaper::new(&shaping, now, SHAPER_QUEUE, &mut schedule);
         let own_key = SphinxPublicKey::from(&own.sealing);
+        let (mut outbox, mut inbox) = (outbox, inbox);
+        outbox.set_geometry(geometry.clone());
+        inbox.set_geometry(geometry.clone());
         Endpoint {
             config,
             geometry,

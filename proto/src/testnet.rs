@@ -6,11 +6,13 @@
 
 use aegis_directory::constants::{DOCUMENT_FORMAT_VERSION, MIX_LAYERS, SPHINX_KEYS_PER_DESCRIPTOR};
 use aegis_directory::{
-    ConsensusBody, DescriptorBody, DocumentSignature, EpochSphinxKey, NetworkParameters, Role,
-    SignedConsensus, SignedDescriptor,
+    ConsensusBody, DescriptorBody, DocumentSignature, EpochKemKey, EpochSphinxKey,
+    NetworkParameters, Role, SignedConsensus, SignedDescriptor,
 };
+use aegis_mix_packet::kem::HybridSecret;
 use aegis_mix_packet::{
-    EpochKey, EpochKeys, MailboxId, NodeId, ReplayFilter, SphinxPublicKey, SphinxSecret,
+    EpochKey, EpochKeys, MailboxId, NodeId, PacketFormat, ReplayFilter, SphinxPublicKey,
+    SphinxSecret,
 };
 use ed25519_dalek::SigningKey;
 use rand::{CryptoRng, RngExt as _};
@@ -30,6 +32,11 @@ pub struct NodeSecrets {
     pub keys: EpochKeys,
     /// The public halves, by epoch.
     pub public_keys: Vec<(u64, [u8; 32])>,
+    /// The packet format its keys are for: in the KEM format each epoch
+    /// also has an X-Wing key, published in the descriptor.
+    pub format: PacketFormat,
+    /// The X-Wing public keys, by epoch (KEM format only).
+    pub kem_public_keys: Vec<(u64, Vec<u8>)>,
     /// The mailbox its loop cover returns to.
     pub loop_mailbox: MailboxId,
     /// The key its loop cover is sealed to.
@@ -55,7 +62,16 @@ impl NodeSecrets {
             self.public_keys
                 .push((e, SphinxPublicKey::from(&secret).to_bytes()));
             let filter = ReplayFilter::with_capacity(rng, capacity, FILTER_FP_RATE);
-            self.keys.insert(e, EpochKey::new(secret, filter));
+            let key = match self.format {
+                PacketFormat::Sphinx => EpochKey::new(secret, filter),
+                PacketFormat::Kem => {
+                    let kem = HybridSecret::random(rng);
+                    self.kem_public_keys
+                        .push((e, kem.public().as_bytes().to_vec()));
+                    EpochKey::with_kem(secret, kem, filter)
+                }
+            };
+            self.keys.insert(e, key);
         }
     }
 
@@ -79,15 +95,36 @@ impl NodeSecrets {
                 epoch: epoch + i as u64,
                 key: key_of(epoch + i as u64),
             }),
-            kem_keys: vec![],
+            kem_keys: self
+                .kem_public_keys
+                .iter()
+                .filter(|(e, _)| (epoch..epoch + SPHINX_KEYS_PER_DESCRIPTOR as u64).contains(e))
+                .map(|(e, key)| EpochKemKey {
+                    epoch: *e,
+                    key: key.clone(),
+                })
+                .collect(),
             version: "aegis testnet".into(),
         }
         .sign(&self.identity)
     }
 }
 
-/// Generates a node with keys from `epoch` on.
+/// Generates a node with Sphinx keys from `epoch` on.
 pub fn node<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    role: Role,
+    epoch: u64,
+    index: usize,
+    capacity: u64,
+) -> NodeSecrets {
+    node_in(PacketFormat::Sphinx, rng, role, epoch, index, capacity)
+}
+
+/// Generates a node with keys for `format` from `epoch` on (the Sphinx
+/// format draws from `rng` exactly as [`node`] does).
+pub fn node_in<R: CryptoRng + ?Sized>(
+    format: PacketFormat,
     rng: &mut R,
     role: Role,
     epoch: u64,
@@ -104,6 +141,8 @@ pub fn node<R: CryptoRng + ?Sized>(
         index,
         keys: EpochKeys::new(),
         public_keys: Vec::new(),
+        format,
+        kem_public_keys: Vec::new(),
         loop_mailbox: MailboxId(rng.random()),
         loop_secret: SphinxSecret::from(loop_bytes),
     };

@@ -306,28 +306,22 @@ mod tests {
     /// route crosses every node to its mailbox.
     #[test]
     fn published_hybrid_keys_reach_the_route_and_open_at_every_hop() {
-        use aegis_directory::EpochKemKey;
         use aegis_mix_packet::kem::HybridSecret;
         use aegis_mix_packet::{
-            Body, Destination, HopDelays, LoopId, MailboxId, Processed, SphinxSecret,
+            Body, Destination, HopDelays, LoopId, MailboxId, PacketFormat, Processed, SphinxSecret,
             build_mailbox_packet, open_delivery, peel_hybrid,
         };
 
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
         let geometry = Geometry::PQ;
-        let mut kem_secrets = HashMap::new();
+        let mut kem_secrets: HashMap<NodeId, HybridSecret> = HashMap::new();
         let mut node = |role, i| {
-            let secrets = testnet::node(&mut rng, role, 1, i, 1_000);
-            let kem: Vec<HybridSecret> = (0..3).map(|_| HybridSecret::random(&mut rng)).collect();
-            let mut body = secrets.descriptor(1).body;
-            body.kem_keys = (0..3)
-                .map(|e| EpochKemKey {
-                    epoch: 1 + e as u64,
-                    key: kem[e].public().as_bytes().to_vec(),
-                })
-                .collect();
-            kem_secrets.insert(secrets.id(), kem.into_iter().next().unwrap());
-            body.sign(&secrets.identity)
+            let secrets = testnet::node_in(PacketFormat::Kem, &mut rng, role, 1, i, 1_000);
+            let descriptor = secrets.descriptor(1);
+            assert_eq!(descriptor.body.kem_keys.len(), 3);
+            let kem = secrets.keys.get(1).unwrap().kem.clone().unwrap();
+            kem_secrets.insert(secrets.id(), kem);
+            descriptor
         };
         let mixes: [Vec<_>; MIX_LAYERS] = std::array::from_fn(|l| vec![node(Role::Mix, l)]);
         let gateways = vec![node(Role::Gateway, 3)];

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aegis_mix_packet::Geometry;
 use aegis_proto::MessageStatus;
 use aegis_sim::{Harness, HarnessConfig};
 
@@ -17,11 +18,15 @@ fn message(tag: u8, len: usize) -> Vec<u8> {
 /// consensus) and client 1's gateway restarts in the meantime; client 1
 /// comes back and answers.
 fn scripted_run(seed: u64) -> Harness {
-    let mut net = Harness::new(HarnessConfig {
+    scripted_run_in(HarnessConfig {
         seed,
         ..HarnessConfig::default()
     })
-    .expect("harness");
+}
+
+/// [`scripted_run`] over the network `config` describes.
+fn scripted_run_in(config: HarnessConfig) -> Harness {
+    let mut net = Harness::new(config).expect("harness");
     net.run_for(MINUTE / 2);
     net.set_online(1, false);
     // Three fragments: the message needs every one of them.
@@ -43,7 +48,36 @@ fn scripted_run(seed: u64) -> Harness {
 
 #[test]
 fn a_message_to_a_recipient_offline_for_an_hour_arrives_exactly_once() {
-    let net = scripted_run(7);
+    check_scripted_run(&scripted_run(7));
+}
+
+#[test]
+fn in_the_kem_packet_format_the_offline_recipient_gets_the_message_exactly_once() {
+    // The consensus names the post-quantum geometry: every node holds an
+    // X-Wing key per epoch and every packet, acks and loops included, is a
+    // KEM packet.
+    let mut config = HarnessConfig {
+        seed: 7,
+        ..HarnessConfig::default()
+    };
+    config.parameters.geometry_hash = Geometry::PQ.hash();
+    let net = scripted_run_in(config);
+    assert_eq!(net.geometry(), &Geometry::PQ);
+    check_scripted_run(&net);
+}
+
+#[test]
+fn parameters_naming_an_unknown_geometry_are_refused() {
+    let mut config = HarnessConfig::default();
+    config.parameters.geometry_hash = [7; 32];
+    assert!(matches!(
+        Harness::new(config),
+        Err(aegis_sim::HarnessError::UnknownGeometry)
+    ));
+}
+
+/// What the scripted run must show whatever the packet format.
+fn check_scripted_run(net: &Harness) {
     assert_eq!(
         net.delivered(1),
         [message(0xA5, 4_000)],

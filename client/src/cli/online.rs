@@ -37,7 +37,13 @@ impl Outgoing {
             .into_owned();
         let meta = FileMeta::for_name(&name, media_type)
             .with_context(|| format!("cannot send {name:?} as {media_type:?}"))?;
-        let max = max_file_len(&Geometry::STANDARD, &meta);
+        // The network's geometry is known once online, where the client
+        // checks against it; before, refuse what no known geometry carries.
+        let max = Geometry::KNOWN
+            .iter()
+            .map(|g| max_file_len(g, &meta))
+            .max()
+            .unwrap_or(0);
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();

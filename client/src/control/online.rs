@@ -4,7 +4,6 @@
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use aegis_mix_packet::Geometry;
 use aegis_proto::LocalId;
 
 use super::views::{call_state, status_word};
@@ -66,7 +65,7 @@ pub(super) async fn send_file(
     let meta = FileMeta::for_name(&name, media_type.as_deref())
         .map_err(|e| format!("{e} ({name:?}, {media_type:?})"))?;
     let contact = client.contact(to).await.map_err(|e| e.to_string())?.0;
-    let max = max_file_len(&Geometry::STANDARD, &meta);
+    let max = max_file_len(client.geometry(), &meta);
     let len = tokio::fs::metadata(path)
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?

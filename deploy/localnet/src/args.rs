@@ -54,6 +54,10 @@ pub struct Args {
     /// Loopix's Poisson streams, or one packet every 1/(λP+λL+λD) seconds.
     #[arg(long, value_enum, default_value_t = Shaping::Poisson)]
     pub shaping: Shaping,
+    /// The packet format the consensus names: Sphinx, or the post-quantum
+    /// format with a hybrid KEM (X25519 and ML-KEM-768) at every hop.
+    #[arg(long, value_enum, default_value_t = PacketFormat::Sphinx)]
+    pub packet_format: PacketFormat,
     /// Node loop cover rate λM, packets/s.
     #[arg(long, default_value_t = 1.0)]
     pub lambda_m: f64,
@@ -172,6 +176,15 @@ pub enum Shaping {
     ConstantRate,
 }
 
+/// Packet formats (see `PacketFormat` in the packet crate).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketFormat {
+    /// Sphinx over X25519.
+    Sphinx,
+    /// One X-Wing hybrid KEM per hop.
+    Pq,
+}
+
 /// Mixing strategies (see `MixingStrategy` in the directory crate).
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Mixing {
@@ -222,6 +235,14 @@ impl Args {
             );
         }
         Ok(())
+    }
+
+    /// The packet geometry the consensus names.
+    pub fn geometry(&self) -> aegis_mix_packet::Geometry {
+        aegis_mix_packet::Geometry::of_format(match self.packet_format {
+            PacketFormat::Sphinx => aegis_mix_packet::PacketFormat::Sphinx,
+            PacketFormat::Pq => aegis_mix_packet::PacketFormat::Kem,
+        })
     }
 
     /// The client shaping the consensus publishes.

@@ -16,6 +16,8 @@ pub struct Probe {
     pub good: Vec<u8>,
     /// The layer-1 mix.
     pub target: aegis_mix_packet::NodeId,
+    /// The packet geometry the document names.
+    pub geometry: aegis_mix_packet::Geometry,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -33,7 +35,8 @@ impl Probe {
         };
         use rand::{RngExt as _, SeedableRng as _};
 
-        const G: Geometry = Geometry::STANDARD;
+        let g = Geometry::by_hash(&document.body.parameters.geometry_hash)
+            .context("the document names an unknown packet geometry")?;
         let config = aegis_node::NodeConfig::load(flooder)?;
         let key =
             aegis_directory::config::load_key(&config.data_dir.join(aegis_node::config::KEY_FILE))?;
@@ -55,20 +58,20 @@ impl Probe {
                 .context("a node on the route has no key")
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-        let route = aegis_mix_packet::Route::cycle(hops, &G)?;
+        let route = aegis_mix_packet::Route::cycle(hops, &g)?;
         let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
         let sealing = SphinxPublicKey::from(&SphinxSecret::from(rng.random::<[u8; 32]>()));
         let (mailbox, loop_id) = (MailboxId(rng.random()), LoopId(rng.random()));
         let good = build_mailbox_packet(
             &mut rng,
-            &G,
+            &g,
             &route,
             &HopDelays::fixed(&[Duration::ZERO; 4]),
             mailbox,
             &sealing,
             &Body::Loop(loop_id),
         )?
-        .to_frame(&G)?;
+        .to_frame(&g)?;
         let (host, task) = aegis_link::Host::start(&key, None, stop)?;
         let entry = topology.node(&target).context("target not listed")?;
         let peer = host
@@ -79,6 +82,7 @@ impl Probe {
             peer,
             good,
             target,
+            geometry: g,
             _task: task,
         })
     }
@@ -110,12 +114,12 @@ pub async fn flood(
     document: aegis_directory::SignedConsensus,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(String, u64)> {
-    use aegis_mix_packet::{Frame, Geometry};
+    use aegis_mix_packet::Frame;
     use futures::AsyncWriteExt as _;
     use rand::Rng as _;
 
-    const G: Geometry = Geometry::STANDARD;
     let probe = Probe::new(flooder, document, stop)?;
+    let g = probe.geometry.clone();
     let mut rng = {
         use rand::SeedableRng as _;
         rand::rngs::StdRng::from_rng(&mut rand::rng())
@@ -123,13 +127,13 @@ pub async fn flood(
     let mut stream = probe.stream().await?;
     let started = Instant::now();
     let mut frames = 0u64;
-    let mut noise = vec![0u8; G.packet_len()];
+    let mut noise = vec![0u8; g.packet_len()];
     while started.elapsed() < Duration::from_secs(5) {
         let frame = if frames.is_multiple_of(2) {
             probe.good.clone()
         } else {
             rng.fill_bytes(&mut noise);
-            Frame::encode(&G, &noise)?
+            Frame::encode(&g, &noise)?
         };
         stream.write_all(&frame).await?;
         frames += 1;

@@ -249,8 +249,14 @@ async fn run_network(
                 .node_named(&client_gateways[me])
                 .context("the client's gateway")?;
             let gateway_port = net.plan.nodes[gateway].listen.port();
-            let tap =
-                observer::Tap::start(me, ACCESS_UNIT, free_port()?, gateway_port, origin).await?;
+            let tap = observer::Tap::start(
+                me,
+                access_unit(&args.geometry()),
+                free_port()?,
+                gateway_port,
+                origin,
+            )
+            .await?;
             client_args.push("--gateway-address".into());
             client_args.push(format!("/ip4/127.0.0.1/tcp/{}", tap.port));
             client_taps.push(tap);
@@ -559,10 +565,11 @@ async fn finish(
     Ok(())
 }
 
-/// Bytes per write on links between nodes: one link frame.
-pub(crate) const FRAME_LEN: usize = aegis_mix_packet::Geometry::STANDARD.frame_len();
-/// Bytes per write on a client's link: a length-prefixed access cell.
-const ACCESS_UNIT: usize = 4 + aegis_mix_packet::access::cell_len(FRAME_LEN);
+/// Bytes per write on a client's link: a length-prefixed access cell
+/// carrying one link frame of the network's geometry.
+fn access_unit(geometry: &aegis_mix_packet::Geometry) -> usize {
+    4 + aegis_mix_packet::access::cell_len(geometry.frame_len())
+}
 
 /// Writes what the wire observer saw, if one was asked for, and prints its
 /// gist.

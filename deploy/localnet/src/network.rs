@@ -83,6 +83,16 @@ impl Network {
                         plan.hosts
                     );
                 }
+                let planned = plan.geometry()?;
+                if planned != args.geometry() {
+                    bail!(
+                        "{} holds a network of packet format {}: give --packet-format {} or use \
+                         another --dir",
+                        dir.display(),
+                        planned.format.name(),
+                        planned.format.name()
+                    );
+                }
                 plan
             }
             None => {
@@ -98,6 +108,7 @@ impl Network {
                 plan.parameters.lambda_l = args.lambda_l;
                 plan.parameters.lambda_d = args.lambda_d;
                 plan.parameters.shaping = args.client_shaping();
+                plan.set_geometry(&args.geometry());
                 plan.parameters.lambda_m = args.lambda_m;
                 // As in production: only the network's own nodes are listed.
                 plan.allowlist = true;
@@ -111,7 +122,7 @@ impl Network {
                 // Others reach this node through the observer's tap.
                 let tap = observer::Tap::start(
                     &node.name,
-                    crate::FRAME_LEN,
+                    args.geometry().frame_len(),
                     free_port()?,
                     node.listen.port(),
                     origin,

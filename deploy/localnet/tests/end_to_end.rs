@@ -230,6 +230,63 @@ fn one_authority_stopped_while_epochs_rotate() {
 }
 
 #[test]
+fn in_the_post_quantum_format_a_mix_killed_during_traffic_loses_nothing() {
+    launch(&["--packet-format", "pq", "--kill-mix-at", "2"], "0.5");
+}
+
+#[test]
+fn in_the_post_quantum_format_a_packet_replayed_after_its_mix_was_killed_is_refused() {
+    let report = launch(
+        &["--packet-format", "pq", "--replay-after-kill-at", "2"],
+        "0.5",
+    );
+    let replays = report["node_drops"]["replay"].as_u64().unwrap_or(0);
+    assert!(replays >= 1, "{report}");
+}
+
+#[test]
+fn in_the_post_quantum_format_every_wire_carries_units_of_the_kem_packet_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("observer.json");
+    launch(
+        &[
+            "--packet-format",
+            "pq",
+            "--observe",
+            report.to_str().unwrap(),
+            "--quiet-for",
+            "5",
+        ],
+        "0.5",
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // Between nodes a unit is one link frame; between a client and its
+    // gateway one length-prefixed access cell holding such a frame.
+    let geometry = aegis_mix_packet::Geometry::PQ;
+    let frame = geometry.frame_len() as u64;
+    let cell = 4 + aegis_mix_packet::access::cell_len(geometry.frame_len()) as u64;
+    let links = report["links"].as_array().unwrap();
+    let mut units = 0;
+    for link in links {
+        let unit = link["unit"].as_u64().unwrap();
+        let label = link["label"].as_str().unwrap();
+        let client = label.starts_with("alice") || label.starts_with("bob");
+        assert_eq!(unit, if client { cell } else { frame }, "{link}");
+        let connections = link["connections"].as_u64().unwrap();
+        for direction in ["to_listener", "to_dialer"] {
+            let d = &link[direction];
+            units += d["units"].as_u64().unwrap();
+            assert!(
+                d["irregular"].as_u64().unwrap() <= 4 * connections,
+                "{label}: messages of other sizes: {link}"
+            );
+        }
+    }
+    assert!(units > 300, "the observer saw traffic: {units} units");
+}
+
+#[test]
 fn a_wire_observer_sees_one_size_and_an_unchanged_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("observer.json");

@@ -51,6 +51,8 @@ pub struct LocalNetSpec {
     pub line_rate: u64,
     /// Seconds between replay-filter snapshots.
     pub filter_snapshot_secs: u64,
+    /// The packet geometry (and so the packet format) the consensus names.
+    pub geometry: aegis_mix_packet::Geometry,
 }
 
 impl Default for LocalNetSpec {
@@ -63,6 +65,7 @@ impl Default for LocalNetSpec {
             workers: 1,
             line_rate: 200,
             filter_snapshot_secs: 1,
+            geometry: aegis_mix_packet::Geometry::STANDARD,
         }
     }
 }
@@ -111,6 +114,7 @@ impl LocalNet {
         };
         let mut plan = NetworkPlan::create(base, shape, Hosts::Loopback, now_ms())?;
         plan.parameters.lambda_m = 1.0;
+        plan.set_geometry(&spec.geometry);
         plan.tuning = NodeTuning {
             workers: Some(spec.workers),
             line_rate: Some(spec.line_rate),

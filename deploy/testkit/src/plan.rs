@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use aegis_directory::config::{Config as AuthorityConfig, ParametersConfig, PeerConfig};
 use aegis_directory::{Admission, Role, Schedule, TrustedAuthority};
+use aegis_mix_packet::Geometry;
 use aegis_node::NodeConfig;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -245,6 +246,24 @@ impl NetworkPlan {
         }
     }
 
+    /// The packet geometry (and so the packet format) the plan's consensus
+    /// names.
+    pub fn geometry(&self) -> anyhow::Result<Geometry> {
+        let hash = match &self.parameters.geometry_hash {
+            Some(hash) => aegis_directory::parse_key(hash)?,
+            None => Geometry::STANDARD.hash(),
+        };
+        Geometry::by_hash(&hash)
+            .context("the plan names a packet geometry this build does not know")
+    }
+
+    /// Makes the consensus name `geometry` (the standard one is the
+    /// authorities' default, left unwritten).
+    pub fn set_geometry(&mut self, geometry: &Geometry) {
+        self.parameters.geometry_hash =
+            (*geometry != Geometry::STANDARD).then(|| hex::encode(geometry.hash()));
+    }
+
     /// The authorities as nodes and clients pin them.
     pub fn trusted(&self) -> anyhow::Result<Vec<TrustedAuthority>> {
         self.authorities
@@ -316,6 +335,7 @@ impl NetworkPlan {
             self.trusted()?,
         );
         config.public_addresses = host.public.map(multiaddr).into_iter().collect();
+        config.packet_format = self.geometry()?.format;
         if let Some(workers) = self.tuning.workers {
             config.workers = workers;
         }

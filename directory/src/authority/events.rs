@@ -146,6 +146,13 @@ pub enum Rejection {
     /// The round already holds the maximum number of descriptors.
     #[error("round is full")]
     Full,
+    /// The network runs the KEM packet format and the descriptor carries
+    /// no hybrid keys: no packet could be built through the node.
+    #[error(
+        "the network runs the post-quantum packet format; publish X-Wing keys \
+         (packet_format = \"pq\" in aegis-node.toml)"
+    )]
+    NoHybridKeys,
     /// The admission policy does not take this node (now).
     #[error(transparent)]
     NotAdmitted(#[from] AdmissionError),
@@ -185,7 +192,7 @@ impl Rejection {
             Rejection::Descriptor(DescriptorError::BadSignature) => "bad_signature",
             Rejection::Descriptor(DescriptorError::WrongEpoch { .. })
             | Rejection::WrongEpoch { .. } => "wrong_epoch",
-            Rejection::Descriptor(_) => "invalid_field",
+            Rejection::Descriptor(_) | Rejection::NoHybridKeys => "invalid_field",
             Rejection::RoundClosed(_) | Rejection::VoteOutOfWindow(_) => "out_of_window",
             Rejection::Duplicate
             | Rejection::StaleRevision { .. }

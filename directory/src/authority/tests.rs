@@ -329,6 +329,37 @@ fn descriptor_replays_and_wrong_epochs_are_refused() {
 }
 
 #[test]
+fn under_the_kem_format_a_descriptor_without_hybrid_keys_is_refused() {
+    let mut parameters = NetworkParameters::standard(P);
+    parameters.geometry_hash = aegis_mix_packet::Geometry::PQ.hash();
+    let mut a = Net::with_parameters(vec![parameters]).nodes.remove(0);
+    let classical = sample(13, 1, Role::Mix);
+    assert_eq!(
+        a.handle(0, Input::Descriptor(classical)).unwrap_err(),
+        Rejection::NoHybridKeys
+    );
+    let key = SigningKey::from_bytes(&[13; 32]);
+    let mut body = sample_with_key(&key, 1, Role::Mix, 2).body;
+    body.kem_keys = (0..3)
+        .map(|i| crate::EpochKemKey {
+            epoch: 1 + i,
+            key: aegis_mix_packet::kem::HybridSecret::from_seed(&[i as u8; 32])
+                .public()
+                .as_bytes()
+                .to_vec(),
+        })
+        .collect();
+    assert!(a.handle(0, Input::Descriptor(body.sign(&key))).is_ok());
+    // A Sphinx network takes both: hybrid keys are simply not used there.
+    let mut sphinx = Net::new(1).nodes.remove(0);
+    assert!(
+        sphinx
+            .handle(0, Input::Descriptor(sample(13, 1, Role::Mix)))
+            .is_ok()
+    );
+}
+
+#[test]
 fn uploads_close_when_the_vote_is_cast() {
     let mut a = Net::new(1).nodes.remove(0);
     a.handle(SCHEDULE.phase_at(1, Phase::Vote), Input::Tick)

@@ -34,6 +34,11 @@
 //! * `latency_p50_ms` / `latency_p99_ms` — the time a single packet spends
 //!   in the node (sent one at a time, wire to wire, over loopback).
 //!
+//! The network runs the Sphinx format, or with `AEGIS_BENCH_FORMAT=pq` the
+//! post-quantum KEM format (the node then unwraps one X-Wing hybrid KEM
+//! per packet); the bare rate is always that of a Sphinx unwrap of the
+//! standard geometry, so the ratios of the two runs compare directly.
+//!
 //! Linux only: it places processes with `taskset` and reads CPU time from
 //! `/proc`. Run: `cargo bench -p aegis-node --bench throughput`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -61,7 +66,17 @@ mod process;
 use aegis_testkit::percentile;
 use process::{NodeProcess, Prober, cpu_seconds, median, place};
 
-const G: Geometry = Geometry::STANDARD;
+/// The geometry of the bare baseline.
+const BARE: Geometry = Geometry::STANDARD;
+
+/// The geometry the network runs: `AEGIS_BENCH_FORMAT` (`sphinx`, the
+/// default, or `pq`).
+fn network_geometry() -> Geometry {
+    let name = std::env::var("AEGIS_BENCH_FORMAT").unwrap_or_else(|_| "sphinx".into());
+    let format = aegis_mix_packet::PacketFormat::from_name(&name)
+        .unwrap_or_else(|| panic!("AEGIS_BENCH_FORMAT={name}: expected sphinx or pq"));
+    Geometry::of_format(format)
+}
 /// Packets per placement for the saturated rounds (`AEGIS_BENCH_PACKETS`
 /// overrides).
 /// The test profile builds packets about four times slower: it gets fewer,
@@ -107,7 +122,7 @@ fn bare_packets() -> Bare {
     let packets: Vec<Vec<u8>> = (0..500)
         .map(|_| {
             sphinx_packet::SphinxPacketBuilder::new()
-                .with_payload_size(G.payload_len)
+                .with_payload_size(BARE.payload_len)
                 .build_packet(b"cover", &route, &destination, &delays)
                 .unwrap()
                 .to_bytes()
@@ -336,12 +351,13 @@ fn available_cores() -> usize {
 /// of a run, and the packets must reach the node while it still holds the
 /// key of the epoch they are built for).
 fn build_frames(
+    geometry: &Geometry,
     topology: &aegis_node::Topology,
     route: &[NodeId],
     n: usize,
     cores: usize,
 ) -> Vec<Vec<u8>> {
-    let route = topology.hops(&G, route).unwrap();
+    let route = topology.hops(geometry, route).unwrap();
     let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
     let sealing = SphinxPublicKey::from(&SphinxSecret::from([5u8; 32]));
     let per_thread = n.div_ceil(cores);
@@ -356,7 +372,7 @@ fn build_frames(
                         .map(|i| {
                             build_mailbox_packet(
                                 &mut rng,
-                                &G,
+                                geometry,
                                 route,
                                 delays,
                                 MailboxId([3; 32]),
@@ -364,7 +380,7 @@ fn build_frames(
                                 &Body::Loop(LoopId([(i % 251) as u8; 16])),
                             )
                             .unwrap()
-                            .to_frame(&G)
+                            .to_frame(geometry)
                             .unwrap()
                         })
                         .collect::<Vec<_>>()
@@ -383,6 +399,7 @@ fn key_of(config: &NodeConfig) -> ed25519_dalek::SigningKey {
 }
 
 async fn run(dir: &Path) {
+    let geometry = network_geometry();
     let cores = available_cores();
     let bare_set = bare_packets();
     let bare = bare_unwrap_rate(&bare_set, Duration::from_secs(2));
@@ -397,6 +414,7 @@ async fn run(dir: &Path) {
         line_rate: 5_000,
         // What an operator runs with (the tests snapshot every second).
         filter_snapshot_secs: 60,
+        geometry: geometry.clone(),
         ..LocalNetSpec::default()
     };
     let begun = Instant::now();
@@ -428,11 +446,12 @@ async fn run(dir: &Path) {
     let (source, _t2) = Host::start(&gateway_key, None, stop_rx).unwrap();
     let mut incoming = sink.accept(MIX_PROTOCOL).unwrap();
     let (arrivals_tx, arrivals) = mpsc::unbounded_channel::<Instant>();
+    let frame_len = geometry.frame_len();
     tokio::spawn(async move {
         while let Some((_, mut stream)) = incoming.next().await {
             let tx = arrivals_tx.clone();
             tokio::spawn(async move {
-                let mut frame = vec![0u8; G.frame_len()];
+                let mut frame = vec![0u8; frame_len];
                 while stream.read_exact(&mut frame).await.is_ok() {
                     let _ = tx.send(Instant::now());
                 }
@@ -476,7 +495,13 @@ async fn run(dir: &Path) {
     });
     // A replayed packet is dropped, and the node keeps its replay filter
     // across restarts: each placement gets packets of its own.
-    let frames = build_frames(&topology, &route, per_placement * placements.len(), cores);
+    let frames = build_frames(
+        &geometry,
+        &topology,
+        &route,
+        per_placement * placements.len(),
+        cores,
+    );
     eprintln!(
         "{} packets built; {:.0} s since the network started",
         frames.len(),
@@ -499,6 +524,8 @@ async fn run(dir: &Path) {
         "{}",
         json!({
             "cores": cores,
+            "packet_format": geometry.format.name(),
+            "frame_len": geometry.frame_len(),
             "bare_unwrap_per_s_at_start": bare.round(),
             "placements": reports,
         })

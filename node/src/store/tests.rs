@@ -94,22 +94,27 @@ fn keys_and_filters_are_erased_with_their_epoch() {
     let store = NodeStore::open(dir.path()).unwrap();
     store.put_key(4, &[4; 32]).unwrap();
     store.put_key(5, &[5; 32]).unwrap();
+    store.put_kem_key(4, &[0x44; 32]).unwrap();
+    store.put_kem_key(5, &[0x55; 32]).unwrap();
     store.put_filter(4, b"filter").unwrap();
     store.erase_epoch(4).unwrap();
-    let keys = store.keys().unwrap();
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].0, 5);
+    for keys in [store.keys().unwrap(), store.kem_keys().unwrap()] {
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].0, 5);
+    }
     assert!(store.filter(4).unwrap().is_none());
-    // The erased secret is in no file of the database.
+    // The erased secrets are in no file of the database.
     store.flush().unwrap();
     for file in std::fs::read_dir(dir.path()).unwrap() {
         let path = file.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        assert!(
-            !bytes.windows(32).any(|w| w == [4; 32]),
-            "{} still holds the erased key",
-            path.display()
-        );
+        for erased in [[4; 32], [0x44; 32]] {
+            assert!(
+                !bytes.windows(32).any(|w| w == erased),
+                "{} still holds an erased key",
+                path.display()
+            );
+        }
     }
 }
 #[test]

@@ -108,6 +108,12 @@ struct SavedV1 {
 }
 
 impl Inbox {
+    /// Takes fragments of `geometry` (the network's: the consensus names
+    /// it) from now on.
+    pub fn set_geometry(&mut self, geometry: Geometry) {
+        self.geometry = geometry;
+    }
+
     /// An empty inbox for the standard geometry.
     pub fn new(config: InboxConfig) -> Self {
         Inbox {

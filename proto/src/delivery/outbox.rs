@@ -202,6 +202,13 @@ pub struct Outbox<R = ContactId> {
 }
 
 impl<R: Clone> Outbox<R> {
+    /// Splits messages queued from now on for `geometry` (the network's:
+    /// the consensus names it). Messages already split keep their
+    /// fragments, which a geometry with room for more data carries as well.
+    pub fn set_geometry(&mut self, geometry: Geometry) {
+        self.geometry = geometry;
+    }
+
     /// An empty outbox for the standard geometry.
     pub fn new(config: OutboxConfig) -> Self {
         Outbox {

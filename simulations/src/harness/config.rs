@@ -63,6 +63,9 @@ pub enum HarnessError {
     /// The link loss is not a probability.
     #[error("link loss {0} is not between 0 and 1")]
     LinkLoss(f64),
+    /// The parameters name a packet geometry this build does not know.
+    #[error("the parameters name an unknown packet geometry")]
+    UnknownGeometry,
     /// The parameters are out of range.
     #[error(transparent)]
     Parameters(#[from] aegis_directory::ParameterError),

@@ -161,21 +161,20 @@ impl Harness {
         }
         config.parameters.validate()?;
         let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
-        let geometry = Geometry::STANDARD;
+        // The consensus names the geometry, and so the packet format, as a
+        // real network's does.
+        let geometry = Geometry::by_hash(&config.parameters.geometry_hash)
+            .ok_or(HarnessError::UnknownGeometry)?;
         let capacity = FILTER_CAPACITY;
         let mut secrets = Vec::new();
+        let node = |rng: &mut ChaCha20Rng, role, index| {
+            testnet::node_in(geometry.format, rng, role, EPOCH, index, capacity)
+        };
         for index in 0..config.gateways {
-            secrets.push(testnet::node(
-                &mut rng,
-                Role::Gateway,
-                EPOCH,
-                index,
-                capacity,
-            ));
+            secrets.push(node(&mut rng, Role::Gateway, index));
         }
         for index in 0..MIX_LAYERS * config.width {
-            let index = config.gateways + index;
-            secrets.push(testnet::node(&mut rng, Role::Mix, EPOCH, index, capacity));
+            secrets.push(node(&mut rng, Role::Mix, config.gateways + index));
         }
         let nodes: Vec<SimNode> = secrets
             .into_iter()
@@ -432,6 +431,11 @@ impl Harness {
     /// What happened, in order: the run's transcript.
     pub fn transcript(&self) -> &[TranscriptLine] {
         &self.transcript
+    }
+
+    /// The packet geometry the network runs (its consensus names it).
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
     }
 
     /// Counts over the whole network.
