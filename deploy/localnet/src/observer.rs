@@ -16,6 +16,11 @@
 //! cell between a client and its gateway) produces messages of length
 //! `16 + k·(12 + unit) + 12·c`: `k` units, coalesced when several leave at
 //! once, and `c` header-only yamux control frames (window updates).
+//! Yamux carries at most 16 KiB in one frame, so a larger unit (the KEM
+//! format's 18,254-byte frame) leaves as several frames: leading pieces of
+//! 16 KiB and a last piece with the rest, which need not share a Noise
+//! message; a message then holds any number of leading pieces, `k` last
+//! pieces (`k` units completed) and control frames.
 //! Anything else is *irregular*: the connection's handshakes, the protocol
 //! negotiation when a stream opens — or a leak.
 
@@ -32,6 +37,9 @@ const NOISE_TAG: usize = 16;
 const YAMUX_HEADER: usize = 12;
 /// Header-only yamux frames one message may carry and still be regular.
 const MAX_CONTROL_FRAMES: usize = 16;
+/// Most data one yamux frame carries: the yamux crate's `split_send_size`
+/// (16 KiB, libp2p's default); a longer write leaves as several frames.
+const YAMUX_SPLIT: usize = 16 * 1024;
 /// Multistream-select messages read before giving up on finding Noise.
 const MAX_NEGOTIATION_MESSAGES: usize = 16;
 
@@ -54,30 +62,52 @@ pub struct Connection {
 /// What one message is, from its length alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
-    /// `k ≥ 1` whole units (and perhaps control frames).
+    /// `k ≥ 1` units completed (and perhaps leading pieces of units and
+    /// control frames).
     Units(usize),
+    /// Only leading pieces of a unit larger than a yamux frame (and
+    /// perhaps control frames): the unit completes in a later message.
+    Leading,
     /// Only yamux control frames.
     Control,
     /// Neither.
     Irregular,
 }
 
+/// The yamux frames a unit leaves as, headers included: the length of a
+/// leading piece, and that of the last piece (the whole unit when it fits
+/// one frame, and then no leading piece).
+fn pieces(unit: usize) -> (Option<usize>, usize) {
+    let leading = unit.saturating_sub(1) / YAMUX_SPLIT;
+    let last = YAMUX_HEADER + unit - leading * YAMUX_SPLIT;
+    ((leading > 0).then_some(YAMUX_HEADER + YAMUX_SPLIT), last)
+}
+
 /// Classifies a Noise message length on a link whose writes are `unit`
-/// bytes each.
+/// bytes each: the most units it can complete, then the most leading
+/// pieces, with at most [`MAX_CONTROL_FRAMES`] control frames besides.
 pub fn shape(len: usize, unit: usize) -> Shape {
     let Some(body) = len.checked_sub(NOISE_TAG) else {
         return Shape::Irregular;
     };
-    let k = body / (YAMUX_HEADER + unit);
-    let rest = body - k * (YAMUX_HEADER + unit);
-    if !rest.is_multiple_of(YAMUX_HEADER) || rest / YAMUX_HEADER > MAX_CONTROL_FRAMES {
-        return Shape::Irregular;
+    let (leading, last) = pieces(unit);
+    let control = |rest: usize| {
+        rest.is_multiple_of(YAMUX_HEADER) && rest / YAMUX_HEADER <= MAX_CONTROL_FRAMES
+    };
+    for k in (0..=body / last).rev() {
+        let rest = body - k * last;
+        let most_leading = leading.map_or(0, |l| rest / l);
+        for a in (0..=most_leading).rev() {
+            if control(rest - a * leading.unwrap_or(0)) {
+                return match (k, a) {
+                    (0, 0) => Shape::Control,
+                    (0, _) => Shape::Leading,
+                    _ => Shape::Units(k),
+                };
+            }
+        }
     }
-    if k == 0 {
-        Shape::Control
-    } else {
-        Shape::Units(k)
-    }
+    Shape::Irregular
 }
 
 /// Incremental parser of one direction: multistream-select up to `/noise`,
@@ -281,6 +311,10 @@ impl SizeReport {
                 Shape::Units(k) => {
                     seen_unit = true;
                     self.units += k;
+                    insert_sorted(&mut self.unit_lengths, len);
+                }
+                Shape::Leading => {
+                    seen_unit = true;
                     insert_sorted(&mut self.unit_lengths, len);
                 }
                 Shape::Control => self.control += 1,
@@ -529,6 +563,20 @@ mod tests {
         assert_eq!(shape(one + 5, unit), Shape::Irregular);
         assert_eq!(shape(NOISE_TAG + YAMUX_HEADER + 20, unit), Shape::Irregular);
         assert_eq!(shape(3, unit), Shape::Irregular);
+        // A KEM frame leaves as a 16 KiB piece and the rest, together or
+        // apart.
+        let kem = aegis_mix_packet::Geometry::PQ.frame_len();
+        let (lead, last) = (YAMUX_HEADER + YAMUX_SPLIT, YAMUX_HEADER + kem - YAMUX_SPLIT);
+        assert_eq!(shape(NOISE_TAG + lead, kem), Shape::Leading);
+        assert_eq!(shape(NOISE_TAG + last, kem), Shape::Units(1));
+        assert_eq!(shape(NOISE_TAG + lead + last, kem), Shape::Units(1));
+        assert_eq!(
+            shape(NOISE_TAG + last + lead + last + YAMUX_HEADER, kem),
+            Shape::Units(2)
+        );
+        assert_eq!(shape(NOISE_TAG + last + 7, kem), Shape::Irregular);
+        // A Sphinx frame on a KEM link is not a unit.
+        assert_eq!(shape(one, kem), Shape::Irregular);
     }
 
     #[test]
