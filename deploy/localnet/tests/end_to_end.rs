@@ -40,6 +40,14 @@ fn launch_until(extra: &[&str], message_interval: &str, until: &str) -> serde_js
         "170",
     ];
     args.extend_from_slice(extra);
+    // `AEGIS_TEST_PACKET_FORMAT=pq` runs every network of the suite in the
+    // post-quantum format (the tests named for it do so always).
+    let format = std::env::var("AEGIS_TEST_PACKET_FORMAT").ok();
+    if let Some(format) = &format
+        && !extra.contains(&"--packet-format")
+    {
+        args.extend(["--packet-format", format.as_str()]);
+    }
     let output = Command::new(env!("CARGO_BIN_EXE_aegis-localnet"))
         .args(&args)
         .output()
@@ -65,6 +73,22 @@ fn launch_until(extra: &[&str], message_interval: &str, until: &str) -> serde_js
     );
     assert_eq!(report["failed"], 0, "{report}");
     report
+}
+
+/// [`launch`] with a wire observer that sees `quiet_for` seconds of cover
+/// only, then a message every half second; returns what it saw.
+fn observe(extra: &[&str], quiet_for: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("observer.json");
+    let mut args = extra.to_vec();
+    args.extend([
+        "--observe",
+        path.to_str().unwrap(),
+        "--quiet-for",
+        quiet_for,
+    ]);
+    launch(&args, "0.5");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
 #[test]
@@ -246,21 +270,7 @@ fn in_the_post_quantum_format_a_packet_replayed_after_its_mix_was_killed_is_refu
 
 #[test]
 fn in_the_post_quantum_format_every_wire_carries_units_of_the_kem_packet_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("observer.json");
-    launch(
-        &[
-            "--packet-format",
-            "pq",
-            "--observe",
-            report.to_str().unwrap(),
-            "--quiet-for",
-            "5",
-        ],
-        "0.5",
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report = observe(&["--packet-format", "pq"], "5");
     // Between nodes a unit is one link frame; between a client and its
     // gateway one length-prefixed access cell holding such a frame.
     let geometry = aegis_mix_packet::Geometry::PQ;
@@ -288,15 +298,8 @@ fn in_the_post_quantum_format_every_wire_carries_units_of_the_kem_packet_size() 
 
 #[test]
 fn a_wire_observer_sees_one_size_and_an_unchanged_schedule() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("observer.json");
     // Twenty seconds of cover only, then a message every half second.
-    launch(
-        &["--observe", report.to_str().unwrap(), "--quiet-for", "20"],
-        "0.5",
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report = observe(&[], "20");
 
     // Sizes: on every wire, after the connection's handshakes, each Noise
     // message carries whole units (link frames between nodes, access cells
@@ -357,21 +360,7 @@ fn a_wire_observer_sees_one_size_and_an_unchanged_schedule() {
 
 #[test]
 fn under_constant_rate_shaping_a_wire_observer_sees_fixed_intervals_with_or_without_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("observer.json");
-    launch(
-        &[
-            "--shaping",
-            "constant-rate",
-            "--observe",
-            report.to_str().unwrap(),
-            "--quiet-for",
-            "20",
-        ],
-        "0.5",
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report = observe(&["--shaping", "constant-rate"], "20");
     // One packet every 1/14 s (λP + λL + λD = 14) and 3.5 pulls a second:
     // at a constant rate every idle slot is a loop, so the mailbox fills at
     // 14 packets a second and a pull of eight comes twice as often as that

@@ -178,16 +178,26 @@ impl TestNet {
     ) -> OutgoingPacket {
         let route = self.route_for(epoch, positions);
         let delays = self.delays(1);
+        self.build_loop(&route, &delays, mailbox, id)
+    }
+
+    /// A loop packet with loop id `id`, in this network's geometry.
+    fn build_loop(
+        &mut self,
+        route: &Route,
+        delays: &HopDelays,
+        mailbox: &TestMailbox,
+        id: u8,
+    ) -> OutgoingPacket {
         let geometry = self.geometry.clone();
-        let body = Body::Loop(LoopId([id; 16]));
         build_mailbox_packet(
             &mut self.rng,
             &geometry,
-            &route,
-            &delays,
+            route,
+            delays,
             mailbox.id,
             &mailbox.public(),
-            &body,
+            &Body::Loop(LoopId([id; 16])),
         )
         .unwrap()
     }
@@ -200,18 +210,9 @@ impl TestNet {
         let delays = HopDelays::fixed(&[Duration::ZERO; 5]);
         (0..count)
             .map(|i| {
-                build_mailbox_packet(
-                    &mut self.rng,
-                    &geometry,
-                    &route,
-                    &delays,
-                    mailbox.id,
-                    &mailbox.public(),
-                    &Body::Loop(LoopId([i as u8; 16])),
-                )
-                .unwrap()
-                .to_frame(&geometry)
-                .unwrap()
+                self.build_loop(&route, &delays, mailbox, i as u8)
+                    .to_frame(&geometry)
+                    .unwrap()
             })
             .collect()
     }
