@@ -20,7 +20,9 @@
 //! format's 18,254-byte frame) leaves as several frames: leading pieces of
 //! 16 KiB and a last piece with the rest, which need not share a Noise
 //! message; a message then holds any number of leading pieces, `k` last
-//! pieces (`k` units completed) and control frames.
+//! pieces (`k` units completed) and control frames. When its send window
+//! runs low yamux sends less than a piece, and the rest follows in the next
+//! message: two such messages together are regular.
 //! Anything else is *irregular*: the connection's handshakes, the protocol
 //! negotiation when a stream opens — or a leak.
 
@@ -305,8 +307,20 @@ pub struct SizeReport {
 impl SizeReport {
     fn add(&mut self, flow: &Flow, unit: usize) {
         let mut seen_unit = false;
+        // A message yamux cut short (its send window ran low): held back
+        // until the next one shows whether the two carry whole pieces.
+        let mut short: Option<usize> = None;
         for &(_, len) in &flow.messages {
             self.messages += 1;
+            if let Some(first) = short.take() {
+                let joined = first + len - NOISE_TAG;
+                if let Shape::Units(k) = shape(joined, unit) {
+                    self.units += k;
+                    continue;
+                }
+                self.irregular += 1;
+                insert_sorted(&mut self.irregular_lengths, first);
+            }
             match shape(len, unit) {
                 Shape::Units(k) => {
                     seen_unit = true;
@@ -319,11 +333,12 @@ impl SizeReport {
                 }
                 Shape::Control => self.control += 1,
                 Shape::Irregular if !seen_unit => self.setup += 1,
-                Shape::Irregular => {
-                    self.irregular += 1;
-                    insert_sorted(&mut self.irregular_lengths, len);
-                }
+                Shape::Irregular => short = Some(len),
             }
+        }
+        if let Some(first) = short {
+            self.irregular += 1;
+            insert_sorted(&mut self.irregular_lengths, first);
         }
     }
 }
