@@ -91,6 +91,24 @@ fn observe(extra: &[&str], quiet_for: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
+/// The units a tap's wire carried both ways, once it is checked that after
+/// the handshakes no more than a few messages per connection (stream
+/// negotiations) were of another size.
+fn regular_units(link: &serde_json::Value) -> u64 {
+    let connections = link["connections"].as_u64().unwrap();
+    let mut units = 0;
+    for direction in ["to_listener", "to_dialer"] {
+        let d = &link[direction];
+        units += d["units"].as_u64().unwrap();
+        assert!(
+            d["irregular"].as_u64().unwrap() <= 4 * connections,
+            "{}: messages of other sizes: {link}",
+            link["label"]
+        );
+    }
+    units
+}
+
 #[test]
 fn every_message_is_delivered_exactly_once() {
     launch(&[], "0.5");
@@ -283,15 +301,7 @@ fn in_the_post_quantum_format_every_wire_carries_units_of_the_kem_packet_size() 
         let label = link["label"].as_str().unwrap();
         let client = label.starts_with("alice") || label.starts_with("bob");
         assert_eq!(unit, if client { cell } else { frame }, "{link}");
-        let connections = link["connections"].as_u64().unwrap();
-        for direction in ["to_listener", "to_dialer"] {
-            let d = &link[direction];
-            units += d["units"].as_u64().unwrap();
-            assert!(
-                d["irregular"].as_u64().unwrap() <= 4 * connections,
-                "{label}: messages of other sizes: {link}"
-            );
-        }
+        units += regular_units(link);
     }
     assert!(units > 300, "the observer saw traffic: {units} units");
 }
@@ -310,15 +320,9 @@ fn a_wire_observer_sees_one_size_and_an_unchanged_schedule() {
     assert_eq!(links.len(), 6 + 2 + 2, "a tap per node and per client");
     let mut units = 0;
     for link in links {
-        let connections = link["connections"].as_u64().unwrap();
+        units += regular_units(link);
         for direction in ["to_listener", "to_dialer"] {
             let d = &link[direction];
-            units += d["units"].as_u64().unwrap();
-            assert!(
-                d["irregular"].as_u64().unwrap() <= 4 * connections,
-                "{}: messages of other sizes: {link}",
-                link["label"]
-            );
             // Stream negotiations are a few dozen bytes, never packet-sized.
             for len in d["irregular_lengths"].as_array().unwrap() {
                 assert!(len.as_u64().unwrap() < 100, "{}: {link}", link["label"]);
