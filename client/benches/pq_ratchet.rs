@@ -34,7 +34,10 @@ fn sessions(seed: u64, version: Version) -> (ChaCha20Rng, Session, Session) {
 
 /// The post-quantum budget `conversation::seal` gives a plaintext.
 fn budget(session: &Session, plaintext: &[u8]) -> usize {
-    pq_budget(1 + session.overhead() + plaintext.len())
+    pq_budget(
+        &Geometry::STANDARD,
+        1 + session.overhead() + plaintext.len(),
+    )
 }
 
 /// One message from `from` to `to`, timed: microseconds.

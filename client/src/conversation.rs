@@ -13,6 +13,7 @@
 //! most [`MAX_REQUESTS`] are kept, nothing is sent to them until the user
 //! accepts, and a blocked contact's handshakes are not answered.
 
+use aegis_mix_packet::Geometry;
 use aegis_proto::{Address, ContactId};
 use rand::CryptoRng;
 use tracing::debug;
@@ -83,7 +84,8 @@ pub struct Sealed {
     pub card_version: Option<u32>,
 }
 
-/// Seals `content` for `contact`. The session advances (and is saved)
+/// Seals `content` for `contact` on a network of `geometry` (whose
+/// fragment size bounds the post-quantum section). The session advances (and is saved)
 /// before the message leaves. Our card rides along (inside the encryption)
 /// until the contact has answered in the session, and after our card
 /// changed until a message carrying the new one was delivered.
@@ -92,6 +94,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
     profile: &Profile,
     contact: &ContactId,
     mut content: Content,
+    geometry: &Geometry,
 ) -> Result<Sealed, SealError> {
     let mut record = profile.contact(contact)?.ok_or(SealError::UnknownContact)?;
     if record.state != ContactState::Contact {
@@ -131,7 +134,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
     // take what the last fragment would leave empty, so they never make
     // the message a fragment longer.
     let bare = 1 + initial.map_or(0, <[u8]>::len) + sessions[0].overhead() + plaintext.len();
-    let budget = pq_budget(bare);
+    let budget = pq_budget(geometry, bare);
     let message = sessions[0].encrypt(rng, &plaintext, budget)?;
     let envelope = match initial {
         Some(header) => Envelope::encode_initial(sessions[0].version(), header, &message),
@@ -326,6 +329,16 @@ mod tests {
     use super::*;
     use crate::profile::tests::profile;
 
+    /// Seals for a network of the standard geometry.
+    fn seal_standard(
+        rng: &mut rand::rngs::ThreadRng,
+        profile: &Profile,
+        contact: &ContactId,
+        content: Content,
+    ) -> Result<Sealed, SealError> {
+        seal(rng, profile, contact, content, &Geometry::STANDARD)
+    }
+
     fn text(body: &str) -> Content {
         Content::new(false, body.as_bytes().to_vec())
     }
@@ -336,7 +349,7 @@ mod tests {
         let mut rng = rand::rng();
         let (alice, bob) = (profile(dir.path(), "a"), profile(dir.path(), "b"));
         let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
-        let envelope = seal(&mut rng, &alice, &bob_id, text("hi"))
+        let envelope = seal_standard(&mut rng, &alice, &bob_id, text("hi"))
             .unwrap()
             .envelope;
         let opened = open(&mut rng, &bob, &envelope).unwrap();
@@ -346,11 +359,11 @@ mod tests {
         // Nothing goes to a request: not even an answer that would show
         // the stranger this profile is read.
         assert!(matches!(
-            seal(&mut rng, &bob, &opened.from, text("who?")),
+            seal_standard(&mut rng, &bob, &opened.from, text("who?")),
             Err(SealError::NotAccepted(..))
         ));
         // Their next message comes through the session, still a request.
-        let again = seal(&mut rng, &alice, &bob_id, text("it's alice"))
+        let again = seal_standard(&mut rng, &alice, &bob_id, text("it's alice"))
             .unwrap()
             .envelope;
         let opened = open(&mut rng, &bob, &again).unwrap();
@@ -359,7 +372,7 @@ mod tests {
             (ContactState::Request, false)
         );
         bob.accept_contact(&opened.name, Some("alice")).unwrap();
-        let reply = seal(&mut rng, &bob, &opened.from, text("hello alice"))
+        let reply = seal_standard(&mut rng, &bob, &opened.from, text("hello alice"))
             .unwrap()
             .envelope;
         let at_alice = open(&mut rng, &alice, &reply).unwrap();
@@ -373,12 +386,12 @@ mod tests {
         let mut rng = rand::rng();
         let (mallory, bob) = (profile(dir.path(), "m"), profile(dir.path(), "b"));
         let bob_id = mallory.add_contact("bob", &bob.card().encode()).unwrap();
-        let first = seal(&mut rng, &mallory, &bob_id, text("spam"))
+        let first = seal_standard(&mut rng, &mallory, &bob_id, text("spam"))
             .unwrap()
             .envelope;
         let name = open(&mut rng, &bob, &first).unwrap().name;
         bob.block_contact(&name).unwrap();
-        let second = seal(&mut rng, &mallory, &bob_id, text("more spam"))
+        let second = seal_standard(&mut rng, &mallory, &bob_id, text("more spam"))
             .unwrap()
             .envelope;
         assert_eq!(
@@ -389,7 +402,7 @@ mod tests {
         // A fresh handshake (Mallory starts over) is not even answered.
         mallory.remove_contact("bob").unwrap();
         mallory.add_contact("bob", &bob.card().encode()).unwrap();
-        let fresh = seal(&mut rng, &mallory, &bob_id, text("hi again"))
+        let fresh = seal_standard(&mut rng, &mallory, &bob_id, text("hi again"))
             .unwrap()
             .envelope;
         assert!(open(&mut rng, &bob, &fresh).is_none());
@@ -411,7 +424,7 @@ mod tests {
             bob.put_contact(&ContactId([i as u8; 16]), &record).unwrap();
         }
         let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
-        let envelope = seal(&mut rng, &alice, &bob_id, text("hi"))
+        let envelope = seal_standard(&mut rng, &alice, &bob_id, text("hi"))
             .unwrap()
             .envelope;
         assert!(open(&mut rng, &bob, &envelope).is_none());
@@ -458,13 +471,13 @@ mod tests {
             Envelope::Ratchet { message }.encode()
         };
         // ...then Alice writes: a new handshake of version 2.
-        let up = seal(&mut rng, &alice, &bob_id, text("upgraded")).unwrap();
+        let up = seal_standard(&mut rng, &alice, &bob_id, text("upgraded")).unwrap();
         assert_eq!(up.envelope[0], 0x05, "a version-2 handshake");
         let opened = open(&mut rng, &bob, &up.envelope).unwrap();
         assert_eq!(opened.content.body, b"upgraded");
         assert!(!opened.new_contact);
         assert_eq!(bob.sessions(&alice_id).unwrap()[0].version(), Version::V2);
-        let back = seal(&mut rng, &bob, &alice_id, text("in version 2")).unwrap();
+        let back = seal_standard(&mut rng, &bob, &alice_id, text("in version 2")).unwrap();
         assert_eq!(back.envelope[0], 0x02);
         assert_eq!(
             open(&mut rng, &alice, &back.envelope).unwrap().content.body,
@@ -476,7 +489,7 @@ mod tests {
         // The old session still reads what was sent in it.
         assert_eq!(open(&mut rng, &alice, &old).unwrap().content.body, b"late");
         // And no further handshake: Alice's next message is a ratchet one.
-        let next = seal(&mut rng, &alice, &bob_id, text("and on")).unwrap();
+        let next = seal_standard(&mut rng, &alice, &bob_id, text("and on")).unwrap();
         assert_eq!(next.envelope[0], 0x02);
     }
 
@@ -485,9 +498,9 @@ mod tests {
         let (alice, bob) = (profile(dir, "a"), profile(dir, "b"));
         let bob_id = alice.add_contact("bob", &bob.card().encode()).unwrap();
         let alice_id = bob.add_contact("alice", &alice.card().encode()).unwrap();
-        let hello = seal(&mut rng, &alice, &bob_id, text("hello")).unwrap();
+        let hello = seal_standard(&mut rng, &alice, &bob_id, text("hello")).unwrap();
         open(&mut rng, &bob, &hello.envelope).unwrap();
-        let back = seal(&mut rng, &bob, &alice_id, text("hi")).unwrap();
+        let back = seal_standard(&mut rng, &bob, &alice_id, text("hi")).unwrap();
         assert_eq!(back.card_version, None, "Bob answers in Alice's session");
         open(&mut rng, &alice, &back.envelope).unwrap();
         (alice, bob, bob_id, alice_id)
@@ -507,7 +520,7 @@ mod tests {
             card: None,
             body: Vec::new(),
         };
-        let sealed = seal(&mut rng, &bob, &alice_id, update).unwrap();
+        let sealed = seal_standard(&mut rng, &bob, &alice_id, update).unwrap();
         assert_eq!(sealed.card_version, Some(1));
         bob.note_card_update(alice_id, aegis_proto::LocalId(7), 1)
             .unwrap();
@@ -526,7 +539,7 @@ mod tests {
         // Until delivered, every message carries the card; a failed update
         // is queued again.
         assert_eq!(
-            seal(&mut rng, &bob, &alice_id, text("x"))
+            seal_standard(&mut rng, &bob, &alice_id, text("x"))
                 .unwrap()
                 .card_version,
             Some(1)
@@ -543,7 +556,7 @@ mod tests {
         .unwrap();
         assert_eq!(bob.contact(&alice_id).unwrap().unwrap().card_known, 1);
         assert_eq!(
-            seal(&mut rng, &bob, &alice_id, text("y"))
+            seal_standard(&mut rng, &bob, &alice_id, text("y"))
                 .unwrap()
                 .card_version,
             None,
@@ -576,7 +589,7 @@ mod tests {
         assert!(bob.prekeys(1, 1).is_some(), "the retired ones are kept");
         // A card from before the rotation still starts a session.
         let bob_at_alice = alice.add_contact("bob", &old_card).unwrap();
-        let first = seal(&mut rng, &alice, &bob_at_alice, text("old card")).unwrap();
+        let first = seal_standard(&mut rng, &alice, &bob_at_alice, text("old card")).unwrap();
         assert!(open(&mut rng, &bob, &first.envelope).is_some());
         // After the grace period the retired private keys are gone.
         assert!(
@@ -585,7 +598,7 @@ mod tests {
         );
         assert!(bob.prekeys(1, 1).is_none());
         let bob_at_carol = carol.add_contact("bob", &old_card).unwrap();
-        let late = seal(&mut rng, &carol, &bob_at_carol, text("too late")).unwrap();
+        let late = seal_standard(&mut rng, &carol, &bob_at_carol, text("too late")).unwrap();
         assert!(open(&mut rng, &bob, &late.envelope).is_none());
     }
 }

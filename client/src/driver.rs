@@ -281,8 +281,14 @@ impl Driver {
 
     fn queue(&mut self, contact: ContactId, content: Content) -> Result<LocalId, ClientError> {
         let (kind, body) = (content.kind, content.body.clone());
-        let sealed = conversation::seal(&mut self.rng, &self.profile, &contact, content)
-            .map_err(|e| ClientError::Queue(e.to_string()))?;
+        let sealed = conversation::seal(
+            &mut self.rng,
+            &self.profile,
+            &contact,
+            content,
+            &self.geometry,
+        )
+        .map_err(|e| ClientError::Queue(e.to_string()))?;
         let now = self.now();
         let local = self
             .endpoint

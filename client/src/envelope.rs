@@ -14,6 +14,8 @@
 //! messages, so a contact who did not know us can answer; once the contact
 //! has answered, messages carry no card (length 0).
 
+use aegis_mix_packet::Geometry;
+
 use crate::edge::EdgeError;
 use crate::edge::pqxdh::{InitialHeader, Version};
 
@@ -28,19 +30,19 @@ pub const ANONYMOUS_REPLY: u8 = 0x04;
 /// Largest signalling message body (call set-up data such as SDP/ICE).
 pub const MAX_SIGNAL_LEN: usize = 8 * 1024;
 
-/// Bytes an envelope of `len` bytes leaves empty in its last fragment (of
-/// the standard geometry): what the post-quantum section may take without
-/// making the message a fragment longer.
-pub fn fragment_room(len: usize) -> usize {
-    let per_fragment = aegis_mix_packet::Geometry::STANDARD.fragment_data_len();
+/// Bytes an envelope of `len` bytes leaves empty in its last fragment of
+/// the network's `geometry`: what the post-quantum section may take
+/// without making the message a fragment longer.
+pub fn fragment_room(geometry: &Geometry, len: usize) -> usize {
+    let per_fragment = geometry.fragment_data_len();
     (per_fragment - len % per_fragment) % per_fragment
 }
 
 /// The post-quantum budget for a message whose envelope is `len` bytes
 /// with a one-byte section: that byte and the room left in the last
-/// fragment.
-pub fn pq_budget(len: usize) -> usize {
-    crate::edge::spqr::Section::len_with(0) + fragment_room(len)
+/// fragment of the network's `geometry`.
+pub fn pq_budget(geometry: &Geometry, len: usize) -> usize {
+    crate::edge::spqr::Section::len_with(0) + fragment_room(geometry, len)
 }
 
 /// The outer layer of a message.

@@ -13,6 +13,7 @@ use aegis_client::edge::pqxdh::Version;
 use aegis_client::edge::ratchet::{Session, fresh_pair};
 use aegis_client::edge::spqr::Section;
 use aegis_client::envelope::pq_budget;
+use aegis_mix_packet::Geometry;
 use aegis_sim::{Report, Scenario, run};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -92,7 +93,7 @@ fn conversation(
         let to_bob = written == 0 || net.random::<bool>();
         let from = if to_bob { &mut alice } else { &mut bob };
         let budget = shards.map_or_else(
-            || pq_budget(1 + from.overhead() + TEXT.len()),
+            || pq_budget(&Geometry::STANDARD, 1 + from.overhead() + TEXT.len()),
             Section::len_with,
         );
         let Ok(bytes) = from.encrypt(&mut rng, TEXT, budget) else {

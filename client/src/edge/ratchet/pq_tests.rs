@@ -132,26 +132,31 @@ fn a_forged_or_damaged_version_2_message_leaves_the_whole_state_byte_identical()
 fn every_message_keeps_its_fragment_count() {
     use crate::envelope::pq_budget;
     let (mut rng, mut alice, _) = pair(24);
-    let per = aegis_mix_packet::Geometry::STANDARD.fragment_data_len();
-    for len in [
-        0,
-        10,
-        500,
-        per - 200,
-        per - 130,
-        per - 129,
-        per,
-        3 * per + 7,
-    ] {
-        let plaintext = vec![1u8; len];
-        let bare = alice.overhead() + plaintext.len();
-        let budget = pq_budget(bare);
-        let m = alice.encrypt(&mut rng, &plaintext, budget).unwrap();
-        assert_eq!(
-            m.len().div_ceil(per),
-            bare.div_ceil(per),
-            "{len} bytes of plaintext"
-        );
+    // In either packet format's geometry: the budget follows the network's
+    // fragment size, not one fixed size.
+    for geometry in aegis_mix_packet::Geometry::KNOWN {
+        let per = geometry.fragment_data_len();
+        for len in [
+            0,
+            10,
+            500,
+            per - 200,
+            per - 130,
+            per - 129,
+            per,
+            3 * per + 7,
+        ] {
+            let plaintext = vec![1u8; len];
+            let bare = alice.overhead() + plaintext.len();
+            let budget = pq_budget(&geometry, bare);
+            let m = alice.encrypt(&mut rng, &plaintext, budget).unwrap();
+            assert_eq!(
+                m.len().div_ceil(per),
+                bare.div_ceil(per),
+                "{len} bytes of plaintext in {}",
+                geometry.name
+            );
+        }
     }
 }
 
