@@ -31,9 +31,13 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_follow_mailboxes_and_every_refusal_is_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut net = LocalNet::start(dir.path(), &LocalNetSpec::default())
-        .await
-        .unwrap();
+    // The geometry the test's sizes are of, whatever
+    // AEGIS_TEST_PACKET_FORMAT says.
+    let spec = LocalNetSpec {
+        geometry: G,
+        ..LocalNetSpec::default()
+    };
+    let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();
     net.stop_node(GATEWAY).await;
     net.nodes[GATEWAY].config.max_clients = 1;
     net.start_node(GATEWAY).await.unwrap();

@@ -136,6 +136,9 @@ async fn packets_cross_real_nodes_and_bad_input_is_counted() {
         mixes: 3,
         gateways: 1,
         epoch_length_ms: 4_000,
+        // The Sphinx format, whatever AEGIS_TEST_PACKET_FORMAT says (the
+        // KEM format's test is below).
+        geometry: G,
         ..LocalNetSpec::default()
     };
     let mut net = LocalNet::start(dir.path(), &spec).await.unwrap();

@@ -65,8 +65,27 @@ impl Default for LocalNetSpec {
             workers: 1,
             line_rate: 200,
             filter_snapshot_secs: 1,
-            geometry: aegis_mix_packet::Geometry::STANDARD,
+            geometry: test_geometry(),
         }
+    }
+}
+
+/// The geometry a test network gets unless the test names one: Sphinx, or
+/// the format `AEGIS_TEST_PACKET_FORMAT` names (`sphinx` or `pq`), so a
+/// whole suite runs in the post-quantum format on request.
+///
+/// # Panics
+/// If the variable names no packet format (a typo must not quietly run
+/// the suite in the other format).
+pub fn test_geometry() -> aegis_mix_packet::Geometry {
+    match std::env::var("AEGIS_TEST_PACKET_FORMAT") {
+        Ok(name) => {
+            let format = aegis_mix_packet::PacketFormat::from_name(&name).unwrap_or_else(|| {
+                panic!("AEGIS_TEST_PACKET_FORMAT={name}: expected `sphinx` or `pq`")
+            });
+            aegis_mix_packet::Geometry::of_format(format)
+        }
+        Err(_) => aegis_mix_packet::Geometry::STANDARD,
     }
 }
 
