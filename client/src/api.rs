@@ -101,6 +101,10 @@ pub struct NetworkStats {
     /// Fragments delivered a second time that got no second ack (their
     /// reply block was used already), since start.
     pub acks_withheld: u64,
+    /// Slots whose frame was ready only after the release hold
+    /// ([`crate::emission::RELEASE_HOLD`]), so it left later than slot +
+    /// hold (since start).
+    pub release_overruns: u64,
 }
 
 /// Something the application should know.

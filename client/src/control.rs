@@ -296,6 +296,9 @@ pub enum Reply {
         /// Repeated deliveries not acknowledged again.
         #[serde(default)]
         acks_withheld: u64,
+        /// Frames released later than the hold after their slot.
+        #[serde(default)]
+        release_overruns: u64,
     },
     /// The contacts.
     Contacts {
@@ -495,6 +498,7 @@ pub fn stats_reply(s: &NetworkStats) -> Reply {
         blocked_dropped: s.blocked_dropped,
         events_missed: s.events_missed,
         acks_withheld: s.acks_withheld,
+        release_overruns: s.release_overruns,
     }
 }
 

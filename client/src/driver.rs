@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::api::{ClientConfig, ClientError, Command, Event, NetworkStats};
 use crate::call::Calls;
 use crate::conversation;
+use crate::emission;
 use crate::envelope::{ANONYMOUS, ANONYMOUS_REPLY, Content, ContentKind};
 use crate::profile::{ContactState, MAX_REQUEST_MESSAGES, Profile};
 use crate::store::Namespace;
@@ -74,6 +75,8 @@ pub(crate) struct Driver {
     missed_events: u64,
     /// Messages dropped from blocked contacts.
     blocked_dropped: u64,
+    /// Slots whose frame was taken later than the release hold.
+    release_overruns: u64,
     /// Writes the outbox and inbox snapshots off the emission path.
     writer: Option<Writer>,
     /// Store writes that failed, as last reported.
@@ -144,6 +147,7 @@ impl Driver {
             events,
             missed_events: 0,
             blocked_dropped: 0,
+            release_overruns: 0,
             writer: Some(Writer::start(profile_store)),
             writes_failed: 0,
             calls: Calls::default(),
@@ -219,11 +223,12 @@ impl Driver {
                 },
                 _ = tokio::time::sleep(wake.saturating_sub(now)) => {}
             }
-            let now = self.now();
-            // Frames built ahead leave at their slots; the next ones are
+            let (now, slot) = (self.now(), Instant::now());
+            // Frames built ahead leave at their slots, released a fixed
+            // hold after the slot whatever they are; the next ones are
             // built once these are on their way.
             self.endpoint.handle_timeout(&mut self.rng, now);
-            self.transmit().await;
+            self.transmit(slot).await;
             self.endpoint.prepare(&mut self.rng, now);
             if let Some(ack) = self.endpoint.poll_pull(now) {
                 if self.session.is_none() && now >= next_reconnect {
@@ -276,6 +281,7 @@ impl Driver {
             blocked_dropped: self.blocked_dropped,
             events_missed: self.missed_events,
             acks_withheld: stats.acks_withheld,
+            release_overruns: self.release_overruns,
         }
     }
 
@@ -367,10 +373,19 @@ impl Driver {
         }
     }
 
-    /// Sends the frames the endpoint produced; without a session they are
-    /// lost like packets on a broken link (retransmission covers fragments).
-    async fn transmit(&mut self) {
+    /// Sends the frames the endpoint produced at the slot that began at
+    /// `slot`, the first no sooner than [`emission::RELEASE_HOLD`] after
+    /// it; without a session they are lost like packets on a broken link
+    /// (retransmission covers fragments).
+    async fn transmit(&mut self, slot: Instant) {
+        let mut released = false;
         while let Some(frame) = self.endpoint.poll_transmit() {
+            if !released {
+                released = true;
+                if !emission::release_at(slot, emission::RELEASE_HOLD) {
+                    self.release_overruns += 1;
+                }
+            }
             if let Some(session) = self.session.as_mut()
                 && session.send(frame).await.is_err()
             {

@@ -46,6 +46,8 @@ pub mod directory;
 #[cfg(feature = "net")]
 mod driver;
 
+pub mod emission;
+
 #[cfg(feature = "net")]
 pub mod api;
 #[cfg(feature = "net")]
