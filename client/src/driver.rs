@@ -34,6 +34,8 @@ use crate::store::writer::Writer;
 
 /// Outbox record key.
 const OUTBOX_KEY: &[u8] = b"outbox";
+/// Where a saved outbox this client could not read is kept.
+const UNREADABLE_OUTBOX_KEY: &[u8] = b"outbox.unreadable";
 /// Inbox record key (ids of delivered messages, so that late copies are
 /// recognised after a restart too).
 const INBOX_KEY: &[u8] = b"inbox";
@@ -100,9 +102,23 @@ impl Driver {
     ) -> Result<Driver, ClientError> {
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let profile_store = profile.store_handle();
+        let geometry = crate::directory::geometry_of(&topology.document)?;
         let outbox = match profile.store().get(Namespace::Outbox, OUTBOX_KEY)? {
-            Some(bytes) => Outbox::from_bytes(&bytes, config.outbox.clone(), Duration::ZERO)
-                .unwrap_or_else(|_| Outbox::new(config.outbox.clone())),
+            Some(bytes) => {
+                match Outbox::from_bytes(&bytes, config.outbox.clone(), &geometry, Duration::ZERO) {
+                    Ok(outbox) => outbox,
+                    Err(error) => {
+                        // Not lost: kept aside, where the next save does
+                        // not overwrite it (a network that moved to a
+                        // geometry with smaller fragments, say).
+                        warn!(%error, "saved outbox unreadable; kept aside, starting empty");
+                        profile
+                            .store()
+                            .put(Namespace::Outbox, UNREADABLE_OUTBOX_KEY, &bytes)?;
+                        Outbox::new(config.outbox.clone())
+                    }
+                }
+            }
             None => Outbox::new(config.outbox.clone()),
         };
         let inbox = match profile.store().get(Namespace::Meta, INBOX_KEY)? {
@@ -110,7 +126,6 @@ impl Driver {
                 .unwrap_or_else(|_| Inbox::new(InboxConfig::default())),
             None => Inbox::new(InboxConfig::default()),
         };
-        let geometry = crate::directory::geometry_of(&topology.document)?;
         let own = Own {
             gateway: profile.gateway,
             mailbox: profile.mailbox(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aegis_mix_packet::constants::{ID_LEN, MAX_FRAGMENTS};
-use aegis_mix_packet::{AckId, MessageId, ReplyKey};
+use aegis_mix_packet::{AckId, Geometry, MessageId, ReplyKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -136,11 +136,13 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
         .map_err(|_| OutboxError::Encoding)
     }
 
-    /// Restores an outbox saved by [`Outbox::to_bytes`], with `now` on the
-    /// new time origin. Every field is checked for consistency.
+    /// Restores an outbox saved by [`Outbox::to_bytes`] for a network of
+    /// `geometry` (its fragments must fit that geometry's), with `now` on
+    /// the new time origin. Every field is checked for consistency.
     pub fn from_bytes(
         bytes: &[u8],
         config: OutboxConfig,
+        geometry: &Geometry,
         now: Duration,
     ) -> Result<Self, OutboxError> {
         let version = *bytes.first().ok_or(OutboxError::Malformed("empty input"))?;
@@ -157,6 +159,7 @@ impl<R: Clone + Serialize + DeserializeOwned> Outbox<R> {
             other => return Err(OutboxError::UnsupportedVersion(other)),
         };
         let mut outbox = Outbox::new(config);
+        outbox.set_geometry(geometry.clone());
         outbox.next_local = saved.next_local;
         for m in saved.messages {
             outbox.restore_message(m, now)?;

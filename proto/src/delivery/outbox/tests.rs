@@ -460,7 +460,8 @@ fn the_outbox_survives_a_restart_on_a_new_time_origin() {
 
     let saved = outbox.to_bytes(secs(1004)).unwrap();
     // The clock starts again at zero.
-    let mut restored: Outbox = Outbox::from_bytes(&saved, config(4), Duration::ZERO).unwrap();
+    let mut restored: Outbox =
+        Outbox::from_bytes(&saved, config(4), &Geometry::STANDARD, Duration::ZERO).unwrap();
     assert_eq!(restored.len(), 2);
     assert_eq!(restored.queued_bytes(), outbox.queued_bytes());
     assert_eq!(restored.status(a), Some(MessageStatus::Queued));
@@ -484,6 +485,29 @@ fn the_outbox_survives_a_restart_on_a_new_time_origin() {
 }
 
 #[test]
+fn an_outbox_of_the_post_quantum_geometry_is_restored_in_it_and_refused_in_a_smaller_one() {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let pq = Geometry::PQ;
+    let mut outbox = Outbox::new(config(4));
+    outbox.set_geometry(pq.clone());
+    // One fragment holding more than a standard fragment can.
+    let len = Geometry::STANDARD.fragment_data_len() + 100;
+    assert!(len <= pq.fragment_data_len());
+    let id = outbox
+        .queue(&mut rng, contact(1), vec![7; len], Duration::ZERO)
+        .unwrap();
+    send(&mut outbox, &mut rng, Duration::ZERO).unwrap();
+    let saved = outbox.to_bytes(SECOND).unwrap();
+    let restored = Outbox::<ContactId>::from_bytes(&saved, config(4), &pq, SECOND).unwrap();
+    assert_eq!(restored.status(id), Some(MessageStatus::Sent));
+    assert_eq!(restored.queued_bytes(), outbox.queued_bytes());
+    assert_eq!(
+        Outbox::<ContactId>::from_bytes(&saved, config(4), &Geometry::STANDARD, SECOND).err(),
+        Some(OutboxError::Malformed("fragment data length"))
+    );
+}
+
+#[test]
 fn saved_outboxes_are_checked() {
     let mut rng = ChaCha20Rng::seed_from_u64(8);
     let mut outbox = Outbox::new(config(4));
@@ -492,7 +516,8 @@ fn saved_outboxes_are_checked() {
         .unwrap();
     send(&mut outbox, &mut rng, Duration::ZERO).unwrap();
     let saved = outbox.to_bytes(SECOND).unwrap();
-    let restore = |b: &[u8]| Outbox::<ContactId>::from_bytes(b, config(4), SECOND);
+    let restore =
+        |b: &[u8]| Outbox::<ContactId>::from_bytes(b, config(4), &Geometry::STANDARD, SECOND);
     restore(&saved).unwrap();
     assert_eq!(
         restore(&[]).err(),
@@ -593,7 +618,7 @@ proptest::proptest! {
         }
         let queued: usize = sizes.iter().filter(|(id, _)| outbox.status(**id).is_some()).map(|(_, l)| *l).sum();
         proptest::prop_assert_eq!(outbox.queued_bytes(), queued);
-        let restored: Outbox = Outbox::from_bytes(&outbox.to_bytes(now).unwrap(), outbox.config.clone(), now).unwrap();
+        let restored: Outbox = Outbox::from_bytes(&outbox.to_bytes(now).unwrap(), outbox.config.clone(), &outbox.geometry, now).unwrap();
         proptest::prop_assert_eq!(restored.len(), outbox.len());
         proptest::prop_assert_eq!(restored.queued_bytes(), outbox.queued_bytes());
         for id in sizes.keys() {
