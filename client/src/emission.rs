@@ -24,8 +24,9 @@
 use std::time::{Duration, Instant};
 
 /// How long after its slot began a frame is released. Taking a prepared
-/// frame takes 3–16 µs at the 90th percentile (`client/benches/emission.rs`),
-/// so the hold leaves a margin of several times that for preemption.
+/// frame takes 14–21 µs at the 90th percentile with the store under write
+/// load (`client/benches/emission.rs`), so the hold leaves a margin of
+/// five times that for preemption.
 pub const RELEASE_HOLD: Duration = Duration::from_micros(100);
 
 /// Waits until `hold` after `slot`; `false` if that moment had already
