@@ -38,10 +38,8 @@ fn a_network_in_containers_delivers_every_message_once_through_a_mix_kill_and_a_
     let report = dir.path().join("report.json");
     // `AEGIS_TEST_PACKET_FORMAT=pq` runs the network in the post-quantum
     // format, as it does the rest of the system suite.
-    let format = std::env::var("AEGIS_TEST_PACKET_FORMAT").ok();
-    let format_args = format
-        .as_deref()
-        .map(|f| vec!["--packet-format", f])
+    let format_args = aegis_testkit::test_packet_format()
+        .map(|f| vec!["--packet-format", f.name()])
         .unwrap_or_default();
     let output = Command::new(env!("CARGO_BIN_EXE_aegis-localnet"))
         .args(format_args)

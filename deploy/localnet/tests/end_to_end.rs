@@ -42,11 +42,10 @@ fn launch_until(extra: &[&str], message_interval: &str, until: &str) -> serde_js
     args.extend_from_slice(extra);
     // `AEGIS_TEST_PACKET_FORMAT=pq` runs every network of the suite in the
     // post-quantum format (the tests named for it do so always).
-    let format = std::env::var("AEGIS_TEST_PACKET_FORMAT").ok();
-    if let Some(format) = &format
+    if let Some(format) = aegis_testkit::test_packet_format()
         && !extra.contains(&"--packet-format")
     {
-        args.extend(["--packet-format", format.as_str()]);
+        args.extend(["--packet-format", format.name()]);
     }
     let output = Command::new(env!("CARGO_BIN_EXE_aegis-localnet"))
         .args(&args)

@@ -70,23 +70,27 @@ impl Default for LocalNetSpec {
     }
 }
 
-/// The geometry a test network gets unless the test names one: Sphinx, or
-/// the format `AEGIS_TEST_PACKET_FORMAT` names (`sphinx` or `pq`), so a
-/// whole suite runs in the post-quantum format on request.
+/// The packet format `AEGIS_TEST_PACKET_FORMAT` names (`sphinx` or `pq`),
+/// if it is set: every test network of a suite (in process, as processes,
+/// in containers) runs in it, so a whole suite runs in the post-quantum
+/// format on request.
 ///
 /// # Panics
 /// If the variable names no packet format (a typo must not quietly run
 /// the suite in the other format).
+pub fn test_packet_format() -> Option<aegis_mix_packet::PacketFormat> {
+    let name = std::env::var("AEGIS_TEST_PACKET_FORMAT").ok()?;
+    let format = aegis_mix_packet::PacketFormat::from_name(&name)
+        .unwrap_or_else(|| panic!("AEGIS_TEST_PACKET_FORMAT={name}: expected `sphinx` or `pq`"));
+    Some(format)
+}
+
+/// The geometry a test network gets unless the test names one: that of
+/// [`test_packet_format`], else the standard one.
 pub fn test_geometry() -> aegis_mix_packet::Geometry {
-    match std::env::var("AEGIS_TEST_PACKET_FORMAT") {
-        Ok(name) => {
-            let format = aegis_mix_packet::PacketFormat::from_name(&name).unwrap_or_else(|| {
-                panic!("AEGIS_TEST_PACKET_FORMAT={name}: expected `sphinx` or `pq`")
-            });
-            aegis_mix_packet::Geometry::of_format(format)
-        }
-        Err(_) => aegis_mix_packet::Geometry::STANDARD,
-    }
+    test_packet_format().map_or(aegis_mix_packet::Geometry::STANDARD, |format| {
+        aegis_mix_packet::Geometry::of_format(format)
+    })
 }
 
 /// One authority of a local network.

@@ -17,7 +17,7 @@ pub mod ks;
 pub mod netns;
 pub mod plan;
 pub mod processes;
-pub use inprocess::{LocalNet, LocalNetSpec, free_port};
+pub use inprocess::{LocalNet, LocalNetSpec, free_port, test_packet_format};
 pub use plan::{Hosts, NetworkPlan, NodeTuning, Shape};
 
 /// The `p`-quantile (0 ≤ p ≤ 1) of `sorted` by the nearest rank, or `None`
