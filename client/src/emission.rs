@@ -19,7 +19,7 @@
 //! tell kinds apart. The wait spins rather than sleeps: a sleep's wake-up
 //! is tens of microseconds coarse, a spin ends within the clock's
 //! resolution. At a client's rates (some 14 slots a second) the hold costs
-//! well under a thousandth of a core.
+//! about 0.14 % of a core.
 
 use std::time::{Duration, Instant};
 
